@@ -1,0 +1,120 @@
+"""Orbax checkpoints: the train state plus the data position, saved together, restored exactly.
+
+Layout under ``workdir``:
+  checkpoints/<step>/{state,meta}   the last ``checkpoint.keep`` saves (async, every N steps)
+  checkpoints_best/<step>/...       the best save by ``checkpoint.best_metric`` (at eval steps)
+
+``meta`` is JSON: the data stream's next batch index and the metrics at that step. A corrupt
+latest checkpoint is never deleted: restore falls back to the next older one and says so.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import orbax.checkpoint as ocp
+
+from pretrainx.data.base import DataState
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def _manager(directory: str, options: ocp.CheckpointManagerOptions) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(os.path.abspath(directory), item_names=("state", "meta"),
+                                 options=options)
+
+
+class Checkpointer:
+    def __init__(self, workdir: str, ckpt_config):
+        self.every = int(ckpt_config.every)
+        self.best_metric = ckpt_config.get("best_metric", "")
+        async_save = bool(ckpt_config.get("async_save", True))
+        self.latest = _manager(os.path.join(workdir, "checkpoints"), ocp.CheckpointManagerOptions(
+            max_to_keep=int(ckpt_config.keep), enable_async_checkpointing=async_save))
+        self.best = None
+        if self.best_metric:
+            mode = ckpt_config.get("best_mode", "min")
+            if mode not in ("min", "max"):
+                raise ValueError(f"checkpoint.best_mode must be 'min' or 'max', got {mode!r}")
+            self.best = _manager(os.path.join(workdir, "checkpoints_best"), ocp.CheckpointManagerOptions(
+                max_to_keep=1, best_fn=lambda m: m[self.best_metric], best_mode=mode,
+                keep_checkpoints_without_metrics=False, enable_async_checkpointing=async_save))
+
+    @staticmethod
+    def _args(state, data_state: DataState, metrics: dict | None):
+        meta = {"data": data_state.to_json(), "metrics": metrics or {}}
+        return ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+
+    def save(self, step: int, state, data_state: DataState, metrics: dict | None = None) -> None:
+        """Async save; errors of an earlier async save surface here, never silently."""
+        self.latest.check_for_errors()
+        self.latest.save(step, args=self._args(state, data_state, metrics), force=True)
+
+    def save_best(self, step: int, state, data_state: DataState, metrics: dict) -> None:
+        if self.best is None or self.best_metric not in metrics:
+            return
+        self.best.check_for_errors()
+        self.best.save(step, args=self._args(state, data_state, metrics),
+                       metrics={self.best_metric: float(metrics[self.best_metric])}, force=True)
+
+    def latest_step(self) -> int | None:
+        return self.latest.latest_step()
+
+    def restore(self, target_state) -> tuple[object, DataState, int] | None:
+        """Newest readable checkpoint onto ``target_state`` (ShapeDtypeStructs with shardings)."""
+        return restore_newest(self.latest, target_state)
+
+    def wait(self) -> None:
+        """Block until async saves finish; raises if one failed."""
+        self.latest.wait_until_finished()
+        if self.best is not None:
+            self.best.wait_until_finished()
+
+    def close(self) -> None:
+        self.latest.close()
+        if self.best is not None:
+            self.best.close()
+
+
+def restore_newest(manager: ocp.CheckpointManager, target_state):
+    """(state, data state, step) of the newest readable checkpoint; None when there is none.
+
+    An unreadable checkpoint is skipped with a warning (and kept on disk); CheckpointError when
+    every one is unreadable.
+    """
+    failures = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            restored = manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target_state), meta=ocp.args.JsonRestore()))
+        except Exception as e:  # noqa: BLE001 - any failure means "try the older one"
+            failures.append(f"step {step}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+            log.warning("checkpoint at step %d is unreadable (%s); trying an older one", step, e)
+            continue
+        if failures:
+            log.warning("restored step %d; newer unreadable checkpoints were kept on disk for "
+                        "inspection: %s", step, "; ".join(failures))
+        return restored["state"], DataState.from_json(restored["meta"].get("data")), step
+    if failures:
+        raise CheckpointError(f"no readable checkpoint in {manager.directory}: " + "; ".join(failures))
+    return None
+
+
+def restore_for_inference(workdir: str, which: str, target_state):
+    """Read-only restore of the "latest" or "best" checkpoint of a run."""
+    sub = {"latest": "checkpoints", "best": "checkpoints_best"}[which]
+    directory = os.path.join(workdir, sub)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"no checkpoint directory {directory}")
+    manager = _manager(directory, ocp.CheckpointManagerOptions(read_only=True, create=False))
+    try:
+        restored = restore_newest(manager, target_state)
+    finally:
+        manager.close()
+    if restored is None:
+        raise FileNotFoundError(f"no checkpoint in {directory}")
+    return restored

@@ -1,0 +1,149 @@
+"""The ``pretrainx`` command: a thin entry point; all logic lives in importable modules.
+
+  pretrainx train  --config configs/gpt/shakespeare_char.py[:smoke] --workdir DIR [--config.KEY=VALUE ...]
+  pretrainx eval   --workdir DIR
+  pretrainx sample --workdir DIR [--prompt "ROMEO:"] [--max-new-tokens 200] [--temperature 0.8] [--top-k 200]
+  pretrainx tokenizer train --corpus PATH --kind bpe --vocab-size 8000 --out DIR
+  pretrainx ngram  --text PATH [--n 2]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+USAGE = __doc__
+
+# Failures a user can fix from the message alone: printed as one line, no traceback
+# (set PRETRAINX_DEBUG=1 for the traceback).
+_USER_ERRORS = (FileNotFoundError, ValueError, KeyError, AttributeError, FloatingPointError)
+
+
+def _train(argv: list[str]) -> int:
+    from absl import flags
+    from ml_collections import config_flags
+
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "experiment config file (path.py[:variant])",
+                                    flag_values=fv, lock_config=True)
+    flags.DEFINE_string("workdir", None, "output directory (created; resumed if it has checkpoints)",
+                        flag_values=fv)
+    try:
+        fv(["pretrainx"] + argv)
+    except flags.Error as e:
+        raise ValueError(str(e).splitlines()[0]) from None
+    if fv.config is None or not fv.workdir:
+        raise ValueError("train needs --config PATH.py[:variant] and --workdir DIR")
+    from pretrainx import train
+    result = train.run(fv.config, fv.workdir)
+    vals = [h["val/loss"] for h in result.history if "val/loss" in h]
+    if vals:
+        print(f"best val/loss {min(vals):.4f}; workdir {fv.workdir}")
+    return 0
+
+
+def _restore_for_inference(workdir: str, which: str):
+    """(objective, EvalContext) with the run's trained weights, for ``sample`` and ``eval``."""
+    import jax
+    from pretrainx import checkpoint, objectives, optim, sharding, state as state_lib, train
+    from pretrainx.data import tokenizer as tokenizer_lib
+    from pretrainx.data.base import Dataset
+    from pretrainx.objectives.base import EvalContext
+
+    config = train.load_config_json(workdir)
+    objective = objectives.get(config.objective)(config)
+    tok_path = os.path.join(workdir, tokenizer_lib.FILENAME)
+    tok = tokenizer_lib.load(tok_path) if os.path.exists(tok_path) else None
+    objective.bind_data(Dataset(train=None, val=None, tokenizer=tok))
+    try:
+        mesh = sharding.make_mesh(config.mesh)
+    except ValueError:      # fewer devices than the run had: sample on what is here
+        mesh = sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
+    target = state_lib.abstract_train_state(
+        objective, lambda p: optim.make_optimizer(config.optimizer, p)[0],
+        ema=float(config.optimizer.ema_decay) > 0, mesh=mesh, axis_rules=sharding.rules(config.sharding))
+    state, _, step = checkpoint.restore_for_inference(workdir, which, target)
+    ctx = EvalContext(params=state.eval_params(), frozen=state.frozen, step=step, workdir=workdir,
+                      rng=jax.random.PRNGKey(0), mesh=mesh, val_data=None, tokenizer=tok)
+    return objective, ctx, config
+
+
+def _sample(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="pretrainx sample")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
+    p.add_argument("--prompt")
+    p.add_argument("--max-new-tokens", type=int, dest="max_new_tokens")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-k", type=int, dest="top_k")
+    p.add_argument("--steps", type=int, help="sampler steps (diffusion / flow)")
+    p.add_argument("--sampler", help="e.g. ancestral | ddim | euler | heun")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
+    p.add_argument("--num-samples", type=int, dest="num_samples")
+    p.add_argument("--seed", type=int)
+    args = p.parse_args(argv)
+    objective, ctx, _ = _restore_for_inference(args.workdir, args.checkpoint)
+    options = {k: v for k, v in vars(args).items() if k not in ("workdir", "checkpoint")}
+    print(objective.sample_command(ctx, options))
+    return 0
+
+
+def _eval(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="pretrainx eval")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
+    args = p.parse_args(argv)
+    from pretrainx import data as data_lib, evaluate
+    objective, ctx, config = _restore_for_inference(args.workdir, args.checkpoint)
+    dataset = data_lib.build(config.data, batch_size=config.batch_size,
+                             eval_batch_size=config.eval.batch_size,
+                             seq_len=config.data.get("seq_len"), seed=config.seed)
+    objective.bind_data(dataset)
+    ev = evaluate.Evaluator(objective, config, ctx.mesh, dataset, args.workdir)
+
+    class _State:   # the evaluator reads only these
+        frozen = ctx.frozen
+
+        @staticmethod
+        def eval_params():
+            return ctx.params
+    for k, v in sorted(ev.run(_State, ctx.step).items()):
+        print(f"{k} {v:.6f}")
+    return 0
+
+
+def _tokenizer(argv: list[str]) -> int:
+    from pretrainx.data import tokenizer_cli
+    return tokenizer_cli.main(argv)
+
+
+def _ngram(argv: list[str]) -> int:
+    from pretrainx.data import ngram
+    return ngram.main(argv)
+
+
+COMMANDS = {"train": _train, "eval": _eval, "sample": _sample, "tokenizer": _tokenizer,
+            "ngram": _ngram}
+
+
+def cli(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(USAGE, file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("absl", "jax._src", "orbax"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return COMMANDS[argv[0]](argv[1:]) or 0
+    except _USER_ERRORS as e:
+        if os.environ.get("PRETRAINX_DEBUG"):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"pretrainx: error: {type(e).__name__}: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

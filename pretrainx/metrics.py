@@ -1,0 +1,133 @@
+"""Where numbers go: ``metrics.jsonl`` (one JSON object per logged step), TensorBoard events, and a
+progress bar with loss, tokens/s, MFU and ETA. Only process 0 writes.
+
+MFU follows nanoGPT's ``estimate_mfu``: FLOPs per token = 6N + 12·L·H·Q·T (N non-embedding
+parameters, L layers, H heads, Q head size, T sequence length), achieved FLOP/s divided by the
+summed peak dense bf16 FLOP/s of the devices in use.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import jax
+
+# Peak dense bf16 FLOP/s per device, from the vendors' data sheets. Matched by substring of
+# jax's device_kind, most specific first.
+PEAK_BF16_FLOPS = (
+    ("H200", 989e12),
+    ("H100", 989e12),        # SXM; the PCIe card is 756e12 ("H100 PCIe" matches below first)
+    ("A100", 312e12),
+    ("L4", 121e12),
+    ("A10G", 125e12),
+    ("V100", 125e12),        # fp16 tensor cores
+    ("TPU v6", 918e12),
+    ("TPU v5p", 459e12),
+    ("TPU v5 lite", 197e12),
+    ("TPU v5e", 197e12),
+    ("TPU v4", 275e12),
+    ("TPU v3", 123e12),
+)
+_PCIE = {"H100 PCIe": 756e12, "H100 NVL": 835e12}
+
+
+def peak_flops_per_device(device_kind: str | None = None) -> float | None:
+    """Peak bf16 FLOP/s of one device, or None where unknown (CPUs)."""
+    kind = device_kind if device_kind is not None else jax.devices()[0].device_kind
+    for name, flops in _PCIE.items():
+        if name in kind:
+            return flops
+    for name, flops in PEAK_BF16_FLOPS:
+        if name in kind:
+            return flops
+    return None
+
+
+def mfu(flops_per_token: float | None, tokens_per_sec: float, num_devices: int,
+        device_kind: str | None = None) -> float | None:
+    peak = peak_flops_per_device(device_kind)
+    if not flops_per_token or not peak:
+        return None
+    return flops_per_token * tokens_per_sec / (peak * num_devices)
+
+
+class MetricWriter:
+    """JSONL + TensorBoard; values are floats, keys like ``train/loss`` or ``val/loss``."""
+
+    def __init__(self, workdir: str, tensorboard: bool = True):
+        self.enabled = jax.process_index() == 0
+        self.jsonl = None
+        self.tb = None
+        if not self.enabled:
+            return
+        os.makedirs(workdir, exist_ok=True)
+        self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+            self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def write(self, step: int, scalars: dict) -> None:
+        if not self.enabled:
+            return
+        clean = {k: float(v) for k, v in scalars.items()}
+        self.jsonl.write(json.dumps({"step": int(step), **clean}) + "\n")
+        if self.tb is not None:
+            for k, v in clean.items():
+                if math.isfinite(v):
+                    self.tb.add_scalar(k, v, step)
+
+    def write_text(self, step: int, tag: str, text: str) -> None:
+        if self.enabled and self.tb is not None:
+            self.tb.add_text(tag, text, step)
+
+    def flush(self) -> None:
+        if self.tb is not None:
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.jsonl is not None:
+            self.jsonl.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+class Throughput:
+    """Steps/s and tokens/s over the window since the last call (the host syncs at each call)."""
+
+    def __init__(self, step: int):
+        self.last_step, self.last_time = step, time.perf_counter()
+
+    def measure(self, step: int) -> float:
+        now = time.perf_counter()
+        rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        self.last_step, self.last_time = step, now
+        return rate
+
+
+class Progress:
+    """tqdm bar showing loss, tokens/s and MFU; tqdm supplies the ETA."""
+
+    def __init__(self, total: int, initial: int, enabled: bool):
+        self.bar = None
+        if enabled and jax.process_index() == 0:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, initial=initial, dynamic_ncols=True, unit="step")
+
+    def update(self, step: int, postfix: dict) -> None:
+        if self.bar is None:
+            return
+        self.bar.n = step
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.refresh()
+
+    def write(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line)
+        elif jax.process_index() == 0:
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,1 @@
+"""Flax Linen modules only: they know nothing of losses, optimisers or data."""

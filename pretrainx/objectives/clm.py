@@ -1,0 +1,112 @@
+"""Causal language modelling (GPT): predict token t+1 from tokens <= t.
+
+Batch: ``inputs``, ``targets`` (B x T int32); optional ``weights`` (padding mask), ``segment_ids``
+and ``positions`` (packed documents: attention stays inside a document).
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pretrainx import losses
+from pretrainx.models import transformer
+from pretrainx.objectives.base import EvalContext, Objective, register
+
+LN2 = math.log(2.0)
+
+
+@register("clm")
+class CausalLM(Objective):
+    batch_keys = ("inputs", "targets")
+    tokens_key = "inputs"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model_config = transformer.TransformerConfig.from_config(config.model)
+        self.model = transformer.GPT(self.model_config)
+        self.label_smoothing = float(config.get("loss", {}).get("label_smoothing", 0.0))
+
+    def bind_data(self, dataset) -> None:
+        super().bind_data(dataset)
+        vocab = getattr(dataset.tokenizer, "vocab_size", None)
+        if vocab is not None and vocab > self.model_config.vocab_size:
+            raise ValueError(f"the tokenizer has {vocab} tokens but config.model.vocab_size is "
+                             f"{self.model_config.vocab_size}; set --config.model.vocab_size={vocab}")
+
+    def init(self, rng):
+        seq = int(self.config.data.seq_len)
+        tokens = jnp.zeros((1, seq), jnp.int32)
+        return self.model.init({"params": rng}, tokens, train=False)["params"]
+
+    def logits(self, params, batch, rng, *, train: bool):
+        return self.model.apply({"params": params}, batch["inputs"], positions=batch.get("positions"),
+                                segment_ids=batch.get("segment_ids"), train=train,
+                                rngs={"dropout": rng} if train else None)
+
+    def loss_fn(self, params, batch, rng, *, train, frozen):
+        logits = self.logits(params, batch, rng, train=train)
+        loss, nll, acc, _ = losses.cross_entropy(logits, batch["targets"], weights=batch.get("weights"),
+                                                 label_smoothing=self.label_smoothing)
+        metrics = {"loss": loss, "nll": nll, "perplexity": jnp.exp(nll), "accuracy": acc,
+                   "bits_per_token": nll / LN2}
+        chars = self.data_info.get("chars")
+        tokens = self.data_info.get("train_tokens", 0) + self.data_info.get("val_tokens", 0)
+        if chars and tokens:   # bits per character of the raw text, whatever the tokenizer
+            metrics["bits_per_char"] = nll / LN2 * (tokens / chars)
+        return loss, metrics
+
+    def flops_per_token(self):
+        n = transformer.param_count(self._abstract_params(), non_embedding=True)
+        return transformer.flops_per_token(self.model_config, n, int(self.config.data.seq_len))
+
+    def _abstract_params(self):
+        import flax.linen as nn
+        return nn.unbox(jax.eval_shape(self.init, jax.random.PRNGKey(0)))
+
+    # --- generation ---------------------------------------------------------------------------
+    def generate_text(self, params, prompt: str, *, max_new_tokens: int, temperature: float,
+                      top_k: int | None, seed: int) -> str:
+        from pretrainx import sample
+        if self.tokenizer is None:
+            raise ValueError("no tokenizer bound: sampling needs the run's tokenizer.json")
+        ids = self.tokenizer.encode(prompt) or [0]
+        out = sample.generate(self.model_config, params, np.asarray(ids, np.int32), max_new_tokens,
+                              rng=jax.random.PRNGKey(seed), temperature=temperature,
+                              top_k=top_k or None)
+        return self.tokenizer.decode(np.asarray(out)[0].tolist())
+
+    def sample_command(self, ctx: EvalContext, options: dict) -> str:
+        s = self.config.sample
+        pick = lambda k, d: d if options.get(k) is None else options[k]
+        budget = self.model_config.max_len - len(self.tokenizer.encode(pick("prompt", s.prompt)))
+        return self.generate_text(ctx.params, pick("prompt", s.prompt),
+                                  max_new_tokens=min(pick("max_new_tokens", s.max_new_tokens), budget),
+                                  temperature=pick("temperature", s.temperature),
+                                  top_k=pick("top_k", s.top_k), seed=pick("seed", 0))
+
+    def evaluators(self):
+        return [TextSampleEvaluator(self)]
+
+
+class TextSampleEvaluator:
+    """Writes a short sample to ``workdir/samples/step_N.txt`` at each eval: a look, not a metric."""
+    name = "text_sample"
+
+    def __init__(self, objective: CausalLM):
+        self.objective = objective
+
+    def __call__(self, ctx: EvalContext):
+        s = self.objective.config.sample
+        n = min(int(s.max_new_tokens), self.objective.model_config.max_len - 8)
+        text = self.objective.generate_text(ctx.params, s.prompt, max_new_tokens=n,
+                                            temperature=float(s.temperature), top_k=int(s.top_k),
+                                            seed=ctx.step)
+        if ctx.workdir and jax.process_index() == 0:
+            os.makedirs(os.path.join(ctx.workdir, "samples"), exist_ok=True)
+            with open(os.path.join(ctx.workdir, "samples", f"step_{ctx.step:06d}.txt"), "w") as f:
+                f.write(text)
+        return []

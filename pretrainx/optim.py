@@ -1,0 +1,73 @@
+"""optax AdamW + schedules from ``config.optimizer``.
+
+Gradient accumulation happens in the train step (a scan over micro-batches) rather than through
+``optax.MultiSteps``, so that one optimiser step is one runner step: schedules, logging and
+checkpoints all count the same thing.
+"""
+from __future__ import annotations
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+SCHEDULES = ("cosine", "inverse_sqrt", "exponential", "constant")
+
+
+def learning_rate_schedule(opt) -> optax.Schedule:
+    """Linear warm-up from 0 to ``lr`` over ``warmup_steps``, then the named decay."""
+    lr, warmup = float(opt.lr), int(opt.warmup_steps)
+    name = opt.schedule
+    if name == "cosine":
+        # nanoGPT: cosine from lr at the end of warm-up to end_lr at decay_steps, flat after.
+        decay_len = max(int(opt.decay_steps) - warmup, 1)
+        alpha = float(opt.end_lr) / lr if lr else 0.0
+        decay = optax.cosine_decay_schedule(lr, decay_len, alpha=alpha)
+    elif name == "inverse_sqrt":
+        # lr * sqrt(warmup / step) after warm-up (Vaswani et al.), continuous at the join.
+        w = max(warmup, 1)
+        decay = lambda s: lr * jnp.sqrt(w / (s + w))
+    elif name == "exponential":
+        # lr multiplied by decay_rate every decay_steps, smoothly.
+        decay = optax.exponential_decay(lr, int(opt.decay_steps), float(opt.decay_rate),
+                                        end_value=float(opt.end_lr) or None)
+    elif name == "constant":
+        decay = optax.constant_schedule(lr)
+    else:
+        raise ValueError(f"unknown optimizer.schedule {name!r}; known: {', '.join(SCHEDULES)}")
+    if warmup <= 0:
+        return decay
+    warm = optax.linear_schedule(0.0, lr, warmup)
+    return optax.join_schedules([warm, decay], [warmup])
+
+
+def weight_decay_mask(params, mode: str):
+    """True where weight decay applies.
+
+    "matrices": only kernels of rank >= 2 that are not embeddings (nanoGPT decays 2-D weights and
+    spares biases and norms; we also spare embedding tables, as most LM recipes do).
+    "all": every parameter.
+    """
+    if mode == "all":
+        return jax.tree.map(lambda _: True, params)
+    if mode != "matrices":
+        raise ValueError(f"unknown optimizer.decay_mask {mode!r} (known: matrices, all)")
+    flat = flax.traverse_util.flatten_dict(params)
+    mask = {}
+    for path, leaf in flat.items():
+        name = str(path[-1]).lower()          # nn.Embed's table is "embedding", Dense's "kernel"
+        in_norm = any("norm" in str(p).lower() for p in path)
+        mask[path] = bool(getattr(leaf, "ndim", 0) >= 2 and "embed" not in name
+                          and not in_norm and name != "bias")
+    return flax.traverse_util.unflatten_dict(mask)
+
+
+def make_optimizer(opt, params) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    schedule = learning_rate_schedule(opt)
+    parts = []
+    if float(opt.clip_norm) > 0:
+        parts.append(optax.clip_by_global_norm(float(opt.clip_norm)))
+    parts.append(optax.adamw(schedule, b1=float(opt.b1), b2=float(opt.b2), eps=float(opt.eps),
+                             weight_decay=float(opt.weight_decay),
+                             mask=weight_decay_mask(params, opt.decay_mask)))
+    return optax.chain(*parts), schedule

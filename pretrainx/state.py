@@ -1,0 +1,85 @@
+"""TrainState and its sharded initialisation (eval_shape -> logical specs -> jit with out_shardings).
+
+One state serves every objective: trainable ``params`` with their optimiser state, an optional
+EMA of them (diffusion samples from the EMA), and ``frozen`` parameters that are carried and
+checkpointed but never updated (a PPO/DPO reference policy, a reward model).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from pretrainx import sharding as sharding_lib
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    rng: jax.Array            # base key; step n uses fold_in(rng, n), so resume replays exactly
+    ema_params: Any           # None when config.optimizer.ema_decay == 0
+    frozen: Any
+
+    def eval_params(self):
+        """The weights to evaluate and sample with: the EMA when there is one."""
+        return self.params if self.ema_params is None else self.ema_params
+
+
+def _boxed_state(objective, tx_factory, ema: bool, rng: jax.Array) -> TrainState:
+    param_rng, frozen_rng, state_rng = jax.random.split(rng, 3)
+    params = objective.init(param_rng)
+    frozen = objective.init_frozen(frozen_rng)
+    # optax maps over the boxes, so Adam's moments keep each parameter's logical names.
+    tx = tx_factory(nn.unbox(params))
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      rng=state_rng, ema_params=params if ema else None, frozen=frozen)
+
+
+def create_train_state(objective, tx_factory, *, seed: int, ema: bool, mesh, axis_rules):
+    """Initialise the state already sharded; returns (state, shardings of the state).
+
+    ``tx_factory(params) -> optax transform`` (it needs the parameter tree for the decay mask).
+    """
+    rng = jax.random.PRNGKey(seed)
+    boxed = lambda r: _boxed_state(objective, tx_factory, ema, r)
+    shardings = state_shardings(objective, tx_factory, ema=ema, mesh=mesh, axis_rules=axis_rules)
+    with mesh:
+        state = jax.jit(lambda r: nn.unbox(boxed(r)), out_shardings=shardings)(rng)
+    return state, shardings
+
+
+def state_shardings(objective, tx_factory, *, ema: bool, mesh, axis_rules):
+    """NamedShardings of the whole state, from the parameters' logical axis names; nothing is
+    allocated (``jax.eval_shape``)."""
+    abstract = jax.eval_shape(lambda r: _boxed_state(objective, tx_factory, ema, r),
+                              jax.random.PRNGKey(0))
+    return sharding_lib.logical_shardings(abstract, mesh, axis_rules)
+
+
+def abstract_train_state(objective, tx_factory, *, ema: bool, mesh, axis_rules) -> TrainState:
+    """The state as ShapeDtypeStructs with shardings: a restore target without initialising."""
+    abstract = nn.unbox(jax.eval_shape(lambda r: _boxed_state(objective, tx_factory, ema, r),
+                                       jax.random.PRNGKey(0)))
+    shardings = state_shardings(objective, tx_factory, ema=ema, mesh=mesh, axis_rules=axis_rules)
+    return abstract_state(abstract, shardings)
+
+
+def abstract_state(state: TrainState, shardings) -> TrainState:
+    """ShapeDtypeStructs with shardings: the restore target Orbax needs on any mesh."""
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
+
+
+def update_ema(ema_params, params, decay: float):
+    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)
+
+
+def count_params(params) -> int:
+    return int(sum(x.size for x in jax.tree.leaves(params)))
+
+
+__all__ = ["TrainState", "create_train_state", "abstract_state", "update_ema", "count_params"]

@@ -20,23 +20,61 @@ USAGE = __doc__
 _USER_ERRORS = (FileNotFoundError, ValueError, KeyError, AttributeError, FloatingPointError)
 
 
+def _check_config_args(argv: list[str]) -> None:
+    """Fail with one clear line on a missing config file or an unknown ``--config.KEY`` before
+    absl sees them (its own messages span lines or arrive late)."""
+    from pretrainx import config_lib
+    spec = None
+    for i, a in enumerate(argv):
+        if a == "--config" and i + 1 < len(argv):
+            spec = argv[i + 1]
+        elif a.startswith("--config="):
+            spec = a.split("=", 1)[1]
+    if spec is None:
+        return
+    config = config_lib.load(spec)   # FileNotFoundError naming the file
+    for a in argv:
+        if not a.startswith("--config."):
+            continue
+        key = a[len("--config."):].split("=", 1)[0]
+        node, walked = config, []
+        for part in key.split("."):
+            if not hasattr(node, "keys") or part not in node:
+                known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else ""
+                where = ".".join(walked) or "the config"
+                raise KeyError(f"unknown config key {key!r} ({part!r} is not in {where}; "
+                               f"known: {known})")
+            node, walked = node[part], walked + [part]
+
+
 def _train(argv: list[str]) -> int:
     from absl import flags
     from ml_collections import config_flags
 
+    _check_config_args(argv)
     fv = flags.FlagValues()
+    # sys_argv: config_flags pre-parses the command line to learn the config's override flags.
     config_flags.DEFINE_config_file("config", None, "experiment config file (path.py[:variant])",
-                                    flag_values=fv, lock_config=True)
+                                    flag_values=fv, lock_config=True, sys_argv=["pretrainx"] + argv)
     flags.DEFINE_string("workdir", None, "output directory (created; resumed if it has checkpoints)",
                         flag_values=fv)
+    flags.DEFINE_bool("distributed", False, "multi-host run: call jax.distributed.initialize() first "
+                      "(TPU pods find their peers; GPU clusters read JAX_COORDINATOR_ADDRESS etc.)",
+                      flag_values=fv)
     try:
         fv(["pretrainx"] + argv)
+        config = fv.config
     except flags.Error as e:
         raise ValueError(str(e).splitlines()[0]) from None
-    if fv.config is None or not fv.workdir:
+    except OSError as e:   # config_flags' "failed loading config file ..."
+        raise FileNotFoundError(" ".join(str(e).split())) from None
+    if config is None or not fv.workdir:
         raise ValueError("train needs --config PATH.py[:variant] and --workdir DIR")
+    import jax
+    if fv.distributed:
+        jax.distributed.initialize()
     from pretrainx import train
-    result = train.run(fv.config, fv.workdir)
+    result = train.run(config, fv.workdir)
     vals = [h["val/loss"] for h in result.history if "val/loss" in h]
     if vals:
         print(f"best val/loss {min(vals):.4f}; workdir {fv.workdir}")
@@ -140,7 +178,8 @@ def cli(argv: list[str] | None = None) -> int:
     except _USER_ERRORS as e:
         if os.environ.get("PRETRAINX_DEBUG"):
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)   # KeyError quotes its str
+        msg = str(text).strip().splitlines()[0] if str(text).strip() else type(e).__name__
         print(f"pretrainx: error: {type(e).__name__}: {msg}", file=sys.stderr)
         return 2
 

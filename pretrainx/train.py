@@ -110,6 +110,44 @@ class _SigtermFlag:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+@dataclasses.dataclass
+class Setup:
+    """Everything a loop (or a benchmark) needs, built from a config."""
+    objective: objectives.Objective
+    mesh: jax.sharding.Mesh
+    dataset: data_lib.Dataset
+    state: state_lib.TrainState
+    shardings: object
+    step_fn: object           # jitted (state, batch) -> (state, metrics); donates state
+
+
+def setup(config) -> Setup:
+    objective = objectives.get(config.objective)(config)
+    mesh = sharding_lib.make_mesh(config.mesh)
+    divisor = sharding_lib.batch_divisor(mesh)
+    accum = int(config.optimizer.get("grad_accum", 1))
+    if config.batch_size % (divisor * accum):
+        raise ValueError(f"batch_size {config.batch_size} must be divisible by the batch-sharded "
+                         f"devices ({divisor}) times optimizer.grad_accum ({accum})")
+    dataset = data_lib.build(config.data, batch_size=config.batch_size,
+                             eval_batch_size=config.eval.batch_size,
+                             seq_len=config.data.get("seq_len"), seed=config.seed)
+    objective.bind_data(dataset)
+    tx_factory = lambda p: optim.make_optimizer(config.optimizer, p)[0]
+    state, shardings = state_lib.create_train_state(
+        objective, tx_factory, seed=config.seed, ema=float(config.optimizer.ema_decay) > 0,
+        mesh=mesh, axis_rules=sharding_lib.rules(config.sharding))
+    tx, schedule = optim.make_optimizer(config.optimizer, state.params)
+    example = host_batch(dataset.train, objective, 0, config.seed)
+    objective.check_batch(example)
+    batch_shardings = {k: sharding_lib.batch_sharding(mesh, v.ndim) for k, v in example.items()}
+    step_fn = jax.jit(
+        functools.partial(train_step, objective=objective, tx=tx, schedule=schedule, grad_accum=accum,
+                          ema_decay=float(config.optimizer.ema_decay)),
+        in_shardings=(shardings, batch_shardings), out_shardings=(shardings, None), donate_argnums=0)
+    return Setup(objective, mesh, dataset, state, shardings, step_fn)
+
+
 def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
     """Train ``config`` in ``workdir``, resuming from its latest checkpoint if there is one.
 
@@ -118,27 +156,12 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
     """
     os.makedirs(workdir, exist_ok=True)
     write_config(config, workdir)
-    objective = objectives.get(config.objective)(config)
-    mesh = sharding_lib.make_mesh(config.mesh)
-    rules = sharding_lib.rules(config.sharding)
-    divisor = sharding_lib.batch_divisor(mesh)
-    accum = int(config.optimizer.get("grad_accum", 1))
-    if config.batch_size % (divisor * accum):
-        raise ValueError(f"batch_size {config.batch_size} must be divisible by the batch-sharded "
-                         f"devices ({divisor}) times optimizer.grad_accum ({accum})")
-
-    dataset = data_lib.build(config.data, batch_size=config.batch_size,
-                             eval_batch_size=config.eval.batch_size,
-                             seq_len=config.data.get("seq_len"), seed=config.seed)
-    objective.bind_data(dataset)
+    built = setup(config)
+    objective, mesh, dataset, shardings = built.objective, built.mesh, built.dataset, built.shardings
+    state, built.state = built.state, None   # one reference, so a restore frees the fresh init
+    step_fn = built.step_fn
     if dataset.tokenizer is not None and jax.process_index() == 0:
         dataset.tokenizer.save(workdir)
-
-    tx_factory = lambda p: optim.make_optimizer(config.optimizer, p)[0]
-    state, shardings = state_lib.create_train_state(
-        objective, tx_factory, seed=config.seed, ema=float(config.optimizer.ema_decay) > 0,
-        mesh=mesh, axis_rules=rules)
-    tx, schedule = optim.make_optimizer(config.optimizer, state.params)
 
     ckpt = checkpoint_lib.Checkpointer(workdir, config.checkpoint)
     data_state = DataState()
@@ -148,12 +171,6 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
         log.info("resumed from step %d (next batch %d)", restored_step, data_state.next_index)
 
     first = host_batch(dataset.train, objective, data_state.next_index, config.seed)
-    objective.check_batch(first)
-    batch_shardings = {k: sharding_lib.batch_sharding(mesh, v.ndim) for k, v in first.items()}
-    step_fn = jax.jit(
-        functools.partial(train_step, objective=objective, tx=tx, schedule=schedule, grad_accum=accum,
-                          ema_decay=float(config.optimizer.ema_decay)),
-        in_shardings=(shardings, batch_shardings), out_shardings=(shardings, None), donate_argnums=0)
     evaluator = evaluate.Evaluator(objective, config, mesh, dataset, workdir)
 
     writer = metrics_lib.MetricWriter(workdir, tensorboard=True)

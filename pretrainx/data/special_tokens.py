@@ -40,5 +40,5 @@ ALL = NAMED + sentinels(NUM_SENTINELS)
 
 
 def special_tokens(num_sentinels: int = NUM_SENTINELS) -> list[str]:
-    """The named special tokens followed by ``num_sentinels`` sentinels (a prefix of :data:`ALL`)."""
+    """The named special tokens, then ``num_sentinels`` sentinels (a prefix of :data:`ALL`)."""
     return NAMED + sentinels(num_sentinels)

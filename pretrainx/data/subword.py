@@ -141,19 +141,23 @@ def train_from_texts(texts: Iterable[str], kind: str = "bpe", vocab_size: int = 
     return SubwordTokenizer(tok)
 
 
-def resolve(spec: str, train_texts: Sequence[str] | None = None):
+def resolve(spec: str, train_texts: Sequence[str] | None = None,
+            all_texts: Sequence[str] | None = None):
     """A tokenizer from a config string.
 
     ``"char"``, ``"byte"`` or a saved path as :func:`tokenizer.from_spec`, plus ``"KIND:VOCAB"``
     (e.g. ``"bpe:8000"``): train that vocabulary on ``train_texts`` now (about a second per MB).
+    A char vocabulary is fit on ``all_texts`` when given (as nanoGPT, so val text has ids too).
     """
     from pretrainx.data import tokenizer as tokenizer_lib
     kind, _, size = spec.partition(":")
     if kind in KINDS and size.isdigit():
         if not train_texts:
-            raise ValueError(f"tokenizer {spec!r} is trained on the training text, and none was given")
+            raise ValueError(f"tokenizer {spec!r} is trained on the training text, "
+                             f"and none was given")
         return train_from_texts(train_texts, kind, int(size))
-    joined = "".join(train_texts) if (spec == "char" and train_texts is not None) else None
+    chars_from = all_texts if all_texts is not None else train_texts
+    joined = "".join(chars_from) if (spec == "char" and chars_from is not None) else None
     return tokenizer_lib.from_spec(spec, joined)
 
 

@@ -74,6 +74,9 @@ def from_spec(spec: str, text: str | None = None) -> Tokenizer:
         return CharTokenizer.fit(text)
     if spec == "byte":
         return ByteTokenizer()
+    if spec.split(":")[0] in ("bpe", "wordpiece", "unigram"):   # "bpe:8000": train on the text now
+        from pretrainx.data import subword
+        return subword.resolve(spec, [text] if text is not None else [])
     return load(spec)
 
 

@@ -76,7 +76,7 @@ class CausalLM(Objective):
         ids = self.tokenizer.encode(prompt) or [0]
         out = sample.generate(self.model_config, params, np.asarray(ids, np.int32), max_new_tokens,
                               rng=jax.random.PRNGKey(seed), temperature=temperature,
-                              top_k=top_k or None)
+                              top_k=min(top_k, self.model_config.vocab_size) if top_k else None)
         return self.tokenizer.decode(np.asarray(out)[0].tolist())
 
     def sample_command(self, ctx: EvalContext, options: dict) -> str:

@@ -1,0 +1,49 @@
+"""A GPT on packed WikiText-2 paragraphs: several documents per row, kept apart by segment ids.
+
+  pretrainx train --config configs/gpt/packed_wikitext.py --workdir workdirs/packed_wikitext
+  pretrainx train --config configs/gpt/packed_wikitext.py:smoke --workdir /tmp/pw_smoke
+
+Data kind "packed_text" (pretrainx/data/packing.py): each non-blank line of the word-level
+WikiText-2 release is one document (a paragraph or a heading), wrapped in <s> ... </s> and packed
+greedily into rows of seq_len + 1 tokens. Batches carry ``segment_ids`` and ``positions`` (the
+model masks attention to the same document and restarts positions) and ``weights`` (no loss on
+padding or across a document boundary). The last 10 % of paragraphs validate. Only the validation
+split of WikiText-2 is in ../shared/data, so it is both train and val source here (split by
+position). The BPE vocabulary ("bpe:8000") is trained on the training paragraphs when the data
+set is built (about 1 s) and saved with the run.
+"""
+import importlib.util
+import os
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_SHARED = os.path.join(_HERE, "..", "..", "..", "shared", "data")
+
+
+def _char_config(arg: str):
+    spec = importlib.util.spec_from_file_location("shakespeare_char",
+                                                  os.path.join(_HERE, "shakespeare_char.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def get_config(arg: str = ""):
+    if arg not in ("", "smoke"):
+        raise ValueError(f"unknown variant {arg!r} of packed_wikitext (known: smoke)")
+    c = _char_config(arg)             # model / optimiser / mesh layout as shakespeare_char
+    c.data.kind = "packed_text"
+    c.data.path = os.path.normpath(os.path.join(_SHARED, "wikitext-2", "valid.txt"))
+    c.data.doc_separator = "\n"       # one paragraph or heading per line
+    c.data.packing = "greedy"         # "greedy" | "concat" | "pad" (see packing.py)
+    c.data.tokenizer = "bpe:8000"     # trained now on the training paragraphs; or a saved dir
+    c.data.text_key = "text"          # used when data.path is a .jsonl[.gz]
+    c.data.max_bytes = 0
+    c.data.val_fraction = 0.1
+    c.data.seq_len = 256
+    c.model.vocab_size = 8000         # the tokenizer's vocab_size, specials included
+    c.model.max_len = 256
+    c.model.dropout = 0.1
+    if arg == "smoke":
+        c.data.seq_len = 64
+        c.model.max_len = 64
+    return c

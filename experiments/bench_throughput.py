@@ -1,0 +1,80 @@
+"""Training throughput of a config: tokens/s, step time and MFU, through the runner's own step.
+
+  python experiments/bench_throughput.py --config configs/gpt/gpt2_124m.py --steps 30
+  python experiments/bench_throughput.py --config configs/gpt/shakespeare_char.py:smoke --steps 20 \
+      --set model.dtype=bfloat16
+
+Batches come from the config's data (real text), prepared on the host before timing so the
+number is the device's. MFU = (6N + 12·L·H·Q·T) FLOPs per token x tokens/s over the summed peak
+bf16 FLOP/s of the devices (nanoGPT's estimate_mfu convention); "n/a" on a CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import statistics
+import time
+
+import jax
+
+
+def parse_value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    p.add_argument("--steps", type=int, default=30, help="timed steps")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps after compilation")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. model.dtype=bfloat16 (repeatable)")
+    p.add_argument("--json", help="also write the result to this file")
+    args = p.parse_args()
+
+    from pretrainx import config_lib, metrics, sharding, train
+    config = config_lib.load(args.config)
+    config = config_lib.override(config, {k: parse_value(v) for k, v in
+                                          (kv.split("=", 1) for kv in args.set)})
+    built = train.setup(config)
+    n = args.warmup + args.steps
+    batches = [sharding.put_batch(train.host_batch(built.dataset.train, built.objective, i, config.seed),
+                                  built.mesh) for i in range(min(n, 8))]
+    state = built.state
+    t0 = time.perf_counter()
+    state, m = built.step_fn(state, batches[0])
+    jax.block_until_ready(m)
+    compile_s = time.perf_counter() - t0
+    times = []
+    for i in range(1, n):
+        t = time.perf_counter()
+        state, m = built.step_fn(state, batches[i % len(batches)])
+        jax.block_until_ready(m)
+        if i > args.warmup:
+            times.append(time.perf_counter() - t)
+    step_s = statistics.median(times)
+    tokens = batches[0][built.objective.tokens_key].size if built.objective.tokens_key else None
+    result = {
+        "config": args.config, "overrides": args.set, "device": jax.devices()[0].device_kind,
+        "num_devices": built.mesh.size, "compile_s": round(compile_s, 2),
+        "step_ms_median": round(step_s * 1e3, 3), "steps_timed": len(times),
+        "final_loss": float(m["loss"]),
+    }
+    if tokens:
+        tps = tokens / step_s
+        fpt = built.objective.flops_per_token()
+        u = metrics.mfu(fpt, tps, built.mesh.size)
+        result.update(tokens_per_step=tokens, tokens_per_sec=round(tps), flops_per_token=fpt,
+                      mfu=None if u is None else round(u, 4))
+    print(json.dumps(result, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""What the image objectives (ddpm, flow) share: the UNet, label dropout and classifier-free
+guidance, chunked jitted generation, the FID / sample-grid evaluators and ``pretrainx sample``.
+
+A subclass supplies only its loss and ``run_sampler(predict, noise, rng, sampler, steps)``, where
+``predict(x, t)`` takes the objective's own time (an integer step for ddpm, t in [0, 1] for flow)
+and ``model_time(t)`` maps it to the UNet's time input.
+
+Config read here: model.{image_shape, num_classes, ch, ch_mult, num_res_blocks, attn_resolutions,
+dropout, num_heads, norm_groups, dtype}; <section>.cfg_drop (section = "diffusion" or "flow");
+sample.{sampler, steps, guidance, num_samples, seed, batch_size}; eval.{fid_num_samples,
+fid_num_reference, fid_seed, fid_extractor, fid_classifier_steps, fid_samplers, fid_cache_dir,
+grid_samples}; data (for the FID reference).
+"""
+from __future__ import annotations
+
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pretrainx import fid
+from pretrainx.models.unet import UNet
+from pretrainx.objectives.base import EvalContext, Objective
+
+
+def build_unet(model_config) -> UNet:
+    return UNet(ch=model_config.ch, ch_mult=tuple(model_config.ch_mult),
+                num_res_blocks=model_config.num_res_blocks,
+                attn_resolutions=tuple(model_config.attn_resolutions),
+                dropout=model_config.dropout, num_heads=model_config.get("num_heads", 1),
+                num_classes=model_config.get("num_classes", 0),
+                norm_groups=model_config.get("norm_groups", 32),
+                dtype=jnp.dtype(model_config.get("dtype", "float32")))
+
+
+def parse_sampler(spec: str) -> tuple[str, int]:
+    """"ddim:50" -> ("ddim", 50)."""
+    name, _, steps = spec.partition(":")
+    return name, int(steps)
+
+
+class ImageGenerativeObjective(Objective):
+    batch_keys = ("image", "label")
+    section = ""                       # config section of the subclass ("diffusion", "flow")
+    samplers: tuple[str, ...] = ()     # sampler names run_sampler accepts
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.image_shape = tuple(config.model.image_shape)            # (H, W, C)
+        self.num_classes = int(config.model.get("num_classes", 0))
+        self.cfg_drop = float(config[self.section].get("cfg_drop", 0.0))
+        self.model = build_unet(config.model)
+        self._generate_fns = {}
+
+    # --- subclass hooks ---------------------------------------------------------------------
+    def model_time(self, t):
+        raise NotImplementedError
+
+    def run_sampler(self, predict, noise, rng, sampler: str, steps: int):
+        raise NotImplementedError
+
+    def bind_data(self, dataset) -> None:
+        """Fail early, with the fix, when the config's model does not fit the data."""
+        super().bind_data(dataset)
+        shape = self.data_info.get("image_shape")
+        if shape is not None and tuple(shape) != self.image_shape:
+            raise ValueError(f"config.model.image_shape is {self.image_shape} but the data's "
+                             f"images are {tuple(shape)}: set model.image_shape = {tuple(shape)}")
+        classes = self.data_info.get("num_classes", 0)
+        if self.num_classes and classes and self.num_classes < classes:
+            raise ValueError(f"config.model.num_classes = {self.num_classes} but the data has "
+                             f"{classes} classes")
+
+    # --- parameters and the network -------------------------------------------------------------
+    def init(self, rng):
+        labels = jnp.zeros((1,), jnp.int32) if self.num_classes else None
+        return self.model.init({"params": rng}, jnp.zeros((1, *self.image_shape), jnp.float32),
+                               jnp.zeros((1,), jnp.float32), labels=labels)["params"]
+
+    def apply_model(self, params, x, t, labels, *, train: bool, rng=None):
+        """The UNet at the objective's time ``t`` (B,); boxed or plain params both work."""
+        return self.model.apply({"params": nn.meta.unbox(params)}, x, self.model_time(t),
+                                labels=labels, train=train,
+                                rngs={"dropout": rng} if train and rng is not None else {})
+
+    def training_labels(self, batch, rng):
+        """The batch's labels with a cfg_drop fraction replaced by the null class (so the same
+        network also learns the unconditional model that guidance needs); None if unconditional."""
+        if not self.num_classes:
+            return None
+        labels = batch["label"].astype(jnp.int32)
+        if self.cfg_drop > 0:
+            drop = jax.random.bernoulli(rng, self.cfg_drop, labels.shape)
+            labels = jnp.where(drop, self.model.null_label, labels)
+        return labels
+
+    def guided_predictor(self, params, labels, guidance: float):
+        """predict(x, t) with classifier-free guidance: uncond + w * (cond - uncond); w = 1 is the
+        plain conditional model, w = 0 the unconditional one."""
+        def predict(x, t):
+            t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (x.shape[0],))
+            if labels is None or guidance == 1.0:
+                return self.apply_model(params, x, t, labels, train=False)
+            null = jnp.full_like(labels, self.model.null_label)
+            both = self.apply_model(params, jnp.concatenate([x, x]), jnp.concatenate([t, t]),
+                                    jnp.concatenate([labels, null]), train=False)
+            cond, uncond = jnp.split(both, 2)
+            return uncond + guidance * (cond - uncond)
+        return predict
+
+    # --- generation -------------------------------------------------------------------------
+    def sample_options(self, sampler=None, steps=None, guidance=None):
+        s = self.config.sample
+        sampler = sampler or s.sampler
+        if sampler not in self.samplers:
+            raise ValueError(f"{type(self).__name__} samplers are {self.samplers}, not {sampler!r}")
+        guidance = s.get("guidance", 1.0) if guidance is None else guidance
+        return sampler, int(steps or s.steps), float(guidance)
+
+    def _generate_fn(self, num, sampler, steps, guidance):
+        key = (num, sampler, steps, guidance)
+        if key not in self._generate_fns:
+            def generate(params, rng, labels):
+                noise_rng, sampler_rng = jax.random.split(rng)
+                noise = jax.random.normal(noise_rng, (num, *self.image_shape), jnp.float32)
+                predict = self.guided_predictor(params, labels, guidance)
+                return self.run_sampler(predict, noise, sampler_rng, sampler, steps)
+            self._generate_fns[key] = jax.jit(generate)
+        return self._generate_fns[key]
+
+    def generate(self, params, rng, num: int, *, sampler=None, steps=None, guidance=None,
+                 labels=None, batch_size=None) -> np.ndarray:
+        """``num`` images in [-1, 1] as numpy, made in chunks of ``sample.batch_size``; a pure
+        function of (params, rng, options). Conditional models get balanced labels 0..K-1 unless
+        ``labels`` are given."""
+        sampler, steps, guidance = self.sample_options(sampler, steps, guidance)
+        batch_size = batch_size or self.config.sample.get("batch_size", 256)
+        if self.num_classes and labels is None:
+            labels = np.arange(num) % self.num_classes
+        chunks = []
+        for i, start in enumerate(range(0, num, batch_size)):
+            n = min(batch_size, num - start)
+            chunk_labels = None if labels is None else jnp.asarray(labels[start:start + n],
+                                                                   jnp.int32)
+            fn = self._generate_fn(n, sampler, steps, guidance)
+            chunks.append(np.asarray(fn(params, jax.random.fold_in(rng, i), chunk_labels)))
+        return np.clip(np.concatenate(chunks), -1.0, 1.0)
+
+    # --- evaluation -------------------------------------------------------------------------
+    def fid_protocol(self) -> fid.FidProtocol:
+        e = self.config.eval
+        return fid.FidProtocol(num_samples=e.get("fid_num_samples", 10000),
+                               num_reference=e.get("fid_num_reference", 10000),
+                               seed=e.get("fid_seed", 0),
+                               extractor=e.get("fid_extractor", "classifier"),
+                               classifier_steps=e.get("fid_classifier_steps", 1500))
+
+    def fid_samplers(self) -> list[tuple[str, int]]:
+        specs = self.config.eval.get("fid_samplers", ())
+        if specs:
+            return [parse_sampler(s) for s in specs]
+        return [self.sample_options()[:2]]
+
+    def evaluators(self):
+        e = self.config.eval
+        evaluators = []
+        if e.get("grid_samples", 64):
+            evaluators.append(fid.SampleGridEvaluator(self.generate, e.get("grid_samples", 64),
+                                                      seed=self.config.sample.get("seed", 0)))
+        if e.get("fid_num_samples", 0):
+            evaluators.append(fid.FidEvaluator(self.generate, self.config.data,
+                                               self.fid_protocol(), self.fid_samplers(),
+                                               e.get("fid_cache_dir", "")))
+        return evaluators
+
+    def sample_command(self, ctx: EvalContext, options: dict) -> str:
+        s = self.config.sample
+        num = options.get("num_samples") or s.get("num_samples", 64)
+        seed = s.get("seed", 0) if options.get("seed") is None else options["seed"]
+        sampler, steps, guidance = self.sample_options(options.get("sampler"),
+                                                       options.get("steps"),
+                                                       options.get("guidance"))
+        images = self.generate(ctx.params, jax.random.key(seed), num, sampler=sampler,
+                               steps=steps, guidance=guidance)
+        path = os.path.join(ctx.workdir, "samples",
+                            f"sample_{sampler}{steps}_g{guidance:g}_seed{seed}.png")
+        fid.save_image_grid(images, path)
+        return (f"wrote {num} samples ({sampler}, {steps} steps, guidance {guidance:g}, seed "
+                f"{seed}) to {path}; pixel mean {images.mean():.3f} std {images.std():.3f}")

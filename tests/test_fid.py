@@ -1,0 +1,96 @@
+"""FID: the Fréchet distance against closed forms, the cached classifier features, the protocol's
+real-data floor, and the evaluators' outputs."""
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+import scipy.linalg
+
+from pretrainx import fid
+from pretrainx.data.images import load_image_arrays, to_unit_range
+from pretrainx.objectives.base import EvalContext
+
+
+def test_frechet_distance_of_diagonal_gaussians_is_the_closed_form():
+    rng = np.random.default_rng(0)
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    var1, var2 = rng.uniform(0.1, 3, 6), rng.uniform(0.1, 3, 6)
+    exact = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(var1) - np.sqrt(var2)) ** 2)
+    assert fid.frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2)) == pytest.approx(exact)
+    assert fid.frechet_distance(mu1, np.diag(var1), mu1, np.diag(var1)) == pytest.approx(0, abs=1e-9)
+
+
+def test_frechet_distance_of_full_covariances_matches_sqrtm_formula():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
+    s1, s2 = a @ a.T + 0.1 * np.eye(5), b @ b.T + 0.1 * np.eye(5)
+    mu1, mu2 = rng.normal(size=5), rng.normal(size=5)
+    reference = (np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2)
+                 - 2 * np.trace(scipy.linalg.sqrtm(s1 @ s2).real))
+    value = fid.frechet_distance(mu1, s1, mu2, s2)
+    assert value == pytest.approx(reference, rel=1e-8)
+    assert value == pytest.approx(fid.frechet_distance(mu2, s2, mu1, s1), rel=1e-8)
+
+
+def test_sample_statistics_converge_to_the_population_distance():
+    rng = np.random.default_rng(2)
+    x = rng.normal(0.0, 1.0, (20000, 3))
+    y = rng.normal(1.0, 2.0, (20000, 3))
+    # per dimension: (0 - 1)^2 + (1 - 2)^2 = 2, three dimensions
+    assert fid.frechet_distance(*fid.gaussian_stats(x), *fid.gaussian_stats(y)) == pytest.approx(
+        6.0, rel=0.05)
+
+
+DIGITS = ml_collections.ConfigDict({"kind": "digits", "heldout_fraction": 0.1})
+PROTOCOL = fid.FidProtocol(num_samples=180, num_reference=0, seed=0, classifier_steps=60)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("fid_cache"))
+
+
+def test_classifier_features_are_cached_and_the_floor_is_below_noise(cache_dir):
+    arrays = load_image_arrays(DIGITS)
+    scorer = fid.FidScorer(arrays, PROTOCOL, cache_dir)
+    files = os.listdir(scorer.cache_dir)
+    assert any(f.startswith("classifier_") for f in files) and "classifier.json" in files
+    reloaded = fid.FidScorer(arrays, PROTOCOL, cache_dir)       # from disk, no training
+    probe = to_unit_range(arrays.heldout_images[:7])
+    np.testing.assert_allclose(reloaded.extractor(probe), scorer.extractor(probe), rtol=1e-5,
+                               atol=1e-5)
+    floor = scorer.real_floor()
+    noise = np.random.default_rng(0).uniform(-1, 1, (180, 8, 8, 1)).astype(np.float32)
+    assert 0 <= floor < scorer.score(noise)
+    assert scorer.score(arrays.heldout_images[:180]) == pytest.approx(floor, rel=1e-5)
+
+
+def test_evaluators_write_grids_and_report_fid(cache_dir, tmp_path):
+    arrays = load_image_arrays(DIGITS)
+    calls = []
+
+    def generate(params, rng, num, sampler=None, steps=None):
+        calls.append((num, sampler, steps))
+        return to_unit_range(arrays.heldout_images[:num])        # a perfect "generator"
+    ctx = EvalContext(params=None, frozen={}, step=1200, workdir=str(tmp_path), rng=None,
+                      mesh=None, val_data=None)
+    grid = fid.SampleGridEvaluator(generate, num=10)
+    assert list(grid(ctx)) == []
+    from PIL import Image
+    with Image.open(tmp_path / "samples" / "step_001200.png") as im:
+        assert im.size == (4 * 10 + 2, 3 * 10 + 2)               # 4 columns, 3 rows, 2-px gaps
+
+    evaluator = fid.FidEvaluator(generate, DIGITS, PROTOCOL, [("ddim", 20), ("ancestral", 200)],
+                                 cache_dir)
+    results = dict(evaluator(ctx))
+    assert set(results) == {"fid_real_floor", "fid", "fid/ancestral_200"}
+    assert results["fid"] == pytest.approx(results["fid_real_floor"], rel=1e-5)
+    assert calls[-2:] == [(180, "ddim", 20), (180, "ancestral", 200)]
+    assert set(dict(evaluator(ctx))) == {"fid", "fid/ancestral_200"}   # the floor only once
+
+
+def test_missing_inception_weights_give_a_clear_error(cache_dir):
+    with pytest.raises(FileNotFoundError, match="register"):
+        fid.FidScorer(load_image_arrays(DIGITS), fid.FidProtocol(extractor="inception_v3"),
+                      cache_dir)

@@ -1,0 +1,93 @@
+"""generate(): greedy == argmax of a full recompute, determinism, top_k, input checks."""
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pretrainx.models.transformer import GPT, TransformerConfig
+from pretrainx.sample import generate
+
+CFG = TransformerConfig(vocab_size=17, num_layers=2, num_heads=4, embed_dim=32, max_len=16)
+B, P, N = 2, 5, 6
+
+
+@functools.lru_cache(maxsize=None)
+def _params():
+    """Boxed params, as model.init returns them."""
+    return jax.jit(GPT(CFG).init)(jax.random.key(0), jnp.zeros((B, CFG.max_len), jnp.int32))["params"]
+
+
+@functools.lru_cache(maxsize=None)
+def _full_logits_fn():
+    return jax.jit(lambda p, x: GPT(CFG).apply({"params": p}, x))
+
+
+def _full_logits(ids_BxL):
+    """Logits of the non-cached model on ids right-padded to max_len (one compile for all)."""
+    padded = np.zeros((ids_BxL.shape[0], CFG.max_len), np.int32)
+    padded[:, :ids_BxL.shape[1]] = ids_BxL
+    return np.asarray(_full_logits_fn()(_params(), padded))
+
+
+def _prompt():
+    return np.random.RandomState(0).randint(0, CFG.vocab_size, size=(B, P)).astype(np.int32)
+
+
+@functools.lru_cache(maxsize=None)
+def _greedy():
+    return generate(CFG, nn.unbox(_params()), _prompt(), N, rng=jax.random.key(0), temperature=0.0)
+
+
+def test_greedy_equals_argmax_of_full_recompute():
+    prompt, out = _prompt(), _greedy()
+    assert out.shape == (B, P + N) and out.dtype == np.int32
+    np.testing.assert_array_equal(out[:, :P], prompt)
+    seq = prompt
+    for _ in range(N):  # recompute everything from scratch for every new token
+        nxt = _full_logits(seq)[:, seq.shape[1] - 1].argmax(-1)
+        seq = np.concatenate([seq, nxt[:, None].astype(np.int32)], axis=1)
+    np.testing.assert_array_equal(out, seq)
+
+
+def test_boxed_params_and_1d_prompt():
+    # Boxed params (straight from init) give the same greedy ids as unboxed ones.
+    out = generate(CFG, _params(), _prompt(), N, rng=jax.random.key(5), temperature=0.0)
+    np.testing.assert_array_equal(out, _greedy())
+    # A 1-D prompt is a batch of one.
+    one = generate(CFG, {"params": _params()}, _prompt()[0], N, rng=jax.random.key(0), temperature=0.0)
+    assert one.shape == (1, P + N)
+    np.testing.assert_array_equal(one[0], _greedy()[0])
+
+
+def test_sampling_deterministic_given_rng_and_top_k():
+    params, prompt = nn.unbox(_params()), _prompt()
+    a = generate(CFG, params, prompt, N, rng=jax.random.key(1), temperature=1.0)
+    b = generate(CFG, params, prompt, N, rng=jax.random.key(1), temperature=1.0)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a[:, :P], prompt)
+    assert a.min() >= 0 and a.max() < CFG.vocab_size
+    # With 2 x 6 draws over 17 tokens, three different keys cannot all match key 1.
+    others = [generate(CFG, params, prompt, N, rng=jax.random.key(s), temperature=1.0)
+              for s in (2, 3, 4)]
+    assert any((o != a).any() for o in others)
+    # top_k=1 is greedy, whatever the temperature.
+    k1 = generate(CFG, params, prompt, N, rng=jax.random.key(1), temperature=5.0, top_k=1)
+    np.testing.assert_array_equal(k1, _greedy())
+
+
+def test_top_k_only_samples_among_k_largest():
+    params, prompt, k = nn.unbox(_params()), _prompt(), 3
+    out = generate(CFG, params, prompt, N, rng=jax.random.key(7), temperature=100.0, top_k=k)
+    logits = _full_logits(out)  # causal: position t's logits depend only on out[:, :t+1]
+    for t in range(P - 1, P + N - 1):
+        top = np.argsort(-logits[:, t], axis=-1)[:, :k]
+        assert all(out[i, t + 1] in top[i] for i in range(B)), t
+
+
+def test_too_long_request_raises():
+    with pytest.raises(ValueError, match=r"prompt length 5 \+ max_new_tokens 12 .*max_len 16"):
+        generate(CFG, _params(), _prompt(), 12, rng=jax.random.key(0))
+    assert generate(CFG, _params(), _prompt(), 0, rng=jax.random.key(0)).shape == (B, P)

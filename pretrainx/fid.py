@@ -18,7 +18,6 @@ FID of ``num_samples`` held-out images against the same reference.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Callable, Protocol
 
@@ -157,13 +156,6 @@ class FidScorer:
                   f"(protocol asks {n}); the floor is biased upwards")
         stats = self._cached_stats("heldout", lambda: self.arrays.heldout_images[:n])
         return frechet_distance(*stats, *self.reference)
-
-
-def describe(scorer: FidScorer) -> str:
-    meta_path = os.path.join(scorer.cache_dir, "classifier.json")
-    meta = json.load(open(meta_path)) if os.path.exists(meta_path) else {}
-    return json.dumps({"protocol": dataclasses.asdict(scorer.protocol), "dataset": scorer.arrays.name,
-                       "extractor": scorer.extractor.name, **meta})
 
 
 # ---- evaluators the image objectives hand to the runner -----------------------------------------

@@ -2,7 +2,7 @@
 
 Trained with a fixed seed and step count on the training split, so every run on a machine (and
 every machine, up to floating point) gets the same features; the held-out accuracy is written to
-``classifier.json`` as a check that the features mean something. Features: the 128-wide
+``classifier_<tag>.json`` as a check that the features mean something. Features: the 128-wide
 penultimate layer.
 """
 from __future__ import annotations
@@ -117,7 +117,7 @@ def load_or_train(arrays: ImageArrays, cache_dir: str, seed: int = 0,
     with open(path + ".tmp", "wb") as f:
         f.write(serialization.to_bytes(params))
     os.replace(path + ".tmp", path)
-    with open(os.path.join(cache_dir, "classifier.json"), "w") as f:
+    with open(os.path.join(cache_dir, f"classifier_{tag}.json"), "w") as f:
         json.dump({"classifier": tag, "heldout_accuracy": accuracy,
                    "train_seconds": round(time.time() - start, 1)}, f)
     print(f"fid: trained the {arrays.name} feature classifier ({tag}) in "

@@ -41,24 +41,28 @@ def learning_rate_schedule(opt) -> optax.Schedule:
     return optax.join_schedules([warm, decay], [warmup])
 
 
+DECAY_MASKS = ("matrices", "matrices_no_embeddings", "all")
+
+
 def weight_decay_mask(params, mode: str):
     """True where weight decay applies.
 
-    "matrices": only kernels of rank >= 2 that are not embeddings (nanoGPT decays 2-D weights and
-    spares biases and norms; we also spare embedding tables, as most LM recipes do).
+    "matrices": every parameter of rank >= 2 — matmul kernels and embedding tables — and no
+    bias or norm parameter (nanoGPT's configure_optimizers).
+    "matrices_no_embeddings": the same but embedding tables are spared too.
     "all": every parameter.
     """
-    if mode == "all":
-        return jax.tree.map(lambda _: True, params)
-    if mode != "matrices":
-        raise ValueError(f"unknown optimizer.decay_mask {mode!r} (known: matrices, all)")
+    if mode not in DECAY_MASKS:
+        raise ValueError(f"unknown optimizer.decay_mask {mode!r} (known: {', '.join(DECAY_MASKS)})")
     flat = flax.traverse_util.flatten_dict(params)
     mask = {}
     for path, leaf in flat.items():
         name = str(path[-1]).lower()          # nn.Embed's table is "embedding", Dense's "kernel"
-        in_norm = any("norm" in str(p).lower() for p in path)
-        mask[path] = bool(getattr(leaf, "ndim", 0) >= 2 and "embed" not in name
-                          and not in_norm and name != "bias")
+        in_norm = any("norm" in str(p).lower() or str(p).startswith("ln") for p in path)
+        decay = getattr(leaf, "ndim", 0) >= 2 and not in_norm and name != "bias"
+        if mode == "matrices_no_embeddings" and "embed" in name:
+            decay = False
+        mask[path] = mode == "all" or bool(decay)
     return flax.traverse_util.unflatten_dict(mask)
 
 

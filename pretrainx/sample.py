@@ -12,7 +12,9 @@ import numpy as np
 from pretrainx.models.transformer import GPT, TransformerConfig
 
 
-def _sample(logits_BxV, key, temperature, *, greedy: bool, top_k: int | None):
+def _sample(logits_BxV, key, temperature, *, greedy: bool, top_k: int | None, vocab: int):
+    if vocab < logits_BxV.shape[-1]:   # padded output rows (e.g. 50304 for 50257) never win
+        logits_BxV = jnp.where(jnp.arange(logits_BxV.shape[-1]) < vocab, logits_BxV, -jnp.inf)
     if greedy:
         return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
     logits_BxV = logits_BxV.astype(jnp.float32) / temperature
@@ -22,13 +24,14 @@ def _sample(logits_BxV, key, temperature, *, greedy: bool, top_k: int | None):
     return jax.random.categorical(key, logits_BxV, axis=-1).astype(jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "top_k", "greedy"))
-def _generate(cfg, params, prompt_BxP, rng, temperature, *, max_new_tokens, top_k, greedy):
+@functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "top_k", "greedy", "vocab"))
+def _generate(cfg, params, prompt_BxP, rng, temperature, *, max_new_tokens, top_k, greedy, vocab):
     model = GPT(cfg, decode=True)
     B = prompt_BxP.shape[0]
     abstract = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((B, 1), jnp.int32))
     cache = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), nn.unbox(abstract["cache"]))
-    sample = functools.partial(_sample, temperature=temperature, greedy=greedy, top_k=top_k)
+    sample = functools.partial(_sample, temperature=temperature, greedy=greedy, top_k=top_k,
+                               vocab=vocab)
 
     logits_BxPxV, mutated = model.apply({"params": params, "cache": cache}, prompt_BxP,
                                         mutable=["cache"])
@@ -47,11 +50,13 @@ def _generate(cfg, params, prompt_BxP, rng, temperature, *, max_new_tokens, top_
 
 
 def generate(model_config: TransformerConfig, params, prompt_ids, max_new_tokens: int, *,
-             rng: jax.Array, temperature: float = 1.0, top_k: int | None = None) -> np.ndarray:
+             rng: jax.Array, temperature: float = 1.0, top_k: int | None = None,
+             vocab_size: int | None = None) -> np.ndarray:
     """Sample max_new_tokens after prompt_ids (1-D, or B x P with equal lengths).
 
     params: the model's "params" tree, boxed or unboxed (a {"params": ...} dict also works).
-    temperature == 0 is greedy argmax; top_k keeps the k largest logits. Returns int32
+    temperature == 0 is greedy argmax; top_k keeps the k largest logits; ``vocab_size`` (the
+    tokenizer's, when the model's output is padded beyond it) bounds the ids drawn. Returns int32
     numpy ids of shape (B, P + max_new_tokens) (B = 1 for a 1-D prompt), prompt included.
     Compiled once per (config, batch, prompt length, max_new_tokens, top_k, greedy).
     """
@@ -69,11 +74,13 @@ def generate(model_config: TransformerConfig, params, prompt_ids, max_new_tokens
         return prompt
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and not 1 <= top_k <= cfg.vocab_size:
-        raise ValueError(f"top_k must be in [1, {cfg.vocab_size}], got {top_k}")
+    vocab = cfg.vocab_size if vocab_size is None else min(int(vocab_size), cfg.vocab_size)
+    if top_k is not None and not 1 <= top_k <= vocab:
+        raise ValueError(f"top_k must be in [1, {vocab}], got {top_k}")
     params = nn.unbox(params)
     if isinstance(params, Mapping) and set(params) == {"params"}:  # a whole variables dict
         params = params["params"]
     out = _generate(cfg, params, jnp.asarray(prompt), rng, jnp.float32(max(temperature, 1e-6)),
-                    max_new_tokens=int(max_new_tokens), top_k=top_k, greedy=temperature == 0)
+                    max_new_tokens=int(max_new_tokens), top_k=top_k, greedy=temperature == 0,
+                    vocab=vocab)
     return np.asarray(out)

@@ -119,6 +119,7 @@ class Setup:
     state: state_lib.TrainState
     shardings: object
     step_fn: object           # jitted (state, batch) -> (state, metrics); donates state
+    schedule: object          # step -> learning rate
 
 
 def setup(config) -> Setup:
@@ -145,7 +146,7 @@ def setup(config) -> Setup:
         functools.partial(train_step, objective=objective, tx=tx, schedule=schedule, grad_accum=accum,
                           ema_decay=float(config.optimizer.ema_decay)),
         in_shardings=(shardings, batch_shardings), out_shardings=(shardings, None), donate_argnums=0)
-    return Setup(objective, mesh, dataset, state, shardings, step_fn)
+    return Setup(objective, mesh, dataset, state, shardings, step_fn, schedule)
 
 
 def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
@@ -217,6 +218,8 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
                     pending = None
                 if done % log_every == 0 or done == total:
                     pending = (done, step_metrics)
+                else:   # the learning rate every step, from the host's copy of the schedule
+                    writer.write(done, {"train/lr": float(built.schedule(step))})
                 if done < total:   # prepare the next batch while the device works on this one
                     batch = host_batch(dataset.train, objective, data_state.next_index, config.seed)
                 if stop_after is not None and done - start >= stop_after:

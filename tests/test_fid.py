@@ -55,7 +55,8 @@ def test_classifier_features_are_cached_and_the_floor_is_below_noise(cache_dir):
     arrays = load_image_arrays(DIGITS)
     scorer = fid.FidScorer(arrays, PROTOCOL, cache_dir)
     files = os.listdir(scorer.cache_dir)
-    assert any(f.startswith("classifier_") for f in files) and "classifier.json" in files
+    assert {os.path.splitext(f)[1] for f in files if f.startswith("classifier_")} == {
+        ".msgpack", ".json"}
     reloaded = fid.FidScorer(arrays, PROTOCOL, cache_dir)       # from disk, no training
     probe = to_unit_range(arrays.heldout_images[:7])
     np.testing.assert_allclose(reloaded.extractor(probe), scorer.extractor(probe), rtol=1e-5,

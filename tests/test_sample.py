@@ -91,3 +91,12 @@ def test_too_long_request_raises():
     with pytest.raises(ValueError, match=r"prompt length 5 \+ max_new_tokens 12 .*max_len 16"):
         generate(CFG, _params(), _prompt(), 12, rng=jax.random.key(0))
     assert generate(CFG, _params(), _prompt(), 0, rng=jax.random.key(0)).shape == (B, P)
+
+
+def test_vocab_size_bounds_the_ids_of_a_padded_output_layer():
+    # A model whose output has 17 rows but whose tokenizer knows 5 ids never emits ids >= 5.
+    params, prompt = nn.unbox(_params()), _prompt() % 5
+    out = generate(CFG, params, prompt, N, rng=jax.random.key(3), temperature=5.0, vocab_size=5)
+    assert out.max() < 5
+    with pytest.raises(ValueError, match=r"top_k must be in \[1, 5\]"):
+        generate(CFG, params, prompt, N, rng=jax.random.key(3), top_k=6, vocab_size=5)

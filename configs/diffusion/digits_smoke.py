@@ -6,7 +6,7 @@
   pretrainx sample --workdir /tmp/digits_smoke --sampler ddim --steps 20 --guidance 2
 
 No files needed (the digits ship with scikit-learn). `:smoke` (and `:flow_smoke`, the same with the
-flow objective) trains a ~0.1M-parameter UNet for 300 steps on CPU in about a minute and its loss
+flow objective) trains a 0.18M-parameter UNet for 300 steps on CPU in about a minute and its loss
 falls; the default variant trains longer and reports a (tiny-sample) classifier-feature FID.
 T = 200 steps (the linear schedule is rescaled by 1000/T so alpha_bar_T stays small).
 """
@@ -81,7 +81,7 @@ def get_config(arg: str = ""):
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 1000
     c.checkpoint.keep = 2
-    c.checkpoint.best_metric = "fid"
+    c.checkpoint.best_metric = "eval/fid"
     c.checkpoint.best_mode = "min"
     c.checkpoint.async_save = True
 

@@ -84,7 +84,7 @@ def get_config(arg: str = ""):
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 5000
     c.checkpoint.keep = 2
-    c.checkpoint.best_metric = "fid"
+    c.checkpoint.best_metric = "eval/fid"
     c.checkpoint.best_mode = "min"
     c.checkpoint.async_save = True
 

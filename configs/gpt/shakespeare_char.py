@@ -65,7 +65,9 @@ def get_config(arg: str = ""):
     c.optimizer.b2 = 0.99
     c.optimizer.eps = 1e-8
     c.optimizer.weight_decay = 0.1
-    c.optimizer.decay_mask = "matrices"  # "matrices": no decay on norms/biases/embeddings | "all"
+    # "matrices": rank >= 2 tensors incl. embeddings, no norms/biases (nanoGPT) |
+    # "matrices_no_embeddings" | "all"
+    c.optimizer.decay_mask = "matrices"
     c.optimizer.clip_norm = 1.0       # 0 disables
     c.optimizer.grad_accum = 1
     c.optimizer.ema_decay = 0.0       # 0: no EMA of the parameters

@@ -74,9 +74,10 @@ class CausalLM(Objective):
         if self.tokenizer is None:
             raise ValueError("no tokenizer bound: sampling needs the run's tokenizer.json")
         ids = self.tokenizer.encode(prompt) or [0]
+        vocab = min(self.tokenizer.vocab_size, self.model_config.vocab_size)
         out = sample.generate(self.model_config, params, np.asarray(ids, np.int32), max_new_tokens,
                               rng=jax.random.PRNGKey(seed), temperature=temperature,
-                              top_k=min(top_k, self.model_config.vocab_size) if top_k else None)
+                              top_k=min(top_k, vocab) if top_k else None, vocab_size=vocab)
         return self.tokenizer.decode(np.asarray(out)[0].tolist())
 
     def sample_command(self, ctx: EvalContext, options: dict) -> str:

@@ -139,6 +139,7 @@ class ImageGenerativeObjective(Objective):
         batch_size = batch_size or self.config.sample.get("batch_size", 256)
         if self.num_classes and labels is None:
             labels = np.arange(num) % self.num_classes
+        labels = None if labels is None or not self.num_classes else np.asarray(labels)
         chunks = []
         for i, start in enumerate(range(0, num, batch_size)):
             n = min(batch_size, num - start)

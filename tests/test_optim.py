@@ -1,0 +1,67 @@
+"""Schedules at hand-computed points; the weight-decay mask; AdamW decays only what it should."""
+import math
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from pretrainx import optim
+
+
+def opt(**kw):
+    base = dict(lr=1e-3, end_lr=1e-4, schedule="cosine", warmup_steps=100, decay_steps=5000,
+                decay_rate=0.1, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.1, decay_mask="matrices",
+                clip_norm=1.0, grad_accum=1, ema_decay=0.0)
+    base.update(kw)
+    return ml_collections.ConfigDict(base)
+
+
+def test_cosine_matches_nanogpt_get_lr():
+    sched = optim.learning_rate_schedule(opt())
+
+    def nanogpt(it, lr=1e-3, min_lr=1e-4, warmup=100, decay=5000):   # nanoGPT train.py get_lr
+        if it < warmup:
+            return lr * it / warmup   # nanoGPT uses (it+1)/warmup; we start warm-up at 0
+        if it > decay:
+            return min_lr
+        ratio = (it - warmup) / (decay - warmup)
+        return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
+    for it in (0, 50, 100, 1000, 2550, 4999, 5000, 7000):
+        assert float(sched(it)) == pytest.approx(nanogpt(it), rel=1e-5, abs=1e-9), it
+
+
+def test_inverse_sqrt_exponential_constant():
+    inv = optim.learning_rate_schedule(opt(schedule="inverse_sqrt", warmup_steps=100))
+    assert float(inv(100)) == pytest.approx(1e-3)
+    assert float(inv(100 + 300)) == pytest.approx(1e-3 * math.sqrt(100 / 400))
+    exp = optim.learning_rate_schedule(opt(schedule="exponential", warmup_steps=0, end_lr=0.0,
+                                           decay_steps=1000, decay_rate=0.5))
+    assert float(exp(1000)) == pytest.approx(5e-4) and float(exp(2000)) == pytest.approx(2.5e-4)
+    const = optim.learning_rate_schedule(opt(schedule="constant", warmup_steps=10))
+    assert float(const(5)) == pytest.approx(5e-4) and float(const(10_000)) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="unknown optimizer.schedule"):
+        optim.learning_rate_schedule(opt(schedule="linear_warmdown"))
+
+
+def test_decay_mask_spares_norms_biases_and_optionally_embeddings():
+    params = {"wte": {"embedding": jnp.ones((8, 4))}, "ln_f": {"scale": jnp.ones(4)},
+              "h_0": {"mlp": {"fc": {"kernel": jnp.ones((4, 16)), "bias": jnp.ones(16)}},
+                      "ln_1": {"scale": jnp.ones(4), "bias": jnp.ones(4)}}}
+    mask = optim.weight_decay_mask(params, "matrices")        # nanoGPT: embeddings decay too
+    assert mask["h_0"]["mlp"]["fc"] == {"kernel": True, "bias": False}
+    assert mask["wte"]["embedding"] is True and mask["ln_f"]["scale"] is False
+    assert optim.weight_decay_mask(params, "matrices_no_embeddings")["wte"]["embedding"] is False
+    assert mask["h_0"]["ln_1"] == {"scale": False, "bias": False}
+    assert all(np.asarray(v) for v in __import__("jax").tree.leaves(optim.weight_decay_mask(params, "all")))
+
+
+def test_adamw_with_zero_gradient_shrinks_only_decayed_weights():
+    params = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}}
+    tx, _ = optim.make_optimizer(opt(schedule="constant", warmup_steps=0, lr=0.1), params)
+    state = tx.init(params)
+    zeros = {"dense": {"kernel": jnp.zeros((2, 2)), "bias": jnp.zeros(2)}}
+    updates, _ = tx.update(zeros, state, params)
+    # decoupled decay: -lr * wd * w = -0.1 * 0.1 * 1
+    np.testing.assert_allclose(updates["dense"]["kernel"], -0.01, rtol=1e-6)
+    np.testing.assert_allclose(updates["dense"]["bias"], 0.0)

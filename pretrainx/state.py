@@ -30,10 +30,17 @@ class TrainState:
         return self.params if self.ema_params is None else self.ema_params
 
 
+def _init_key(rng: jax.Array) -> jax.Array:
+    """An RBG key from a threefry key's bits, for parameter init only: XLA compiles large
+    threefry-based initialisers very slowly on CPU (a small UNet: ~20 s vs ~4 s with RBG)."""
+    data = jax.random.key_data(rng)
+    return jax.random.wrap_key_data(jnp.concatenate([data, data]), impl="unsafe_rbg")
+
+
 def _boxed_state(objective, tx_factory, ema: bool, rng: jax.Array) -> TrainState:
     param_rng, frozen_rng, state_rng = jax.random.split(rng, 3)
-    params = objective.init(param_rng)
-    frozen = objective.init_frozen(frozen_rng)
+    params = objective.init(_init_key(param_rng))
+    frozen = objective.init_frozen(_init_key(frozen_rng))
     # optax maps over the boxes, so Adam's moments keep each parameter's logical names.
     tx = tx_factory(nn.unbox(params))
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),

@@ -13,127 +13,25 @@ import os
 
 import ml_collections
 
-_SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
+from pretrainx import config_lib
 
 
 def get_config(arg: str = ""):
-    c = ml_collections.ConfigDict()
+    if arg not in ("", "cond", "smoke"):
+        raise ValueError(f"unknown variant {arg!r} of fashion_mnist_flow (known: cond, smoke)")
+    # UNet, data, optimiser, EMA, eval and mesh as fashion_mnist_ddpm (the same variant).
+    c = config_lib.load(os.path.join(os.path.dirname(__file__), "fashion_mnist_ddpm.py") +
+                        (f":{arg}" if arg else ""))
     c.objective = "flow"
-    c.seed = 0
-    c.batch_size = 128                # global: split over the mesh's data and fsdp axes
-
-    c.data = ml_collections.ConfigDict()
-    c.data.kind = "idx"
-    c.data.path = os.path.normpath(os.path.join(_SHARED, "fashion-mnist"))
-    c.data.pad = 0                    # pixels of background added on each side
-    c.data.image_size = 0             # 0: native 28x28
-    c.data.random_flip = True         # left-right flips are label-preserving for clothes
-
-    c.model = ml_collections.ConfigDict()
-    c.model.image_shape = (28, 28, 1)
-    c.model.num_classes = 0           # 0: unconditional
-    c.model.ch = 64
-    c.model.ch_mult = (1, 2, 2)
-    c.model.num_res_blocks = 2
-    c.model.attn_resolutions = (14,)
-    c.model.num_heads = 1
-    c.model.dropout = 0.1
-    c.model.norm_groups = 32
-    c.model.dtype = "float32"         # compute dtype; "bfloat16" keeps fp32 master weights
-
+    del c.diffusion
     c.flow = ml_collections.ConfigDict()
     c.flow.time_sampling = "uniform"  # "uniform" | "logit_normal" (Esser et al. 2024)
     c.flow.logit_mean = 0.0
     c.flow.logit_std = 1.0
-    c.flow.cfg_drop = 0.0             # label dropout for classifier-free guidance
-
-    c.optimizer = ml_collections.ConfigDict()
-    c.optimizer.lr = 2e-4
-    c.optimizer.end_lr = 2e-4
-    c.optimizer.schedule = "constant"
-    c.optimizer.warmup_steps = 1000
-    c.optimizer.decay_steps = 30000
-    c.optimizer.decay_rate = 1.0
-    c.optimizer.b1 = 0.9
-    c.optimizer.b2 = 0.999
-    c.optimizer.eps = 1e-8
-    c.optimizer.weight_decay = 0.0
-    c.optimizer.decay_mask = "all"
-    c.optimizer.clip_norm = 1.0
-    c.optimizer.grad_accum = 1
-    c.optimizer.ema_decay = 0.999     # evaluators see the EMA weights
-
-    c.train = ml_collections.ConfigDict()
-    c.train.steps = 30000
-    c.train.log_every = 100
-    c.train.progress = True
-
-    c.eval = ml_collections.ConfigDict()
-    c.eval.every = 5000
-    c.eval.num_batches = 20           # validation loss on held-out t10k images
-    c.eval.batch_size = 256
-    c.eval.grid_samples = 64          # PNG grid at workdir/samples/step_XXXXXX.png; 0 disables
-    c.eval.fid_num_samples = 10000    # 0 disables FID
-    c.eval.fid_num_reference = 10000
-    c.eval.fid_seed = 0
-    c.eval.fid_extractor = "classifier"   # or a registered "inception_v3"
-    c.eval.fid_classifier_steps = 1500
+    c.flow.cfg_drop = 0.1 if arg == "cond" else 0.0   # label dropout for classifier-free guidance
     c.eval.fid_samplers = ("euler:32", "euler:4", "euler:2", "euler:1")  # first -> "fid"
-    c.eval.fid_cache_dir = ""         # "": $PRETRAINX_FID_CACHE or ~/.cache/pretrainx/fid
-
-    c.checkpoint = ml_collections.ConfigDict()
-    c.checkpoint.every = 5000
-    c.checkpoint.keep = 2
-    c.checkpoint.best_metric = "eval/fid"
-    c.checkpoint.best_mode = "min"
-    c.checkpoint.async_save = True
-
-    c.mesh = ml_collections.ConfigDict()
-    c.mesh.data = -1
-    c.mesh.fsdp = 1
-    c.mesh.tensor = 1
-
-    c.sharding = ml_collections.ConfigDict()
-    # logical axis -> mesh axes; the names are those of pretrainx/models/unet.py
-    c.sharding.rules = (
-        ("batch", ("data", "fsdp")),
-        ("conv_h", None),
-        ("conv_w", None),
-        ("conv_in", "fsdp"),
-        ("conv_out", "tensor"),
-        ("image_channels", None),
-        ("embed", "fsdp"),
-        ("mlp", "tensor"),
-        ("classes", None),
-        ("norm", None),
-    )
-
-    c.sample = ml_collections.ConfigDict()
+    for ddpm_only in ("eta", "variance", "clip_x0"):
+        del c.sample[ddpm_only]
     c.sample.sampler = "euler"        # "euler" | "heun" (2 network calls a step)
-    c.sample.steps = 32
-    c.sample.guidance = 1.0           # classifier-free guidance scale; 1 = plain conditional
-    c.sample.num_samples = 64
-    c.sample.seed = 0
-    c.sample.batch_size = 1000        # images per jitted sampler call
-
-    if arg == "cond":
-        c.model.num_classes = 10
-        c.flow.cfg_drop = 0.1
-        c.sample.guidance = 2.0
-    elif arg == "smoke":              # a CPU-sized check of the whole pipeline
-        c.batch_size = 32
-        c.model.ch = 32
-        c.model.ch_mult = (1, 2)
-        c.model.num_res_blocks = 1
-        c.train.steps = 200
-        c.train.log_every = 20
-        c.eval.every = 200
-        c.eval.num_batches = 2
-        c.eval.fid_num_samples = 0
-        c.eval.grid_samples = 16
-        c.checkpoint.every = 200
-        c.checkpoint.best_metric = "val/loss"
-        c.sample.steps = 20
-    elif arg:
-        raise ValueError(f"unknown variant {arg!r} of fashion_mnist_flow (known: cond, smoke)")
+    c.sample.steps = 20 if arg == "smoke" else 32
     return c

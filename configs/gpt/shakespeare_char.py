@@ -2,6 +2,7 @@
 
   pretrainx train --config configs/gpt/shakespeare_char.py --workdir workdirs/shakespeare_char
   pretrainx train --config configs/gpt/shakespeare_char.py:smoke --workdir /tmp/sc_smoke
+  pretrainx train --config configs/gpt/shakespeare_char.py:cpu --workdir /tmp/sc_cpu  # nanoGPT's CPU baby GPT
   pretrainx sample --workdir workdirs/shakespeare_char --prompt "ROMEO:" --max-new-tokens 200
 
 Same numbers as nanoGPT's config/train_shakespeare_char.py: 6 layers, 6 heads, width 384, block
@@ -131,6 +132,21 @@ def get_config(arg: str = ""):
         c.eval.batch_size = 32
         c.checkpoint.every = 200
         c.sample.max_new_tokens = 100
+    elif arg == "cpu":
+        # nanoGPT README's "baby GPT" for a CPU (--block_size=64 --batch_size=12 --n_layer=4
+        # --n_head=4 --n_embd=128 --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0
+        # --eval_iters=20); nanoGPT reports val loss 1.88 for it.
+        c.batch_size = 12
+        c.data.seq_len = 64
+        c.model.max_len = 64
+        c.model.num_layers = 4
+        c.model.num_heads = 4
+        c.model.embed_dim = 128
+        c.model.dropout = 0.0
+        c.optimizer.decay_steps = 2000
+        c.train.steps = 2000
+        c.eval.num_batches = 20
+        c.eval.batch_size = 12
     elif arg:
-        raise ValueError(f"unknown variant {arg!r} of shakespeare_char (known: smoke)")
+        raise ValueError(f"unknown variant {arg!r} of shakespeare_char (known: smoke, cpu)")
     return c

@@ -1,7 +1,6 @@
 """Trained subword vocabularies on real WikiText-2: exact byte-level BPE round trip, compression,
 special-token ids, save/load through tokenizer.load, and the tokenizer CLI."""
 import os
-import time
 import unicodedata
 
 import pytest
@@ -105,7 +104,8 @@ def test_tokenizer_cli_missing_corpus_is_one_line_exit_2(tmp_path, capsys):
 
 
 @needs_wikitext
-def test_tokenizing_wikitext_valid_is_fast(bpe):
-    start = time.perf_counter()
-    subword.encode_corpus(bpe, WIKITEXT, progress=False)
-    assert time.perf_counter() - start < 5.0   # ~1 s on 2 CPU cores; slack for a busy machine
+def test_batched_corpus_encoding_decodes_to_the_file(bpe):
+    # Speed is measured by experiments/bench_tokenize.py; here: batches of lines lose nothing.
+    ids = subword.encode_corpus(bpe, WIKITEXT, batch_lines=1000, progress=False)
+    with open(WIKITEXT, encoding="utf-8", newline="") as f:
+        assert bpe.decode(ids.tolist()) == f.read()

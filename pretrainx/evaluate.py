@@ -42,10 +42,10 @@ class Evaluator:
             means["val/perplexity"] = float(np.exp(means["val/nll"]))
         return means
 
-    def run(self, state, step: int) -> dict[str, float]:
-        params = state.eval_params()
-        scalars = self.val_metrics(params, state.frozen)
-        ctx = EvalContext(params=params, frozen=state.frozen, step=step, workdir=self.workdir,
+    def run(self, params, frozen, step: int) -> dict[str, float]:
+        """``params``: the weights to evaluate (the EMA when the run keeps one)."""
+        scalars = self.val_metrics(params, frozen)
+        ctx = EvalContext(params=params, frozen=frozen, step=step, workdir=self.workdir,
                           rng=jax.random.PRNGKey(self.config.seed + step), mesh=self.mesh,
                           val_data=self.dataset.val, tokenizer=self.dataset.tokenizer)
         for plugin in self.plugins:

@@ -139,14 +139,7 @@ def _eval(argv: list[str]) -> int:
                              seq_len=config.data.get("seq_len"), seed=config.seed)
     objective.bind_data(dataset)
     ev = evaluate.Evaluator(objective, config, ctx.mesh, dataset, args.workdir)
-
-    class _State:   # the evaluator reads only these
-        frozen = ctx.frozen
-
-        @staticmethod
-        def eval_params():
-            return ctx.params
-    for k, v in sorted(ev.run(_State, ctx.step).items()):
+    for k, v in sorted(ev.run(ctx.params, ctx.frozen, ctx.step).items()):
         print(f"{k} {v:.6f}")
     return 0
 

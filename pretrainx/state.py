@@ -55,8 +55,7 @@ def create_train_state(objective, tx_factory, *, seed: int, ema: bool, mesh, axi
     rng = jax.random.PRNGKey(seed)
     boxed = lambda r: _boxed_state(objective, tx_factory, ema, r)
     shardings = state_shardings(objective, tx_factory, ema=ema, mesh=mesh, axis_rules=axis_rules)
-    with mesh:
-        state = jax.jit(lambda r: nn.unbox(boxed(r)), out_shardings=shardings)(rng)
+    state = jax.jit(lambda r: nn.unbox(boxed(r)), out_shardings=shardings)(rng)
     return state, shardings
 
 

@@ -70,7 +70,7 @@ def train_step(state, batch, *, objective, tx, schedule, grad_accum: int, ema_de
     ema = state.ema_params
     if ema is not None:
         ema = state_lib.update_ema(ema, params, ema_decay)
-    metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads),
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads),
                "lr": schedule(state.step)}
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
     return new_state, metrics
@@ -208,7 +208,7 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
         progress.update(pending_step, post)
 
     try:
-        with _SigtermFlag() as sigterm, mesh:
+        with _SigtermFlag() as sigterm:
             for step in range(start, total):
                 state, step_metrics = step_fn(state, sharding_lib.put_batch(batch, mesh))
                 data_state = DataState(data_state.next_index + 1)
@@ -233,7 +233,7 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
                 if save_now and not math.isfinite(float(jax.device_get(step_metrics["loss"]))):
                     flush(done, step_metrics)   # raises NonFiniteLossError: nothing is saved
                 if eval_now:
-                    scalars = evaluator.run(state, done)
+                    scalars = evaluator.run(state.eval_params(), state.frozen, done)
                     writer.write(done, scalars)
                     history.append({"step": done, **scalars})
                     progress.write(f"step {done}: " + ", ".join(

@@ -89,6 +89,12 @@ def test_sample_decodes_from_the_trained_run(reference_run, capsys):
     assert out.startswith("def ") and len(out.rstrip("\n").encode()) >= 4 + 1
 
 
+def test_eval_reports_val_metrics_of_the_trained_run(reference_run, capsys):
+    assert main.cli(["eval", "--workdir", str(reference_run)]) == 0
+    lines = dict(line.split() for line in capsys.readouterr().out.strip().splitlines())
+    assert 0 < float(lines["val/loss"]) < 5.55    # below a uniform guess over 256 bytes (ln 256)
+
+
 def one_line_error(capsys, argv):
     code = main.cli(argv)
     err = capsys.readouterr().err.strip()

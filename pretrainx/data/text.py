@@ -8,7 +8,6 @@ run and on resume, or "sequential" non-overlapping windows.
 """
 from __future__ import annotations
 
-import glob
 import os
 import sysconfig
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.data.base import Dataset, register
-from pretrainx.data.sources import TokenWindows
+from pretrainx.data.sources import TokenWindows, expand_paths
 
 STDLIB = "stdlib"   # data.path value: the running Python's standard library sources (*.py)
 
@@ -34,16 +33,9 @@ def stdlib_source_files() -> list[str]:
 
 def read_corpus(path: str, max_bytes: int = 0) -> str:
     """The corpus text of ``path``: a file, a glob of files, or ``"stdlib"``."""
-    if path == STDLIB:
-        files = stdlib_source_files()
-    elif any(ch in path for ch in "*?["):
-        files = sorted(glob.glob(path, recursive=True))
-        if not files:
-            raise FileNotFoundError(f"data.path glob {path!r} matches no file")
-    else:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"data file not found: {path} (set --config.data.path)")
-        files = [path]
+    files = stdlib_source_files() if path == STDLIB else expand_paths(path)
+    if os.path.isdir(files[0]):
+        raise FileNotFoundError(f"data.path {path!r} is a directory; give a file or a glob")
     parts, size = [], 0
     for f in files:
         with open(f, encoding="utf-8", errors="replace") as fh:

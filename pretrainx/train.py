@@ -227,15 +227,23 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
                     break
                 eval_now = config.eval.every and (done % int(config.eval.every) == 0 or done == total)
                 save_now = done % ckpt.every == 0 or done == total or sigterm.raised
-                if (eval_now or save_now) and pending is not None:
-                    flush(*pending)   # never evaluate or save a state whose loss was not checked
-                    pending = None
-                if save_now and not math.isfinite(float(jax.device_get(step_metrics["loss"]))):
-                    flush(done, step_metrics)   # raises NonFiniteLossError: nothing is saved
+                if eval_now or save_now:   # never evaluate or save a state whose loss was not checked
+                    if pending is not None:   # this step was logged: flush checks its loss
+                        flush(*pending)
+                        pending = None
+                    elif not math.isfinite(float(jax.device_get(step_metrics["loss"]))):
+                        flush(done, step_metrics)   # raises NonFiniteLossError: nothing is saved
                 if eval_now:
                     scalars = evaluator.run(state.eval_params(), state.frozen, done)
                     writer.write(done, scalars)
                     history.append({"step": done, **scalars})
+                    # The train loss is measured before the update; a step can still wreck the
+                    # weights. A non-finite validation loss stops the run like a train NaN.
+                    for key in {"val/loss", ckpt.best_metric} & scalars.keys():
+                        if not math.isfinite(scalars[key]):
+                            raise NonFiniteLossError(
+                                f"{key} is {scalars[key]} at step {done}; stopped without saving "
+                                f"(last good checkpoint: step {last_saved})")
                     progress.write(f"step {done}: " + ", ".join(
                         f"{k}={v:.4f}" for k, v in scalars.items() if k.startswith("val/")))
                     ckpt.save_best(done, state, data_state, scalars)

@@ -107,6 +107,20 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert saved and max(saved) <= max(finite), (saved, finite)
 
 
+def test_nan_loss_at_an_unlogged_eval_step_keeps_the_best_checkpoint_clean(tmp_path):
+    # Evals (which save the best checkpoint) on every step; losses logged only every 100 steps.
+    cfg = tiny_config(**{"optimizer.lr": 1e30, "optimizer.schedule": "constant",
+                         "optimizer.warmup_steps": 0, "optimizer.clip_norm": 0.0,
+                         "train.log_every": 100, "eval.every": 1, "eval.num_batches": 1,
+                         "checkpoint.every": 100, "checkpoint.async_save": False})
+    with pytest.raises(train.NonFiniteLossError):
+        train.run(cfg, str(tmp_path))
+    best = tmp_path / "checkpoints_best"
+    for step in (os.listdir(best) if best.exists() else []):
+        meta = json.load(open(best / step / "meta" / "metadata"))
+        assert np.isfinite(meta["metrics"].get("val/loss", 0.0)), (step, meta)
+
+
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     cfg = tiny_config(**{"train.steps": 4, "checkpoint.every": 2, "checkpoint.keep": 3})
     train.run(cfg, str(tmp_path))

@@ -42,12 +42,13 @@ class Evaluator:
             means["val/perplexity"] = float(np.exp(means["val/nll"]))
         return means
 
-    def run(self, params, frozen, step: int) -> dict[str, float]:
-        """``params``: the weights to evaluate (the EMA when the run keeps one)."""
+    def run(self, params, frozen, step: int, *, final: bool = False) -> dict[str, float]:
+        """``params``: the weights to evaluate (the EMA when the run keeps one); ``final``: the
+        run's last evaluation, where evaluators may add their costly extras."""
         scalars = self.val_metrics(params, frozen)
         ctx = EvalContext(params=params, frozen=frozen, step=step, workdir=self.workdir,
                           rng=jax.random.PRNGKey(self.config.seed + step), mesh=self.mesh,
-                          val_data=self.dataset.val, tokenizer=self.dataset.tokenizer)
+                          val_data=self.dataset.val, tokenizer=self.dataset.tokenizer, final=final)
         for plugin in self.plugins:
             for name, value in plugin(ctx):
                 scalars[f"eval/{name}"] = float(value)

@@ -183,13 +183,19 @@ Generate = Callable[..., np.ndarray]
 
 class FidEvaluator:
     """Yields ("fid", value) for the first (sampler, steps) pair, ("fid/SAMPLER_STEPS", value) for
-    the others, and once per process ("fid_real_floor", value)."""
+    the others, and once per process ("fid_real_floor", value).
+
+    extra_at="final" scores the samplers after the first only at the run's last eval (and in
+    `pretrainx eval`): a 1000-step ancestral FID costs as much as thousands of training steps, so
+    the curve during training follows the first sampler alone."""
     name = "fid"
 
     def __init__(self, generate: Generate, data_config, protocol: FidProtocol,
-                 samplers: list[tuple[str, int]], cache_dir: str = ""):
+                 samplers: list[tuple[str, int]], cache_dir: str = "", extra_at: str = "final"):
+        if extra_at not in ("final", "every"):
+            raise ValueError(f"eval.fid_extra_at must be 'final' or 'every', got {extra_at!r}")
         self.generate, self.data_config, self.protocol = generate, data_config, protocol
-        self.samplers, self.cache_dir = samplers, cache_dir
+        self.samplers, self.cache_dir, self.extra_at = samplers, cache_dir, extra_at
         self._scorer = None
 
     def __call__(self, ctx):
@@ -200,7 +206,8 @@ class FidEvaluator:
             self._scorer = FidScorer(load_image_arrays(self.data_config), self.protocol,
                                      self.cache_dir)
             results.append(("fid_real_floor", self._scorer.real_floor()))
-        for i, (sampler, steps) in enumerate(self.samplers):
+        samplers = self.samplers if ctx.final or self.extra_at == "every" else self.samplers[:1]
+        for i, (sampler, steps) in enumerate(samplers):
             # A fixed generator seed (not ctx.rng): the protocol is the same at every eval.
             images = self.generate(ctx.params, jax.random.key(self.protocol.seed),
                                    self.protocol.num_samples, sampler=sampler, steps=steps)
@@ -220,5 +227,6 @@ class SampleGridEvaluator:
     def __call__(self, ctx):
         import jax
         images = self.generate(ctx.params, jax.random.key(self.seed), self.num)
-        save_image_grid(images, os.path.join(ctx.workdir, "samples", f"step_{ctx.step:06d}.png"))
+        if jax.process_index() == 0:   # every process samples (collectives); one writes
+            save_image_grid(images, os.path.join(ctx.workdir, "samples", f"step_{ctx.step:06d}.png"))
         return []

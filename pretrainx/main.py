@@ -58,9 +58,14 @@ def _train(argv: list[str]) -> int:
                                     flag_values=fv, lock_config=True, sys_argv=["pretrainx"] + argv)
     flags.DEFINE_string("workdir", None, "output directory (created; resumed if it has checkpoints)",
                         flag_values=fv)
-    flags.DEFINE_bool("distributed", False, "multi-host run: call jax.distributed.initialize() first "
-                      "(TPU pods find their peers; GPU clusters read JAX_COORDINATOR_ADDRESS etc.)",
-                      flag_values=fv)
+    flags.DEFINE_bool("distributed", False, "multi-process run: call jax.distributed.initialize() "
+                      "first (TPU pods, SLURM, ... find their peers; elsewhere give the three flags "
+                      "below, which imply --distributed)", flag_values=fv)
+    flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0's coordinator",
+                        flag_values=fv)
+    flags.DEFINE_integer("num_processes", None, "number of processes in the run", flag_values=fv)
+    flags.DEFINE_integer("process_id", None, "this process's index, 0 .. num_processes-1",
+                         flag_values=fv)
     try:
         fv(["pretrainx"] + argv)
         config = fv.config
@@ -70,9 +75,10 @@ def _train(argv: list[str]) -> int:
         raise FileNotFoundError(" ".join(str(e).split())) from None
     if config is None or not fv.workdir:
         raise ValueError("train needs --config PATH.py[:variant] and --workdir DIR")
-    import jax
-    if fv.distributed:
-        jax.distributed.initialize()
+    explicit = (fv.coordinator_address, fv.num_processes, fv.process_id)
+    if fv.distributed or any(v is not None for v in explicit):
+        from pretrainx import distributed
+        distributed.initialize(*explicit)
     from pretrainx import train
     result = train.run(config, fv.workdir)
     vals = [h["val/loss"] for h in result.history if "val/loss" in h]
@@ -139,7 +145,7 @@ def _eval(argv: list[str]) -> int:
                              seq_len=config.data.get("seq_len"), seed=config.seed)
     objective.bind_data(dataset)
     ev = evaluate.Evaluator(objective, config, ctx.mesh, dataset, args.workdir)
-    for k, v in sorted(ev.run(ctx.params, ctx.frozen, ctx.step).items()):
+    for k, v in sorted(ev.run(ctx.params, ctx.frozen, ctx.step, final=True).items()):
         print(f"{k} {v:.6f}")
     return 0
 

@@ -7,7 +7,6 @@ checkpoints all count the same thing.
 from __future__ import annotations
 
 import flax
-import jax
 import jax.numpy as jnp
 import optax
 

@@ -14,9 +14,11 @@ import logging
 import math
 import os
 import signal
+import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from pretrainx import checkpoint as checkpoint_lib
@@ -177,6 +179,9 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
     writer = metrics_lib.MetricWriter(workdir, tensorboard=True)
     total = int(config.train.steps)
     start = int(jax.device_get(state.step))
+    # The whole LR curve, computed once: evaluating the schedule on the device each step would
+    # wait for the step queued before it and stall the host/device pipeline.
+    host_lrs = np.asarray(jax.device_get(jax.jit(jax.vmap(built.schedule))(jnp.arange(total))))
     tokens_per_step = (first[objective.tokens_key].size * jax.process_count()
                        if objective.tokens_key in first else None)
     flops_per_token = objective.flops_per_token() if tokens_per_step else None
@@ -185,6 +190,7 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
     history, pending, stopped_early, batch = [], None, False, first
     log_every = int(config.train.log_every)
     last_saved = restored[2] if restored else None
+    started = time.perf_counter()   # "time/elapsed_s": wall seconds of this process's loop
 
     def flush(pending_step, pending_metrics):
         scalars = {f"train/{k}": float(v) for k, v in jax.device_get(pending_metrics).items()}
@@ -194,6 +200,7 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
                 f"(last good checkpoint: step {last_saved}). Lower the learning rate or check the data.")
         rate = clock.measure(pending_step)
         scalars["train/steps_per_sec"] = rate
+        scalars["time/elapsed_s"] = time.perf_counter() - started
         if tokens_per_step:
             scalars["train/tokens_per_sec"] = rate * tokens_per_step
             u = metrics_lib.mfu(flops_per_token, rate * tokens_per_step, mesh.size)
@@ -219,7 +226,7 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
                 if done % log_every == 0 or done == total:
                     pending = (done, step_metrics)
                 else:   # the learning rate every step, from the host's copy of the schedule
-                    writer.write(done, {"train/lr": float(built.schedule(step))})
+                    writer.write(done, {"train/lr": float(host_lrs[step])})
                 if done < total:   # prepare the next batch while the device works on this one
                     batch = host_batch(dataset.train, objective, data_state.next_index, config.seed)
                 if stop_after is not None and done - start >= stop_after:
@@ -234,7 +241,11 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
                     elif not math.isfinite(float(jax.device_get(step_metrics["loss"]))):
                         flush(done, step_metrics)   # raises NonFiniteLossError: nothing is saved
                 if eval_now:
-                    scalars = evaluator.run(state.eval_params(), state.frozen, done)
+                    eval_started = time.perf_counter()
+                    scalars = evaluator.run(state.eval_params(), state.frozen, done,
+                                            final=done == total)
+                    scalars["time/eval_s"] = time.perf_counter() - eval_started
+                    scalars["time/elapsed_s"] = time.perf_counter() - started
                     writer.write(done, scalars)
                     history.append({"step": done, **scalars})
                     # The train loss is measured before the update; a step can still wreck the
@@ -258,10 +269,13 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
                 flush(*pending)
     finally:
         # Saves already dispatched hold good states: let them land even when the loop raised.
-        ckpt.wait()
-        ckpt.close()
-        progress.close()
-        writer.close()
+        # A failed save raises from wait(); the writers are closed (TensorBoard flushed) anyway.
+        try:
+            ckpt.wait()
+        finally:
+            progress.close()
+            writer.close()
+            ckpt.close()
     return RunResult(state=state, history=history, stopped_early=stopped_early)
 
 

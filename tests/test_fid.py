@@ -1,5 +1,6 @@
 """FID: the Fréchet distance against closed forms, the cached classifier features, the protocol's
 real-data floor, and the evaluators' outputs."""
+import dataclasses
 import os
 
 import ml_collections
@@ -84,11 +85,19 @@ def test_evaluators_write_grids_and_report_fid(cache_dir, tmp_path):
 
     evaluator = fid.FidEvaluator(generate, DIGITS, PROTOCOL, [("ddim", 20), ("ancestral", 200)],
                                  cache_dir)
-    results = dict(evaluator(ctx))
-    assert set(results) == {"fid_real_floor", "fid", "fid/ancestral_200"}
+    results = dict(evaluator(ctx))     # an eval during training: the first sampler only
+    assert set(results) == {"fid_real_floor", "fid"}
     assert results["fid"] == pytest.approx(results["fid_real_floor"], rel=1e-5)
-    assert calls[-2:] == [(180, "ddim", 20), (180, "ancestral", 200)]
-    assert set(dict(evaluator(ctx))) == {"fid", "fid/ancestral_200"}   # the floor only once
+    assert calls[-1] == (180, "ddim", 20)
+    del calls[:]
+    final = dict(evaluator(dataclasses.replace(ctx, final=True)))   # the last eval: all of them
+    assert set(final) == {"fid", "fid/ancestral_200"}                # the floor only once
+    assert calls == [(180, "ddim", 20), (180, "ancestral", 200)]
+    every = fid.FidEvaluator(generate, DIGITS, PROTOCOL, [("ddim", 20), ("ancestral", 200)],
+                             cache_dir, extra_at="every")
+    assert set(dict(every(ctx))) == {"fid_real_floor", "fid", "fid/ancestral_200"}
+    with pytest.raises(ValueError, match="fid_extra_at"):
+        fid.FidEvaluator(generate, DIGITS, PROTOCOL, [("ddim", 20)], cache_dir, extra_at="last")
 
 
 def test_missing_inception_weights_give_a_clear_error(cache_dir):

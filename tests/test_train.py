@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from pretrainx import config_lib, train
+from pretrainx import config_lib, optim, train
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -28,6 +28,20 @@ def tiny_config(**updates):
 
 def losses(history):
     return {h["step"]: h["train/loss"] for h in history if "train/loss" in h}
+
+
+def test_learning_rate_is_logged_every_step(tmp_path):
+    # log_every=3: steps 3 and 6 log the step's own "lr" metric, the others the host's copy of
+    # the schedule; both must be the warm-up + cosine curve at the step that was taken.
+    cfg = tiny_config(**{"train.log_every": 3, "optimizer.warmup_steps": 2})
+    train.run(cfg, str(tmp_path))
+    with open(tmp_path / "metrics.jsonl") as f:
+        lr = {r["step"]: r["train/lr"] for r in map(json.loads, f) if "train/lr" in r}
+    schedule = optim.learning_rate_schedule(cfg.optimizer)
+    assert sorted(lr) == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose([lr[s] for s in range(1, 7)],
+                               [float(schedule(s - 1)) for s in range(1, 7)], rtol=1e-6)
+    assert lr[1] == 0.0 and lr[3] == pytest.approx(cfg.optimizer.lr) and lr[6] < lr[4]
 
 
 def test_resume_after_crash_replays_the_same_losses(tmp_path):

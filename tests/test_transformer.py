@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, PartitionSpec as P
 
-from pretrainx.models.transformer import GPT, TransformerConfig, flops_per_token, param_count
+from pretrainx.models.transformer import (GPT, TransformerConfig, explicit_attention,
+                                          flops_per_token, param_count, resolve_attention)
 
 B, T = 8, 16
 TINY = TransformerConfig(vocab_size=17, num_layers=2, num_heads=4, embed_dim=32, max_len=32)
@@ -148,6 +149,65 @@ def test_dropout_only_when_training():
     np.testing.assert_allclose(evaluated, _fwd(TINY)(params, tokens), atol=1e-6)
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - evaluated).max() > 1e-3 and np.abs(a - c).max() > 1e-3
+
+
+def test_explicit_attention_matches_dot_product_attention():
+    rs = np.random.RandomState(0)
+    q, k, v = (jnp.asarray(rs.randn(2, 6, 3, 8), jnp.float32) for _ in range(3))
+    fused = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="xla")
+    np.testing.assert_allclose(explicit_attention(q, k, v, None, True), fused, atol=1e-5)
+    mask = jnp.asarray(rs.rand(2, 1, 6, 6) > 0.5) | jnp.eye(6, dtype=bool)  # every row keeps one
+    fused = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="xla")
+    np.testing.assert_allclose(explicit_attention(q, k, v, mask, False), fused, atol=1e-5)
+
+
+def test_attention_dropout_acts_on_the_weights():
+    # q = k = 0 gives uniform causal weights, so query t averages v[0..t]; dropping key 0 and
+    # scaling the rest by 2 (inverted dropout at p = 0.5) is then easy to do by hand.
+    T_, v_S = 4, jnp.arange(1.0, 5.0)          # v = 1, 2, 3, 4
+    q = k = jnp.zeros((1, T_, 1, 1))
+    v = v_S.reshape(1, T_, 1, 1)
+    keep_S = jnp.array([0.0, 2.0, 2.0, 2.0])
+    out = explicit_attention(q, k, v, None, True, lambda p: p * keep_S)[0, :, 0, 0]
+    # t=0: (0*1)/1 = 0;  t=1: 2*2/2 = 2;  t=2: 2*(2+3)/3;  t=3: 2*(2+3+4)/4
+    np.testing.assert_allclose(out, [0.0, 2.0, 10 / 3, 4.5], rtol=1e-6)
+
+
+def test_attention_dropout_only_when_training():
+    cfg = dataclasses.replace(TINY, attention_dropout=0.5)
+    model, params, tokens = GPT(cfg), _params(TINY), _tokens(6)
+
+    @jax.jit
+    def f(rng):
+        train = lambda r: model.apply({"params": params}, tokens, train=True, rngs={"dropout": r})
+        return model.apply({"params": params}, tokens), train(rng), train(rng + 1)
+    evaluated, a, c = (np.asarray(x) for x in f(jax.random.PRNGKey(2)))
+    np.testing.assert_allclose(evaluated, _fwd(TINY)(params, tokens), atol=1e-6)
+    assert np.abs(a - evaluated).max() > 1e-3 and np.abs(a - c).max() > 1e-3
+    with pytest.raises(ValueError, match="attention_dropout"):
+        dataclasses.replace(TINY, attention_dropout=1.0)
+
+
+def test_auto_attention_picks_cudnn_only_where_it_applies():
+    gpu_bf16 = dict(backend="gpu", dtype="bfloat16", head_dim=64, masked=False, decode=False)
+    assert resolve_attention("auto", **gpu_bf16) == "cudnn"
+    for change in (dict(backend="cpu"), dict(backend="tpu"), dict(dtype="float32"),
+                   dict(head_dim=256), dict(head_dim=36), dict(masked=True), dict(decode=True)):
+        assert resolve_attention("auto", **{**gpu_bf16, **change}) == "xla", change
+    assert resolve_attention("cudnn", **{**gpu_bf16, "backend": "cpu"}) == "cudnn"  # as asked
+    assert resolve_attention("xla", **gpu_bf16) == "xla"
+
+
+def test_auto_attention_falls_back_to_xla_where_cudnn_is_refused(monkeypatch):
+    # On this CPU jax refuses cuDNN while tracing ("cuDNN is not detected"): the same refusal
+    # an old cuDNN or an unsupported shape gets on a GPU. "auto" falls back; "cudnn" raises.
+    from pretrainx.models import transformer
+    monkeypatch.setattr(transformer, "resolve_attention", lambda choice, **_: "cudnn")
+    params, tokens = _params(TINY), _tokens(7)
+    logits = GPT(TINY).apply({"params": params}, tokens)
+    np.testing.assert_allclose(logits, _fwd(TINY)(params, tokens), atol=1e-6)
+    with pytest.raises(RuntimeError, match="cuDNN"):
+        GPT(dataclasses.replace(TINY, attention="cudnn")).apply({"params": params}, tokens)
 
 
 def test_untied_head_and_no_bias():

@@ -75,12 +75,13 @@ def get_config(arg: str = ""):
     c.eval.num_batches = 20           # validation loss on held-out t10k images
     c.eval.batch_size = 256
     c.eval.grid_samples = 64          # PNG grid at workdir/samples/step_XXXXXX.png; 0 disables
-    c.eval.fid_num_samples = 10000    # 0 disables FID
+    c.eval.fid_num_samples = 5000     # 0 disables FID
     c.eval.fid_num_reference = 10000
     c.eval.fid_seed = 0
     c.eval.fid_extractor = "classifier"   # or a registered "inception_v3"
     c.eval.fid_classifier_steps = 1500
     c.eval.fid_samplers = ("ddim:50", "ancestral:1000")   # the first is reported as "fid"
+    c.eval.fid_extra_at = "final"     # the samplers after the first: "final" (last eval) | "every"
     c.eval.fid_cache_dir = ""         # "": $PRETRAINX_FID_CACHE or ~/.cache/pretrainx/fid
 
     c.checkpoint = ml_collections.ConfigDict()
@@ -138,6 +139,7 @@ def get_config(arg: str = ""):
         c.eval.grid_samples = 16
         c.checkpoint.every = 200
         c.checkpoint.best_metric = "val/loss"
+        c.optimizer.ema_decay = 0.98  # 0.999 would keep the EMA (val, grid) near the init in 200 steps
         c.sample.steps = 20
     elif arg:
         raise ValueError(f"unknown variant {arg!r} of fashion_mnist_ddpm (known: cond, smoke)")

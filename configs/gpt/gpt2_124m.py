@@ -28,6 +28,7 @@ def get_config(arg: str = ""):
     c.model.embed_dim = 768
     c.model.max_len = 1024
     c.model.dropout = 0.0
+    c.model.attention_dropout = 0.0
     c.model.use_bias = True
     c.model.dtype = "bfloat16"
     c.optimizer.lr = 6e-4             # nanoGPT train_gpt2.py

@@ -37,6 +37,7 @@ def get_config(arg: str = ""):
     c.model.vocab_size = 8000         # the tokenizer's vocab_size, specials included
     c.model.max_len = 256
     c.model.dropout = 0.1
+    c.model.attention_dropout = 0.1
     if arg == "smoke":
         c.data.seq_len = 64
         c.model.max_len = 64

@@ -17,6 +17,8 @@ rng names: "params" for init, "dropout" for dropout (only used when train=True).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 import math
 from typing import Any
 
@@ -25,7 +27,39 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_IMPLEMENTATIONS = {"auto": None, "xla": "xla", "cudnn": "cudnn"}
+_IMPLEMENTATIONS = ("auto", "xla", "cudnn")
+
+
+def resolve_attention(choice: str, *, backend: str, dtype, head_dim: int, masked: bool,
+                      decode: bool) -> str:
+    """The jax.nn.dot_product_attention implementation to ask for.
+
+    jax's own default (implementation=None) is the XLA path on every backend, so "auto" picks
+    cuDNN's fused kernel itself where that kernel takes the call: a GPU, bf16/fp16, a head dim
+    that is a multiple of 8 up to 128, plain causal masking (a dense packing mask would have to
+    be materialised anyway) and not the one-token decode steps, whose shapes cuDNN rejects.
+    """
+    if choice != "auto":
+        return choice
+    fits = (backend == "gpu" and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+            and head_dim % 8 == 0 and head_dim <= 128 and not masked and not decode)
+    return "cudnn" if fits else "xla"
+
+
+def explicit_attention(q_BxTxHxD, k_BxSxHxD, v_BxSxHxD, mask, is_causal: bool, dropout_fn=None):
+    """softmax(QK^T/sqrt(D)) V written out, so that the weights can be dropped (fused kernels
+    take no dropout). Logits and softmax in float32; returns q's dtype."""
+    T, S, D = q_BxTxHxD.shape[1], k_BxSxHxD.shape[1], q_BxTxHxD.shape[-1]
+    logits_BxHxTxS = jnp.einsum("bthd,bshd->bhts", q_BxTxHxD, k_BxSxHxD,
+                                preferred_element_type=jnp.float32) / math.sqrt(D)
+    if is_causal:
+        mask = jnp.tril(jnp.ones((T, S), dtype=jnp.bool_))[None, None]
+    if mask is not None:
+        logits_BxHxTxS = jnp.where(mask, logits_BxHxTxS, jnp.finfo(jnp.float32).min)
+    probs_BxHxTxS = jax.nn.softmax(logits_BxHxTxS, axis=-1)
+    if dropout_fn is not None:
+        probs_BxHxTxS = dropout_fn(probs_BxHxTxS)
+    return jnp.einsum("bhts,bshd->bthd", probs_BxHxTxS.astype(v_BxSxHxD.dtype), v_BxSxHxD)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +71,7 @@ class TransformerConfig:
     mlp_ratio: int = 4
     max_len: int = 1024
     dropout: float = 0.0
+    attention_dropout: float = 0.0    # on the attention weights (nanoGPT uses its dropout here too)
     use_bias: bool = True
     tie_embeddings: bool = True
     rope: bool = False
@@ -49,7 +84,9 @@ class TransformerConfig:
             raise ValueError(f"embed_dim {self.embed_dim} not divisible by num_heads {self.num_heads}")
         if self.attention not in _IMPLEMENTATIONS:
             raise ValueError(
-                f"attention must be one of {sorted(_IMPLEMENTATIONS)}, got {self.attention!r}")
+                f"attention must be one of {list(_IMPLEMENTATIONS)}, got {self.attention!r}")
+        if not 0.0 <= self.attention_dropout < 1.0:
+            raise ValueError(f"attention_dropout must be in [0, 1), got {self.attention_dropout}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
         if self.rope and (self.embed_dim // self.num_heads) % 2:
@@ -119,10 +156,12 @@ class CausalSelfAttention(nn.Module):
             k_BxTxHxD = apply_rope(k_BxTxHxD, positions_BxT)
 
         is_causal = mask is None
-        implementation = _IMPLEMENTATIONS[cfg.attention]
+        implementation = resolve_attention(
+            cfg.attention, backend=jax.default_backend(), dtype=cfg.compute_dtype, head_dim=D,
+            masked=mask is not None, decode=self.decode)
         if self.decode:
             if implementation == "cudnn":  # cuDNN flash attention rejects many decode shapes
-                implementation = None
+                implementation = "xla"
             is_initialized = self.has_variable("cache", "cached_key")
             B, T = x_BxTxE.shape[:2]
             shape = (B, cfg.max_len, H, D)
@@ -143,9 +182,22 @@ class CausalSelfAttention(nn.Module):
                 mask = (key_pos_S[None, :] <= query_pos_T[:, None])[None, None]  # 1,1,T,S
                 is_causal = False
 
-        y_BxTxHxD = jax.nn.dot_product_attention(
-            q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, mask=mask, is_causal=is_causal,
-            implementation=implementation)
+        if train and cfg.attention_dropout > 0:
+            drop = nn.Dropout(cfg.attention_dropout, name="attn_dropout")
+            y_BxTxHxD = explicit_attention(q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, mask, is_causal,
+                                           lambda p: drop(p, deterministic=False))
+        else:
+            attend = functools.partial(jax.nn.dot_product_attention, q_BxTxHxD, k_BxTxHxD,
+                                       v_BxTxHxD, mask=mask, is_causal=is_causal)
+            try:
+                y_BxTxHxD = attend(implementation=implementation)
+            except (NotImplementedError, RuntimeError) as e:
+                # jax checks cuDNN's version, GPU generation and shapes while tracing; "auto"
+                # then takes the XLA path, an explicit "cudnn" lets the error stand.
+                if cfg.attention != "auto":
+                    raise
+                logging.getLogger(__name__).warning("cuDNN attention unavailable (%s); using XLA", e)
+                y_BxTxHxD = attend(implementation="xla")
         out_BxTxE = nn.DenseGeneral(
             cfg.embed_dim, axis=(-2, -1), use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
             kernel_init=_init(0.02 / math.sqrt(2 * cfg.num_layers), ("heads", "kv", "embed")),

@@ -42,6 +42,7 @@ class EvalContext:
     mesh: Any
     val_data: Any             # a BatchSource for the validation split (may be None)
     tokenizer: Any = None
+    final: bool = False       # the run's last eval (or `pretrainx eval`): costly extras run here
 
 
 class Evaluator(Protocol):

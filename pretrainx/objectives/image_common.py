@@ -1,12 +1,15 @@
-"""What the image objectives (ddpm, flow) share: the UNet, label dropout and classifier-free
-guidance, chunked jitted generation, the FID / sample-grid evaluators and ``pretrainx sample``.
+"""What the image objectives (ddpm, flow) share: the backbone (UNet or DiT), label dropout and
+classifier-free guidance, chunked jitted generation, the FID / sample-grid evaluators and
+``pretrainx sample``.
 
 A subclass supplies only its loss and ``run_sampler(predict, noise, rng, sampler, steps)``, where
 ``predict(x, t)`` takes the objective's own time (an integer step for ddpm, t in [0, 1] for flow)
-and ``model_time(t)`` maps it to the UNet's time input.
+and ``model_time(t)`` maps it to the network's time input.
 
-Config read here: model.{image_shape, num_classes, ch, ch_mult, num_res_blocks, attn_resolutions,
-dropout, num_heads, norm_groups, dtype}; <section>.cfg_drop (section = "diffusion" or "flow");
+Config read here: model.{name ("unet" when absent | "dit"), image_shape, num_classes, dtype} and
+the backbone's own keys: UNet {ch, ch_mult, num_res_blocks, attn_resolutions, dropout, num_heads,
+norm_groups}, DiT {patch_size, hidden_size, depth, num_heads, mlp_ratio}; <section>.cfg_drop
+(section = "diffusion" or "flow");
 sample.{sampler, steps, guidance, num_samples, seed, batch_size}; eval.{fid_num_samples,
 fid_num_reference, fid_seed, fid_extractor, fid_classifier_steps, fid_samplers, fid_cache_dir,
 grid_samples}; data (for the FID reference).
@@ -21,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from pretrainx import fid
+from pretrainx import sharding as sharding_lib
+from pretrainx.models.dit import DiT
 from pretrainx.models.unet import UNet
 from pretrainx.objectives.base import EvalContext, Objective
 
@@ -35,10 +40,36 @@ def build_unet(model_config) -> UNet:
                 dtype=jnp.dtype(model_config.get("dtype", "float32")))
 
 
+def build_dit(model_config) -> DiT:
+    return DiT(patch_size=model_config.patch_size, hidden_size=model_config.hidden_size,
+               depth=model_config.depth, num_heads=model_config.num_heads,
+               mlp_ratio=model_config.get("mlp_ratio", 4),
+               num_classes=model_config.get("num_classes", 0),
+               dtype=jnp.dtype(model_config.get("dtype", "float32")))
+
+
+BACKBONES = {"unet": build_unet, "dit": build_dit}     # config.model.name -> builder
+
+
+def build_model(model_config) -> nn.Module:
+    """The image backbone config.model.name picks ("unet" when absent)."""
+    name = model_config.get("name", "unet")
+    if name not in BACKBONES:
+        raise ValueError(f"config.model.name is {name!r}; image backbones: {sorted(BACKBONES)}")
+    return BACKBONES[name](model_config)
+
+
 def parse_sampler(spec: str) -> tuple[str, int]:
     """"ddim:50" -> ("ddim", 50)."""
     name, _, steps = spec.partition(":")
     return name, int(steps)
+
+
+def _mesh_of(params):
+    """The mesh the params are laid out on (None for params on one device or on the host)."""
+    leaf = jax.tree_util.tree_leaves(params)[0]
+    sharding = getattr(leaf, "sharding", None)
+    return sharding.mesh if isinstance(sharding, jax.sharding.NamedSharding) else None
 
 
 class ImageGenerativeObjective(Objective):
@@ -51,7 +82,7 @@ class ImageGenerativeObjective(Objective):
         self.image_shape = tuple(config.model.image_shape)            # (H, W, C)
         self.num_classes = int(config.model.get("num_classes", 0))
         self.cfg_drop = float(config[self.section].get("cfg_drop", 0.0))
-        self.model = build_unet(config.model)
+        self.model = build_model(config.model)
         self._generate_fns = {}
 
     # --- subclass hooks ---------------------------------------------------------------------
@@ -80,7 +111,7 @@ class ImageGenerativeObjective(Objective):
                                jnp.zeros((1,), jnp.float32), labels=labels)["params"]
 
     def apply_model(self, params, x, t, labels, *, train: bool, rng=None):
-        """The UNet at the objective's time ``t`` (B,); boxed or plain params both work."""
+        """The network at the objective's time ``t`` (B,); boxed or plain params both work."""
         return self.model.apply({"params": nn.meta.unbox(params)}, x, self.model_time(t),
                                 labels=labels, train=train,
                                 rngs={"dropout": rng} if train and rng is not None else {})
@@ -119,15 +150,27 @@ class ImageGenerativeObjective(Objective):
         guidance = s.get("guidance", 1.0) if guidance is None else guidance
         return sampler, int(steps or s.steps), float(guidance)
 
-    def _generate_fn(self, num, sampler, steps, guidance):
-        key = (num, sampler, steps, guidance)
+    def _generate_fn(self, num, sampler, steps, guidance, mesh):
+        """Jitted (params, key_data, labels) -> images. On a mesh (the one the params live on)
+        the chunk's rows are split over the batch axes, so every device samples its share, and
+        the images come back replicated: any process can read them, also in multi-process runs."""
+        key = (num, sampler, steps, guidance, mesh)
         if key not in self._generate_fns:
-            def generate(params, rng, labels):
-                noise_rng, sampler_rng = jax.random.split(rng)
+            rows = None
+            if mesh is not None:
+                split = num % sharding_lib.batch_divisor(mesh) == 0
+                rows = (sharding_lib.batch_sharding(mesh, 1 + len(self.image_shape)) if split
+                        else sharding_lib.replicated(mesh))
+
+            def generate(params, key_data, labels):
+                noise_rng, sampler_rng = jax.random.split(jax.random.wrap_key_data(key_data))
                 noise = jax.random.normal(noise_rng, (num, *self.image_shape), jnp.float32)
+                if rows is not None:
+                    noise = jax.lax.with_sharding_constraint(noise, rows)
                 predict = self.guided_predictor(params, labels, guidance)
                 return self.run_sampler(predict, noise, sampler_rng, sampler, steps)
-            self._generate_fns[key] = jax.jit(generate)
+            out = None if mesh is None else sharding_lib.replicated(mesh)
+            self._generate_fns[key] = jax.jit(generate, out_shardings=out)
         return self._generate_fns[key]
 
     def generate(self, params, rng, num: int, *, sampler=None, steps=None, guidance=None,
@@ -140,13 +183,18 @@ class ImageGenerativeObjective(Objective):
         if self.num_classes and labels is None:
             labels = np.arange(num) % self.num_classes
         labels = None if labels is None or not self.num_classes else np.asarray(labels)
+        mesh = _mesh_of(params)
+        if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
+            rng = jax.random.wrap_key_data(rng)          # a raw uint32 PRNGKey
         chunks = []
         for i, start in enumerate(range(0, num, batch_size)):
             n = min(batch_size, num - start)
-            chunk_labels = None if labels is None else jnp.asarray(labels[start:start + n],
-                                                                   jnp.int32)
-            fn = self._generate_fn(n, sampler, steps, guidance)
-            chunks.append(np.asarray(fn(params, jax.random.fold_in(rng, i), chunk_labels)))
+            # Host values (not arrays on one device) for the key and labels: jit places them
+            # on the mesh itself, which a multi-process run needs.
+            chunk_labels = None if labels is None else labels[start:start + n].astype(np.int32)
+            key_data = np.asarray(jax.random.key_data(jax.random.fold_in(rng, i)))
+            fn = self._generate_fn(n, sampler, steps, guidance, mesh)
+            chunks.append(np.asarray(fn(params, key_data, chunk_labels)))
         return np.clip(np.concatenate(chunks), -1.0, 1.0)
 
     # --- evaluation -------------------------------------------------------------------------
@@ -173,7 +221,8 @@ class ImageGenerativeObjective(Objective):
         if e.get("fid_num_samples", 0):
             evaluators.append(fid.FidEvaluator(self.generate, self.config.data,
                                                self.fid_protocol(), self.fid_samplers(),
-                                               e.get("fid_cache_dir", "")))
+                                               e.get("fid_cache_dir", ""),
+                                               e.get("fid_extra_at", "final")))
         return evaluators
 
     def sample_command(self, ctx: EvalContext, options: dict) -> str:

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# The GPU measurements that experiments/gpt_shakespeare.md and diffusion_fashion_mnist.md ask for,
+# as two phases that each end well inside a 10-minute command, so both fit one 30-minute device
+# session (machine start included). Run from the repository root:
+#
+#   bash experiments/h100_runbook.sh gpt        # GPT-2 124M tokens/s (cuDNN vs XLA attention),
+#                                               # then nanoGPT's full shakespeare_char recipe
+#   bash experiments/h100_runbook.sh diffusion  # Fashion-MNIST flow and DDPM trained side by side
+#                                               # on the one GPU, FID curves, final FID table
+#   RUNBOOK_SMOKE=1 PYTHON=.venv/bin/python bash experiments/h100_runbook.sh gpt   # CPU dry run
+#
+# Results go to $OUT (the device tool's return folder; /tmp/pretrainx_runbook elsewhere): the
+# phase's log, one summary JSON and, for diffusion, the two final sample grids (8 files at most).
+# Wheels in .whl/ (ml-collections, tensorboardX: the device image lacks them) are installed first;
+# fetch them where pip works with
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
+#     ml_collections==1.1.0 tensorboardX==2.6.5
+# The data come from $DATA_DIR (default: .data/ in the checkout if present, else ../shared/data).
+# The device gets only the checkout, so copy the two data sets into the git-ignored .data/ first:
+#   mkdir -p .data && cp -r ../shared/data/tinyshakespeare ../shared/data/fashion-mnist .data/
+# and carry both folders (device tool: carry=[".whl", ".data"], command
+# "bash experiments/h100_runbook.sh gpt"; 31 MB in all).
+set -uo pipefail
+phase=${1:?usage: h100_runbook.sh gpt|diffusion}
+OUT=${OUT:-/tmp/pretrainx_runbook}
+WORK=${RUNBOOK_WORK:-/tmp/pretrainx_runbook_work}
+PY=${PYTHON:-python3}
+if [ -z "${DATA_DIR:-}" ]; then
+  if [ -d .data ]; then DATA_DIR=$PWD/.data; else DATA_DIR=$(cd .. && pwd)/shared/data; fi
+fi
+smoke=${RUNBOOK_SMOKE:-}
+mkdir -p "$OUT" "$WORK"
+exec > >(tee -a "$OUT/$phase.log") 2>&1
+
+if compgen -G ".whl/*.whl" > /dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/pretrainx_site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/pretrainx_site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+# A bench and the training run after it share compiled steps where their programs are equal.
+export JAX_COMPILATION_CACHE_DIR=$WORK/jax_cache
+command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+"$PY" -c "import jax, flax, optax, orbax.checkpoint as o; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'orbax', o.__version__, jax.devices())"
+train() { "$PY" -m pretrainx.main train "$@"; }
+stamp() { date +%s; }
+t_phase=$(stamp)
+
+case "$phase" in
+gpt)
+  if [ -n "$smoke" ]; then
+    bench_cfg=configs/gpt/gpt2_124m.py:smoke; bench_steps=5
+    sc_cfg=configs/gpt/shakespeare_char.py:smoke; sc_limit=300
+    sc_set=(--config.data.path="$DATA_DIR/tinyshakespeare/input.txt")
+  else
+    bench_cfg=configs/gpt/gpt2_124m.py; bench_steps=50
+    # nanoGPT trains in bf16 autocast on GPUs that have it; "auto" attention is then cuDNN's
+    # kernel for evaluation (training drops attention weights, so it runs the explicit path).
+    sc_cfg=configs/gpt/shakespeare_char.py; sc_limit=${SC_LIMIT:-400}
+    sc_set=(--config.data.path="$DATA_DIR/tinyshakespeare/input.txt" --config.model.dtype=bfloat16)
+  fi
+  for attention in auto xla; do
+    "$PY" experiments/bench_throughput.py --config "$bench_cfg" --steps "$bench_steps" \
+      --set model.attention=$attention --json "$WORK/bench_gpt2_$attention.json"
+  done
+  t0=$(stamp)
+  timeout -k 20 -s TERM "$sc_limit" "$PY" -m pretrainx.main train --config "$sc_cfg" \
+    --workdir "$WORK/shakespeare_char" --config.train.progress=False "${sc_set[@]}"
+  echo "shakespeare_char: exit $?, $(( $(stamp) - t0 )) s wall including compilation"
+  "$PY" experiments/summarize_run.py "$WORK/shakespeare_char" --json "$WORK/sc_summary.json" > /dev/null
+  "$PY" - "$WORK" "$OUT/gpt_summary.json" "$(( $(stamp) - t0 ))" <<'EOF'
+import json, sys
+work, out, wall = sys.argv[1], sys.argv[2], int(sys.argv[3])
+load = lambda name: json.load(open(f"{work}/{name}"))
+summary = {"bench_gpt2_auto": load("bench_gpt2_auto.json"), "bench_gpt2_xla": load("bench_gpt2_xla.json"),
+           "shakespeare_char": {**load("sc_summary.json"), "wall_s_with_compile": wall}}
+json.dump(summary, open(out, "w"), indent=2)
+sc = summary["shakespeare_char"]
+print(f"GPT-2 124M tokens/s: auto {summary['bench_gpt2_auto'].get('tokens_per_sec')} "
+      f"(MFU {summary['bench_gpt2_auto'].get('mfu')}), xla {summary['bench_gpt2_xla'].get('tokens_per_sec')}")
+print(f"shakespeare_char: best val {sc.get('best_val_loss')} at step {sc.get('best_val_step')}, "
+      f"last step {sc['last_step']}, loop {sc.get('wall_s')} s, with compile {wall} s")
+EOF
+  ;;
+diffusion)
+  export PRETRAINX_FID_CACHE=$WORK/fid_cache
+  ddpm_cfg=configs/diffusion/fashion_mnist_ddpm.py; flow_cfg=configs/diffusion/fashion_mnist_flow.py
+  data_set=(--config.data.path="$DATA_DIR/fashion-mnist")
+  ddpm_set=("${data_set[@]}"); flow_set=("${data_set[@]}"); train_s=${TRAIN_S:-180}; limit=${RUN_LIMIT:-420}
+  if [ -n "$smoke" ]; then
+    ddpm_cfg=$ddpm_cfg:smoke; flow_cfg=$flow_cfg:smoke; train_s=${TRAIN_S:-20}
+    common=(--config.eval.fid_num_samples=200 --config.eval.fid_num_reference=500
+            --config.eval.fid_classifier_steps=50)
+    ddpm_set=("${data_set[@]}" "${common[@]}" '--config.eval.fid_samplers=("ddim:5","ddim:10")')
+    flow_set=("${data_set[@]}" "${common[@]}" '--config.eval.fid_samplers=("euler:4","euler:1")')
+  fi
+  # Train the FID classifier once, before the two runs would both do it.
+  "$PY" experiments/prepare_fid.py --config "$ddpm_cfg" --json "$WORK/fid_protocol.json" \
+    --set data.path="$DATA_DIR/fashion-mnist" \
+    $( [ -n "$smoke" ] && echo --set eval.fid_num_samples=200 --set eval.fid_num_reference=500 --set eval.fid_classifier_steps=50 )
+  "$PY" experiments/bench_throughput.py --config "$ddpm_cfg" --steps $([ -n "$smoke" ] && echo 3 || echo 30) \
+    --warmup 2 --set data.path="$DATA_DIR/fashion-mnist" --json "$WORK/bench_ddpm.json"
+  # Steps that fit train_s with two runs sharing the GPU (each assumed 1.8x slower than alone),
+  # rounded to 500 (to 10 in a dry run); the LR schedule is constant after warm-up.
+  steps=$("$PY" -c "import json,sys; s=json.load(open('$WORK/bench_ddpm.json'))['step_ms_pipelined']/1e3; q=10 if '$smoke' else 500; print(max(q, min(30000, int($train_s/(1.8*s))//q*q)))")
+  every=$(( steps / 5 ))
+  echo "diffusion: $steps steps each, eval every $every"
+  pids=()
+  for obj in flow ddpm; do
+    cfg_var=${obj}_cfg; set_var=${obj}_set[@]
+    XLA_PYTHON_CLIENT_MEM_FRACTION=0.45 timeout -k 20 -s TERM "$limit" "$PY" -m pretrainx.main train \
+      --config "${!cfg_var}" --workdir "$WORK/$obj" --config.train.progress=False \
+      --config.train.steps=$steps --config.optimizer.decay_steps=$steps \
+      --config.eval.every=$every --config.checkpoint.every=$steps "${!set_var}" \
+      > "$WORK/$obj.log" 2>&1 &
+    pids+=($!)
+  done
+  wait "${pids[@]}"   # not a bare wait: that would also wait for the log's tee
+  for obj in flow ddpm; do
+    echo "---- $obj (last lines of its log)"; tail -n 15 "$WORK/$obj.log"
+    "$PY" experiments/summarize_run.py "$WORK/$obj" --json "$WORK/${obj}_summary.json" > /dev/null
+    grid=$(ls "$WORK/$obj/samples/"step_*.png 2>/dev/null | tail -n 1)
+    [ -n "$grid" ] && cp "$grid" "$OUT/${obj}_$(basename "$grid")"
+  done
+  "$PY" - "$WORK" "$OUT/diffusion_summary.json" "$steps" <<'EOF'
+import json, os, sys
+work, out, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+load = lambda name: json.load(open(os.path.join(work, name))) if os.path.exists(os.path.join(work, name)) else None
+summary = {"steps": steps, "fid_protocol": load("fid_protocol.json"), "bench_ddpm": load("bench_ddpm.json"),
+           "flow": load("flow_summary.json"), "ddpm": load("ddpm_summary.json")}
+json.dump(summary, open(out, "w"), indent=2)
+floor = (summary["fid_protocol"] or {}).get("real_floor")
+print(f"real-data floor: {floor}")
+for obj in ("flow", "ddpm"):
+    s = summary[obj] or {}
+    last = s.get("last_eval", {})
+    fids = {k: round(v, 3) for k, v in last.items() if k.startswith("eval/fid")}
+    print(f"{obj}: FID curve {s.get('fid_curve')}; final {fids}; loop {s.get('wall_s')} s")
+EOF
+  ;;
+*) echo "unknown phase $phase (gpt | diffusion)"; exit 2 ;;
+esac
+echo "phase $phase: $(( $(stamp) - t_phase )) s"

@@ -71,7 +71,11 @@ gpt)
   "$PY" - "$WORK" "$OUT/gpt_summary.json" "$(( $(stamp) - t0 ))" <<'EOF'
 import json, sys
 work, out, wall = sys.argv[1], sys.argv[2], int(sys.argv[3])
-load = lambda name: json.load(open(f"{work}/{name}"))
+def load(name):   # a step that failed (e.g. XLA attention out of memory) leaves no file
+    try:
+        return json.load(open(f"{work}/{name}"))
+    except FileNotFoundError:
+        return {"missing": name}
 summary = {"bench_gpt2_auto": load("bench_gpt2_auto.json"), "bench_gpt2_xla": load("bench_gpt2_xla.json"),
            "shakespeare_char": {**load("sc_summary.json"), "wall_s_with_compile": wall}}
 json.dump(summary, open(out, "w"), indent=2)
@@ -79,7 +83,7 @@ sc = summary["shakespeare_char"]
 print(f"GPT-2 124M tokens/s: auto {summary['bench_gpt2_auto'].get('tokens_per_sec')} "
       f"(MFU {summary['bench_gpt2_auto'].get('mfu')}), xla {summary['bench_gpt2_xla'].get('tokens_per_sec')}")
 print(f"shakespeare_char: best val {sc.get('best_val_loss')} at step {sc.get('best_val_step')}, "
-      f"last step {sc['last_step']}, loop {sc.get('wall_s')} s, with compile {wall} s")
+      f"last step {sc.get('last_step')}, loop {sc.get('wall_s')} s, with compile {wall} s")
 EOF
   ;;
 diffusion)

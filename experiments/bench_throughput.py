@@ -13,19 +13,11 @@ runner's loop); the median of per-step synced times is printed beside it. MFU =
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import statistics
 import time
 
 import jax
-
-
-def parse_value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def main() -> None:
@@ -39,9 +31,7 @@ def main() -> None:
     args = p.parse_args()
 
     from pretrainx import config_lib, metrics, sharding, train
-    config = config_lib.load(args.config)
-    config = config_lib.override(config, {k: parse_value(v) for k, v in
-                                          (kv.split("=", 1) for kv in args.set)})
+    config = config_lib.override(config_lib.load(args.config), config_lib.parse_overrides(args.set))
     built = train.setup(config)
     n = args.warmup + args.steps
     batches = [sharding.put_batch(train.host_batch(built.dataset.train, built.objective, i, config.seed),

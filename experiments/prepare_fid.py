@@ -25,11 +25,9 @@ def main() -> None:
     p.add_argument("--json", help="also write the result to this file")
     args = p.parse_args()
 
-    from bench_throughput import parse_value   # same --set syntax as the throughput benchmark
     from pretrainx import config_lib, fid, objectives
     from pretrainx.data.images import load_image_arrays
-    config = config_lib.override(config_lib.load(args.config),
-                                 {k: parse_value(v) for k, v in (kv.split("=", 1) for kv in args.set)})
+    config = config_lib.override(config_lib.load(args.config), config_lib.parse_overrides(args.set))
     objective = objectives.get(config.objective)(config)
     if not hasattr(objective, "fid_protocol"):
         raise SystemExit(f"prepare_fid: objective {config.objective!r} has no FID protocol")

@@ -1,6 +1,7 @@
 """Load ``get_config(arg)`` files by path, as ``pretrainx train --config path.py:arg`` does."""
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 
@@ -32,3 +33,18 @@ def override(config: ml_collections.ConfigDict, updates: dict) -> ml_collections
             raise KeyError(f"unknown config key {dotted!r}")
         node[leaf] = value
     return config
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["model.dtype=bfloat16", "train.steps=10"]`` -> ``{"model.dtype": "bfloat16", ...}`` for
+    ``override``: a value that reads as a Python literal becomes one, anything else stays text."""
+    updates = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise ValueError(f"config override {pair!r} is not KEY=VALUE")
+        try:
+            updates[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            updates[key] = text
+    return updates

@@ -43,7 +43,7 @@ class RunResult:
     stopped_early: bool = False
 
 
-def train_step(state, batch, *, objective, tx, schedule, grad_accum: int, ema_decay: float):
+def train_step(state, batch, *, objective, tx, grad_accum: int, ema_decay: float):
     rng = jax.random.fold_in(state.rng, state.step)
 
     def loss_on(params, micro_batch, micro_rng):
@@ -72,8 +72,7 @@ def train_step(state, batch, *, objective, tx, schedule, grad_accum: int, ema_de
     ema = state.ema_params
     if ema is not None:
         ema = state_lib.update_ema(ema, params, ema_decay)
-    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads),
-               "lr": schedule(state.step)}
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
     return new_state, metrics
 
@@ -145,7 +144,7 @@ def setup(config) -> Setup:
     objective.check_batch(example)
     batch_shardings = {k: sharding_lib.batch_sharding(mesh, v.ndim) for k, v in example.items()}
     step_fn = jax.jit(
-        functools.partial(train_step, objective=objective, tx=tx, schedule=schedule, grad_accum=accum,
+        functools.partial(train_step, objective=objective, tx=tx, grad_accum=accum,
                           ema_decay=float(config.optimizer.ema_decay)),
         in_shardings=(shardings, batch_shardings), out_shardings=(shardings, None), donate_argnums=0)
     return Setup(objective, mesh, dataset, state, shardings, step_fn, schedule)
@@ -179,8 +178,8 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
     writer = metrics_lib.MetricWriter(workdir, tensorboard=True)
     total = int(config.train.steps)
     start = int(jax.device_get(state.step))
-    # The whole LR curve, computed once: evaluating the schedule on the device each step would
-    # wait for the step queued before it and stall the host/device pipeline.
+    # The whole LR curve, computed once, is the one source of "train/lr": evaluating the schedule
+    # on the device each step would wait for the step queued before it and stall the pipeline.
     host_lrs = np.asarray(jax.device_get(jax.jit(jax.vmap(built.schedule))(jnp.arange(total))))
     tokens_per_step = (first[objective.tokens_key].size * jax.process_count()
                        if objective.tokens_key in first else None)
@@ -198,6 +197,7 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
             raise NonFiniteLossError(
                 f"loss is {scalars['train/loss']} at step {pending_step}; stopped without saving "
                 f"(last good checkpoint: step {last_saved}). Lower the learning rate or check the data.")
+        scalars["train/lr"] = float(host_lrs[pending_step - 1])   # the LR that step used
         rate = clock.measure(pending_step)
         scalars["train/steps_per_sec"] = rate
         scalars["time/elapsed_s"] = time.perf_counter() - started
@@ -225,7 +225,7 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
                     pending = None
                 if done % log_every == 0 or done == total:
                     pending = (done, step_metrics)
-                else:   # the learning rate every step, from the host's copy of the schedule
+                else:   # the learning rate every step; logged steps get it in flush
                     writer.write(done, {"train/lr": float(host_lrs[step])})
                 if done < total:   # prepare the next batch while the device works on this one
                     batch = host_batch(dataset.train, objective, data_state.next_index, config.seed)

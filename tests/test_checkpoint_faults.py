@@ -28,10 +28,6 @@ def with_mesh(cfg, data, fsdp, tensor):
     return config_lib.override(cfg, {"mesh.data": data, "mesh.fsdp": fsdp, "mesh.tensor": tensor})
 
 
-def losses(history):
-    return {h["step"]: h["train/loss"] for h in history if "train/loss" in h}
-
-
 def host_tree(tree):
     return jax.tree.map(np.asarray, jax.device_get(tree))
 
@@ -70,7 +66,7 @@ def test_resume_onto_a_different_mesh(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint.Checkpointer, "restore", recording_restore)
 
     full_dir, moved_dir = tmp_path / "full", tmp_path / "moved"
-    full = losses(train.run(old, str(full_dir)).history)            # uninterrupted, old mesh
+    full = test_train.losses(train.run(old, str(full_dir)).history)   # uninterrupted, old mesh
     assert sorted(os.listdir(full_dir / "checkpoints")) == ["3", "5"] and sorted(saved) == [3, 5]
     # The same run as if it had died right after its step-3 save.
     shutil.copytree(full_dir, moved_dir)
@@ -79,7 +75,7 @@ def test_resume_onto_a_different_mesh(tmp_path, monkeypatch):
 
     # (a) it resumed at the saved step and ran only the remaining ones
     assert seen["step"] == 3 and seen["next_index"] == 3
-    after = losses(resumed.history)
+    after = test_train.losses(resumed.history)
     assert sorted(after) == [4, 5] and int(resumed.state.step) == 5
     # (b) the restored state (weights, Adam moments, step, rng) is the saved one, bit for bit
     jax.tree.map(np.testing.assert_array_equal, seen["state"], saved[3])

@@ -36,6 +36,14 @@ def test_config_loads_and_rejects_unknown_variants(path):
 SMOKES = [p for p in CONFIGS if "smoke" in variants(p)]
 
 
+def test_command_line_overrides_parse_literals_and_keep_text():
+    assert config_lib.parse_overrides(["train.steps=10", "model.dtype=bfloat16", "a.b=(1, 2)",
+                                       "lr=3e-4", "flag=True"]) == {
+        "train.steps": 10, "model.dtype": "bfloat16", "a.b": (1, 2), "lr": 3e-4, "flag": True}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        config_lib.parse_overrides(["train.steps"])
+
+
 @pytest.mark.parametrize("path", SMOKES)
 def test_smoke_config_trains_through_the_runner(path, tmp_path):
     if any(k in path for k in NEEDS_SHARED) and not os.path.isdir(SHARED_DATA):

@@ -31,8 +31,8 @@ def losses(history):
 
 
 def test_learning_rate_is_logged_every_step(tmp_path):
-    # log_every=3: steps 3 and 6 log the step's own "lr" metric, the others the host's copy of
-    # the schedule; both must be the warm-up + cosine curve at the step that was taken.
+    # log_every=3: steps 3 and 6 write the LR with their train metrics, the others on its own
+    # line; both must be the warm-up + cosine curve at the step that was taken.
     cfg = tiny_config(**{"train.log_every": 3, "optimizer.warmup_steps": 2})
     train.run(cfg, str(tmp_path))
     with open(tmp_path / "metrics.jsonl") as f:

@@ -136,8 +136,9 @@ def test_remat_wraps_blocks_and_keeps_logits():
     assert "checkpoint" not in jaxpr and "remat" not in jaxpr
 
 
-def test_dropout_only_when_training():
-    cfg = dataclasses.replace(TINY, dropout=0.5)
+@pytest.mark.parametrize("field", ["dropout", "attention_dropout"])
+def test_dropout_only_when_training(field):
+    cfg = dataclasses.replace(TINY, **{field: 0.5})
     model, params, tokens = GPT(cfg), _params(TINY), _tokens(5)
 
     @jax.jit
@@ -173,17 +174,7 @@ def test_attention_dropout_acts_on_the_weights():
     np.testing.assert_allclose(out, [0.0, 2.0, 10 / 3, 4.5], rtol=1e-6)
 
 
-def test_attention_dropout_only_when_training():
-    cfg = dataclasses.replace(TINY, attention_dropout=0.5)
-    model, params, tokens = GPT(cfg), _params(TINY), _tokens(6)
-
-    @jax.jit
-    def f(rng):
-        train = lambda r: model.apply({"params": params}, tokens, train=True, rngs={"dropout": r})
-        return model.apply({"params": params}, tokens), train(rng), train(rng + 1)
-    evaluated, a, c = (np.asarray(x) for x in f(jax.random.PRNGKey(2)))
-    np.testing.assert_allclose(evaluated, _fwd(TINY)(params, tokens), atol=1e-6)
-    assert np.abs(a - evaluated).max() > 1e-3 and np.abs(a - c).max() > 1e-3
+def test_attention_dropout_rate_is_checked():
     with pytest.raises(ValueError, match="attention_dropout"):
         dataclasses.replace(TINY, attention_dropout=1.0)
 

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx.models.unet import timestep_embedding
+from pretrainx.models.unet import dense, timestep_embedding
 
 # The DiT's 256 sinusoidal time features (before the MLP), computed by the UNet's function: the
 # DiT puts cos before sin and divides the frequency exponent by 128, not 127; no matter.
@@ -53,11 +53,6 @@ def _normal(names):
 
 def _zeros(names):
     return nn.with_logical_partitioning(nn.initializers.zeros_init(), names)
-
-
-def dense(features, names, kernel_init=None, *, dtype, name):
-    return nn.Dense(features, dtype=dtype, name=name,
-                    kernel_init=kernel_init or _xavier(names), bias_init=_zeros(names[-1:]))
 
 
 def sincos_pos_embed_2d(grid_h: int, grid_w: int, dim: int) -> np.ndarray:
@@ -93,7 +88,7 @@ class DiTBlock(nn.Module):
     def __call__(self, x_BxTxE, c_BxE):
         E = x_BxTxE.shape[-1]
         N, D = self.num_heads, E // self.num_heads
-        mod_Bx6E = dense(6 * E, ("embed", "mlp"), _zeros(("embed", "mlp")), dtype=self.dtype,
+        mod_Bx6E = dense(6 * E, ("embed", "mlp"), zero_init=True, dtype=self.dtype,
                          name="adaLN_modulation")(nn.silu(c_BxE))
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = jnp.split(mod_Bx6E, 6, -1)
 
@@ -149,9 +144,10 @@ class DiT(nn.Module):
         x_BxTxE = x_BxhxwxE.reshape(B, gh * gw, E) + sincos_pos_embed_2d(gh, gw, E).astype(
             self.dtype)
 
-        c_BxE = dense(E, ("embed", "mlp"), _normal(("embed", "mlp")), dtype=self.dtype,
+        normal = nn.initializers.normal(0.02)   # DiT's timestep MLP and label table
+        c_BxE = dense(E, ("embed", "mlp"), kernel_init=normal, dtype=self.dtype,
                       name="t_embed0")(timestep_embedding(t_B, FREQ_DIM))
-        c_BxE = dense(E, ("mlp", "embed"), _normal(("mlp", "embed")), dtype=self.dtype,
+        c_BxE = dense(E, ("mlp", "embed"), kernel_init=normal, dtype=self.dtype,
                       name="t_embed1")(nn.silu(c_BxE))
         if self.num_classes:
             if labels is None:        # unconditional use of a conditional model: the null class
@@ -164,11 +160,11 @@ class DiT(nn.Module):
                 x_BxTxE, c_BxE)
 
         shift_BxE, scale_BxE = jnp.split(dense(
-            2 * E, ("embed", "mlp"), _zeros(("embed", "mlp")), dtype=self.dtype,
+            2 * E, ("embed", "mlp"), zero_init=True, dtype=self.dtype,
             name="final_adaLN")(nn.silu(c_BxE)), 2, -1)
         h_BxTxE = modulate(layer_norm("final_norm")(x_BxTxE), shift_BxE, scale_BxE)
         h_BxTxP = dense(p * p * out_ch, ("embed", "image_channels"),
-                        _zeros(("embed", "image_channels")), dtype=self.dtype,
+                        zero_init=True, dtype=self.dtype,
                         name="final_linear")(h_BxTxE.astype(self.dtype))
         # unpatchify: (B, gh*gw, p*p*C) -> (B, gh, p, gw, p, C) -> (B, H, W, C)
         out = h_BxTxP.reshape(B, gh, gw, p, p, out_ch).transpose(0, 1, 3, 2, 4, 5)

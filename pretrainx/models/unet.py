@@ -49,10 +49,11 @@ def conv(features, names, *, kernel=3, stride=1, zero_init=False, dtype=jnp.floa
                    bias_init=nn.with_logical_partitioning(_zero(), (names[-1],)))
 
 
-def dense(features, names, *, zero_init=False, dtype=jnp.float32, name=None):
+def dense(features, names, *, zero_init=False, kernel_init=None, dtype=jnp.float32, name=None):
+    """Dense with logical names; the kernel starts fan-avg uniform, zero, or ``kernel_init``."""
+    kernel_init = kernel_init or (_zero() if zero_init else _fan_avg_uniform())
     return nn.Dense(features, dtype=dtype, name=name,
-                    kernel_init=nn.with_logical_partitioning(
-                        _zero() if zero_init else _fan_avg_uniform(), names),
+                    kernel_init=nn.with_logical_partitioning(kernel_init, names),
                     bias_init=nn.with_logical_partitioning(_zero(), (names[-1],)))
 
 

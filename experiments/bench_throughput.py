@@ -20,6 +20,20 @@ import time
 import jax
 
 
+def measured_matmul_flops(n: int = 8192, reps: int = 10) -> float:
+    """FLOP/s of a bf16 n^3 matmul on random data, the best of ``reps`` after a warm-up."""
+    import jax.numpy as jnp
+    a, b = (jax.random.normal(k, (n, n), jnp.bfloat16) for k in jax.random.split(jax.random.key(0)))
+    f = jax.jit(lambda a, b: a @ b)
+    f(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        f(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True)
@@ -28,6 +42,9 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. model.dtype=bfloat16 (repeatable)")
     p.add_argument("--json", help="also write the result to this file")
+    p.add_argument("--measure-peak", action="store_true",
+                   help="also time an 8192^3 bf16 matmul on this device and report MFU against it "
+                        "(the measured ceiling) beside the datasheet MFU")
     args = p.parse_args()
 
     from pretrainx import config_lib, metrics, sharding, train
@@ -71,6 +88,13 @@ def main() -> None:
         result.update(tokens_per_step=tokens, tokens_per_sec=round(tps),
                       tokens_per_sec_synced=round(tokens / step_s), flops_per_token=fpt,
                       mfu=None if u is None else round(u, 4))
+        if args.measure_peak:
+            peak = measured_matmul_flops()
+            result.update(measured_peak_tflops=round(peak / 1e12, 1),
+                          mfu_vs_measured_peak=round(fpt * tps / (peak * built.mesh.size), 4))
+    stats = jax.devices()[0].memory_stats() or {}   # None on CPU
+    if "peak_bytes_in_use" in stats:
+        result["peak_memory_gib"] = round(stats["peak_bytes_in_use"] / 2**30, 2)
     print(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, "w") as f:

@@ -61,7 +61,8 @@ gpt)
   fi
   for attention in auto xla; do
     "$PY" experiments/bench_throughput.py --config "$bench_cfg" --steps "$bench_steps" \
-      --set model.attention=$attention --json "$WORK/bench_gpt2_$attention.json"
+      --set model.attention=$attention --json "$WORK/bench_gpt2_$attention.json" \
+      $( [ "$attention" = auto ] && echo --measure-peak )
   done
   t0=$(stamp)
   timeout -k 20 -s TERM "$sc_limit" "$PY" -m pretrainx.main train --config "$sc_cfg" \

@@ -43,8 +43,26 @@ class RunResult:
     stopped_early: bool = False
 
 
-def train_step(state, batch, *, objective, tx, grad_accum: int, ema_decay: float):
-    rng = jax.random.fold_in(state.rng, state.step)
+RNG_IMPLS = ("threefry", "rbg", "unsafe_rbg")
+
+
+def step_key(base_rng, step, impl: str = "threefry"):
+    """The key of one train step: ``fold_in(base, step)``, as threefry (default) or re-wrapped
+    for XLA's RngBitGenerator ("rbg" / "unsafe_rbg"), which makes dropout's many random bits far
+    cheaper on GPUs. The re-wrapped key is a pure function of (base, step) too, so resume stays
+    exact; its bits differ from threefry's, and may differ between mesh shapes."""
+    rng = jax.random.fold_in(base_rng, step)
+    if impl == "threefry":
+        return rng
+    if impl not in RNG_IMPLS:
+        raise ValueError(f"unknown train.rng_impl {impl!r} (known: {', '.join(RNG_IMPLS)})")
+    data = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng
+    return jax.random.wrap_key_data(jnp.concatenate([data, data]), impl=impl)
+
+
+def train_step(state, batch, *, objective, tx, grad_accum: int, ema_decay: float,
+               rng_impl: str = "threefry"):
+    rng = step_key(state.rng, state.step, rng_impl)
 
     def loss_on(params, micro_batch, micro_rng):
         return objective.loss_fn(params, micro_batch, micro_rng, train=True, frozen=state.frozen)
@@ -75,6 +93,17 @@ def train_step(state, batch, *, objective, tx, grad_accum: int, ema_decay: float
     metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
     return new_state, metrics
+
+
+def stacked_steps(step_fn, k: int):
+    """k train steps in one dispatch: ``(state, batches) -> (state, metrics of the last step)``
+    with every leaf of ``batches`` stacked k deep on a new leading axis. For small models whose
+    steps are shorter than the launch and host work around them; the same k steps as k calls of
+    ``step_fn`` (tested). ``step_fn`` may be the jitted step: jit inside the scan is inlined."""
+    def run(state, batches):
+        state, metrics = jax.lax.scan(lambda s, b: step_fn(s, b), state, batches)
+        return state, jax.tree.map(lambda m: m[-1], metrics)
+    return jax.jit(run, donate_argnums=0)
 
 
 def host_batch(source, objective, index: int, seed: int):
@@ -128,6 +157,9 @@ def setup(config) -> Setup:
     mesh = sharding_lib.make_mesh(config.mesh)
     divisor = sharding_lib.batch_divisor(mesh)
     accum = int(config.optimizer.get("grad_accum", 1))
+    rng_impl = config.train.get("rng_impl", "threefry")
+    if rng_impl not in RNG_IMPLS:
+        raise ValueError(f"unknown train.rng_impl {rng_impl!r} (known: {', '.join(RNG_IMPLS)})")
     if config.batch_size % (divisor * accum):
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the batch-sharded "
                          f"devices ({divisor}) times optimizer.grad_accum ({accum})")
@@ -145,7 +177,8 @@ def setup(config) -> Setup:
     batch_shardings = {k: sharding_lib.batch_sharding(mesh, v.ndim) for k, v in example.items()}
     step_fn = jax.jit(
         functools.partial(train_step, objective=objective, tx=tx, grad_accum=accum,
-                          ema_decay=float(config.optimizer.ema_decay)),
+                          ema_decay=float(config.optimizer.ema_decay),
+                          rng_impl=rng_impl),
         in_shardings=(shardings, batch_shardings), out_shardings=(shardings, None), donate_argnums=0)
     return Setup(objective, mesh, dataset, state, shardings, step_fn, schedule)
 

@@ -151,12 +151,12 @@ def _eval(argv: list[str]) -> int:
 
 
 def _tokenizer(argv: list[str]) -> int:
-    from pretrainx.data import tokenizer_cli
+    from pretrainx import tokenizer_cli
     return tokenizer_cli.main(argv)
 
 
 def _ngram(argv: list[str]) -> int:
-    from pretrainx.data import ngram
+    from pretrainx import ngram
     return ngram.main(argv)
 
 

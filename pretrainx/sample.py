@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx.models.transformer import GPT, TransformerConfig
+from pretrainx.models.gpt import GPT
+from pretrainx.models.transformer import TransformerConfig
 
 
 def _sample(logits_BxV, key, temperature, *, greedy: bool, top_k: int | None, vocab: int):

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pretrainx.models.transformer import GPT, TransformerConfig
+from pretrainx.models.gpt import GPT
+from pretrainx.models.transformer import TransformerConfig
 from pretrainx.sample import generate
 
 CFG = TransformerConfig(vocab_size=17, num_layers=2, num_heads=4, embed_dim=32, max_len=16)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pretrainx import data
-from pretrainx.data import text
+from pretrainx.data import readers
 from conftest import SHARED_DATA
 
 SHAKESPEARE = os.path.join(SHARED_DATA, "tinyshakespeare", "input.txt")
@@ -31,7 +31,7 @@ def test_nanogpt_shakespeare_split():
 
 
 def test_stdlib_corpus_is_real_python():
-    corpus = text.read_corpus("stdlib", max_bytes=50_000)
+    corpus = readers.read_corpus("stdlib", max_bytes=50_000)
     assert len(corpus) == 50_000 and "def " in corpus and "import " in corpus
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, PartitionSpec as P
 
-from pretrainx.models.transformer import (GPT, TransformerConfig, explicit_attention,
-                                          flops_per_token, param_count, resolve_attention)
+from pretrainx.models.gpt import GPT, flops_per_token, param_count
+from pretrainx.models.transformer import TransformerConfig, explicit_attention, resolve_attention
 
 B, T = 8, 16
 TINY = TransformerConfig(vocab_size=17, num_layers=2, num_heads=4, embed_dim=32, max_len=32)

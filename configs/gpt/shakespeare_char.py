@@ -34,6 +34,9 @@ def get_config(arg: str = ""):
     c.data.max_bytes = 0              # 0: the whole corpus
     c.data.tokenizer = "char"         # "char" | "byte" | path to a trained tokenizer
     c.data.val_fraction = 0.1         # nanoGPT: first 90 % train, last 10 % val
+    c.data.split = "chars"            # nanoGPT's split by character position | "documents"
+    c.data.doc_separator = ""         # "": the corpus is one document; "\n\n" would cut paragraphs
+    c.data.packing = "stream"         # one token stream read as windows | "greedy"/"concat"/"pad" rows
     c.data.seq_len = 256
     c.data.sampling = "random"        # "random": nanoGPT's random windows | "sequential"
 
@@ -97,7 +100,7 @@ def get_config(arg: str = ""):
     c.mesh.tensor = 1
 
     c.sharding = ml_collections.ConfigDict()
-    # logical axis -> mesh axes. Parameters carry the logical names (see models/transformer.py).
+    # logical axis -> mesh axes. Parameters carry the logical names (see models/transformer.py, models/gpt.py).
     c.sharding.rules = (
         ("batch", ("data", "fsdp")),
         ("vocab", "tensor"),

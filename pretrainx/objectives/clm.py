@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pretrainx import losses
-from pretrainx.models import transformer
+from pretrainx.models import gpt, transformer
 from pretrainx.objectives.base import EvalContext, Objective, register
 
 LN2 = math.log(2.0)
@@ -27,7 +27,7 @@ class CausalLM(Objective):
     def __init__(self, config):
         super().__init__(config)
         self.model_config = transformer.TransformerConfig.from_config(config.model)
-        self.model = transformer.GPT(self.model_config)
+        self.model = gpt.GPT(self.model_config)
         self.label_smoothing = float(config.get("loss", {}).get("label_smoothing", 0.0))
 
     def bind_data(self, dataset) -> None:
@@ -60,8 +60,8 @@ class CausalLM(Objective):
         return loss, metrics
 
     def flops_per_token(self):
-        n = transformer.param_count(self._abstract_params(), non_embedding=True)
-        return transformer.flops_per_token(self.model_config, n, int(self.config.data.seq_len))
+        n = gpt.param_count(self._abstract_params(), non_embedding=True)
+        return gpt.flops_per_token(self.model_config, n, int(self.config.data.seq_len))
 
     def _abstract_params(self):
         import flax.linen as nn

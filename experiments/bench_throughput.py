@@ -51,8 +51,8 @@ def main() -> None:
     config = config_lib.override(config_lib.load(args.config), config_lib.parse_overrides(args.set))
     built = train.setup(config)
     n = args.warmup + args.steps
-    batches = [sharding.put_batch(train.host_batch(built.dataset.train, built.objective, i, config.seed),
-                                  built.mesh) for i in range(min(n, 8))]
+    batches = [sharding.put_batch(built.host_batch(built.dataset.train, i), built.mesh)
+               for i in range(min(n, 8))]
     state = built.state
     t0 = time.perf_counter()
     state, m = built.step_fn(state, batches[0])
@@ -83,12 +83,13 @@ def main() -> None:
     }
     if tokens:
         tps = tokens / pipelined_s
-        fpt = built.objective.flops_per_token()
+        flops = built.objective.flops_per_batch(jax.device_get(batches[0]))   # the global batch
+        fpt = flops / tokens if flops else None
         u = metrics.mfu(fpt, tps, built.mesh.size)
         result.update(tokens_per_step=tokens, tokens_per_sec=round(tps),
                       tokens_per_sec_synced=round(tokens / step_s), flops_per_token=fpt,
                       mfu=None if u is None else round(u, 4))
-        if args.measure_peak:
+        if args.measure_peak and fpt:
             peak = measured_matmul_flops()
             result.update(measured_peak_tflops=round(peak / 1e12, 1),
                           mfu_vs_measured_peak=round(fpt * tps / (peak * built.mesh.size), 4))

@@ -91,6 +91,11 @@ def get_config(arg: str = ""):
     c.checkpoint.best_mode = "min"
     c.checkpoint.async_save = True
 
+    c.init_from = ml_collections.ConfigDict()   # start from another run's arrays (init_from.py)
+    c.init_from.workdir = ""          # "": from scratch; a run's workdir: load it (unless resuming)
+    c.init_from.step = "latest"       # "latest" | "best" | a step number, e.g. "2000"
+    c.init_from.mapping = (("ema_params", "params"),)   # (source subtree, target subtree) pairs
+
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1
     c.mesh.fsdp = 1

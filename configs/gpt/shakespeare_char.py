@@ -55,6 +55,7 @@ def get_config(arg: str = ""):
     c.model.dtype = "float32"         # compute dtype; "bfloat16" keeps fp32 master weights
     c.model.remat = False
     c.model.attention = "auto"        # "auto" | "xla" | "cudnn" (jax.nn.dot_product_attention)
+    c.model.attention_kind = "causal"  # "causal" | "bidirectional" | "prefix" (models/transformer.py)
 
     c.loss = ml_collections.ConfigDict()
     c.loss.label_smoothing = 0.0
@@ -93,6 +94,11 @@ def get_config(arg: str = ""):
     c.checkpoint.best_metric = "val/loss"  # "" disables the best-checkpoint keeper
     c.checkpoint.best_mode = "min"
     c.checkpoint.async_save = True
+
+    c.init_from = ml_collections.ConfigDict()   # start from another run's arrays (init_from.py)
+    c.init_from.workdir = ""          # "": from scratch; a run's workdir: load it (unless resuming)
+    c.init_from.step = "latest"       # "latest" | "best" | a step number, e.g. "2000"
+    c.init_from.mapping = (("params", "params"),)   # (source subtree, target subtree) pairs
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1                  # -1: all devices not used by the other axes

@@ -9,6 +9,7 @@ rng names: "params" for init, "dropout" for dropout (only used when train=True).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -117,3 +118,28 @@ def flops_per_token(cfg: TransformerConfig, n_params: int, seq_len: int) -> int:
     """
     L, H, Q, T = cfg.num_layers, cfg.num_heads, cfg.head_dim, seq_len
     return 6 * n_params + 12 * L * H * Q * T
+
+
+@dataclasses.dataclass(frozen=True)
+class GPTDecoder:
+    """The GPT's KV cache behind ``pretrainx.decoding.Decoder`` (hashable: a jit static arg)."""
+    config: TransformerConfig
+
+    @property
+    def max_len(self) -> int:
+        return self.config.max_len
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    def init_cache(self, params, batch_size: int):
+        model = GPT(self.config, decode=True)
+        abstract = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((batch_size, 1), jnp.int32))
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), nn.unbox(abstract["cache"]))
+
+    def step(self, params, cache, tokens_BxT, positions_BxT, input_mask_BxT):
+        logits, mutated = GPT(self.config, decode=True).apply(
+            {"params": params, "cache": cache}, tokens_BxT, positions=positions_BxT,
+            input_mask=input_mask_BxT, mutable=["cache"])
+        return logits, mutated["cache"]

@@ -31,6 +31,12 @@ class CheckpointError(RuntimeError):
     pass
 
 
+def has_checkpoint(workdir: str) -> bool:
+    """Whether ``workdir`` holds a step checkpoint (a run to resume, not one to start)."""
+    directory = os.path.join(workdir, "checkpoints")
+    return os.path.isdir(directory) and any(s.isdigit() for s in os.listdir(directory))
+
+
 def without_frozen(state):
     """The state as the step checkpoints hold it: ``frozen`` is saved once, apart."""
     return state.replace(frozen={})

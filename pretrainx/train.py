@@ -92,10 +92,12 @@ class Setup:
 
 
 def saved_tokenizer(workdir: str | None):
-    """The tokenizer a run saved at its first start (None: none yet): a resumed run reuses it,
-    so its ids cannot move even if the corpus or the tokenizer library changed since."""
-    path = os.path.join(workdir, tokenizer_lib.FILENAME) if workdir else None
-    return tokenizer_lib.load(path) if path and os.path.exists(path) else None
+    """The tokenizer a run saved at its first start, when the run has a checkpoint to resume
+    (None otherwise): its ids cannot move even if the corpus or the tokenizer library changed."""
+    if not workdir or not checkpoint_lib.has_checkpoint(workdir):
+        return None                  # a fresh start fits or trains the tokenizer the config says
+    path = os.path.join(workdir, tokenizer_lib.FILENAME)
+    return tokenizer_lib.load(path) if os.path.exists(path) else None
 
 
 def build_dataset(config, objective, workdir: str | None = None) -> data_lib.Dataset:

@@ -117,6 +117,7 @@ def sampler_runs(tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow
 def test_prepare_samples_from_current_params_and_learns(sampler_runs):
     run = sampler_runs["one_device"]
     rewards = [h["train/reward"] for h in run.history if "train/reward" in h]
@@ -124,6 +125,7 @@ def test_prepare_samples_from_current_params_and_learns(sampler_runs):
     assert np.mean(rewards[-3:]) > np.mean(rewards[:3]) + 0.2, rewards
 
 
+@pytest.mark.slow
 def test_prepare_on_eight_devices_equals_one_device(sampler_runs):
     one, eight = losses(sampler_runs["one_device"].history), losses(sampler_runs["eight_devices"].history)
     assert sorted(one) == sorted(eight) == list(range(1, 13))
@@ -132,6 +134,7 @@ def test_prepare_on_eight_devices_equals_one_device(sampler_runs):
     assert not logits.sharding.is_fully_replicated
 
 
+@pytest.mark.slow
 def test_kill_and_resume_with_prepare_and_aux_is_bit_identical(sampler_runs):
     full, resumed = sampler_runs["eight_devices"], sampler_runs["resumed"]
     after = losses(resumed.history)
@@ -181,6 +184,19 @@ def test_update_override_equals_a_hand_written_loop(tmp_path):
                  jax.device_get(state.params), params)
     assert int(jax.device_get(state.opt_state[1][0].count)) == 4    # four Adam updates
     assert float(m["loss"]) >= 0
+
+
+# ---- objectives size their data ----------------------------------------------------------------
+
+def test_an_objective_asks_the_data_for_its_own_raw_length_and_fields():
+    built = train.setup(toys.config("toy_span_drop"))       # model length 16, raw rows 25
+    raw = built.dataset.train.get_batch(0)
+    assert set(raw) == {"tokens"} and raw["tokens"].shape == (16, 25)
+    batch = built.host_batch(built.dataset.train, 0)
+    assert batch["inputs"].shape == batch["targets"].shape == (16, 16)
+    np.testing.assert_array_equal(batch["inputs"][:, 1:], batch["targets"][:, :-1])
+    state, m = built.step_fn(built.state, sharding.put_batch(batch, built.mesh))
+    assert np.isfinite(float(m["loss"]))
 
 
 # ---- objectives written before the contexts ---------------------------------------------------

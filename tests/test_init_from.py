@@ -96,6 +96,7 @@ def _files(directory):
     return sorted(os.path.join(d, f) for d, _, fs in os.walk(directory) for f in fs)
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_its_own_checkpoint_not_the_source(value_runs, source):
     full, resumed, _, _ = value_runs
     after = losses(resumed.history)
@@ -106,6 +107,7 @@ def test_a_killed_run_resumes_its_own_checkpoint_not_the_source(value_runs, sour
     assert_same(resumed.state.frozen["reference"], trunk)     # restored from workdir/frozen
 
 
+@pytest.mark.slow
 def test_frozen_parameters_are_written_once_not_at_every_save(value_runs):
     _, _, workdir, frozen_files = value_runs
     assert frozen_files, "the first save writes workdir/frozen"
@@ -117,6 +119,7 @@ def test_frozen_parameters_are_written_once_not_at_every_save(value_runs):
         assert saved["frozen"] == {} and saved["params"]["backbone"], step
 
 
+@pytest.mark.slow
 def test_provenance_records_the_start_and_the_resume(value_runs):
     _, _, workdir, _ = value_runs
     record = json.load(open(workdir / provenance.FILENAME))

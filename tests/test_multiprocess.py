@@ -163,6 +163,7 @@ def mlm_runs(tmp_path_factory):
     return _metrics(one), _metrics(two)
 
 
+@pytest.mark.slow
 def test_host_masks_and_losses_do_not_depend_on_the_process_count(mlm_runs):
     one, two = mlm_runs
     for key in ("train/mask_position", "train/loss", "val/mask_position", "val/loss"):

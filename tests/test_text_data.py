@@ -95,13 +95,14 @@ def test_objectives_can_ask_for_raw_token_rows_of_their_own_length():
 def test_a_resumed_run_loads_its_saved_tokenizer_instead_of_fitting_again(tmp_path):
     from pretrainx import objectives, train
     from test_train import tiny_config
-    corpus = tmp_path / "corpus.txt"
+    corpus, workdir = tmp_path / "corpus.txt", str(tmp_path / "run")
     corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 50)
-    c = tiny_config(**{"data.path": str(corpus), "data.tokenizer": "char", "model.vocab_size": 64})
-    first = train.build_dataset(c, objectives.get("clm")(c))
-    first.tokenizer.save(str(tmp_path))                           # as run() does at its start
+    c = tiny_config(**{"data.path": str(corpus), "data.tokenizer": "char", "model.vocab_size": 64,
+                       "data.seq_len": 8, "model.max_len": 8, "train.steps": 4,
+                       "checkpoint.every": 2})
+    first = train.run(c, workdir, stop_after=3)                      # saved step 2, then "died"
+    saved = train.setup(c, workdir).dataset.tokenizer.chars
     corpus.write_text("a different corpus without most of those letters\n" * 50)
-    again = train.build_dataset(c, objectives.get("clm")(c), str(tmp_path))
-    assert again.tokenizer.chars == first.tokenizer.chars           # loaded, not fit on the text
-    refit = train.build_dataset(c, objectives.get("clm")(c))
-    assert refit.tokenizer.chars != first.tokenizer.chars
+    assert train.setup(c, workdir).dataset.tokenizer.chars == saved  # loaded, not fit again
+    refit = train.build_dataset(c, objectives.get("clm")(c))          # what a fresh start fits
+    assert refit.tokenizer.chars != saved and first.stopped_early

@@ -5,6 +5,7 @@ imported by the subprocesses of test_multiprocess.py.
   toy_masked_lm   host-side masking drawn for the global batch (BatchContext), a step-aware
                   masking rate, raw "tokens" rows (DataRequest), a bidirectional GPT, the loss
                   over masked tokens only with their count as denominator
+  toy_span_drop   asks the data for rows longer than the model's and drops a span of each
   toy_sampler     ``prepare`` samples actions from the current parameters inside the step; the
                   loss (REINFORCE) depends on those samples; ``aux`` keeps a running reward baseline
   toy_epochs      ``update`` overridden: 2 epochs x 2 minibatches of optimiser steps per batch
@@ -55,6 +56,24 @@ class ToyMaskedLM(CausalLM):
         where = jnp.arange(B * T, dtype=jnp.float32).reshape(B, T)
         metrics["mask_position"] = (batch["weights"] * where).sum() / metrics[DENOMINATOR]
         return loss, metrics
+
+
+@register("toy_span_drop")
+class ToySpanDrop(CausalLM):
+    """Reads SPAN more raw tokens than the model's length and drops a random span of them from
+    each row (as span corruption reads 568 raw tokens to make 512 inputs)."""
+    SPAN = 8
+
+    def data_request(self):
+        return DataRequest(seq_len=int(self.config.data.seq_len) + 1 + self.SPAN, fields=("tokens",))
+
+    def transform(self, batch, rng, *, ctx):
+        tokens = batch["tokens"]
+        starts = ctx.local(rng.integers(0, tokens.shape[1] - self.SPAN, ctx.global_batch_size))
+        keep = np.ones(tokens.shape, bool)
+        keep[np.arange(len(tokens))[:, None], starts[:, None] + np.arange(self.SPAN)] = False
+        rows = tokens[keep].reshape(len(tokens), -1)
+        return {"inputs": rows[:, :-1], "targets": rows[:, 1:]}
 
 
 class Policy(nn.Module):

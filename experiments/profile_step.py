@@ -151,8 +151,8 @@ def main() -> None:
     from pretrainx import config_lib, sharding, train
     config = config_lib.override(config_lib.load(args.config), config_lib.parse_overrides(args.set))
     built = train.setup(config)
-    batches = [sharding.put_batch(train.host_batch(built.dataset.train, built.objective, i, config.seed),
-                                  built.mesh) for i in range(min(args.steps + args.warmup + 1, 8))]
+    batches = [sharding.put_batch(built.host_batch(built.dataset.train, i), built.mesh)
+               for i in range(min(args.steps + args.warmup + 1, 8))]
     state = built.state
     for i in range(args.warmup + 1):   # the first call compiles
         state, m = built.step_fn(state, batches[i % len(batches)])

@@ -109,7 +109,8 @@ def _restore_for_inference(workdir: str, which: str):
         ema=float(config.optimizer.ema_decay) > 0, mesh=mesh, axis_rules=sharding.rules(config.sharding))
     state, _, step = checkpoint.restore_for_inference(workdir, which, target)
     ctx = EvalContext(params=state.eval_params(), frozen=state.frozen, step=step, workdir=workdir,
-                      rng=jax.random.PRNGKey(0), mesh=mesh, val_data=None, tokenizer=tok)
+                      rng=jax.random.PRNGKey(0), mesh=mesh, val_data=None, tokenizer=tok,
+                      aux=state.aux)
     return objective, ctx, config
 
 
@@ -138,25 +139,23 @@ def _eval(argv: list[str]) -> int:
     p.add_argument("--workdir", required=True)
     p.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
     args = p.parse_args(argv)
-    from pretrainx import data as data_lib, evaluate
+    from pretrainx import evaluate, train
     objective, ctx, config = _restore_for_inference(args.workdir, args.checkpoint)
-    dataset = data_lib.build(config.data, batch_size=config.batch_size,
-                             eval_batch_size=config.eval.batch_size,
-                             seq_len=config.data.get("seq_len"), seed=config.seed)
+    dataset = train.build_dataset(config, objective, args.workdir)   # as the run made it
     objective.bind_data(dataset)
     ev = evaluate.Evaluator(objective, config, ctx.mesh, dataset, args.workdir)
-    for k, v in sorted(ev.run(ctx.params, ctx.frozen, ctx.step, final=True).items()):
+    for k, v in sorted(ev.run(ctx.params, ctx.frozen, ctx.step, final=True, aux=ctx.aux).items()):
         print(f"{k} {v:.6f}")
     return 0
 
 
 def _tokenizer(argv: list[str]) -> int:
-    from pretrainx.data import tokenizer_cli
+    from pretrainx import tokenizer_cli
     return tokenizer_cli.main(argv)
 
 
 def _ngram(argv: list[str]) -> int:
-    from pretrainx.data import ngram
+    from pretrainx import ngram
     return ngram.main(argv)
 
 

@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pretrainx import train
+from pretrainx import step as step_lib, train
 from test_train import tiny_config
 
 
 def _batches(built, seed, n):
-    return [train.host_batch(built.dataset.train, built.objective, i, seed) for i in range(n)]
+    return [built.host_batch(built.dataset.train, i) for i in range(n)]
 
 
 def _copy(tree):
@@ -36,7 +36,7 @@ def test_stacked_steps_equal_single_steps():
     for b in batches:
         state, m = built.step_fn(state, b)
     stacked = jax.tree.map(lambda *xs: np.stack(xs), *batches)
-    multi_state, multi_m = train.stacked_steps(built.step_fn, 3)(start, stacked)
+    multi_state, multi_m = step_lib.stacked_steps(built.step_fn, 3)(start, stacked)
     assert int(multi_state.step) == int(state.step) == 3
     np.testing.assert_allclose(float(multi_m["loss"]), float(m["loss"]), rtol=1e-6)
     for a, b in zip(jax.tree.leaves(multi_state.params), jax.tree.leaves(state.params)):
@@ -55,7 +55,7 @@ def test_rbg_step_key_changes_nothing_without_randomness():
 @pytest.mark.parametrize("impl", ["rbg", "unsafe_rbg"])
 def test_rbg_step_key_is_a_pure_function_of_the_step_with_fair_bits(impl):
     base = jax.random.PRNGKey(7)
-    keep = lambda step: jax.random.bernoulli(train.step_key(base, step, impl), 0.8, (200_000,))
+    keep = lambda step: jax.random.bernoulli(step_lib.step_key(base, step, impl), 0.8, (200_000,))
     a, again, other = keep(3), keep(3), keep(4)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(again))   # resume replays the step
     assert not np.array_equal(np.asarray(a), np.asarray(other))
@@ -65,7 +65,7 @@ def test_rbg_step_key_is_a_pure_function_of_the_step_with_fair_bits(impl):
 
 
 def keep_threefry(base, step):
-    return jax.random.bernoulli(train.step_key(base, step), 0.8, (200_000,))
+    return jax.random.bernoulli(step_lib.step_key(base, step), 0.8, (200_000,))
 
 
 def test_rbg_dropout_still_learns():

@@ -34,6 +34,9 @@ def get_config(arg: str = ""):
     c.data.max_bytes = 0              # 0: the whole corpus
     c.data.tokenizer = "char"         # "char" | "byte" | path to a trained tokenizer
     c.data.val_fraction = 0.1         # nanoGPT: first 90 % train, last 10 % val
+    c.data.split = "chars"            # nanoGPT's split by character position | "documents"
+    c.data.doc_separator = ""         # "": the corpus is one document; "\n\n" would cut paragraphs
+    c.data.packing = "stream"         # one token stream read as windows | "greedy"/"concat"/"pad" rows
     c.data.seq_len = 256
     c.data.sampling = "random"        # "random": nanoGPT's random windows | "sequential"
 
@@ -52,6 +55,7 @@ def get_config(arg: str = ""):
     c.model.dtype = "float32"         # compute dtype; "bfloat16" keeps fp32 master weights
     c.model.remat = False
     c.model.attention = "auto"        # "auto" | "xla" | "cudnn" (jax.nn.dot_product_attention)
+    c.model.attention_kind = "causal"  # "causal" | "bidirectional" | "prefix" (models/transformer.py)
 
     c.loss = ml_collections.ConfigDict()
     c.loss.label_smoothing = 0.0
@@ -95,13 +99,18 @@ def get_config(arg: str = ""):
     c.checkpoint.best_mode = "min"
     c.checkpoint.async_save = True
 
+    c.init_from = ml_collections.ConfigDict()   # start from another run's arrays (init_from.py)
+    c.init_from.workdir = ""          # "": from scratch; a run's workdir: load it (unless resuming)
+    c.init_from.step = "latest"       # "latest" | "best" | a step number, e.g. "2000"
+    c.init_from.mapping = (("params", "params"),)   # (source subtree, target subtree) pairs
+
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1                  # -1: all devices not used by the other axes
     c.mesh.fsdp = 1
     c.mesh.tensor = 1
 
     c.sharding = ml_collections.ConfigDict()
-    # logical axis -> mesh axes. Parameters carry the logical names (see models/transformer.py).
+    # logical axis -> mesh axes. Parameters carry the logical names (see models/transformer.py, models/gpt.py).
     c.sharding.rules = (
         ("batch", ("data", "fsdp")),
         ("vocab", "tensor"),

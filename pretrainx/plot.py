@@ -13,6 +13,7 @@ import argparse
 import os
 
 from matplotlib.figure import Figure   # no pyplot: no GUI backend, no global figure state
+from matplotlib.ticker import FuncFormatter
 
 from pretrainx import run_history
 
@@ -68,8 +69,11 @@ def compare_figure(workdirs: list[str], *, metric: str = "val/loss",
         ax.set_ylabel(name)
         ax.set_title(name)
         ax.grid(True, alpha=0.3)
-        if log_x:
+        if log_x:   # steps as plain numbers (50, 100, 2000), not 5x10^1
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25"
+                                                       else ""))
         if log_y:
             ax.set_yscale("log")
     ax_val.legend(fontsize="small")

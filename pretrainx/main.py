@@ -8,7 +8,7 @@
   pretrainx sweep  --config FILE[:arg] --workdir DIR [--storage URL] [--parallel N] [--trials K]
                    [--pruner median|successive_halving|hyperband|none] [--config.KEY=VALUE ...]
   pretrainx plot   WORKDIR [WORKDIR ...] [--metric val/loss] [--log-x] [--out FILE.png]
-  pretrainx reproduce NAME [--workdir DIR] | --list
+  pretrainx reproduce NAME [--workdir DIR] [--log FILE] [--force] | --list
 """
 from __future__ import annotations
 
@@ -203,8 +203,37 @@ def _plot(argv: list[str]) -> int:
     return plot.main(argv)
 
 
+def _reproduce(argv: list[str]) -> int:
+    from pretrainx import reproduce
+    p = argparse.ArgumentParser(prog="pretrainx reproduce",
+                                description="run a registry entry and check its number")
+    p.add_argument("name", nargs="?", help="registry entry (see --list)")
+    p.add_argument("--list", action="store_true", help="every entry with its status")
+    p.add_argument("--workdir", help="run folder of a training entry (default "
+                   "workdirs/reproduce/NAME; an unfinished run there resumes)")
+    p.add_argument("--log", default=reproduce.LOG, help="results log, one JSON line per run")
+    p.add_argument("--registry", default=reproduce.REGISTRY)
+    p.add_argument("--force", action="store_true", help="run a GPU entry on this CPU anyway")
+    args = p.parse_args(argv)
+    entries = reproduce.load_registry(args.registry)
+    if args.list:
+        print(reproduce.status_table(entries, args.log))
+        return 0
+    if not args.name:
+        raise ValueError("reproduce needs NAME or --list")
+    entry = reproduce.find(entries, args.name)
+    workdir = args.workdir or os.path.join("workdirs", "reproduce", entry.name)
+    try:
+        result = reproduce.reproduce(entry, workdir, args.log, force=args.force)
+    except reproduce.NotRunnable as e:
+        print(f"{entry.name}: {e}")
+        return 3
+    print(reproduce.format_result(entry, result))
+    return 0 if result["passed"] is not False else 1
+
+
 COMMANDS = {"train": _train, "eval": _eval, "sample": _sample, "tokenizer": _tokenizer,
-            "ngram": _ngram, "sweep": _sweep, "plot": _plot}
+            "ngram": _ngram, "sweep": _sweep, "plot": _plot, "reproduce": _reproduce}
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ PostgreSQL database cooperates on the study.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -59,7 +60,8 @@ def open_study(sweep: sweep_def.Sweep, base, storage, name: str, seed: int) -> o
     sampler = sweep_worker.make_sampler(sweep, seed)
     pruner = sweep_def.make_pruner(sweep, int(base.train.steps))
     direction = "minimize" if sweep.mode == "min" else "maximize"
-    definition = sweep_def.fingerprint(sweep, base)
+    # A hash in the study (the dashboard lists user attributes; the full text would swamp it).
+    definition = hashlib.sha256(sweep_def.fingerprint(sweep, base).encode()).hexdigest()[:16]
     try:
         study = optuna.create_study(storage=storage, study_name=name, direction=direction,
                                     sampler=sampler, pruner=pruner)
@@ -73,6 +75,7 @@ def open_study(sweep: sweep_def.Sweep, base, storage, name: str, seed: int) -> o
                              f"definition or base config; use a new --workdir or --study")
         return study
     study.set_user_attr("definition", definition)
+    study.set_user_attr("metric", f"{sweep.metric} ({sweep.value}, {sweep.mode})")
     for point in sweep.enqueue:
         study.enqueue_trial({k: sweep_def.encode(v) for k, v in point.items()})
     return study
@@ -120,11 +123,12 @@ def launch_workers(argv: list[str], n: int, workdir: str, study: optuna.Study) -
         seen: set[int] = set()
         while any(p.poll() is None for p in procs):
             time.sleep(1.0)
-            for t in study.get_trials(deepcopy=False):
+            trials = study.get_trials(deepcopy=False)
+            for t in trials:
                 if t.state.is_finished() and t.number not in seen:
                     seen.add(t.number)
                     if not t.user_attrs.get("surplus"):
-                        print(sweep_report.trial_line(t), flush=True)
+                        print(sweep_report.trial_line(trials, t), flush=True)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

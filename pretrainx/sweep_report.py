@@ -22,10 +22,12 @@ from pretrainx import plot, run_history, sweep_def, sweep_worker
 MIN_TRIALS_FOR_IMPORTANCE = 4   # complete trials, over >= 2 swept keys
 
 
-def trial_line(t) -> str:
+def trial_line(trials, t) -> str:
+    """One finished trial, numbered as in results.md (Optuna's own number in brackets)."""
     value = "" if t.value is None else f" value={t.value:.4f}"
     params = ", ".join(f"{k}={v!r}" for k, v in sorted(t.params.items()))
-    return f"trial {t.number:03d} {t.state.name}{value} {params}".rstrip()
+    return (f"trial {sweep_worker.point_index(trials, t):03d} (optuna {t.number}) "
+            f"{t.state.name}{value} {params}").rstrip()
 
 
 def rows(study: optuna.Study, sweep: sweep_def.Sweep, workdir: str) -> list[dict]:

@@ -98,3 +98,16 @@ def test_bad_command_line_is_a_one_line_error(tmp_path, capsys):
         code = main.cli(["sweep", "--config", grid, "--workdir", str(tmp_path / "w"), *extra])
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1 and message in err, (extra, err)
+
+
+def test_a_study_made_by_another_sweep_definition_is_refused(tmp_path):
+    from pretrainx import sweep
+    grid = sd.grid(sd.values("optimizer.lr", [1e-3, 2e-3]))
+    base = sd.config_lib.load(SMOKE + ":smoke")
+    storage, _ = sweep.open_storage(None, str(tmp_path), heartbeat=60, max_retries=2)
+    study = sweep.open_study(grid, base, storage, "s", seed=0)
+    assert sweep.open_study(grid, base, storage, "s", seed=0).study_name == study.study_name
+    with pytest.raises(ValueError, match="made by another sweep definition"):
+        sweep.open_study(sd.grid(sd.values("optimizer.lr", [1e-3, 5e-3])), base, storage, "s", 0)
+    with pytest.raises(ValueError, match="made by another sweep definition"):
+        sweep.open_study(grid, sd.config_lib.override(base, {"train.steps": 7}), storage, "s", 0)

@@ -143,15 +143,18 @@ def plot_curves(table, sweep, workdir: str, out: str, best_number) -> str | None
         label = f"{row['trial']:03d} {row['status'].lower()}: " + ", ".join(
             f"{k.split('.')[-1]}={_fmt(row[k])}" for k in sweep.keys if row[k] != "")
         best = row["trial"] == best_number
-        plot.draw_curve(ax, steps, vals, label=label + (" (best)" if best else ""),
-                        color=f"C{i % 10}", linestyle=styles.get(row["status"], "-"),
-                        linewidth=2.8 if best else 1.3, marker=".")
+        color = f"C{i % 10}"
+        plot.draw_curve(ax, steps, vals, label=label + (" (best)" if best else ""), color=color,
+                        linestyle=styles.get(row["status"], "-"), linewidth=2.8 if best else 1.3,
+                        marker=".")
+        if row["status"] == "PRUNED":   # where the pruner stopped it
+            ax.plot(steps[-1:], vals[-1:], "x", color=color, markersize=10, markeredgewidth=2)
         drawn += 1
     if not drawn:
         return None
     ax.set_xlabel("step")
     ax.set_ylabel(sweep.metric)
-    ax.set_title(f"{sweep.metric} of every trial (dashed: pruned, dotted: failed)")
+    ax.set_title(f"{sweep.metric} of every trial (dashed and x: pruned there; dotted: failed)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="x-small", loc="best")
     fig.savefig(out, dpi=110)
@@ -173,7 +176,7 @@ def plot_metric_vs_params(table, sweep, out: str) -> str | None:
     done = [r for r in table if isinstance(r[sweep.metric], float) and math.isfinite(r[sweep.metric])]
     if not done or not keys:
         return None
-    fig = Figure(figsize=(4.6 * len(keys), 4.4), layout="constrained")
+    fig = Figure(figsize=(max(7.0, 4.6 * len(keys)), 4.4), layout="constrained")
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, key in zip(axes, keys):
         xs = [r[key] for r in done]
@@ -197,14 +200,13 @@ def plot_metric_vs_params(table, sweep, out: str) -> str | None:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, label=name)
             for x, y, status in pts:
                 ax.scatter([x], [y], color=color, marker=MARKERS.get(status, "o"), s=40, zorder=3)
+        for status in sorted({r["status"] for r in done}):   # marker key (pruned: last eval)
+            ax.scatter([], [], color="gray", marker=MARKERS.get(status, "o"), label=status.lower())
         ax.set_xlabel(key)
         ax.set_ylabel(f"{sweep.metric} ({sweep.value})")
         ax.grid(True, alpha=0.3)
-        if any(groups):
-            ax.legend(fontsize="x-small")
-    statuses = sorted({r["status"] for r in done})
-    fig.suptitle(f"{sweep.metric} against each swept value, {len(done)} trials (markers: "
-                 + ", ".join(f"{MARKERS.get(s, 'o')} {s.lower()}" for s in statuses) + ")")
+        ax.legend(fontsize="x-small")
+    fig.suptitle(f"{sweep.metric} against each swept value, {len(done)} trials")
     fig.savefig(out, dpi=110)
     return out
 

@@ -128,9 +128,12 @@ class TrialObjective:
 
         try:
             result = train.run(config, run_dir, on_eval=on_eval)
-        except DETERMINISTIC_ERRORS as e:
-            trial.set_user_attr("error", f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
-            trial.set_user_attr("no_retry", True)
+        except optuna.TrialPruned:
+            raise
+        except Exception as e:   # the table's note; a retry only where it can help
+            trial.set_user_attr("error", f"{type(e).__name__}: {(str(e) or '-').splitlines()[0][:300]}")
+            if isinstance(e, DETERMINISTIC_ERRORS):
+                trial.set_user_attr("no_retry", True)
             raise
         if result.stopped_early:
             raise Interrupted(f"trial {trial.number} saved and stopped (SIGTERM)")

@@ -4,7 +4,9 @@
     the interrupted trial resumes from its checkpoint, and the table, best config and plots land;
   * two workers started separately on one SQLite study share its trials, none run twice, and a
     trial whose worker got SIGTERM is saved, re-queued and finished by the other worker;
-  * a random sweep with the median pruner prunes a learning rate 100x too high after its first eval.
+  * a random sweep with the median pruner prunes a learning rate 100x too high after its first eval;
+  * a crashing trial is retried up to the sweep's limit (and no further on a rerun), a diverging
+    one is not retried.
 """
 import json
 import os
@@ -207,3 +209,44 @@ def test_median_pruner_stops_a_learning_rate_100x_too_high(tmp_path):
     assert checkpoint_steps(bad_dir) == [40]
     rows = {int(r["trial"]): r for r in read_csv(workdir)}
     assert rows[1]["status"] == "PRUNED" and rows[1]["note"] == "pruned at step 40"
+
+
+def _failing_sweep(tmp_path, grid: str) -> str:
+    config_file = tmp_path / "failing.py"
+    config_file.write_text(textwrap.dedent(f"""
+        from pretrainx import config_lib, sweep_def as sd
+
+        def get_config(arg=""):
+            return config_lib.override(config_lib.load({SMOKE!r}), {{
+                "train.steps": 20, "train.log_every": 1, "eval.every": 10, "mesh.data": 1,
+                "train.progress": False, "model.num_layers": 1, "model.embed_dim": 32}})
+
+        def get_sweep(arg=""):
+            return {grid}
+    """))
+    return str(config_file)
+
+
+def test_a_crashing_trial_is_retried_up_to_the_limit_and_a_rerun_adds_nothing(tmp_path):
+    missing = str(tmp_path / "missing.txt")   # every attempt crashes with an OSError
+    config = _failing_sweep(tmp_path, f"sd.grid(sd.values('data.path', [{missing!r}]), max_retries=2)")
+    workdir = str(tmp_path / "crash")
+    for _ in range(2):   # the second run finds the retries spent and trains nothing
+        assert sweep.run_sweep(config, workdir, argv=[]) == 0
+        trials = load_journal(workdir).get_trials()
+        assert [t.state.name for t in trials] == ["FAIL"] * 3
+        assert [t.system_attrs.get("failed_trial") for t in trials] == [None, 0, 0]
+    (row,) = read_csv(workdir)
+    assert row["status"] == "FAIL" and row["attempts"] == "3" and row["optuna_trials"] == "0 1 2"
+    assert row["note"].startswith("FileNotFoundError: data file not found")
+
+
+@pytest.mark.slow
+def test_a_diverging_trial_is_not_retried(tmp_path):
+    config = _failing_sweep(tmp_path, "sd.grid(sd.values('optimizer.lr', [1e4]), max_retries=2)")
+    workdir = str(tmp_path / "diverge")
+    assert sweep.run_sweep(config, workdir, argv=[]) == 0
+    (trial,) = load_journal(workdir).get_trials()
+    assert trial.state.name == "FAIL" and trial.user_attrs["no_retry"] is True
+    (row,) = read_csv(workdir)
+    assert row["attempts"] == "1" and row["note"].startswith("NonFiniteLossError: loss is")

@@ -111,3 +111,11 @@ def test_a_study_made_by_another_sweep_definition_is_refused(tmp_path):
         sweep.open_study(sd.grid(sd.values("optimizer.lr", [1e-3, 5e-3])), base, storage, "s", 0)
     with pytest.raises(ValueError, match="made by another sweep definition"):
         sweep.open_study(grid, sd.config_lib.override(base, {"train.steps": 7}), storage, "s", 0)
+
+
+def test_parallel_workers_are_pinned_to_the_visible_gpus(monkeypatch):
+    from pretrainx import sweep
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    assert sweep.visible_gpus() == ["2", "5"]    # worker i gets gpus[i % 2]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert sweep.visible_gpus() == []

@@ -16,6 +16,7 @@ PostgreSQL database cooperates on the study.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -150,7 +151,7 @@ def run_sweep(spec: str, workdir: str, *, argv: list[str], overrides: dict | Non
     except TypeError as e:
         raise ValueError(f"a --config override does not fit the config: {e}") from None
     if pruner is not None:
-        sweep = sweep_def.Sweep(**{**sweep.__dict__, "pruner": pruner})
+        sweep = dataclasses.replace(sweep, pruner=pruner)
     sweep_def.check(sweep, base)
     budget = sweep.trials if trials is None else trials
     if budget < 1 or (sweep.sampler == "grid" and budget > len(sweep.points)):

@@ -149,11 +149,14 @@ def _host_batch(source, index, step=None, train=True, *, objective, seed, total_
                       train=train, fields=fields)
 
 
-def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
+def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) -> RunResult:
     """Train ``config`` in ``workdir``, resuming from its latest checkpoint if there is one.
 
     ``stop_after``: leave the loop after that many steps of this invocation without a final save
     (as a crash would); tests use it to check exact resume.
+    ``on_eval(step, scalars)``: called after each eval, once that step's checkpoints are queued; it
+    may raise (a sweep's pruner stops a trial so) and the saves still land before the exception
+    leaves ``run``.
     """
     os.makedirs(workdir, exist_ok=True)
     write_config(config, workdir)
@@ -265,6 +268,8 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
                 if save_now:
                     ckpt.save(done, state, data_state)
                     last_saved = done
+                if eval_now and on_eval is not None:
+                    on_eval(done, scalars)
                 if sigterm.raised:
                     progress.write(f"SIGTERM: saved step {done} and stopping")
                     stopped_early = True

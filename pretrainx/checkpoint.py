@@ -9,12 +9,17 @@ Layout under ``workdir``:
                                     checkpoints hold ``frozen={}`` and restore reads them here
 
 ``meta`` is JSON: the data stream's next batch index and the metrics at that step. A corrupt
-latest checkpoint is never deleted: restore falls back to the next older one and says so.
+latest checkpoint is never deleted: restore falls back to the next older one, and once that one
+has restored (so the failure was the newer one's, not a config that fits none) a training run
+moves the unreadable ones aside to ``checkpoints/corrupt-<step>`` and says so: the run then saves
+those steps again instead of failing on "step already exists". Read-only restores (``eval``,
+``sample``) move nothing.
 """
 from __future__ import annotations
 
 import logging
 import os
+import time
 
 import jax
 import orbax.checkpoint as ocp
@@ -131,13 +136,31 @@ class Checkpointer:
 
     def restore(self, target_state) -> tuple[object, DataState, int] | None:
         """Newest readable checkpoint onto ``target_state`` (ShapeDtypeStructs with shardings),
-        frozen parameters included."""
-        restored = restore_newest(self.latest, without_frozen(target_state))
+        frozen parameters included; newer unreadable ones are moved aside."""
+        unreadable = []
+        restored = restore_newest(self.latest, without_frozen(target_state), unreadable)
         if restored is None:
             return None
         state, data_state, step = restored
+        if unreadable:
+            self._move_aside(unreadable, step)
         self.frozen_saved = True
         return state.replace(frozen=restore_frozen(self.workdir, target_state.frozen)), data_state, step
+
+    def _move_aside(self, steps: list[int], restored_step: int) -> None:
+        directory = os.path.join(self.workdir, "checkpoints")
+        if jax.process_index() == 0:
+            for step in steps:
+                target = os.path.join(directory, f"corrupt-{step}")
+                if os.path.exists(target):          # a second corrupt copy of the same step
+                    target += f"-{int(time.time())}"
+                os.rename(os.path.join(directory, str(step)), target)
+                log.warning("checkpoint %d is unreadable: moved it to %s; resuming from step %d "
+                            "(steps after it are trained again)", step, target, restored_step)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices("pretrainx_corrupt_moved_aside")
+        self.latest.reload()
 
     def wait(self) -> None:
         """Block until async saves finish; raises if one failed."""
@@ -151,11 +174,12 @@ class Checkpointer:
             self.best.close()
 
 
-def restore_newest(manager: ocp.CheckpointManager, target_state):
+def restore_newest(manager: ocp.CheckpointManager, target_state, unreadable: list | None = None):
     """(state, data state, step) of the newest readable checkpoint; None when there is none.
 
-    An unreadable checkpoint is skipped with a warning (and kept on disk); CheckpointError when
-    every one is unreadable.
+    An unreadable checkpoint is skipped with a warning (its step appended to ``unreadable``);
+    CheckpointError when every one is unreadable (then the target, i.e. the config, is the more
+    likely culprit, and nothing is moved).
     """
     failures = []
     for step in sorted(manager.all_steps(), reverse=True):
@@ -165,10 +189,12 @@ def restore_newest(manager: ocp.CheckpointManager, target_state):
         except Exception as e:  # noqa: BLE001 - any failure means "try the older one"
             failures.append(f"step {step}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
             log.warning("checkpoint at step %d is unreadable (%s); trying an older one", step, e)
+            if unreadable is not None:
+                unreadable.append(step)
             continue
         if failures:
-            log.warning("restored step %d; newer unreadable checkpoints were kept on disk for "
-                        "inspection: %s", step, "; ".join(failures))
+            log.warning("restored step %d; newer checkpoints were unreadable: %s", step,
+                        "; ".join(failures))
         return restored["state"], DataState.from_json(restored["meta"].get("data")), step
     if failures:
         raise CheckpointError(f"no readable checkpoint in {manager.directory}: " + "; ".join(failures))

@@ -17,6 +17,15 @@ from pretrainx import step as step_lib
 from pretrainx import batches
 from pretrainx.batches import VAL_STREAM  # noqa: F401  (the validation batches' rng stream)
 from pretrainx.objectives.base import DENOMINATOR, EvalContext
+from pretrainx.preemption import Preempted
+
+EVAL_STREAM = 9   # fold_in constant of the evaluators' key
+
+
+def eval_key(seed: int, step: int) -> jax.Array:
+    """The evaluators' key at ``step``: fold_in keeps (seed, step) pairs apart, where
+    PRNGKey(seed + step) gave seed 1 at step 0 the key of seed 0 at step 1."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), EVAL_STREAM), step)
 
 
 class Evaluator:
@@ -34,7 +43,8 @@ class Evaluator:
         self._eval_step = jax.jit(functools.partial(step_lib.eval_step, objective=objective,
                                                     total_steps=self.total_steps))
 
-    def val_metrics(self, params, frozen, aux=None, step: int = 0) -> dict[str, float]:
+    def val_metrics(self, params, frozen, aux=None, step: int = 0, *,
+                    should_stop=None) -> dict[str, float]:
         source = self.dataset.val
         if source is None or self.num_batches <= 0:
             return {}
@@ -43,6 +53,8 @@ class Evaluator:
         rng = jax.random.PRNGKey(self.config.seed + VAL_STREAM)
         aux = {} if aux is None else aux
         for i in range(self.num_batches):
+            if should_stop is not None and should_stop():
+                raise Preempted(f"SIGTERM during the evaluation at step {step}")
             batch = self.host_batch(source, i, step)
             out = jax.device_get(self._eval_step(params, frozen, aux,
                                                  sharding_lib.put_batch(batch, self.mesh),
@@ -55,15 +67,19 @@ class Evaluator:
         pooled = self.objective.finalize_metrics(pooled)
         return {f"val/{k}": float(np.asarray(v)) for k, v in pooled.items()}
 
-    def run(self, params, frozen, step: int, *, final: bool = False, aux=None) -> dict[str, float]:
+    def run(self, params, frozen, step: int, *, final: bool = False, aux=None,
+            should_stop=None) -> dict[str, float]:
         """``params``: the weights to evaluate (the EMA when the run keeps one); ``final``: the
-        run's last evaluation, where evaluators may add their costly extras."""
-        scalars = self.val_metrics(params, frozen, aux, step)
+        run's last evaluation, where evaluators may add their costly extras; ``should_stop()``:
+        polled between batches and plug-ins, ``Preempted`` when it says so (a SIGTERM)."""
+        scalars = self.val_metrics(params, frozen, aux, step, should_stop=should_stop)
         ctx = EvalContext(params=params, frozen=frozen, step=step, workdir=self.workdir,
-                          rng=jax.random.PRNGKey(self.config.seed + step), mesh=self.mesh,
+                          rng=eval_key(int(self.config.seed), step), mesh=self.mesh,
                           val_data=self.dataset.val, tokenizer=self.dataset.tokenizer, final=final,
                           aux=aux)
         for plugin in self.plugins:
+            if should_stop is not None and should_stop():
+                raise Preempted(f"SIGTERM during the evaluation at step {step}")
             for name, value in plugin(ctx):
                 scalars[f"eval/{name}"] = float(value)
         return scalars

@@ -13,15 +13,37 @@
 from __future__ import annotations
 
 import argparse
+import linecache
 import logging
 import os
 import sys
+import sysconfig
 
 USAGE = __doc__
 
-# Failures a user can fix from the message alone: printed as one line, no traceback
-# (set PRETRAINX_DEBUG=1 for the traceback).
-_USER_ERRORS = (FileNotFoundError, ValueError, KeyError, AttributeError, FloatingPointError)
+#: exit codes: 0 done, 1 a bug (traceback), 2 a one-line user error, 75 stopped by SIGTERM after
+#: saving (rerun to resume; pretrainx.preemption.PREEMPTED_EXIT_CODE)
+EXIT_USER_ERROR = 2
+
+# A missing or unreadable file is the user's to fix wherever it surfaces.
+_FILE_ERRORS = (FileNotFoundError, PermissionError)
+_LIBRARY_DIRS = tuple(os.path.realpath(sysconfig.get_paths()[k]) + os.sep
+                      for k in ("stdlib", "platstdlib", "purelib", "platlib"))
+
+
+def raised_on_purpose(error: BaseException) -> bool:
+    """Whether ``error`` comes from a ``raise`` statement of pretrainx or a config file (a check
+    that names what to fix) rather than from a bug (a KeyError of a dict lookup, an
+    AttributeError, an error deep in a library): only the former become one-line messages."""
+    tb = error.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = os.path.realpath(tb.tb_frame.f_code.co_filename)
+    if filename.startswith(_LIBRARY_DIRS) or not os.path.exists(filename):
+        return False
+    return linecache.getline(filename, tb.tb_lineno).lstrip().startswith("raise")
 
 
 def _check_config_args(argv: list[str]) -> None:
@@ -55,6 +77,9 @@ def _train(argv: list[str]) -> int:
     from absl import flags
     from ml_collections import config_flags
 
+    if {"-h", "--help", "--helpfull"} & set(argv):
+        print(TRAIN_HELP)
+        return 0
     _check_config_args(argv)
     fv = flags.FlagValues()
     # sys_argv: config_flags pre-parses the command line to learn the config's override flags.
@@ -83,12 +108,30 @@ def _train(argv: list[str]) -> int:
     if fv.distributed or any(v is not None for v in explicit):
         from pretrainx import distributed
         distributed.initialize(*explicit)
-    from pretrainx import train
+    from pretrainx import preemption, train
     result = train.run(config, fv.workdir)
     vals = [h["val/loss"] for h in result.history if "val/loss" in h]
     if vals:
         print(f"best val/loss {min(vals):.4f}; workdir {fv.workdir}")
+    if result.preempted:
+        print(f"pretrainx: stopped by SIGTERM after saving; rerun the same command to resume "
+              f"(exit {preemption.PREEMPTED_EXIT_CODE})", file=sys.stderr)
+        return preemption.PREEMPTED_EXIT_CODE
     return 0
+
+
+TRAIN_HELP = """usage: pretrainx train --config FILE.py[:variant] --workdir DIR [--config.KEY=VALUE ...]
+
+  --config FILE.py[:arg]   experiment config: get_config(arg) of that file
+  --workdir DIR            output directory (created; resumed when it holds a checkpoint, under
+                           the config it was trained with: see docs/design.md, "Resume")
+  --config.KEY=VALUE       override one config field, e.g. --config.train.steps=100
+  --distributed            call jax.distributed.initialize() first (TPU pods, SLURM, ...)
+  --coordinator_address HOST:PORT, --num_processes N, --process_id I
+                           a multi-process run elsewhere (imply --distributed)
+
+exit codes: 0 finished, 2 a one-line error (bad input), 75 stopped by SIGTERM after saving
+(rerun to resume), 1 anything else (a traceback)."""
 
 
 def _restore_for_inference(workdir: str, which: str):
@@ -245,13 +288,14 @@ def cli(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return COMMANDS[argv[0]](argv[1:]) or 0
-    except _USER_ERRORS as e:
-        if os.environ.get("PRETRAINX_DEBUG"):
+    except Exception as e:   # noqa: BLE001 - sorted below: on purpose -> one line, else re-raised
+        if os.environ.get("PRETRAINX_DEBUG") or not (isinstance(e, _FILE_ERRORS)
+                                                     or raised_on_purpose(e)):
             raise
         text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)   # KeyError quotes its str
         msg = str(text).strip().splitlines()[0] if str(text).strip() else type(e).__name__
         print(f"pretrainx: error: {type(e).__name__}: {msg}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -11,39 +11,45 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 
 import jax
 
-# Peak dense bf16 FLOP/s per device, from the vendors' data sheets. Matched by substring of
-# jax's device_kind, most specific first.
+# Peak dense bf16 FLOP/s per JAX device, from the vendors' data sheets. A name matches jax's
+# device_kind as a whole word ("L4" is not "L40S"); the longest matching name wins. TPU v2/v3
+# chips hold two TensorCores, each a JAX device: half the chip's figure; v4 and v5p chips are
+# one (megacore) device, v5e and v6e one core.
 PEAK_BF16_FLOPS = (
     ("H200", 989e12),
-    ("H100", 989e12),        # SXM; the PCIe card is 756e12 ("H100 PCIe" matches below first)
+    ("H100", 989e12),        # SXM
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
     ("A100", 312e12),
+    ("L40S", 362e12),
+    ("L40", 181e12),
     ("L4", 121e12),
     ("A10G", 125e12),
+    ("A10", 125e12),
     ("V100", 125e12),        # fp16 tensor cores
-    ("TPU v6", 918e12),
+    ("TPU v6 lite", 918e12),
+    ("TPU v6e", 918e12),
     ("TPU v5p", 459e12),
+    ("TPU v5", 459e12),      # v5p's device_kind
     ("TPU v5 lite", 197e12),
     ("TPU v5e", 197e12),
     ("TPU v4", 275e12),
-    ("TPU v3", 123e12),
+    ("TPU v3", 61.5e12),     # 123 TFLOP/s per chip, 2 devices
+    ("TPU v2", 22.5e12),     # 45 TFLOP/s per chip, 2 devices
 )
-_PCIE = {"H100 PCIe": 756e12, "H100 NVL": 835e12}
 
 
 def peak_flops_per_device(device_kind: str | None = None) -> float | None:
-    """Peak bf16 FLOP/s of one device, or None where unknown (CPUs)."""
+    """Peak bf16 FLOP/s of one JAX device, or None where unknown (CPUs)."""
     kind = device_kind if device_kind is not None else jax.devices()[0].device_kind
-    for name, flops in _PCIE.items():
-        if name in kind:
-            return flops
-    for name, flops in PEAK_BF16_FLOPS:
-        if name in kind:
-            return flops
-    return None
+    matches = [(len(name), flops) for name, flops in PEAK_BF16_FLOPS
+               if re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", kind)]
+    return max(matches)[1] if matches else None
 
 
 def mfu(flops_per_unit: float | None, units_per_sec: float, num_devices: int,
@@ -59,7 +65,9 @@ def mfu(flops_per_unit: float | None, units_per_sec: float, num_devices: int,
 class MetricWriter:
     """JSONL + TensorBoard; values are floats, keys like ``train/loss`` or ``val/loss``."""
 
-    def __init__(self, workdir: str, tensorboard: bool = True):
+    def __init__(self, workdir: str, tensorboard: bool = True, purge_step: int | None = None):
+        """``purge_step``: a resumed run's first step; TensorBoard drops the events logged at
+        and after it by the killed run (metrics.jsonl is trimmed by ``run_record``)."""
         self.enabled = jax.process_index() == 0
         self.jsonl = None
         self.tb = None
@@ -69,7 +77,7 @@ class MetricWriter:
         self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
         if tensorboard:
             from tensorboardX import SummaryWriter
-            self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=purge_step)
 
     def write(self, step: int, scalars: dict) -> None:
         if not self.enabled:

@@ -14,7 +14,9 @@ SCHEDULES = ("cosine", "inverse_sqrt", "exponential", "constant")
 
 
 def learning_rate_schedule(opt) -> optax.Schedule:
-    """Linear warm-up from 0 to ``lr`` over ``warmup_steps``, then the named decay."""
+    """Linear warm-up over ``warmup_steps``, then the named decay. Warm-up is nanoGPT's,
+    lr * (step + 1) / (warmup + 1) for step < warmup: the first step already updates (a warm-up
+    from 0 would spend step 0 on nothing)."""
     lr, warmup = float(opt.lr), int(opt.warmup_steps)
     name = opt.schedule
     if name == "cosine":
@@ -36,7 +38,7 @@ def learning_rate_schedule(opt) -> optax.Schedule:
         raise ValueError(f"unknown optimizer.schedule {name!r}; known: {', '.join(SCHEDULES)}")
     if warmup <= 0:
         return decay
-    warm = optax.linear_schedule(0.0, lr, warmup)
+    warm = lambda step: lr * (step + 1) / (warmup + 1)
     return optax.join_schedules([warm, decay], [warmup])
 
 

@@ -4,8 +4,9 @@ for resume checks.
 Fields: ``git_commit`` (of the checkout that holds this package; None outside git),
 ``git_dirty`` (uncommitted changes to tracked files), ``packages`` (versions of the libraries a
 result depends on), ``python``, ``platform``, ``device_kind``, ``device_count``,
-``local_device_count``, ``process_count``, ``hostname``, ``argv``, ``started_at`` (UTC, ISO 8601)
-and ``resumed_from_step`` (None for a fresh start). The first start writes them at the top level;
+``local_device_count``, ``process_count``, ``hostname``, ``argv``, ``started_at`` (UTC, ISO 8601),
+``resumed_from_step`` (None for a fresh start) and, on a resume that changed safe config fields,
+``config_changes`` ({field: [old, new]}). The first start writes them at the top level;
 every later start of the same workdir (a resume) is appended to ``resumes``.
 """
 from __future__ import annotations
@@ -72,9 +73,13 @@ def read(workdir: str) -> dict | None:
         return json.load(f)
 
 
-def write(workdir: str, resumed_from_step: int | None = None) -> dict:
-    """Record this start of the run in ``workdir/provenance.json`` (process 0 writes)."""
+def write(workdir: str, resumed_from_step: int | None = None,
+          config_changes: dict | None = None) -> dict:
+    """Record this start of the run in ``workdir/provenance.json`` (process 0 writes);
+    ``config_changes``: {field: (old, new)} a resume made to the saved config (safe ones)."""
     entry = collect(resumed_from_step)
+    if config_changes:
+        entry["config_changes"] = {k: list(v) for k, v in config_changes.items()}
     record = read(workdir)
     if record is None or resumed_from_step is None:
         record = {**entry, "resumes": []}

@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import signal
 import time
 
 import jax
@@ -25,9 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from pretrainx import checkpoint as checkpoint_lib
+from pretrainx import config_check
 from pretrainx import data as data_lib
 from pretrainx import evaluate, init_from, metrics as metrics_lib, objectives, optim
-from pretrainx import provenance
+from pretrainx import preemption, provenance, run_record, workdir_lock
 from pretrainx import sharding as sharding_lib
 from pretrainx import state as state_lib
 from pretrainx.batches import host_batch
@@ -42,40 +42,17 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
+class NonFiniteStateError(NonFiniteLossError):
+    """The parameters (or optimiser state) are no longer finite: such a state is never saved."""
+
+
 @dataclasses.dataclass
 class RunResult:
     """What ``run`` returns to callers (tests, sweeps): the final state and the logged history."""
     state: state_lib.TrainState
     history: list            # one dict per logged step, as written to metrics.jsonl
     stopped_early: bool = False
-
-
-def write_config(config, workdir: str) -> None:
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json(indent=2))
-
-
-class _SigtermFlag:
-    """SIGTERM (a preemption notice) sets a flag; the loop saves and exits at the step boundary."""
-
-    def __init__(self):
-        self.raised = False
-        self._previous = None
-
-    def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:      # not the main thread: leave signals alone
-            self._previous = None
-        return self
-
-    def _handle(self, signum, frame):
-        self.raised = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+    preempted: bool = False   # stopped by SIGTERM after saving (``pretrainx train`` exits 75)
 
 
 @dataclasses.dataclass
@@ -112,9 +89,11 @@ def build_dataset(config, objective, workdir: str | None = None) -> data_lib.Dat
 def setup(config, workdir: str | None = None) -> Setup:
     """Objective, mesh, data, sharded initial state and the jitted step of ``config``.
     ``workdir``: a run's directory whose saved tokenizer the data should use."""
+    config_check.check_values(config)
     objective = objectives.get(config.objective)(config)
     mesh = sharding_lib.make_mesh(config.mesh)
     divisor = sharding_lib.batch_divisor(mesh)
+    config_check.check_eval_batch(config, divisor, jax.process_count())
     accum = int(config.optimizer.get("grad_accum", 1))
     rng_impl = config.train.get("rng_impl", "threefry")
     if rng_impl not in RNG_IMPLS:
@@ -157,15 +136,29 @@ def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) ->
     ``on_eval(step, scalars)``: called after each eval, once that step's checkpoints are queued; it
     may raise (a sweep's pruner stops a trial so) and the saves still land before the exception
     leaves ``run``.
+
+    Before anything in the workdir is rewritten: the workdir is locked (one writer), relative
+    paths are made absolute, the values are checked, and a resume's config is compared with the
+    saved one (``run_record.py``).
     """
-    os.makedirs(workdir, exist_ok=True)
-    write_config(config, workdir)
+    workdir_lock.prepare(workdir)
+    with workdir_lock.WorkdirLock(workdir):
+        return _run_locked(config_check.resolve_paths(config), workdir, stop_after, on_eval)
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def _run_locked(config, workdir: str, stop_after, on_eval) -> RunResult:
+    changes = (run_record.check_resume(workdir, config)
+               if checkpoint_lib.has_checkpoint(workdir) else {})
     built = setup(config, workdir)
     objective, mesh, dataset, shardings = built.objective, built.mesh, built.dataset, built.shardings
     state, built.state = built.state, None   # one reference, so a restore frees the fresh init
     step_fn, make_batch = built.step_fn, built.host_batch
-    if dataset.tokenizer is not None and jax.process_index() == 0:
-        dataset.tokenizer.save(workdir)
 
     ckpt = checkpoint_lib.Checkpointer(workdir, config.checkpoint)
     data_state = DataState()
@@ -175,14 +168,19 @@ def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) ->
         log.info("resumed from step %d (next batch %d)", restored_step, data_state.next_index)
     elif (source := init_from.InitFrom.from_config(config)) is not None:
         state = init_from.apply(state, objective, source)
-    provenance.write(workdir, restored[2] if restored else None)
+    # The run's record is rewritten only now, once the config and the restore are known good.
+    run_record.trim_metrics(workdir, restored[2] if restored else 0)
+    run_record.write_config(config, workdir)
+    provenance.write(workdir, restored[2] if restored else None, config_changes=changes)
+    if dataset.tokenizer is not None and jax.process_index() == 0:
+        dataset.tokenizer.save(workdir)
 
     first = make_batch(dataset.train, data_state.next_index)
     evaluator = evaluate.Evaluator(objective, config, mesh, dataset, workdir)
 
-    writer = metrics_lib.MetricWriter(workdir, tensorboard=True)
     total = int(config.train.steps)
     start = int(jax.device_get(state.step))
+    writer = metrics_lib.MetricWriter(workdir, tensorboard=True, purge_step=start + 1 if start else None)
     # The whole LR curve, computed once, is the one source of "train/lr": evaluating the schedule
     # on the device each step would wait for the step queued before it and stall the pipeline.
     host_lrs = np.asarray(jax.device_get(jax.jit(jax.vmap(built.schedule))(jnp.arange(total))))
@@ -192,10 +190,11 @@ def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) ->
     flops_per_step = flops * jax.process_count() if flops else None
     progress = metrics_lib.Progress(total, start, bool(config.train.get("progress", True)))
     clock = metrics_lib.Throughput(start)
-    history, pending, stopped_early, batch = [], None, False, first
+    history, pending, stopped_early, preempted, batch = [], None, False, False, first
     log_every = int(config.train.log_every)
     last_saved = restored[2] if restored else None
     started = time.perf_counter()   # "time/elapsed_s": wall seconds of this process's loop
+    all_finite = jax.jit(_all_finite)
 
     def flush(pending_step, pending_metrics):
         scalars = {f"train/{k}": float(v) for k, v in jax.device_get(pending_metrics).items()}
@@ -221,8 +220,9 @@ def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) ->
             post["mfu"] = f"{scalars['train/mfu']:.1%}" if "train/mfu" in scalars else "n/a"
         progress.update(pending_step, post)
 
+    check_every = config.train.get("preemption_check_every", preemption.DEFAULT_CHECK_EVERY)
     try:
-        with _SigtermFlag() as sigterm:
+        with preemption.PreemptionWatch(check_every) as watch:
             for step in range(start, total):
                 state, step_metrics = step_fn(state, sharding_lib.put_batch(batch, mesh))
                 data_state = DataState(data_state.next_index + 1)
@@ -239,18 +239,33 @@ def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) ->
                 if stop_after is not None and done - start >= stop_after:
                     stopped_early = True
                     break
+                preempted = watch.stop_at(done)
                 eval_now = config.eval.every and (done % int(config.eval.every) == 0 or done == total)
-                save_now = done % ckpt.every == 0 or done == total or sigterm.raised
+                save_now = done % ckpt.every == 0 or done == total or preempted
                 if eval_now or save_now:   # never evaluate or save a state whose loss was not checked
                     if pending is not None:   # this step was logged: flush checks its loss
                         flush(*pending)
                         pending = None
                     elif not math.isfinite(float(jax.device_get(step_metrics["loss"]))):
                         flush(done, step_metrics)   # raises NonFiniteLossError: nothing is saved
-                if eval_now:
+                    # The loss was measured before the update; the update itself may have broken
+                    # the weights (a huge step, an overflow): such a state is neither evaluated nor saved.
+                    if not bool(all_finite((state.params, state.ema_params, state.opt_state))):
+                        raise NonFiniteStateError(
+                            f"the parameters are not finite after step {done}; stopped without "
+                            f"saving (last good checkpoint: step {last_saved})")
+                if eval_now and not preempted:
                     eval_started = time.perf_counter()
-                    scalars = evaluator.run(state.eval_params(), state.frozen, done,
-                                            final=done == total, aux=state.aux)
+                    try:
+                        with watch.interruptible():
+                            scalars = evaluator.run(
+                                state.eval_params(), state.frozen, done, final=done == total,
+                                aux=state.aux,
+                                should_stop=watch.should_stop if jax.process_count() > 1 else None)
+                    except preemption.Preempted:    # SIGTERM: save this step, skip its eval
+                        eval_now, save_now, preempted = False, True, True
+                        progress.write(f"SIGTERM during the eval at step {done}: eval skipped")
+                if eval_now and not preempted:
                     scalars["time/eval_s"] = time.perf_counter() - eval_started
                     scalars["time/elapsed_s"] = time.perf_counter() - started
                     writer.write(done, scalars)
@@ -268,9 +283,9 @@ def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) ->
                 if save_now:
                     ckpt.save(done, state, data_state)
                     last_saved = done
-                if eval_now and on_eval is not None:
+                if eval_now and not preempted and on_eval is not None:
                     on_eval(done, scalars)
-                if sigterm.raised:
+                if preempted:
                     progress.write(f"SIGTERM: saved step {done} and stopping")
                     stopped_early = True
                     break
@@ -285,7 +300,8 @@ def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) ->
             progress.close()
             writer.close()
             ckpt.close()
-    return RunResult(state=state, history=history, stopped_early=stopped_early)
+    return RunResult(state=state, history=history, stopped_early=stopped_early,
+                     preempted=preempted)
 
 
 def load_config_json(workdir: str):

@@ -22,12 +22,12 @@ def test_cosine_matches_nanogpt_get_lr():
 
     def nanogpt(it, lr=1e-3, min_lr=1e-4, warmup=100, decay=5000):   # nanoGPT train.py get_lr
         if it < warmup:
-            return lr * it / warmup   # nanoGPT uses (it+1)/warmup; we start warm-up at 0
+            return lr * (it + 1) / (warmup + 1)   # step 0 already updates
         if it > decay:
             return min_lr
         ratio = (it - warmup) / (decay - warmup)
         return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
-    for it in (0, 50, 100, 1000, 2550, 4999, 5000, 7000):
+    for it in (0, 1, 50, 99, 100, 1000, 2550, 4999, 5000, 7000):
         assert float(sched(it)) == pytest.approx(nanogpt(it), rel=1e-5, abs=1e-9), it
 
 
@@ -39,7 +39,7 @@ def test_inverse_sqrt_exponential_constant():
                                            decay_steps=1000, decay_rate=0.5))
     assert float(exp(1000)) == pytest.approx(5e-4) and float(exp(2000)) == pytest.approx(2.5e-4)
     const = optim.learning_rate_schedule(opt(schedule="constant", warmup_steps=10))
-    assert float(const(5)) == pytest.approx(5e-4) and float(const(10_000)) == pytest.approx(1e-3)
+    assert float(const(5)) == pytest.approx(1e-3 * 6 / 11) and float(const(10_000)) == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="unknown optimizer.schedule"):
         optim.learning_rate_schedule(opt(schedule="linear_warmdown"))
 

@@ -55,7 +55,8 @@ class ByteTokenizer:
     vocab_size = 256
 
     def encode(self, text: str) -> list[int]:
-        return list(text.encode("utf-8"))
+        # surrogateescape: bytes the reader could not decode (readers.py) come back as they were
+        return list(text.encode("utf-8", errors="surrogateescape"))
 
     def decode(self, ids: Sequence[int]) -> str:
         return bytes(int(i) for i in ids).decode("utf-8", errors="replace")

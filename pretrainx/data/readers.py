@@ -1,14 +1,26 @@
 """Reading text from disk: files, globs, the Python standard library's source, JSONL records,
-TFDS text data sets. Everything here returns plain strings; ``text.py`` turns them into batches."""
+TFDS text data sets. Everything here returns plain strings; ``text.py`` turns them into batches.
+
+Bytes that are not UTF-8 are kept, as lone surrogates (Python's "surrogateescape"), so that the
+byte tokenizer reads the file's bytes exactly; ``decode_policy`` then replaces them (with a
+warning that counts them) or refuses the data for every other tokenizer (``data.decode_errors``).
+"""
 from __future__ import annotations
 
 import glob
 import gzip
 import json
+import logging
 import os
+import re
 import sysconfig
 
+log = logging.getLogger(__name__)
+
 STDLIB = "stdlib"   # data.path value: the running Python's standard library sources (*.py)
+ENCODING, ERRORS = "utf-8", "surrogateescape"   # undecodable bytes -> U+DC80..U+DCFF, reversibly
+DECODE_ERRORS = ("replace", "strict")            # data.decode_errors
+_ESCAPED = re.compile("[\udc80-\udcff]")
 
 
 def expand_paths(path) -> list[str]:
@@ -46,7 +58,7 @@ def read_corpus(path, max_bytes: int = 0) -> str:
         raise FileNotFoundError(f"data.path {path!r} is a directory; give a file or a glob")
     parts, size = [], 0
     for f in files:
-        with open(f, encoding="utf-8", errors="replace") as fh:
+        with open(f, encoding=ENCODING, errors=ERRORS) as fh:
             parts.append(fh.read())
         size += len(parts[-1])
         if max_bytes and size >= max_bytes:
@@ -64,7 +76,7 @@ def read_jsonl(path, text_key: str = "text", max_docs: int = 0) -> list[str]:
     docs = []
     for file in expand_paths(path):
         opener = gzip.open if file.endswith(".gz") else open
-        with opener(file, "rt", encoding="utf-8") as f:
+        with opener(file, "rt", encoding=ENCODING, errors=ERRORS) as f:
             for line_no, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -82,7 +94,7 @@ def read_text_files(path) -> list[str]:
     """Each matched file is one document."""
     docs = []
     for file in expand_paths(path):
-        with open(file, encoding="utf-8", newline="") as f:
+        with open(file, encoding=ENCODING, errors=ERRORS, newline="") as f:
             docs.append(f.read())
     return docs
 
@@ -99,3 +111,22 @@ def read_tfds_text(data_config) -> str:
     return tfds_text.load_text(data_config.tfds_name, data_config.get("tfds_data_dir") or None,
                                split="train+validation+test",
                                text_key=data_config.get("tfds_text_key", "text"))
+
+
+def decode_policy(docs: list[str], *, keep_bytes: bool, policy: str, where) -> list[str]:
+    """``docs`` as the tokenizer should see them: undecodable bytes kept for a byte tokenizer
+    (``keep_bytes``), else replaced by U+FFFD with a warning that counts them (``policy``
+    "replace") or refused with a one-line error ("strict")."""
+    if policy not in DECODE_ERRORS:
+        raise ValueError(f"data.decode_errors must be one of {DECODE_ERRORS}, got {policy!r}")
+    if keep_bytes:
+        return docs
+    count = sum(len(_ESCAPED.findall(d)) for d in docs)
+    if not count:
+        return docs
+    if policy == "strict":
+        raise ValueError(f"{count} bytes of {where!r} are not UTF-8: use the byte tokenizer "
+                         f"(data.tokenizer='byte'), or data.decode_errors='replace'")
+    log.warning("%d bytes of %r are not UTF-8: replaced by U+FFFD (data.tokenizer='byte' keeps "
+                "them; data.decode_errors='strict' refuses such data)", count, where)
+    return [_ESCAPED.sub("\ufffd", d) for d in docs]

@@ -54,6 +54,7 @@ class TextOptions:
     text_key: str = "text"
     max_docs: int = 0
     max_bytes: int = 0
+    decode_errors: str = "replace"     # bytes that are not UTF-8: "replace" (warn) | "strict"
 
     @classmethod
     def from_config(cls, data_config) -> "TextOptions":
@@ -123,6 +124,10 @@ def build_text_dataset(docs: list[str], data_config, *, batch_size: int, eval_ba
                        seq_len: int, seed: int, fields=None, tokenizer=None) -> Dataset:
     """Documents -> the Dataset the runner trains on (steps 2-4 of the module docstring)."""
     opts = TextOptions.from_config(data_config)
+    keep_bytes = (isinstance(tokenizer, tokenizer_lib.ByteTokenizer) if tokenizer is not None
+                  else opts.tokenizer == "byte")
+    docs = readers.decode_policy(docs, keep_bytes=keep_bytes, policy=opts.decode_errors,
+                                 where=data_config.get("path"))
     train_pieces, val_pieces = split_documents(docs, opts.val_fraction, opts.split)
     if tokenizer is None:
         tokenizer = tokenizer_lib.from_spec(opts.tokenizer, [p.text for p in train_pieces],

@@ -23,7 +23,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from pretrainx.data.images import ImageArrays, to_unit_range
+from pretrainx.data.images import ImageArrays, to_uint8, to_unit_range
+from pretrainx.evaluators.cache import computed_once
 
 
 def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,16 +137,22 @@ class FidScorer:
         p = self.protocol
         path = os.path.join(self.cache_dir, f"{what}_{self.extractor.name}_n{p.num_reference}"
                                             f"_s{p.num_samples}_seed{p.seed}.npz")
-        if os.path.exists(path):
-            with np.load(path) as f:
+        def save(tmp, stats):
+            with open(tmp, "wb") as f:
+                np.savez(f, mu=stats[0], sigma=stats[1])
+
+        def load(file):
+            with np.load(file) as f:
                 return f["mu"], f["sigma"]
-        mu, sigma = gaussian_stats(extract(self.extractor, images_fn()))
-        np.savez(path + ".tmp.npz", mu=mu, sigma=sigma)
-        os.replace(path + ".tmp.npz", path)
-        return mu, sigma
+        return computed_once(path, lambda: gaussian_stats(extract(self.extractor, images_fn())),
+                             save, load)
 
     def score(self, images: np.ndarray) -> float:
-        """FID of images (uint8, or float in [-1, 1]) against the reference."""
+        """FID of images (uint8, or float in [-1, 1]) against the reference. Float images are
+        quantised to uint8 first, as the real images are: the features then see the same kind
+        of pixels (a float image holds detail no real one has)."""
+        if images.dtype != np.uint8:
+            images = to_uint8(images)
         return frechet_distance(*gaussian_stats(extract(self.extractor, images)), *self.reference)
 
     def real_floor(self) -> float:

@@ -19,6 +19,7 @@ import optax
 from flax import serialization
 
 from pretrainx.data.images import ImageArrays, to_unit_range
+from pretrainx.evaluators.cache import atomic_write, computed_once
 
 TRAIN_STEPS = 1500
 BATCH_SIZE = 128
@@ -103,26 +104,36 @@ def load_or_train(arrays: ImageArrays, cache_dir: str, seed: int = 0,
     tag = f"{shape}-seed{seed}-steps{steps}"
     path = os.path.join(cache_dir, f"classifier_{tag}.msgpack")
     model = FeatureCNN(len(arrays.class_names))
-    if os.path.exists(path):
-        template = jax.eval_shape(lambda: model.init(
-            jax.random.key(0), jnp.zeros((1, *arrays.train_images.shape[1:])))["params"])
-        with open(path, "rb") as f:
-            params = serialization.from_bytes(template, f.read())
-        return ClassifierExtractor(model, params, tag)
-    start = time.time()
-    model, params = train_classifier(arrays, seed, steps)
-    extractor = ClassifierExtractor(model, params, tag)
-    accuracy = heldout_accuracy(extractor, arrays)
-    os.makedirs(cache_dir, exist_ok=True)
-    with open(path + ".tmp", "wb") as f:
-        f.write(serialization.to_bytes(params))
-    os.replace(path + ".tmp", path)
-    with open(os.path.join(cache_dir, f"classifier_{tag}.json"), "w") as f:
-        json.dump({"classifier": tag, "heldout_accuracy": accuracy,
-                   "train_seconds": round(time.time() - start, 1)}, f)
-    print(f"fid: trained the {arrays.name} feature classifier ({tag}) in "
-          f"{time.time() - start:.0f}s, held-out accuracy {accuracy:.3f}; cached at {path}")
-    return extractor
+    template = jax.eval_shape(lambda: model.init(
+        jax.random.key(0), jnp.zeros((1, *arrays.train_images.shape[1:])))["params"])
+
+    def train():
+        start = time.time()
+        params = train_classifier(arrays, seed, steps)[1]
+        accuracy = heldout_accuracy(ClassifierExtractor(model, params, tag), arrays)
+        os.makedirs(cache_dir, exist_ok=True)
+        report = json.dumps({"classifier": tag, "heldout_accuracy": accuracy,
+                             "train_seconds": round(time.time() - start, 1)})
+        atomic_write(os.path.join(cache_dir, f"classifier_{tag}.json"),
+                     lambda tmp: _write_text(tmp, report))
+        print(f"fid: trained the {arrays.name} feature classifier ({tag}) in "
+              f"{time.time() - start:.0f}s, held-out accuracy {accuracy:.3f}; cached at {path}")
+        return params
+
+    def save(tmp, params):
+        with open(tmp, "wb") as f:
+            f.write(serialization.to_bytes(params))
+
+    def load(file):
+        with open(file, "rb") as f:
+            return serialization.from_bytes(template, f.read())
+    # One process trains and writes it; the others wait and read the file.
+    return ClassifierExtractor(model, computed_once(path, train, save, load), tag)
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def heldout_accuracy(extractor: ClassifierExtractor, arrays: ImageArrays) -> float:

@@ -65,9 +65,11 @@ class CausalLM(Objective):
     def finalize_metrics(self, metrics):
         nll = metrics["nll"]
         metrics = {**metrics, "perplexity": jnp.exp(nll), "bits_per_token": nll / LN2}
-        chars = self.data_info.get("chars")
-        tokens = self.data_info.get("train_tokens", 0) + self.data_info.get("val_tokens", 0)
-        if chars and tokens:   # bits per character of the raw text, whatever the tokenizer
+        # Bits per character of the raw validation text, whatever the tokenizer: the val split's
+        # own tokens per character (a split's ratio can differ from the corpus's, e.g. non-ASCII
+        # text under bytes or BPE). Train metrics use the same ratio, an approximation.
+        chars, tokens = self.data_info.get("val_chars"), self.data_info.get("val_tokens")
+        if chars and tokens:
             metrics["bits_per_char"] = nll / LN2 * (tokens / chars)
         return metrics
 
@@ -103,6 +105,9 @@ class CausalLM(Objective):
         s = self.config.sample
         pick = lambda k, d: d if options.get(k) is None else options[k]
         budget = self.model_config.max_len - len(self.tokenizer.encode(pick("prompt", s.prompt)))
+        if budget <= 0:
+            raise ValueError(f"the prompt is {self.model_config.max_len - budget} tokens, the "
+                             f"model's context {self.model_config.max_len}: shorten it")
         return self.generate_text(ctx.params, pick("prompt", s.prompt),
                                   max_new_tokens=min(pick("max_new_tokens", s.max_new_tokens), budget),
                                   temperature=pick("temperature", s.temperature),
@@ -121,8 +126,12 @@ class TextSampleEvaluator:
 
     def __call__(self, ctx: EvalContext):
         s = self.objective.config.sample
-        n = min(int(s.max_new_tokens), self.objective.model_config.max_len - 8)
-        text = self.objective.generate_text(ctx.params, s.prompt, max_new_tokens=n,
+        max_len = self.objective.model_config.max_len
+        # A prompt of any length: its last half-context at most, and room for the rest.
+        ids = self.objective.tokenizer.encode(s.prompt)[-(max_len // 2):]
+        prompt = self.objective.tokenizer.decode(ids)
+        n = min(int(s.max_new_tokens), max_len - max(len(self.objective.tokenizer.encode(prompt)), 1))
+        text = self.objective.generate_text(ctx.params, prompt, max_new_tokens=n,
                                             temperature=float(s.temperature), top_k=int(s.top_k),
                                             seed=ctx.step)
         if ctx.workdir and jax.process_index() == 0:

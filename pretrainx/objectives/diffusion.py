@@ -55,7 +55,15 @@ def make_schedule(kind: str, num_steps: int = 1000) -> Schedule:
     if kind not in makers:
         raise ValueError(f"unknown beta schedule {kind!r} (config.diffusion.schedule); "
                          f"known {sorted(makers)}")
-    return Schedule(makers[kind](num_steps))
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
+        raise ValueError(f"config.diffusion.timesteps must be an integer >= 2, got {num_steps!r}")
+    betas = makers[kind](num_steps)
+    if not (np.all(betas > 0) and np.all(betas <= 0.999)):
+        # linear betas scale with 1000/T: at T <= 20 the last reaches 1, alpha_bar 0, loss NaN
+        raise ValueError(f"the {kind} schedule with diffusion.timesteps={num_steps} has betas up "
+                         f"to {betas.max():.3g} (must stay at most 0.999): use more timesteps "
+                         f"or diffusion.schedule='cosine'")
+    return Schedule(betas)
 
 
 def q_sample(alpha_bars, x0, t, noise):

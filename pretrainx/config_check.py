@@ -1,0 +1,111 @@
+"""A config's values checked when a run starts, before data is read or anything compiles.
+
+Each bad value becomes one ``ConfigError`` line naming the field and the fix, instead of a
+``ZeroDivisionError`` at the first log step, an exit 0 that did nothing, or NaN logits that get
+the advice "lower the learning rate". Values an objective or a data kind owns are checked there
+(``TextOptions``, the beta schedule); this file holds what the runner itself reads.
+"""
+from __future__ import annotations
+
+import numbers
+import os
+
+
+class ConfigError(ValueError):
+    """A config value that cannot run; the message names the field."""
+
+
+def _get(config, dotted: str, default=None):
+    node = config
+    for part in dotted.split("."):
+        if not hasattr(node, "get") or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def _integer(config, dotted: str, *, minimum: int, default=None) -> int | None:
+    value = _get(config, dotted, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value:
+        raise ConfigError(f"config.{dotted} must be an integer, got {value!r}")
+    if value < minimum:
+        what = "positive" if minimum == 1 else f">= {minimum}"
+        raise ConfigError(f"config.{dotted} must be {what}, got {value}")
+    return int(value)
+
+
+def _number(config, dotted: str, *, low: float, high: float | None = None,
+            high_open: bool = False) -> float | None:
+    value = _get(config, dotted)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"config.{dotted} must be a number, got {value!r}")
+    above = high is not None and (value >= high if high_open else value > high)
+    if value < low or above or value != value:
+        bound = "" if high is None else f", {high}{')' if high_open else ']'}"
+        raise ConfigError(f"config.{dotted} must be in [{low}{bound or ', inf)'}, got {value}")
+    return float(value)
+
+
+def check_values(config) -> None:
+    """Every runner field with a wrong type or an impossible value -> ``ConfigError``."""
+    _integer(config, "batch_size", minimum=1)
+    _integer(config, "train.steps", minimum=1)
+    _integer(config, "train.log_every", minimum=1)
+    _integer(config, "checkpoint.every", minimum=1)
+    _integer(config, "checkpoint.keep", minimum=1)
+    _integer(config, "eval.every", minimum=0)
+    _integer(config, "eval.num_batches", minimum=0)
+    _integer(config, "eval.batch_size", minimum=1)
+    _integer(config, "seed", minimum=0)
+    _integer(config, "optimizer.grad_accum", minimum=1, default=1)
+    _integer(config, "optimizer.warmup_steps", minimum=0)
+    _number(config, "optimizer.lr", low=0.0)
+    _number(config, "optimizer.weight_decay", low=0.0)
+    _number(config, "optimizer.clip_norm", low=0.0)
+    _number(config, "optimizer.ema_decay", low=0.0, high=1.0, high_open=True)
+    seq_len = _integer(config, "data.seq_len", minimum=1)
+    max_len = _integer(config, "model.max_len", minimum=1)
+    if seq_len is not None and max_len is not None and seq_len > max_len:
+        # Positions past max_len have no embedding: the logits would be NaN from the first step.
+        raise ConfigError(f"config.data.seq_len ({seq_len}) is longer than config.model.max_len "
+                          f"({max_len}): raise model.max_len or lower data.seq_len")
+
+
+def check_eval_batch(config, divisor: int, processes: int) -> None:
+    """The validation batch splits over the batch-sharded devices like the training batch: caught
+    here rather than at the first eval, after the training it would waste."""
+    if not int(_get(config, "eval.every", 0) or 0) or not int(_get(config, "eval.num_batches", 0) or 0):
+        return
+    size = int(config.eval.batch_size)
+    if size % divisor or size % processes:
+        raise ConfigError(f"eval.batch_size {size} must be divisible by the batch-sharded devices "
+                          f"({divisor}) and the processes ({processes})")
+
+
+def resolve_paths(config):
+    """A copy of ``config`` with its relative file paths made absolute (``~`` expanded), so the
+    run's config.json works from any directory (``pretrainx eval`` / ``sample`` elsewhere).
+    "stdlib", "" and names that are not paths (a tokenizer kind) stay as they are."""
+    import ml_collections
+    config = ml_collections.ConfigDict(config.to_dict())
+
+    def absolute(path):
+        if isinstance(path, (list, tuple)):
+            return type(path)(absolute(p) for p in path)
+        if not isinstance(path, str) or not path or path == "stdlib":
+            return path
+        return os.path.abspath(os.path.expanduser(path))
+
+    for dotted in ("data.path", "data.tfds_data_dir", "init_from.workdir", "eval.fid_cache_dir"):
+        parent, _, leaf = dotted.rpartition(".")
+        node = _get(config, parent)
+        if node is not None and leaf in node:
+            node[leaf] = absolute(node[leaf])
+    tokenizer = _get(config, "data.tokenizer")
+    if isinstance(tokenizer, str) and os.path.exists(os.path.expanduser(tokenizer)):
+        config.data.tokenizer = absolute(tokenizer)    # a saved tokenizer, not a kind like "char"
+    return config

@@ -131,6 +131,20 @@ class Checkpointer:
         self.best.save(step, args=self._args(without_frozen(state), data_state, metrics),
                        metrics={self.best_metric: float(metrics[self.best_metric])}, force=True)
 
+    def check_best_metric(self, scalars: dict) -> str | None:
+        """After the first eval: a ``best_metric`` the eval never reports would keep no best
+        checkpoint in silence. A misspelt one (other ``val/`` metrics exist) -> the error text;
+        no validation metrics at all -> a warning."""
+        if self.best is None or self.best_metric in scalars:
+            return None
+        reported = sorted(k for k in scalars if not k.startswith("time/"))
+        if any(k.startswith("val/") for k in reported):
+            return (f"checkpoint.best_metric {self.best_metric!r} is not among the eval's metrics "
+                    f"({', '.join(reported)}); no best checkpoint could be kept")
+        log.warning("the evals report no %s (no validation data?): no best checkpoint is kept",
+                    self.best_metric)
+        return None
+
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
 

@@ -50,6 +50,13 @@ def _number(config, dotted: str, *, low: float, high: float | None = None,
     return float(value)
 
 
+def _choice(config, dotted: str, choices: tuple) -> None:
+    value = _get(config, dotted)
+    if value is not None and value not in choices:
+        raise ConfigError(f"config.{dotted} must be one of {', '.join(map(repr, choices))}, "
+                          f"got {value!r}")
+
+
 def check_values(config) -> None:
     """Every runner field with a wrong type or an impossible value -> ``ConfigError``."""
     _integer(config, "batch_size", minimum=1)
@@ -67,6 +74,43 @@ def check_values(config) -> None:
     _number(config, "optimizer.weight_decay", low=0.0)
     _number(config, "optimizer.clip_norm", low=0.0)
     _number(config, "optimizer.ema_decay", low=0.0, high=1.0, high_open=True)
+    _integer(config, "data.max_bytes", minimum=0)
+    _integer(config, "data.max_docs", minimum=0)
+    _number(config, "data.val_fraction", low=0.0, high=1.0, high_open=True)
+    # Used by the text samples at every eval: a bad one would stop the run after its training.
+    _number(config, "sample.temperature", low=0.0)
+    _integer(config, "sample.top_k", minimum=0)
+    _integer(config, "sample.max_new_tokens", minimum=0)
+    _integer(config, "train.preemption_check_every", minimum=1)
+    _integer(config, "optimizer.decay_steps", minimum=0)
+    _number(config, "optimizer.end_lr", low=0.0)
+    _number(config, "optimizer.decay_rate", low=0.0)
+    _number(config, "optimizer.b1", low=0.0, high=1.0, high_open=True)
+    _number(config, "optimizer.b2", low=0.0, high=1.0, high_open=True)
+    _number(config, "optimizer.eps", low=0.0)
+    # Sizes a model is built from: a 0 would be a ZeroDivisionError (heads) or a model of nothing.
+    for dotted in ("model.vocab_size", "model.num_layers", "model.num_heads", "model.embed_dim",
+                   "model.ch", "model.norm_groups"):
+        _integer(config, dotted, minimum=1)
+    _integer(config, "model.num_classes", minimum=0)
+    _number(config, "model.mlp_ratio", low=0.0)
+    for dotted in ("model.dropout", "model.attention_dropout", "loss.label_smoothing"):
+        _number(config, dotted, low=0.0, high=1.0, high_open=True)   # p = 1 drops everything
+    _number(config, "diffusion.cfg_drop", low=0.0, high=1.0)
+    _integer(config, "diffusion.timesteps", minimum=2)
+    for dotted in ("sample.steps", "sample.batch_size"):
+        _integer(config, dotted, minimum=1)
+    _integer(config, "sample.num_samples", minimum=0)
+    _number(config, "sample.eta", low=0.0)
+    for dotted in ("eval.grid_samples", "eval.fid_num_samples", "eval.fid_num_reference"):
+        _integer(config, dotted, minimum=0)
+    _choice(config, "checkpoint.best_mode", ("min", "max"))
+    _choice(config, "data.decode_errors", ("replace", "strict"))
+    _choice(config, "model.dtype", ("float32", "bfloat16", "float16"))   # jnp dtype names
+    num_heads, embed_dim = _get(config, "model.num_heads"), _get(config, "model.embed_dim")
+    if embed_dim and num_heads and embed_dim % num_heads:
+        raise ConfigError(f"config.model.embed_dim ({embed_dim}) must be divisible by "
+                          f"config.model.num_heads ({num_heads})")
     seq_len = _integer(config, "data.seq_len", minimum=1)
     max_len = _integer(config, "model.max_len", minimum=1)
     if seq_len is not None and max_len is not None and seq_len > max_len:

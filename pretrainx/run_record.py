@@ -32,6 +32,8 @@ METRICS_FILE = "metrics.jsonl"
 SAFE_CHANGES = (
     "train.steps", "train.log_every", "train.progress", "train.preemption_check_every",
     "eval.every",
+    # when and how often to save; not best_metric/best_mode: the kept best checkpoint was ranked
+    # by the old ones (Orbax would look the new metric up in its saved metrics and fail)
     "checkpoint.every", "checkpoint.keep", "checkpoint.async_save",
     "mesh.*",                       # the same state restored onto another mesh (tested)
     "model.attention", "model.remat",   # the same math: another kernel, recomputation
@@ -80,8 +82,12 @@ def read_config(workdir: str) -> dict | None:
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except ValueError as e:     # JSONDecodeError, UnicodeDecodeError: a cut or garbled file
+        raise ConfigError(f"{path} is unreadable ({str(e).splitlines()[0][:120]}), so the resume "
+                          f"cannot be checked: restore it, or move it away to resume unchecked") from None
 
 
 def check_resume(workdir: str, config) -> dict[str, tuple]:

@@ -177,6 +177,9 @@ def _run_locked(config, workdir: str, stop_after, on_eval) -> RunResult:
 
     first = make_batch(dataset.train, data_state.next_index)
     evaluator = evaluate.Evaluator(objective, config, mesh, dataset, workdir)
+    if config.eval.every and dataset.val is None:
+        log.warning("no validation data (data.val_fraction is 0 or the split too short): evals "
+                    "report no val/ metrics")
 
     total = int(config.train.steps)
     start = int(jax.device_get(state.step))
@@ -191,6 +194,7 @@ def _run_locked(config, workdir: str, stop_after, on_eval) -> RunResult:
     progress = metrics_lib.Progress(total, start, bool(config.train.get("progress", True)))
     clock = metrics_lib.Throughput(start)
     history, pending, stopped_early, preempted, batch = [], None, False, False, first
+    evaluated = False
     log_every = int(config.train.log_every)
     last_saved = restored[2] if restored else None
     started = time.perf_counter()   # "time/elapsed_s": wall seconds of this process's loop
@@ -283,6 +287,10 @@ def _run_locked(config, workdir: str, stop_after, on_eval) -> RunResult:
                 if save_now:
                     ckpt.save(done, state, data_state)
                     last_saved = done
+                if eval_now and not preempted and not evaluated:
+                    evaluated = True                 # the first eval: is the best metric there?
+                    if (problem := ckpt.check_best_metric(scalars)) is not None:
+                        raise config_check.ConfigError(problem)
                 if eval_now and not preempted and on_eval is not None:
                     on_eval(done, scalars)
                 if preempted:

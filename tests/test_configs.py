@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from pretrainx import config_lib, train
+from pretrainx import config_check, config_lib, train
 from conftest import SHARED_DATA
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
@@ -29,6 +29,7 @@ def test_config_loads_and_rejects_unknown_variants(path):
     for v in variants(path):
         c = config_lib.load(os.path.join(ROOT, path) + (f":{v}" if v else ""))
         assert c.objective and c.batch_size > 0 and c.train.steps > 0
+        config_check.check_values(c)        # no shipped config trips the start-up checks
     with pytest.raises(ValueError, match="unknown variant"):
         config_lib.load(os.path.join(ROOT, path) + ":no_such_variant")
 

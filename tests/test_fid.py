@@ -68,6 +68,14 @@ def test_classifier_features_are_cached_and_the_floor_is_below_noise(cache_dir):
     assert scorer.score(arrays.heldout_images[:180]) == pytest.approx(floor, rel=1e-5)
 
 
+def test_generated_float_images_are_scored_as_uint8_like_the_real_ones(cache_dir):
+    from pretrainx.data.images import to_uint8
+    scorer = fid.FidScorer(load_image_arrays(DIGITS), PROTOCOL, cache_dir)
+    # float images between the 256 levels: what a generator gives, what no real image holds
+    images = np.random.default_rng(3).uniform(-1, 1, (180, 8, 8, 1)).astype(np.float32)
+    assert scorer.score(images) == scorer.score(to_uint8(images))
+
+
 def test_evaluators_write_grids_and_report_fid(cache_dir, tmp_path):
     arrays = load_image_arrays(DIGITS)
     calls = []

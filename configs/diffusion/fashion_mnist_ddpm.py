@@ -73,6 +73,7 @@ def get_config(arg: str = ""):
     c.train.steps = 30000
     c.train.log_every = 100
     c.train.progress = True
+    c.train.preemption_check_every = 10   # multi-process: steps between SIGTERM agreements
 
     c.eval = ml_collections.ConfigDict()
     c.eval.every = 5000

@@ -43,6 +43,8 @@ def get_config(arg: str = ""):
     c.data.packing = "stream"         # one token stream read as windows | "greedy"/"concat"/"pad" rows
     c.data.seq_len = 256
     c.data.sampling = "random"        # "random": nanoGPT's random windows | "sequential"
+    c.data.decode_errors = "replace"  # bytes that are not UTF-8 (non-byte tokenizers): "replace"
+                                      # with U+FFFD and warn with their count | "strict": refuse
 
     c.model = ml_collections.ConfigDict()
     c.model.vocab_size = 65           # the 65 distinct characters of Tiny Shakespeare
@@ -90,6 +92,7 @@ def get_config(arg: str = ""):
     c.train.steps = 5000
     c.train.log_every = 10
     c.train.progress = True
+    c.train.preemption_check_every = 10   # multi-process: steps between SIGTERM agreements
 
     c.eval = ml_collections.ConfigDict()
     c.eval.every = 250                # nanoGPT eval_interval

@@ -32,10 +32,10 @@ def expand_paths(path) -> list[str]:
         matched = sorted(glob.glob(p)) if any(c in p for c in "*?[") else [p]
         missing = [m for m in matched if not os.path.exists(m)]
         if missing:
-            raise FileNotFoundError(f"data file not found: {missing[0]}")
+            raise FileNotFoundError(f"config.data.path: data file not found: {missing[0]}")
         files += matched
     if not files:
-        raise FileNotFoundError(f"no data files match {path!r}")
+        raise FileNotFoundError(f"config.data.path: no data files match {path!r}")
     return files
 
 

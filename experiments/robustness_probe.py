@@ -1,0 +1,128 @@
+"""Run every bad input of experiments/robustness.md through ``pretrainx`` and print the table rows:
+the command, the exit code, the last line on stderr.
+
+  python experiments/robustness_probe.py [--only SUBSTRING] > /tmp/probe.md
+
+Each case runs in a fresh temporary workdir on the tiny byte-level GPT of tests/test_cli.py (the
+standard library's source as text), so it needs no data file and finishes in seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
+CONFIG = "configs/gpt/shakespeare_char.py:smoke"
+TINY = ["--config.data.path=stdlib", "--config.data.max_bytes=100000",
+        "--config.data.tokenizer=byte", "--config.model.vocab_size=256",
+        "--config.model.num_layers=1", "--config.model.embed_dim=32", "--config.model.max_len=32",
+        "--config.data.seq_len=32", "--config.batch_size=16", "--config.eval.batch_size=16",
+        "--config.train.steps=4", "--config.eval.every=0", "--config.train.progress=False"]
+
+
+def train(*flags):
+    return ["train", "--config", CONFIG, "--workdir", "{w}", *TINY, *flags]
+
+
+# (what, argv with {w} for the workdir and {d} for a scratch folder, setup shell command or "")
+CASES = [
+    ("train.steps = 0", train("--config.train.steps=0"), ""),
+    ("train.steps = -5", train("--config.train.steps=-5"), ""),
+    ("train.steps not a number", train("--config.train.steps=ten"), ""),
+    ("train.log_every = 0", train("--config.train.log_every=0"), ""),
+    ("train.log_every = 2.5", train("--config.train.log_every=2.5"), ""),
+    ("checkpoint.every = 0", train("--config.checkpoint.every=0"), ""),
+    ("checkpoint.keep = 0", train("--config.checkpoint.keep=0"), ""),
+    ("checkpoint.best_mode = 'maximum'", train("--config.checkpoint.best_mode=maximum"), ""),
+    ("checkpoint.best_metric misspelt", train("--config.checkpoint.best_metric=val/los",
+                                             "--config.eval.every=2"), ""),
+    ("batch_size = 0", train("--config.batch_size=0"), ""),
+    ("batch_size indivisible by the devices", train("--config.batch_size=12"), ""),
+    ("eval.batch_size indivisible", train("--config.eval.batch_size=12", "--config.eval.every=2"), ""),
+    ("eval.every = -1", train("--config.eval.every=-1"), ""),
+    ("eval.num_batches = -1", train("--config.eval.num_batches=-1", "--config.eval.every=2"), ""),
+    ("data.seq_len = 0", train("--config.data.seq_len=0"), ""),
+    ("data.seq_len > model.max_len", train("--config.data.seq_len=64"), ""),
+    ("data.val_fraction = 1", train("--config.data.val_fraction=1.0"), ""),
+    ("data.val_fraction = 0 with evals", train("--config.data.val_fraction=0.0",
+                                               "--config.eval.every=2"), ""),
+    ("data.max_bytes = -1", train("--config.data.max_bytes=-1"), ""),
+    ("data.path missing", train("--config.data.path={d}/nope.txt"), ""),
+    ("data.path empty file", train("--config.data.path={d}/empty.txt"), "touch {d}/empty.txt"),
+    ("data.path a directory", train("--config.data.path={d}"), ""),
+    ("data.path = ''", train("--config.data.path="), ""),
+    ("data.kind unknown", train("--config.data.kind=parquet"), ""),
+    ("data.tokenizer 'bpe:abc'", train("--config.data.tokenizer=bpe:abc"), ""),
+    ("data.tokenizer a missing file", train("--config.data.tokenizer={d}/tok.json"), ""),
+    ("data.decode_errors unknown", train("--config.data.decode_errors=ignore"), ""),
+    ("non-UTF-8 text, char tokenizer, strict",
+     train("--config.data.path={d}/latin1.txt", "--config.data.tokenizer=char",
+           "--config.data.decode_errors=strict", "--config.data.max_bytes=0"),
+     "python -c \"open('{d}/latin1.txt','wb').write(('caf\\xe9 '*3000).encode('latin-1'))\""),
+    ("model.vocab_size below the tokenizer's", train("--config.model.vocab_size=100"), ""),
+    ("model.num_heads not dividing embed_dim", train("--config.model.num_heads=3"), ""),
+    ("objective unknown", train("--config.objective=mlmx"), ""),
+    ("optimizer.schedule unknown", train("--config.optimizer.schedule=linear"), ""),
+    ("optimizer.lr = -0.1", train("--config.optimizer.lr=-0.1"), ""),
+    ("optimizer.grad_accum = 0", train("--config.optimizer.grad_accum=0"), ""),
+    ("optimizer.ema_decay = 1", train("--config.optimizer.ema_decay=1.0"), ""),
+    ("mesh.data = 3 on 8 devices", train("--config.mesh.data=3"), ""),
+    ("sample.temperature = -1 (used at each eval)", train("--config.sample.temperature=-1.0",
+                                                          "--config.eval.every=2"), ""),
+    ("init_from.workdir missing", train("--config.init_from.workdir={d}/no_run"), ""),
+    ("unknown config key", train("--config.optimizer.lrr=1"), ""),
+    ("config file missing", ["train", "--config", "{d}/no.py", "--workdir", "{w}"], ""),
+    ("config variant unknown", ["train", "--config", "configs/gpt/shakespeare_char.py:tiny",
+                                "--workdir", "{w}"], ""),
+    ("workdir is a file", train(), "rm -rf {w} && touch {w}"),
+    ("workdir under a file", ["train", "--config", CONFIG, "--workdir", "{d}/f/sub", *TINY],
+     "touch {d}/f"),
+    ("train --help", ["train", "--help"], ""),
+    ("diffusion.timesteps = 10 (linear betas)",
+     ["train", "--config", "configs/diffusion/digits_smoke.py", "--workdir", "{w}",
+      "--config.diffusion.timesteps=10"], ""),
+    ("eval on a folder that is no run", ["eval", "--workdir", "{d}"], ""),
+    ("sample with a prompt longer than the context", ["sample", "--workdir", "{d}/run",
+                                                      "--prompt", "x" * 100],
+     "python -m pretrainx.main " + " ".join(shlex.quote(a) for a in train()).replace(
+         "{w}", "{d}/run") + " > /dev/null 2>&1"),
+    ("corrupt config.json on resume", train(),
+     "python -m pretrainx.main " + " ".join(shlex.quote(a) for a in train()) +
+     " > /dev/null 2>&1; echo '{{\"trunc' > {w}/config.json"),
+]
+
+
+def run_case(what, argv, setup, env):
+    with tempfile.TemporaryDirectory() as d:
+        w = os.path.join(d, "w")
+        fill = lambda s: s.replace("{w}", w).replace("{d}", d)
+        if setup:
+            subprocess.run(fill(setup), shell=True, cwd=ROOT, env=env, check=False)
+        cmd = [sys.executable, "-m", "pretrainx.main", *[fill(a) for a in argv]]
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    err = [line for line in p.stderr.strip().splitlines() if line.strip()]
+    tb = any(line.startswith("Traceback") for line in err)
+    last = err[-1] if err else (p.stdout.strip().splitlines() or [""])[0]
+    shown = " ".join(shlex.quote(a) for a in argv if a not in TINY and a != CONFIG)
+    return f"| {what} | `pretrainx {shown}` | {p.returncode}{' (traceback)' if tb else ''} | {last[:240]} |"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--only", default="")
+    args = p.parse_args()
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+           "JAX_PLATFORMS": "cpu"}
+    print("| input | command | exit | what pretrainx says (last line of stderr) |")
+    print("|---|---|---|---|")
+    for what, argv, setup in CASES:
+        if args.only in what:
+            print(run_case(what, argv, setup, env), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Issue 9, "go looking for more of the same kind": a zero, a negative, a wrong type or an unknown
+choice in a config field is one ``ConfigError`` naming the field, raised by ``check_values``
+before any data is read, and every shipped config passes the same checks. No training here:
+each case is a dict lookup, so the whole file runs in about a second."""
+import os
+
+import ml_collections
+import pytest
+
+from pretrainx import config_check, config_lib
+
+import test_checkpoint_faults
+import test_train
+
+GPT = test_checkpoint_faults.tiny_config()
+DIGITS = config_lib.load(os.path.join(test_train.ROOT, "configs/diffusion/digits_smoke.py"))
+
+
+def with_value(config, dotted, value):
+    """``config`` with ``dotted`` set to ``value`` whatever its type (as a config file may)."""
+    bad = ml_collections.ConfigDict(config.to_dict(), type_safe=False)
+    parent, _, leaf = dotted.rpartition(".")
+    (bad[parent] if parent else bad)[leaf] = value
+    return bad
+
+
+@pytest.mark.parametrize("config,dotted,value", [
+    # the transformer's sizes: num_heads 0 was a ZeroDivisionError, num_layers 0 a model of nothing
+    (GPT, "model.num_heads", 0), (GPT, "model.num_layers", 0), (GPT, "model.embed_dim", -32),
+    (GPT, "model.vocab_size", 0), (GPT, "model.mlp_ratio", -1.0),
+    (GPT, "model.dropout", 1.0), (GPT, "model.attention_dropout", -0.1),
+    (GPT, "loss.label_smoothing", 1.0), (GPT, "model.dtype", "fp32"),
+    (GPT, "optimizer.b1", 1.0), (GPT, "optimizer.b2", -0.5), (GPT, "optimizer.eps", -1e-8),
+    (GPT, "optimizer.end_lr", -1e-4), (GPT, "optimizer.decay_steps", -1),
+    (GPT, "optimizer.decay_rate", -0.1), (GPT, "optimizer.lr", "1e-3"),
+    (GPT, "train.preemption_check_every", 0), (GPT, "checkpoint.best_mode", "maximum"),
+    (GPT, "data.decode_errors", "ignore"), (GPT, "data.val_fraction", 1.0),
+    (GPT, "data.max_bytes", -1), (GPT, "sample.temperature", -1.0), (GPT, "sample.top_k", -5),
+    (GPT, "batch_size", "64"), (GPT, "seed", -1), (GPT, "eval.num_batches", 2.5),
+    # the diffusion runner's: a 0 here fails only at the first eval, after the training
+    (DIGITS, "diffusion.cfg_drop", 1.5), (DIGITS, "diffusion.timesteps", 1),
+    (DIGITS, "sample.steps", 0), (DIGITS, "sample.batch_size", 0), (DIGITS, "sample.eta", -1.0),
+    (DIGITS, "eval.fid_num_samples", -1), (DIGITS, "eval.grid_samples", -4),
+    (DIGITS, "model.ch", 0), (DIGITS, "model.norm_groups", 0), (DIGITS, "model.num_classes", -1),
+])
+def test_a_bad_value_is_one_line_naming_its_field(config, dotted, value):
+    with pytest.raises(config_check.ConfigError) as e:
+        config_check.check_values(with_value(config, dotted, value))
+    assert f"config.{dotted} " in str(e.value) and len(str(e.value).splitlines()) == 1
+
+
+def test_embed_dim_not_divisible_by_the_heads_is_caught_before_the_model_is_built():
+    with pytest.raises(config_check.ConfigError, match=r"config.model.embed_dim \(30\) must be "
+                                                       r"divisible by config.model.num_heads \(4\)"):
+        config_check.check_values(with_value(with_value(GPT, "model.embed_dim", 30),
+                                             "model.num_heads", 4))
+
+
+def test_fields_a_config_does_not_have_are_not_required():
+    """A check reads a field only where the config has it: the GPT config has no diffusion
+    section, the diffusion config no vocabulary."""
+    assert "diffusion" not in GPT and "vocab_size" not in DIGITS.model
+    config_check.check_values(GPT)
+    config_check.check_values(DIGITS)

@@ -1,7 +1,7 @@
 """Run every bad input of experiments/robustness.md through ``pretrainx`` and print the table rows:
 the command, the exit code, the last line on stderr.
 
-  python experiments/robustness_probe.py [--only SUBSTRING] > /tmp/probe.md
+  python experiments/robustness_probe.py [--only SUBSTRING ...] > /tmp/probe.md
 
 Each case runs in a fresh temporary workdir on the tiny byte-level GPT of tests/test_cli.py (the
 standard library's source as text), so it needs no data file and finishes in seconds.
@@ -27,6 +27,10 @@ TINY = ["--config.data.path=stdlib", "--config.data.max_bytes=100000",
 def train(*flags):
     return ["train", "--config", CONFIG, "--workdir", "{w}", *TINY, *flags]
 
+
+# setup: train the tiny run (4 steps, no eval: no best checkpoint) in {w}
+TRAINED = ("python -m pretrainx.main " + " ".join(shlex.quote(a) for a in train()) +
+           " > /dev/null 2>&1")
 
 # (what, argv with {w} for the workdir and {d} for a scratch folder, setup shell command or "")
 CASES = [
@@ -71,6 +75,20 @@ CASES = [
     ("optimizer.grad_accum = 0", train("--config.optimizer.grad_accum=0"), ""),
     ("optimizer.ema_decay = 1", train("--config.optimizer.ema_decay=1.0"), ""),
     ("mesh.data = 3 on 8 devices", train("--config.mesh.data=3"), ""),
+    ("model.num_heads = 0", train("--config.model.num_heads=0"), ""),
+    ("model.num_layers = 0", train("--config.model.num_layers=0"), ""),
+    ("model.dropout = 1", train("--config.model.dropout=1.0"), ""),
+    ("model.dtype unknown", train("--config.model.dtype=fp16"), ""),
+    ("optimizer.b2 = 1", train("--config.optimizer.b2=1.0"), ""),
+    ("optimizer.decay_steps = -1", train("--config.optimizer.decay_steps=-1"), ""),
+    ("train.preemption_check_every = 0", train("--config.train.preemption_check_every=0"), ""),
+    ("data.seq_len not a number", train("--config.data.seq_len=long"), ""),
+    ("non-UTF-8 text, char tokenizer, replace (the default)",
+     train("--config.data.path={d}/latin1.txt", "--config.data.tokenizer=char",
+           "--config.data.max_bytes=0", "--config.model.vocab_size=256"),
+     "python -c \"open('{d}/latin1.txt','wb').write(('caf\\xe9 '*3000).encode('latin-1'))\""),
+    ("eval.num_batches = 0 with evals", train("--config.eval.num_batches=0",
+                                              "--config.eval.every=2"), ""),
     ("sample.temperature = -1 (used at each eval)", train("--config.sample.temperature=-1.0",
                                                           "--config.eval.every=2"), ""),
     ("init_from.workdir missing", train("--config.init_from.workdir={d}/no_run"), ""),
@@ -90,6 +108,22 @@ CASES = [
                                                       "--prompt", "x" * 100],
      "python -m pretrainx.main " + " ".join(shlex.quote(a) for a in train()).replace(
          "{w}", "{d}/run") + " > /dev/null 2>&1"),
+    ("rerun of a finished run", train(), TRAINED),
+    ("resume with train.steps below the saved step", train("--config.train.steps=2"), TRAINED),
+    ("config.json deleted, then resume", train("--config.train.steps=6"),
+     TRAINED + "; rm {w}/config.json"),
+    ("sample --temperature -1", ["sample", "--workdir", "{w}", "--temperature", "-1"], TRAINED),
+    ("sample --max-new-tokens -5", ["sample", "--workdir", "{w}", "--max-new-tokens", "-5"],
+     TRAINED),
+    ("sample --top-k -1", ["sample", "--workdir", "{w}", "--top-k", "-1"], TRAINED),
+    ("eval --checkpoint best when none was kept", ["eval", "--workdir", "{w}", "--checkpoint",
+                                                   "best"], TRAINED),
+    ("sample on a run that saved no checkpoint", ["sample", "--workdir", "{w}"],
+     TRAINED + "; rm -r {w}/checkpoints"),
+    ("eval with a corrupt config.json", ["eval", "--workdir", "{w}"],
+     TRAINED + "; printf '{{\"trunc' > {w}/config.json"),
+    ("corrupt provenance.json on resume", train("--config.train.steps=6"),
+     TRAINED + "; printf '{{\"git' > {w}/provenance.json"),
     ("corrupt config.json on resume", train(),
      "python -m pretrainx.main " + " ".join(shlex.quote(a) for a in train()) +
      " > /dev/null 2>&1; echo '{{\"trunc' > {w}/config.json"),
@@ -100,27 +134,31 @@ def run_case(what, argv, setup, env):
     with tempfile.TemporaryDirectory() as d:
         w = os.path.join(d, "w")
         fill = lambda s: s.replace("{w}", w).replace("{d}", d)
-        if setup:
-            subprocess.run(fill(setup), shell=True, cwd=ROOT, env=env, check=False)
+        if setup:   # "python" there is this interpreter (the one with pretrainx's dependencies)
+            script = fill(setup).replace("python ", shlex.quote(sys.executable) + " ")
+            subprocess.run(script, shell=True, cwd=ROOT, env=env, check=False)
         cmd = [sys.executable, "-m", "pretrainx.main", *[fill(a) for a in argv]]
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     err = [line for line in p.stderr.strip().splitlines() if line.strip()]
     tb = any(line.startswith("Traceback") for line in err)
     last = err[-1] if err else (p.stdout.strip().splitlines() or [""])[0]
-    shown = " ".join(shlex.quote(a) for a in argv if a not in TINY and a != CONFIG)
+    # the tiny flags every case shares are left out; $SMOKE stands for the smoke config
+    shown = " ".join("$SMOKE" if a == CONFIG else a.replace("|", "\\|")
+                     for a in argv if a not in TINY)
     return f"| {what} | `pretrainx {shown}` | {p.returncode}{' (traceback)' if tb else ''} | {last[:240]} |"
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--only", default="")
+    p.add_argument("--only", action="append", default=[],
+                   help="run the cases whose name holds this text (repeatable)")
     args = p.parse_args()
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
            "JAX_PLATFORMS": "cpu"}
     print("| input | command | exit | what pretrainx says (last line of stderr) |")
     print("|---|---|---|---|")
     for what, argv, setup in CASES:
-        if args.only in what:
+        if not args.only or any(o in what for o in args.only):
             print(run_case(what, argv, setup, env), flush=True)
 
 

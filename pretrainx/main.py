@@ -175,6 +175,10 @@ def _sample(argv: list[str]) -> int:
     p.add_argument("--num-samples", type=int, dest="num_samples")
     p.add_argument("--seed", type=int)
     args = p.parse_args(argv)
+    # Checked before the restore: a negative count was accepted and printed an empty sample.
+    for name in ("max_new_tokens", "steps", "num_samples"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     objective, ctx, _ = _restore_for_inference(args.workdir, args.checkpoint)
     options = {k: v for k, v in vars(args).items() if k not in ("workdir", "checkpoint")}
     print(objective.sample_command(ctx, options))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import json
+import logging
 import os
 import platform
 import socket
@@ -69,7 +70,7 @@ def read(workdir: str) -> dict | None:
     path = os.path.join(workdir, FILENAME)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         return json.load(f)
 
 
@@ -80,13 +81,21 @@ def write(workdir: str, resumed_from_step: int | None = None,
     entry = collect(resumed_from_step)
     if config_changes:
         entry["config_changes"] = {k: list(v) for k, v in config_changes.items()}
-    record = read(workdir)
+    path = os.path.join(workdir, FILENAME)
+    try:
+        record = read(workdir)
+    except ValueError as e:     # garbled by hand or a broken disk: a record must not stop the run
+        record = None
+        if jax.process_index() == 0:
+            os.replace(path, path + ".unreadable")
+        logging.getLogger(__name__).warning(
+            "%s is unreadable (%s): kept as %s.unreadable, a new record starts", path,
+            str(e).splitlines()[0][:120], FILENAME)
     if record is None or resumed_from_step is None:
         record = {**entry, "resumes": []}
     else:
         record.setdefault("resumes", []).append(entry)
     if jax.process_index() == 0:
-        path = os.path.join(workdir, FILENAME)
         with open(path + ".tmp", "w") as f:
             json.dump(record, f, indent=2)
         os.replace(path + ".tmp", path)

@@ -32,9 +32,10 @@ METRICS_FILE = "metrics.jsonl"
 SAFE_CHANGES = (
     "train.steps", "train.log_every", "train.progress", "train.preemption_check_every",
     "eval.every",
-    # when and how often to save; not best_metric/best_mode: the kept best checkpoint was ranked
-    # by the old ones (Orbax would look the new metric up in its saved metrics and fail)
-    "checkpoint.every", "checkpoint.keep", "checkpoint.async_save",
+    "checkpoint.every", "checkpoint.keep", "checkpoint.async_save",   # when and how to save
+    # which eval metric picks the best checkpoint: safe only while none is kept (a misspelt
+    # metric keeps none; a kept one was ranked by the old metric, which Orbax would look up)
+    "checkpoint.best_metric", "checkpoint.best_mode",
     "mesh.*",                       # the same state restored onto another mesh (tested)
     "model.attention", "model.remat",   # the same math: another kernel, recomputation
     "sample.*",                     # what the text / image samples show; no metric
@@ -86,8 +87,12 @@ def read_config(workdir: str) -> dict | None:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except ValueError as e:     # JSONDecodeError, UnicodeDecodeError: a cut or garbled file
-        raise ConfigError(f"{path} is unreadable ({str(e).splitlines()[0][:120]}), so the resume "
-                          f"cannot be checked: restore it, or move it away to resume unchecked") from None
+        raise ConfigError(f"{path} is unreadable ({str(e).splitlines()[0][:120]}): restore it "
+                          f"(a train resume may also move it away to go on unchecked)") from None
+
+
+def checkpoint_steps(directory: str) -> list[str]:
+    return [s for s in os.listdir(directory) if s.isdigit()] if os.path.isdir(directory) else []
 
 
 def check_resume(workdir: str, config) -> dict[str, tuple]:
@@ -98,7 +103,9 @@ def check_resume(workdir: str, config) -> dict[str, tuple]:
                     CONFIG_FILE)
         return {}
     changes = config_changes(saved, config)
-    unsafe = {k: v for k, v in changes.items() if not is_safe_change(k)}
+    best_kept = checkpoint_steps(os.path.join(workdir, "checkpoints_best"))
+    unsafe = {k: v for k, v in changes.items()
+              if not is_safe_change(k) or (k.startswith("checkpoint.best_") and best_kept)}
     if unsafe:
         shown = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(unsafe.items())[:4])
         more = f" (and {len(unsafe) - 4} more)" if len(unsafe) > 4 else ""

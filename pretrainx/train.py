@@ -168,6 +168,16 @@ def _run_locked(config, workdir: str, stop_after, on_eval) -> RunResult:
         log.info("resumed from step %d (next batch %d)", restored_step, data_state.next_index)
     elif (source := init_from.InitFrom.from_config(config)) is not None:
         state = init_from.apply(state, objective, source)
+    if restored is not None and restored[2] >= int(config.train.steps):
+        # A rerun of a finished run has nothing to do (said, not silent); a run asked to stop
+        # before where it already is cannot be honoured: refused before its record is rewritten.
+        if restored[2] > int(config.train.steps):
+            ckpt.close()
+            raise config_check.ConfigError(
+                f"{workdir} holds a run at step {restored[2]}, past train.steps="
+                f"{int(config.train.steps)}: nothing to train (raise train.steps to go on)")
+        log.warning("the run in %s has already trained its %d steps: nothing to do (raise "
+                    "train.steps to go on)", workdir, restored[2])
     # The run's record is rewritten only now, once the config and the restore are known good.
     run_record.trim_metrics(workdir, restored[2] if restored else 0)
     run_record.write_config(config, workdir)
@@ -315,8 +325,7 @@ def _run_locked(config, workdir: str, stop_after, on_eval) -> RunResult:
 def load_config_json(workdir: str):
     """The resolved config a run wrote, for ``sample`` / ``eval`` on that workdir."""
     import ml_collections
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
+    saved = run_record.read_config(workdir)     # a cut or garbled file: one line, not a traceback
+    if saved is None:
         raise FileNotFoundError(f"no config.json in workdir {workdir!r}: is it a pretrainx run?")
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(saved)

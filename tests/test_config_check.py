@@ -62,3 +62,21 @@ def test_fields_a_config_does_not_have_are_not_required():
     assert "diffusion" not in GPT and "vocab_size" not in DIGITS.model
     config_check.check_values(GPT)
     config_check.check_values(DIGITS)
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("path", "", "is ''"),                                # was "data file not found: " (no name)
+    ("path", "/no/such/corpus.txt", "data file not found"),
+    ("path", "EMPTY", "data file is empty"),
+    ("tokenizer", "/no/such/tokenizer.json", "neither a kind"),
+    ("tokenizer", "chars", "neither a kind"),             # a typo of "char", read as a path
+])
+def test_a_missing_or_empty_file_names_its_field(tmp_path, field, value, words):
+    from pretrainx.data import build
+    (tmp_path / "empty.txt").write_text("")
+    data = ml_collections.ConfigDict({"kind": "text", "path": "stdlib", "max_bytes": 20000,
+                                      "tokenizer": "byte", "val_fraction": 0.1})
+    data[field] = str(tmp_path / "empty.txt") if value == "EMPTY" else value
+    with pytest.raises((FileNotFoundError, ValueError)) as e:
+        build(data, batch_size=2, eval_batch_size=2, seq_len=8, seed=0)
+    assert f"config.data.{field}" in str(e.value) and words in str(e.value)

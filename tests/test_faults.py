@@ -1,6 +1,6 @@
 """Issue 9's faults with real processes: a second writer in the same workdir, the lock a kill -9
 leaves behind, a SIGTERM during a long evaluation, and a SIGTERM that reaches only one of two
-processes. Each run is the tiny byte-level GPT of test_cli.py."""
+processes, a kill -9 in the middle of a save. Each run is the tiny byte-level GPT of test_cli.py."""
 import os
 import signal
 import subprocess
@@ -9,6 +9,7 @@ import time
 import pytest
 
 import test_cli
+import test_train
 import test_multiprocess
 
 PREEMPTED = 75
@@ -99,3 +100,33 @@ def test_sigterm_to_one_of_two_processes_saves_and_stops_both(tmp_path):
     assert [p.returncode for p, _ in procs] == [PREEMPTED, PREEMPTED], [log[-2000:] for log in logs]
     saved = sorted(int(s) for s in os.listdir(tmp_path / "run" / "checkpoints") if s.isdigit())
     assert saved[-1] % 5 == 0 and saved[-1] > 10, saved    # an agreed step, saved by both
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_save_then_rerun_is_bit_identical(tmp_path):
+    """kill -9 while Orbax writes a checkpoint (its temporary folder exists), then the same
+    command: the losses and metrics.jsonl equal an uninterrupted run's, row for row."""
+    flags = ("--config.train.steps=30", "--config.checkpoint.every=2")
+    reference = subprocess.run(test_cli.train_cmd(tmp_path / "ref", *flags), capture_output=True,
+                               text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    run, ckpts = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    proc = start(test_cli.train_cmd(run, *flags))
+    try:
+        caught = None
+        while caught is None and proc.poll() is None:    # 15 saves: poll fast for a write in flight
+            names = os.listdir(ckpts) if ckpts.is_dir() else []
+            caught = next((n for n in names if "tmp" in n), None)
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert caught is not None, "never saw a save in flight"
+    assert [n for n in os.listdir(ckpts) if "tmp" in n], "the save finished before the kill"
+    rerun = subprocess.run(test_cli.train_cmd(run, *flags), capture_output=True, text=True,
+                           timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    ref, got = test_cli.logged_losses(tmp_path / "ref"), test_cli.logged_losses(run)
+    assert got == ref
+    assert test_train.metric_rows(run) == test_train.metric_rows(tmp_path / "ref")

@@ -57,6 +57,11 @@ def test_resume_with_another_config_stops_before_rewriting_anything(tmp_path):
     for field in ("model.embed_dim", "seed", "batch_size"):
         assert field in str(e.value)
     assert {f: (tmp_path / f).read_bytes() for f in before} == before
+    # Fewer steps than the run has done: refused (it exited 0 having done nothing), record kept.
+    shorter = test_train.config_lib.override(cfg, {"train.steps": 1})
+    with pytest.raises(run_record.ConfigError, match="at step 2, past train.steps=1"):
+        train.run(shorter, str(tmp_path))
+    assert {f: (tmp_path / f).read_bytes() for f in before} == before
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
     # Safe changes (longer, another eval cadence) resume, and provenance records them.
     longer = test_train.config_lib.override(cfg, {"train.steps": 3, "eval.every": 3})
@@ -144,12 +149,46 @@ def test_linear_betas_that_reach_one_are_an_error_at_setup(tmp_path, capsys):
 def test_workdir_that_is_a_file_and_train_help(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")
-    for workdir, words in ((afile, "not a directory"), (afile / "sub", "cannot create workdir")):
+    cases = [(afile, "not a directory"), (afile / "sub", "cannot create workdir")]
+    if os.path.isdir("/proc/1"):       # not writable even for root (tests may run as root)
+        cases.append(("/proc/1", "is not writable"))
+    for workdir, words in cases:
         err = one_line_error(capsys, ["train", "--config", CONFIG, "--workdir", str(workdir)])
         assert words in err
     assert main.cli(["train", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--workdir" in out and "75" in out
+
+
+def test_a_misspelt_best_metric_stops_at_the_first_eval_and_the_fixed_rerun_resumes(tmp_path):
+    from pretrainx import config_check
+    cfg = tiny_config(**{"train.steps": 2, "eval.every": 1, "eval.num_batches": 1,
+                         "checkpoint.every": 1, "checkpoint.best_metric": "val/los"})
+    # before: the best keeper silently kept nothing for the whole run
+    with pytest.raises(config_check.ConfigError, match=r"'val/los' is not among .*val/loss"):
+        train.run(cfg, str(tmp_path))
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1"]     # the step trained is kept
+    fixed = test_train.config_lib.override(cfg, {"checkpoint.best_metric": "val/loss"})
+    assert int(train.run(fixed, str(tmp_path)).state.step) == 2
+    assert os.listdir(tmp_path / "checkpoints_best")                 # now a best one is kept
+
+
+@pytest.mark.parametrize("flag", ["--max-new-tokens", "--steps", "--num-samples"])
+def test_sample_refuses_a_count_below_one_before_restoring(tmp_path, capsys, flag):
+    # no run in tmp_path: the flag is checked first (a negative count printed an empty sample)
+    err = one_line_error(capsys, ["sample", "--workdir", str(tmp_path), flag, "-5"])
+    assert f"{flag} must be >= 1, got -5" in err
+
+
+def test_a_garbled_record_is_one_line_for_eval_and_kept_aside_by_a_resume(tmp_path, capsys):
+    from pretrainx import provenance
+    (tmp_path / "config.json").write_bytes(b'{"trunc\xff')      # cut short, and not UTF-8
+    err = one_line_error(capsys, ["eval", "--workdir", str(tmp_path)])   # was a JSON traceback
+    assert "config.json is unreadable" in err
+    (tmp_path / "provenance.json").write_text('{"git_commit": ')
+    record = provenance.write(str(tmp_path), resumed_from_step=3)     # was a JSON traceback
+    assert json.loads((tmp_path / "provenance.json").read_text()) == record
+    assert (tmp_path / "provenance.json.unreadable").read_text() == '{"git_commit": '
 
 
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):

@@ -28,14 +28,17 @@ def expand_paths(path) -> list[str]:
     patterns = [path] if isinstance(path, str) else list(path)
     files = []
     for p in patterns:
+        if not isinstance(p, str) or not p:
+            raise FileNotFoundError(f"config.data.path is {p!r}: give a file, a glob or "
+                                    f"'{STDLIB}'")
         p = os.path.expanduser(p)
         matched = sorted(glob.glob(p)) if any(c in p for c in "*?[") else [p]
         missing = [m for m in matched if not os.path.exists(m)]
         if missing:
-            raise FileNotFoundError(f"config.data.path: data file not found: {missing[0]}")
+            raise FileNotFoundError(f"data file not found: {missing[0]} (config.data.path)")
         files += matched
     if not files:
-        raise FileNotFoundError(f"config.data.path: no data files match {path!r}")
+        raise FileNotFoundError(f"no data files match {path!r} (config.data.path)")
     return files
 
 
@@ -55,7 +58,7 @@ def read_corpus(path, max_bytes: int = 0) -> str:
     cut to ``max_bytes`` characters when that is > 0."""
     files = stdlib_source_files() if path == STDLIB else expand_paths(path)
     if os.path.isdir(files[0]):
-        raise FileNotFoundError(f"data.path {path!r} is a directory; give a file or a glob")
+        raise FileNotFoundError(f"config.data.path {path!r} is a directory; give a file or a glob")
     parts, size = [], 0
     for f in files:
         with open(f, encoding=ENCODING, errors=ERRORS) as fh:
@@ -67,7 +70,7 @@ def read_corpus(path, max_bytes: int = 0) -> str:
     if max_bytes:
         text = text[:max_bytes]
     if not text.strip():
-        raise ValueError(f"data file is empty: {path}")
+        raise ValueError(f"data file is empty: {path} (config.data.path)")
     return text
 
 

@@ -51,7 +51,11 @@ def from_spec(spec: str, train_text: str | Sequence[str] | None = None,
         if not texts:
             raise ValueError(f"tokenizer {spec!r} is trained on the training text, and none was given")
         return subword.train_from_texts(texts, kind, int(size))
-    return load(spec)
+    if not os.path.exists(os.path.expanduser(spec)):
+        raise FileNotFoundError(f"config.data.tokenizer {spec!r} is neither a kind ('char', "
+                                f"'byte', '<kind>:<size>' with kind in {list(subword.KINDS)}) "
+                                f"nor a saved tokenizer's path")
+    return load(os.path.expanduser(spec))
 
 
 def load(path: str) -> Tokenizer:

@@ -152,6 +152,29 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
+def _restore_or_init(ckpt, state, shardings, objective, config, workdir: str):
+    """(state, data state, (state, data state, step) restored or None): the newest readable
+    checkpoint; else ``init_from`` when set; else the fresh ``state``."""
+    data_state = DataState()
+    restored = ckpt.restore(state_lib.abstract_state(state, shardings))
+    if restored is not None:        # resume wins over init_from: the run's own state is newer
+        state, data_state, restored_step = restored
+        log.info("resumed from step %d (next batch %d)", restored_step, data_state.next_index)
+    elif (source := init_from.InitFrom.from_config(config)) is not None:
+        state = init_from.apply(state, objective, source)
+    total = int(config.train.steps)
+    if restored is not None and restored[2] > total:
+        # A run asked to stop before where it already is cannot be honoured (it exited 0 having
+        # done nothing): refused before its record is rewritten.
+        raise config_check.ConfigError(
+            f"{workdir} holds a run at step {restored[2]}, past train.steps={total}: nothing to "
+            f"train (raise train.steps to go on)")
+    if restored is not None and restored[2] == total:   # a rerun of a finished run: said
+        log.warning("the run in %s has already trained its %d steps: nothing to do (raise "
+                    "train.steps to go on)", workdir, total)
+    return state, data_state, restored
+
+
 def _run_locked(config, workdir: str, stop_after, on_eval) -> RunResult:
     changes = (run_record.check_resume(workdir, config)
                if checkpoint_lib.has_checkpoint(workdir) else {})
@@ -161,23 +184,12 @@ def _run_locked(config, workdir: str, stop_after, on_eval) -> RunResult:
     step_fn, make_batch = built.step_fn, built.host_batch
 
     ckpt = checkpoint_lib.Checkpointer(workdir, config.checkpoint)
-    data_state = DataState()
-    restored = ckpt.restore(state_lib.abstract_state(state, shardings))
-    if restored is not None:        # resume wins over init_from: the run's own state is newer
-        state, data_state, restored_step = restored
-        log.info("resumed from step %d (next batch %d)", restored_step, data_state.next_index)
-    elif (source := init_from.InitFrom.from_config(config)) is not None:
-        state = init_from.apply(state, objective, source)
-    if restored is not None and restored[2] >= int(config.train.steps):
-        # A rerun of a finished run has nothing to do (said, not silent); a run asked to stop
-        # before where it already is cannot be honoured: refused before its record is rewritten.
-        if restored[2] > int(config.train.steps):
-            ckpt.close()
-            raise config_check.ConfigError(
-                f"{workdir} holds a run at step {restored[2]}, past train.steps="
-                f"{int(config.train.steps)}: nothing to train (raise train.steps to go on)")
-        log.warning("the run in %s has already trained its %d steps: nothing to do (raise "
-                    "train.steps to go on)", workdir, restored[2])
+    try:
+        state, data_state, restored = _restore_or_init(ckpt, state, shardings, objective, config,
+                                                       workdir)
+    except BaseException:
+        ckpt.close()       # no manager left running behind the error the user reads
+        raise
     # The run's record is rewritten only now, once the config and the restore are known good.
     run_record.trim_metrics(workdir, restored[2] if restored else 0)
     run_record.write_config(config, workdir)

@@ -42,6 +42,12 @@ def test_corrupt_latest_checkpoint_is_moved_aside_and_the_run_goes_on(tmp_path, 
         assert ckpt.restore(test_checkpoint_faults.restore_target(cfg))[2] == 4   # readable again
     finally:
         ckpt.close()
+    # None readable: the config, not the files, is then the likelier culprit; nothing is moved.
+    corrupt(tmp_path / "checkpoints" / "2")
+    corrupt(tmp_path / "checkpoints" / "4")
+    with pytest.raises(checkpoint.CheckpointError, match="step 4: .*step 2: "):
+        train.run(cfg, str(tmp_path))
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "4", "corrupt-4"]
 
 
 def test_resume_with_another_config_stops_before_rewriting_anything(tmp_path):

@@ -141,7 +141,9 @@ def run_case(what, argv, setup, env):
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     err = [line for line in p.stderr.strip().splitlines() if line.strip()]
     tb = any(line.startswith("Traceback") for line in err)
-    last = err[-1] if err else (p.stdout.strip().splitlines() or [""])[0]
+    # the error, else the last warning (a tolerated input must say so), else the last line
+    said = [line for line in err if line.startswith(("pretrainx:", "WARNING"))]
+    last = (said or err or p.stdout.strip().splitlines() or [""])[-1]
     # the tiny flags every case shares are left out; $SMOKE stands for the smoke config
     shown = " ".join("$SMOKE" if a == CONFIG else a.replace("|", "\\|")
                      for a in argv if a not in TINY)

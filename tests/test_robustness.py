@@ -1,7 +1,8 @@
 """Issue 9 in one process: a corrupt checkpoint moved aside, resume refusing another config before
 rewriting anything, the workdir lock, no non-finite state saved, paths stored absolute, and the
 smaller fixes (bits per char, peak FLOPs, the text-sample prompt, the eval key, non-UTF-8 text,
-the beta schedule). The faults that need other processes are in test_faults.py."""
+the beta schedule). The faults that need other processes are in test_faults.py; the tests that
+train end to end (tiny GPT, a few steps) are marked slow."""
 import json
 import os
 
@@ -26,8 +27,7 @@ def corrupt(step_dir):
         for f in files:
             with open(os.path.join(root, f), "wb") as fh:
                 fh.write(b"garbage")
-
-
+@pytest.mark.slow
 def test_corrupt_latest_checkpoint_is_moved_aside_and_the_run_goes_on(tmp_path, caplog):
     cfg = tiny_config(**{"train.steps": 4, "checkpoint.every": 2, "checkpoint.keep": 3})
     train.run(cfg, str(tmp_path))
@@ -48,8 +48,7 @@ def test_corrupt_latest_checkpoint_is_moved_aside_and_the_run_goes_on(tmp_path, 
     with pytest.raises(checkpoint.CheckpointError, match="step 4: .*step 2: "):
         train.run(cfg, str(tmp_path))
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "4", "corrupt-4"]
-
-
+@pytest.mark.slow
 def test_resume_with_another_config_stops_before_rewriting_anything(tmp_path):
     from pretrainx import run_record
     cfg = tiny_config(**{"train.steps": 2, "checkpoint.every": 2})
@@ -74,8 +73,7 @@ def test_resume_with_another_config_stops_before_rewriting_anything(tmp_path):
     assert int(train.run(longer, str(tmp_path)).state.step) == 3
     record = json.loads((tmp_path / "provenance.json").read_text())
     assert record["resumes"][-1]["config_changes"] == {"eval.every": [0, 3], "train.steps": [2, 3]}
-
-
+@pytest.mark.slow
 def test_a_second_writer_is_refused_while_the_first_holds_the_workdir(tmp_path):
     from pretrainx import workdir_lock
     cfg = tiny_config()
@@ -86,6 +84,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_workdir(tmp_path):
     train.run(cfg, str(tmp_path))           # released on exit: the next run takes it
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast")
 def test_a_state_with_non_finite_parameters_is_never_saved(tmp_path):
     # lr 1e39 overflows float32: the first update makes the weights inf/NaN while that step's
@@ -97,8 +96,7 @@ def test_a_state_with_non_finite_parameters_is_never_saved(tmp_path):
         train.run(cfg, str(tmp_path))
     saved = os.listdir(tmp_path / "checkpoints") if (tmp_path / "checkpoints").exists() else []
     assert not [s for s in saved if s.isdigit()], saved
-
-
+@pytest.mark.slow
 def test_relative_data_paths_are_stored_absolute(tmp_path, monkeypatch):
     run_dir = tmp_path / "here"
     run_dir.mkdir()
@@ -164,8 +162,7 @@ def test_workdir_that_is_a_file_and_train_help(tmp_path, capsys):
     assert main.cli(["train", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--workdir" in out and "75" in out
-
-
+@pytest.mark.slow
 def test_a_misspelt_best_metric_stops_at_the_first_eval_and_the_fixed_rerun_resumes(tmp_path):
     from pretrainx import config_check
     cfg = tiny_config(**{"train.steps": 2, "eval.every": 1, "eval.num_batches": 1,

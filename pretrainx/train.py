@@ -99,8 +99,8 @@ def setup(config, workdir: str | None = None) -> Setup:
     if rng_impl not in RNG_IMPLS:
         raise ValueError(f"unknown train.rng_impl {rng_impl!r} (known: {', '.join(RNG_IMPLS)})")
     if config.batch_size % (divisor * accum):
-        raise ValueError(f"batch_size {config.batch_size} must be divisible by the batch-sharded "
-                         f"devices ({divisor}) times optimizer.grad_accum ({accum})")
+        raise ValueError(f"config.batch_size {config.batch_size} must be divisible by the "
+                         f"batch-sharded devices ({divisor}) times optimizer.grad_accum ({accum})")
     request = objective.data_request()
     dataset = build_dataset(config, objective, workdir)
     objective.bind_data(dataset)

@@ -5,6 +5,8 @@ the beta schedule). The faults that need other processes are in test_faults.py; 
 train end to end (tiny GPT, a few steps) are marked slow."""
 import json
 import os
+import signal
+import time
 
 import jax
 import ml_collections
@@ -307,3 +309,32 @@ def test_config_check_rejects_wrong_types():
         (bad[parent] if parent else bad)[leaf] = value
         with pytest.raises(config_check.ConfigError, match=dotted):
             config_check.check_values(bad)
+
+
+def test_sigterm_sets_the_stop_flag_and_interrupts_an_evaluation_at_once():
+    from pretrainx import preemption
+    before = signal.getsignal(signal.SIGTERM)
+    with preemption.PreemptionWatch(5) as watch:
+        assert not watch.stop_at(1)
+        with pytest.raises(preemption.Preempted):
+            with watch.interruptible():           # an eval in progress: the handler raises
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+                pytest.fail("the evaluation went on after SIGTERM")
+        assert watch.stop_at(2)                   # and the loop then saves and stops
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_an_evaluation_polls_the_agreed_flag_between_its_parts():
+    """Several processes cannot be interrupted anywhere (they must stop at the same point): the
+    evaluator asks ``should_stop`` before each plug-in and raises Preempted."""
+    from pretrainx import preemption
+    probe = _KeyProbe()
+    config = ml_collections.ConfigDict({"seed": 0, "eval": {"num_batches": 0},
+                                        "train": {"steps": 10}})
+    ev = evaluate.Evaluator(probe, config, None, Dataset(None, None), "")
+    with pytest.raises(preemption.Preempted):
+        ev.run({}, {}, 3, should_stop=lambda: True)
+    assert probe.keys == []                       # the plug-in never ran
+    ev.run({}, {}, 3, should_stop=lambda: False)
+    assert len(probe.keys) == 1

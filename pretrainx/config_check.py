@@ -126,8 +126,8 @@ def check_eval_batch(config, divisor: int, processes: int) -> None:
         return
     size = int(config.eval.batch_size)
     if size % divisor or size % processes:
-        raise ConfigError(f"config.eval.batch_size {size} must be divisible by the batch-sharded devices "
-                          f"({divisor}) and the processes ({processes})")
+        raise ConfigError(f"config.eval.batch_size {size} must be divisible by the batch-sharded "
+                          f"devices ({divisor}) and the processes ({processes})")
 
 
 def resolve_paths(config):

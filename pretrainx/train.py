@@ -173,8 +173,9 @@ def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) ->
     if restored is not None:        # resume wins over init_from: the run's own state is newer
         state, data_state, restored_step = restored
         log.info("resumed from step %d (next batch %d)", restored_step, data_state.next_index)
-    elif (source := init_from.InitFrom.from_config(config)) is not None:
-        state = init_from.apply(state, objective, source)
+    else:
+        for source in init_from.InitFrom.all_from_config(config):   # none: from scratch
+            state = init_from.apply(state, objective, source)
     provenance.write(workdir, restored[2] if restored else None)
 
     first = make_batch(dataset.train, data_state.next_index)

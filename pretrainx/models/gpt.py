@@ -143,3 +143,18 @@ class GPTDecoder:
             {"params": params, "cache": cache}, tokens_BxT, positions=positions_BxT,
             input_mask=input_mask_BxT, mutable=["cache"])
         return logits, mutated["cache"]
+
+
+class GPTScalar(nn.Module):
+    """A GPT trunk ("backbone", no output head) and a linear head to one scalar per position: a
+    reward model (read at a sequence's last real token) or a value function (read per token).
+    The head starts at zero, so every score starts at 0 (a Bradley–Terry loss of exactly log 2)."""
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, tokens_BxT, *, train: bool = False):
+        features_BxTxE = GPT(self.config, name="backbone")(tokens_BxT, train=train,
+                                                           features_only=True)
+        head = nn.Dense(1, dtype=jnp.float32, kernel_init=zeros_init(("embed", None)),
+                        bias_init=zeros_init((None,)), name="head")
+        return head(features_BxTxE)[..., 0]

@@ -3,6 +3,8 @@
   pretrainx train  --config configs/gpt/shakespeare_char.py[:smoke] --workdir DIR [--config.KEY=VALUE ...]
   pretrainx eval   --workdir DIR
   pretrainx sample --workdir DIR [--prompt "ROMEO:"] [--max-new-tokens 200] [--temperature 0.8] [--top-k 200]
+                   [--best-of N] [--policy trained|reference]   (a PPO run: best of N by its reward model)
+  pretrainx pairs  --workdir PRETRAINED --out PAIRS.jsonl [--prompts 4000] [--samples 4]  (VADER-labelled)
   pretrainx tokenizer train --corpus PATH --kind bpe --vocab-size 8000 --out DIR
   pretrainx ngram  --text PATH [--n 2]
   pretrainx sweep  --config FILE[:arg] --workdir DIR [--storage URL] [--parallel N] [--trials K]
@@ -131,6 +133,10 @@ def _sample(argv: list[str]) -> int:
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     p.add_argument("--num-samples", type=int, dest="num_samples")
     p.add_argument("--seed", type=int)
+    p.add_argument("--best-of", type=int, dest="best_of",
+                   help="draw N and print the one the run's reward model scores highest")
+    p.add_argument("--policy", choices=("trained", "reference"),
+                   help="sample the trained policy or the frozen reference (RLHF runs)")
     args = p.parse_args(argv)
     objective, ctx, _ = _restore_for_inference(args.workdir, args.checkpoint)
     options = {k: v for k, v in vars(args).items() if k not in ("workdir", "checkpoint")}
@@ -161,6 +167,11 @@ def _tokenizer(argv: list[str]) -> int:
 def _ngram(argv: list[str]) -> int:
     from pretrainx import ngram
     return ngram.main(argv)
+
+
+def _pairs(argv: list[str]) -> int:
+    from pretrainx import synthetic_prefs
+    return synthetic_prefs.cli(argv)
 
 
 def _sweep(argv: list[str]) -> int:
@@ -232,7 +243,7 @@ def _reproduce(argv: list[str]) -> int:
 
 
 COMMANDS = {"train": _train, "eval": _eval, "sample": _sample, "tokenizer": _tokenizer,
-            "ngram": _ngram, "sweep": _sweep, "plot": _plot, "reproduce": _reproduce}
+            "ngram": _ngram, "sweep": _sweep, "plot": _plot, "reproduce": _reproduce, "pairs": _pairs}
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from conftest import SHARED_DATA
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.py"),
                                                               recursive=True))
-NEEDS_SHARED = ("shakespeare", "packed_wikitext", "fashion_mnist", "cifar10")
+NEEDS_SHARED = ("shakespeare", "packed_wikitext", "fashion_mnist", "cifar10", "hh_reward")
 
 
 def variants(path):

@@ -197,3 +197,17 @@ def test_ppo_trains_the_policy_and_never_the_reference_or_reward(ppo_built):
     for key in ("score", "kl", "entropy", "clip_fraction", "value_loss", "explained_variance",
                 "response_length", "kl_coef"):
         assert key in metrics[-1], key
+
+
+def test_ppo_with_a_value_head_on_the_policy_trunk_and_whitened_rewards():
+    from pretrainx import sharding
+    built = train.setup(ppo_config(**{"ppo.value_head": "shared", "ppo.whiten_rewards": True}))
+    assert set(built.state.params) == {"policy", "value_head"}
+    before = jax.device_get(built.state.params["value_head"])
+    state, m = built.step_fn(built.state, sharding.put_batch(
+        built.host_batch(built.dataset.train, 0), built.mesh))
+    m = jax.device_get(m)
+    assert np.isfinite(m["loss"]) and m["value_loss"] > 0
+    moved = jax.tree.map(lambda a, b: np.abs(a - b).max(), before,
+                         jax.device_get(state.params["value_head"]))
+    assert max(jax.tree.leaves(moved)) > 0          # the value loss trains the shared head

@@ -3,6 +3,8 @@ of a causal LM, reading a per-position output at a row's last real token, the po
 text generation and best-of-N sampling against a reward model."""
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,6 +70,12 @@ def generate(model_config, params, prompt_ids: list[int], *, num_samples: int, m
     return np.concatenate([prompts, np.asarray(out.tokens)], 1), np.asarray(out.lengths)
 
 
+@functools.lru_cache(maxsize=8)
+def _scorer(model_config):
+    """One jitted reward scorer per architecture (a fresh lambda each call would recompile)."""
+    return jax.jit(lambda p, t, m: reward_scores(gpt.GPTScalar(model_config), p, t, m))
+
+
 def best_of_n(model_config, policy_params, reward_params, prompt_ids: list[int], *, n: int,
               max_new_tokens: int, temperature: float, top_k: int | None, seed: int,
               eos_id: int | None = None):
@@ -78,7 +86,6 @@ def best_of_n(model_config, policy_params, reward_params, prompt_ids: list[int],
                              max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                              seed=seed, eos_id=eos_id)
     mask = np.arange(rows.shape[1])[None] < (len(prompt_ids) + lengths)[:, None]
-    scores = np.asarray(jax.jit(lambda p, t, m: reward_scores(gpt.GPTScalar(model_config), p, t, m))(
-        reward_params, jnp.asarray(rows), jnp.asarray(mask)))
+    scores = np.asarray(_scorer(model_config)(reward_params, jnp.asarray(rows), jnp.asarray(mask)))
     best = int(np.argmax(scores))
     return rows[best, :len(prompt_ids) + int(lengths[best])], float(scores[best]), scores

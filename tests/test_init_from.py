@@ -133,3 +133,12 @@ def test_provenance_records_the_start_and_the_resume(value_runs):
     (resume,) = record["resumes"]
     assert resume["resumed_from_step"] == 2 and resume["git_commit"] == head
     assert os.path.exists(workdir / "config.json")
+
+
+def test_a_relative_workdir_reads_the_same_arrays(source, monkeypatch):
+    # orbax finds no checkpoint metadata through a relative path; init_from makes it absolute
+    source_dir, source_params = source
+    monkeypatch.chdir(os.path.dirname(str(source_dir)))
+    got, step = init_from.read_source(init_from.InitFrom(os.path.basename(str(source_dir))))
+    assert step == 3
+    assert_same(got["params"], source_params)

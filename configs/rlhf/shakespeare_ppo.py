@@ -55,8 +55,8 @@ def get_config(arg: str = ""):
     c.ppo.whiten_rewards = False
     c.ppo.value_head = "separate"     # "separate" trunk | "shared" with the policy
 
-    c.optimizer.lr = 3e-5
-    c.optimizer.end_lr = 3e-5
+    c.optimizer.lr = 1e-4
+    c.optimizer.end_lr = 1e-4
     c.optimizer.schedule = "constant"
     c.optimizer.warmup_steps = 5
     c.optimizer.decay_steps = 100

@@ -64,8 +64,8 @@ def summarise(name, texts, scores, reference_scores, kl, rm=None, **extra):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--pretrain", required=True)
-    p.add_argument("--reward", required=True)
+    p.add_argument("--pretrain")
+    p.add_argument("--reward")
     p.add_argument("--ppo", nargs="*", default=[])
     p.add_argument("--dpo", nargs="*", default=[])
     p.add_argument("--best-of", nargs="*", type=int, default=[], dest="best_of")
@@ -75,7 +75,20 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", required=True)
     p.add_argument("--plot")
+    p.add_argument("--merge", nargs="*", default=[],
+                   help="only plot (and write to --out) the results of these earlier outputs")
     args = p.parse_args()
+    if args.merge:      # runs evaluated separately (same prompts and seed): one table, one plot
+        parts = [json.load(open(f)) for f in args.merge]
+        results = [r for i, part in enumerate(parts) for r in part["results"]
+                   if i == 0 or r["method"] != "reference"]
+        examples = {k: v for part in parts for k, v in part["examples"].items()}
+        with open(args.out, "w") as f:
+            json.dump({"results": results, "examples": examples, "prompts": parts[0]["prompts"],
+                       "seed": parts[0]["seed"]}, f, indent=1)
+        if args.plot:
+            plot(results, args.plot)
+        return
 
     objective, ctx, config = cli_main._restore_for_inference(args.pretrain, "latest")
     tok, cfg, reference = objective.tokenizer, objective.model_config, ctx.params

@@ -79,6 +79,7 @@ def pairs_file(tmp_path_factory):
     return write_pairs(tmp_path_factory.mktemp("pairs") / "pairs.jsonl")
 
 
+@pytest.mark.slow
 def test_reward_model_starts_at_log2_and_learns_the_pairs(pairs_file, tmp_path):
     c = pairs_config("reward", pairs_file, **{"train.steps": 12, "optimizer.lr": 3e-3,
                                               "optimizer.decay_steps": 12, "eval.every": 12,

@@ -58,7 +58,7 @@ def test_pretrain_pairs_reward_ppo_dpo_chain(tmp_path, capsys):
     train("configs/rlhf/shakespeare_ppo.py:smoke", ppo, f"--config.init_from.workdir={pre}",
           f"--config.init_from.also.reward.workdir={rm}", f"--config.data.tokenizer={pre}",
           "--config.model.num_layers=1", "--config.model.embed_dim=32", "--config.train.steps=2",
-          "--config.eval.every=2", "--config.checkpoint.every=2")
+          "--config.eval.every=2", "--config.checkpoint.every=2", "--config.train.log_every=1")
     frozen = checkpoint_frozen(ppo)
     jax.tree.map(np.testing.assert_array_equal, frozen["reference"], pretrained)
     jax.tree.map(np.testing.assert_array_equal, frozen["reward"], reward)

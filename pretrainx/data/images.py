@@ -119,8 +119,11 @@ def _load_digits(cfg) -> ImageArrays:
     from sklearn.datasets import load_digits   # bundled with scikit-learn: no download
     digits = load_digits()
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    parts = _split_fixed(images, digits.target.astype(np.int32), cfg.get("heldout_fraction", 0.1))
-    return ImageArrays("digits", *parts, tuple(str(c) for c in range(10)))
+    fraction = cfg.get("heldout_fraction", 0.1)
+    parts = _split_fixed(images, digits.target.astype(np.int32), fraction)
+    # The name keys the FID cache (classifier, reference statistics): another split, another name.
+    name = "digits" if fraction == 0.1 else f"digits-heldout{len(parts[2])}"
+    return ImageArrays(name, *parts, tuple(str(c) for c in range(10)))
 
 
 def _decode(data: bytes) -> np.ndarray:

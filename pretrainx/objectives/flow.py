@@ -53,6 +53,20 @@ def euler_sample(predict, x1, steps: int):
     return jax.lax.fori_loop(0, steps, step, x1)
 
 
+def interval_sample(predict, x1, steps: int):
+    """x_{t - 1/n} = x_t - (1/n) f(x_t, t, 1/n) on the uniform grid from t = 1 down to 0: Euler
+    steps of a network that is told each step's length, the shortcut model's s(x_t, t, d)
+    (Frans et al. 2024, Algorithm 2) and MeanFlow's u(z_t, r, t) with t - r = 1/n (Geng et al.
+    2025, eq. 12 z_r = z_t - (t - r) u); ``predict(x, t, interval)``."""
+    dt = 1.0 / steps
+
+    def step(i, x):
+        t = 1.0 - i * dt
+        return x - dt * predict(x, t, dt)
+
+    return jax.lax.fori_loop(0, steps, step, x1)
+
+
 def heun_sample(predict, x1, steps: int):
     """Heun's second-order method (trapezoidal corrector): 2 network calls a step."""
     dt = 1.0 / steps

@@ -14,8 +14,8 @@ the backbone's own keys: UNet {ch, ch_mult, num_res_blocks, attn_resolutions, dr
 norm_groups}, DiT {patch_size, hidden_size, depth, num_heads, mlp_ratio}; <section>.cfg_drop
 (section = "diffusion" or "flow");
 sample.{sampler, steps, guidance, num_samples, seed, batch_size}; eval.{fid_num_samples,
-fid_num_reference, fid_seed, fid_extractor, fid_classifier_steps, fid_samplers, fid_cache_dir,
-grid_samples}; data (for the FID reference).
+fid_num_reference, fid_seed, fid_extractor, fid_classifier_steps, fid_reference_split,
+fid_samplers, fid_cache_dir, grid_samples}; data (for the FID reference).
 """
 from __future__ import annotations
 
@@ -228,7 +228,8 @@ class ImageGenerativeObjective(Objective):
                                num_reference=e.get("fid_num_reference", 10000),
                                seed=e.get("fid_seed", 0),
                                extractor=e.get("fid_extractor", "classifier"),
-                               classifier_steps=e.get("fid_classifier_steps", 1500))
+                               classifier_steps=e.get("fid_classifier_steps", 1500),
+                               reference_split=e.get("fid_reference_split", "train"))
 
     def fid_samplers(self) -> list[tuple[str, int]]:
         specs = self.config.eval.get("fid_samplers", ())

@@ -107,6 +107,16 @@ def test_loss_splits_the_batch_and_trains_and_samples(objective_and_params):
     np.testing.assert_array_equal(images, again)
 
 
+def test_without_self_consistency_rows_the_loss_is_flow_matching_at_d_zero(objective_and_params):
+    objective, params = objective_and_params
+    flow_only = shortcut.ShortcutModel(config_lib.override(objective.config,
+                                                           {"shortcut.bootstrap_fraction": 0.0}))
+    batch = {"image": jnp.zeros((4, 8, 8, 1)), "label": jnp.arange(4, dtype=jnp.int32)}
+    loss, metrics = jax.eval_shape(lambda p: flow_only.loss_fn(p, batch, jax.random.key(0),
+                                                               train=True), params)
+    assert loss.shape == () and set(metrics) == {"mse_flow"}
+
+
 def test_bad_settings_fail_with_the_field_named():
     config = config_lib.load(os.path.join(CONFIGS, "digits_shortcut.py:smoke"))
     with pytest.raises(ValueError, match="shortcut.max_steps"):

@@ -88,9 +88,12 @@ class ShortcutModel(ImageGenerativeObjective):
     def model_time(self, t):
         return MODEL_TIME_SCALE * t
 
+    def is_flow_step(self, d):
+        """d <= 1/M: the smallest step, which is the flow itself (queried as d = 0)."""
+        return d * self.max_steps <= 1.0 + 1e-6
+
     def model_interval(self, d):
-        # The smallest step 1/M is the flow itself: the network sees d = 0 there (module docstring).
-        return MODEL_TIME_SCALE * jnp.where(d * self.max_steps <= 1.0 + 1e-6, 0.0, d)
+        return MODEL_TIME_SCALE * jnp.where(self.is_flow_step(d), 0.0, d)
 
     def teacher(self, params, labels):
         """s(x, t, d) for the targets: no dropout; at the smallest step (queried at d = 0) the
@@ -103,7 +106,7 @@ class ShortcutModel(ImageGenerativeObjective):
                                     jnp.concatenate([labels, null]), train=False,
                                     interval=jnp.concatenate([d, d]))
             cond, uncond = jnp.split(both, 2)
-            w = jnp.where(d * self.max_steps <= 1.0 + 1e-6, self.guidance, 1.0)
+            w = jnp.where(self.is_flow_step(d), self.guidance, 1.0)
             return uncond + w.reshape(-1, *([1] * (x.ndim - 1))) * (cond - uncond)
         return predict
 
@@ -119,23 +122,22 @@ class ShortcutModel(ImageGenerativeObjective):
                              grid_times(flow_rng, jnp.full((rows - n_boot,), 1.0 / self.max_steps))])
         x_t = interpolate(x0, noise, t)
         labels = self.loss_labels(batch, label_rng, train)
-        boot_labels = None
         if labels is not None:    # the self-consistency rows keep their labels (released code)
-            boot_labels = batch["label"][:n_boot].astype(jnp.int32)
-            labels = jnp.concatenate([boot_labels, labels[n_boot:]])
-        target_boot = self_consistency_target(self.teacher(params, boot_labels), x_t[:n_boot],
-                                              t[:n_boot], two_d / 2)
-        target = jnp.concatenate([target_boot, (noise - x0)[n_boot:]])
+            labels = jnp.concatenate([batch["label"][:n_boot].astype(jnp.int32), labels[n_boot:]])
+        target = noise - x0
+        if n_boot:
+            teacher = self.teacher(params, None if labels is None else labels[:n_boot])
+            target = jnp.concatenate([self_consistency_target(teacher, x_t[:n_boot], t[:n_boot],
+                                                              two_d / 2), target[n_boot:]])
         interval = jnp.concatenate([two_d, jnp.zeros((rows - n_boot,), jnp.float32)])
         pred = self.apply_model(params, x_t, t, labels, train=train, rng=drop_rng,
                                 interval=interval)
         per_row = jnp.mean(jnp.square(pred.astype(jnp.float32) - target),
                            axis=tuple(range(1, x0.ndim)))
-        loss = jnp.mean(per_row)
         metrics = {"mse_flow": jnp.mean(per_row[n_boot:])}
         if n_boot:
             metrics["mse_self_consistency"] = jnp.mean(per_row[:n_boot])
-        return loss, metrics
+        return jnp.mean(per_row), metrics     # eq. 5: one mean over the whole batch
 
     def run_sampler(self, predict, noise, rng, sampler, steps):
         del rng                       # deterministic given the initial noise

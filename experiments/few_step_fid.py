@@ -2,7 +2,7 @@
 real-data floor, the sampling wall time, and a 1-step grid: the numbers of experiments/few_step.md.
 
   python experiments/few_step_fid.py workdirs/fewstep_flow workdirs/fewstep_shortcut \
-      --seeds 0 1 2 --json workdirs/few_step_fid.json
+      --seeds 0 1 2 --json workdirs/few_step_fid.jsonl
 
 Per run: the latest checkpoint's evaluation weights (the EMA) restored as `pretrainx eval` does;
 the run's own FID protocol (eval.fid_*: sample count, reference, extractor) and cache; samplers
@@ -21,7 +21,7 @@ import time
 import jax
 
 
-def score_run(workdir: str, samplers, seeds, guidance) -> dict:
+def score_run(workdir: str, samplers, seeds, guidance, record=lambda row: None) -> dict:
     from pretrainx import fid
     from pretrainx.data.images import load_image_arrays
     from pretrainx.main import _restore_for_inference   # the weights `pretrainx eval` scores
@@ -50,6 +50,8 @@ def score_run(workdir: str, samplers, seeds, guidance) -> dict:
                                                     "sample_s": seconds})
             print(f"{workdir} {name} guidance {guidance:g} seed {seed}: FID {value:.2f} "
                   f"(floor {out['floor']:.2f}; sampling {seconds:.1f} s)", flush=True)
+            record({**{k: v for k, v in out.items() if k != "fid"}, "sampler": name,
+                    "seed": seed, "fid": value, "sample_s": seconds})
     one_step = [s for s, n in specs if n == 1]
     if one_step:
         labels = [k for k in range(max(objective.num_classes, 1)) for _ in range(10)]
@@ -68,13 +70,15 @@ def main() -> None:
     p.add_argument("--samplers", nargs="*", help="e.g. euler:1 euler:32 (default: the run's)")
     p.add_argument("--seeds", nargs="*", type=int, default=[0], help="generator seeds")
     p.add_argument("--guidance", type=float, help="default: the run's sample.guidance")
-    p.add_argument("--json", help="append one JSON line per run to this file")
+    p.add_argument("--json", help="append one JSON line per FID (as it is measured) to this file")
     args = p.parse_args()
-    for workdir in args.workdirs:
-        result = score_run(workdir, args.samplers, args.seeds, args.guidance)
+
+    def record(row):
         if args.json:
             with open(args.json, "a") as f:
-                f.write(json.dumps(result) + "\n")
+                f.write(json.dumps(row) + "\n")
+    for workdir in args.workdirs:
+        score_run(workdir, args.samplers, args.seeds, args.guidance, record)
 
 
 if __name__ == "__main__":

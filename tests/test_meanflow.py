@@ -1,6 +1,7 @@
 """MeanFlow: the JVP target equals the closed-form average velocity of a field whose flow is known
 exactly, the JVP through the real UNet matches finite differences, the (t, r) sampler, the
-adaptive weight, trained-in guidance, and the samplers (exact with the exact average velocity)."""
+adaptive weight, trained-in guidance, and the samplers (exact with the exact average velocity);
+both few-step objectives also trace on the DiT backbone."""
 import os
 
 import flax.linen as nn
@@ -122,3 +123,18 @@ def test_loss_trains_and_samples_in_one_step(objective_and_params):
     assert one.shape == (4, 8, 8, 1) and float(np.abs(one).max()) > 0.1
     with pytest.raises(ValueError, match="meanflow.r_mean"):
         meanflow.MeanFlow(config_lib.override(objective.config, {"meanflow.r_std": None}))
+
+
+@pytest.mark.parametrize("objective_name", ["meanflow", "shortcut"])
+def test_few_step_objectives_trace_on_the_dit_backbone(objective_name):
+    # shapes only (no compile): the loss and its gradient go through the DiT's interval input
+    from pretrainx import objectives
+    config = config_lib.load(os.path.join(CONFIGS, f"digits_{objective_name}.py:smoke"))
+    config.model.update(name="dit", patch_size=2, hidden_size=32, depth=1, num_heads=2)
+    objective = objectives.get(objective_name)(config)
+    params = jax.eval_shape(objective.init, jax.random.key(0))
+    assert "interval_embed0" in params
+    batch = {"image": jnp.zeros((8, 8, 8, 1)), "label": jnp.arange(8, dtype=jnp.int32)}
+    grads = jax.eval_shape(jax.grad(lambda p: objective.loss_fn(
+        p, batch, jax.random.key(1), train=True)[0]), params)
+    assert jax.tree.structure(grads) == jax.tree.structure(params)

@@ -45,14 +45,18 @@ def main() -> None:
     p.add_argument("--measure-peak", action="store_true",
                    help="also time an 8192^3 bf16 matmul on this device and report MFU against it "
                         "(the measured ceiling) beside the datasheet MFU")
+    p.add_argument("--steps-per-dispatch", type=int, default=1, metavar="K",
+                   help="K > 1: also time K steps per dispatch (step.stacked_steps, a lax.scan) "
+                        "and report its rate as step_ms_stacked / tokens_per_sec_stacked")
     args = p.parse_args()
 
     from pretrainx import config_lib, metrics, sharding, train
+    from pretrainx import step as step_lib
     config = config_lib.override(config_lib.load(args.config), config_lib.parse_overrides(args.set))
     built = train.setup(config)
     n = args.warmup + args.steps
-    batches = [sharding.put_batch(train.host_batch(built.dataset.train, built.objective, i, config.seed),
-                                  built.mesh) for i in range(min(n, 8))]
+    batches = [sharding.put_batch(built.host_batch(built.dataset.train, i), built.mesh)
+               for i in range(min(n, 8))]
     state = built.state
     t0 = time.perf_counter()
     state, m = built.step_fn(state, batches[0])
@@ -73,6 +77,20 @@ def main() -> None:
         state, m = built.step_fn(state, batches[i % len(batches)])
     jax.block_until_ready(m)
     pipelined_s = (time.perf_counter() - t) / args.steps
+    stacked_s = None
+    k = args.steps_per_dispatch
+    if k > 1:   # the same steps, k per dispatch: what is left of the per-step launch overhead
+        stacked = jax.tree.map(lambda *xs: jax.numpy.stack(xs),
+                               *[batches[i % len(batches)] for i in range(k)])
+        multi = step_lib.stacked_steps(built.step_fn, k)
+        state, m = multi(state, stacked)   # compiles
+        jax.block_until_ready(m)
+        dispatches = max(1, args.steps // k)
+        t = time.perf_counter()
+        for _ in range(dispatches):
+            state, m = multi(state, stacked)
+        jax.block_until_ready(m)
+        stacked_s = (time.perf_counter() - t) / (dispatches * k)
     tokens = batches[0][built.objective.tokens_key].size if built.objective.tokens_key else None
     result = {
         "config": args.config, "overrides": args.set, "device": jax.devices()[0].device_kind,
@@ -81,14 +99,19 @@ def main() -> None:
         "step_ms_pipelined": round(pipelined_s * 1e3, 3),
         "final_loss": float(m["loss"]),
     }
+    if stacked_s is not None:
+        result.update(steps_per_dispatch=k, step_ms_stacked=round(stacked_s * 1e3, 3))
     if tokens:
         tps = tokens / pipelined_s
-        fpt = built.objective.flops_per_token()
+        flops = built.objective.flops_per_batch(jax.device_get(batches[0]))   # the global batch
+        fpt = flops / tokens if flops else None
         u = metrics.mfu(fpt, tps, built.mesh.size)
         result.update(tokens_per_step=tokens, tokens_per_sec=round(tps),
                       tokens_per_sec_synced=round(tokens / step_s), flops_per_token=fpt,
                       mfu=None if u is None else round(u, 4))
-        if args.measure_peak:
+        if stacked_s is not None:
+            result["tokens_per_sec_stacked"] = round(tokens / stacked_s)
+        if args.measure_peak and fpt:
             peak = measured_matmul_flops()
             result.update(measured_peak_tflops=round(peak / 1e12, 1),
                           mfu_vs_measured_peak=round(fpt * tps / (peak * built.mesh.size), 4))

@@ -22,7 +22,7 @@ import jax
 
 
 def score_run(workdir: str, samplers, seeds, guidance, record=lambda row: None) -> dict:
-    from pretrainx import fid
+    from pretrainx.evaluators import fid
     from pretrainx.data.images import load_image_arrays
     from pretrainx.main import _restore_for_inference   # the weights `pretrainx eval` scores
     from pretrainx.objectives.image_common import parse_sampler

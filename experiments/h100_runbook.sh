@@ -7,6 +7,9 @@
 #                                               # then nanoGPT's full shakespeare_char recipe
 #   bash experiments/h100_runbook.sh diffusion  # Fashion-MNIST flow and DDPM trained side by side
 #                                               # on the one GPU, FID curves, final FID table
+#                                               # (OBJECTIVES=flow or =ddpm: one alone, all the GPU)
+#   bash experiments/h100_runbook.sh levers     # profiles of the GPT-2 and shakespeare_char steps,
+#                                               # then one bench per speed option (~5 min)
 #   RUNBOOK_SMOKE=1 PYTHON=.venv/bin/python bash experiments/h100_runbook.sh gpt   # CPU dry run
 #
 # Results go to $OUT (the device tool's return folder; /tmp/pretrainx_runbook elsewhere): the
@@ -21,7 +24,7 @@
 # and carry both folders (device tool: carry=[".whl", ".data"], command
 # "bash experiments/h100_runbook.sh gpt"; 31 MB in all).
 set -uo pipefail
-phase=${1:?usage: h100_runbook.sh gpt|diffusion}
+phase=${1:?usage: h100_runbook.sh gpt|diffusion|levers}
 OUT=${OUT:-/tmp/pretrainx_runbook}
 WORK=${RUNBOOK_WORK:-/tmp/pretrainx_runbook_work}
 PY=${PYTHON:-python3}
@@ -105,15 +108,17 @@ diffusion)
     $( [ -n "$smoke" ] && echo --set eval.fid_num_samples=200 --set eval.fid_num_reference=500 --set eval.fid_classifier_steps=50 )
   "$PY" experiments/bench_throughput.py --config "$ddpm_cfg" --steps $([ -n "$smoke" ] && echo 3 || echo 30) \
     --warmup 2 --set data.path="$DATA_DIR/fashion-mnist" --json "$WORK/bench_ddpm.json"
-  # Steps that fit train_s with two runs sharing the GPU (each assumed 1.8x slower than alone),
-  # rounded to 500 (to 10 in a dry run); the LR schedule is constant after warm-up.
-  steps=$("$PY" -c "import json,sys; s=json.load(open('$WORK/bench_ddpm.json'))['step_ms_pipelined']/1e3; q=10 if '$smoke' else 500; print(max(q, min(30000, int($train_s/(1.8*s))//q*q)))")
+  # Steps that fit train_s, two runs sharing the GPU each assumed 1.8x slower than alone, rounded
+  # to 500 (to 10 in a dry run); decay_steps follows, so the LR schedule ends with the run.
+  objectives=${OBJECTIVES:-flow ddpm}; set -- $objectives
+  share=$([ $# -gt 1 ] && echo 1.8 || echo 1.0); mem=$([ $# -gt 1 ] && echo 0.45 || echo 0.9)
+  steps=$("$PY" -c "import json,sys; s=json.load(open('$WORK/bench_ddpm.json'))['step_ms_pipelined']/1e3; q=10 if '$smoke' else 500; print(max(q, min(30000, int($train_s/($share*s))//q*q)))")
   every=$(( steps / 5 ))
   echo "diffusion: $steps steps each, eval every $every"
   pids=()
-  for obj in flow ddpm; do
+  for obj in $objectives; do
     cfg_var=${obj}_cfg; set_var=${obj}_set[@]
-    XLA_PYTHON_CLIENT_MEM_FRACTION=0.45 timeout -k 20 -s TERM "$limit" "$PY" -m pretrainx.main train \
+    XLA_PYTHON_CLIENT_MEM_FRACTION=$mem timeout -k 20 -s TERM "$limit" "$PY" -m pretrainx.main train \
       --config "${!cfg_var}" --workdir "$WORK/$obj" --config.train.progress=False \
       --config.train.steps=$steps --config.optimizer.decay_steps=$steps \
       --config.eval.every=$every --config.checkpoint.every=$steps "${!set_var}" \
@@ -121,7 +126,7 @@ diffusion)
     pids+=($!)
   done
   wait "${pids[@]}"   # not a bare wait: that would also wait for the log's tee
-  for obj in flow ddpm; do
+  for obj in $objectives; do
     echo "---- $obj (last lines of its log)"; tail -n 15 "$WORK/$obj.log"
     "$PY" experiments/summarize_run.py "$WORK/$obj" --json "$WORK/${obj}_summary.json" > /dev/null
     grid=$(ls "$WORK/$obj/samples/"step_*.png 2>/dev/null | tail -n 1)
@@ -143,6 +148,43 @@ for obj in ("flow", "ddpm"):
     print(f"{obj}: FID curve {s.get('fid_curve')}; final {fids}; loop {s.get('wall_s')} s")
 EOF
   ;;
-*) echo "unknown phase $phase (gpt | diffusion)"; exit 2 ;;
+levers)
+  # Where the time goes and which speed options pay, each against the plain step in the same call:
+  # profiles of both GPT steps, then benches that change one thing at a time.
+  sc=configs/gpt/shakespeare_char.py; g2=configs/gpt/gpt2_124m.py; sc_steps=100; g2_steps=50; k=10
+  sc_data=(--set data.path="$DATA_DIR/tinyshakespeare/input.txt" --set model.dtype=bfloat16)
+  if [ -n "$smoke" ]; then
+    sc=$sc:smoke; g2=$g2:smoke; sc_steps=8; g2_steps=4; k=4
+    sc_data=(--set data.path="$DATA_DIR/tinyshakespeare/input.txt")
+  fi
+  bench() {   # bench NAME CONFIG STEPS ARGS...: one variant, its JSON kept for the summary
+    local name=$1 cfg=$2 steps=$3; shift 3
+    timeout -k 10 150 "$PY" experiments/bench_throughput.py --config "$cfg" --steps "$steps" \
+      --json "$WORK/lever_$name.json" "$@" > "$WORK/lever_$name.log" 2>&1 \
+      || { echo "lever $name failed:"; tail -n 3 "$WORK/lever_$name.log"; }
+  }
+  timeout -k 10 150 "$PY" experiments/profile_step.py --config "$g2" --steps 5 \
+    --json "$OUT/profile_gpt2.json" --trace-dir "$WORK/trace_gpt2"
+  timeout -k 10 150 "$PY" experiments/profile_step.py --config "$sc" --steps 20 "${sc_data[@]}" \
+    --json "$OUT/profile_sc.json" --trace-dir "$WORK/trace_sc"
+  bench sc_plain "$sc" $sc_steps "${sc_data[@]}" --steps-per-dispatch $k
+  bench sc_rbg "$sc" $sc_steps "${sc_data[@]}" --set train.rng_impl=unsafe_rbg --steps-per-dispatch $k
+  bench sc_nodrop "$sc" $sc_steps "${sc_data[@]}" --set model.dropout=0.0 --set model.attention_dropout=0.0
+  bench g2_mu_bf16 "$g2" $g2_steps --set optimizer.mu_dtype=bfloat16
+  XLA_FLAGS="--xla_gpu_enable_triton_gemm=false" bench g2_cublas "$g2" $g2_steps
+  XLA_FLAGS="--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL" \
+    bench g2_cmdbuf "$g2" $g2_steps
+  "$PY" - "$WORK" "$OUT/levers_summary.json" <<'EOF2'
+import glob, json, os, sys
+work, out = sys.argv[1], sys.argv[2]
+rows = {os.path.basename(p)[6:-5]: json.load(open(p)) for p in sorted(glob.glob(f"{work}/lever_*.json"))}
+json.dump(rows, open(out, "w"), indent=2)
+for name, r in rows.items():
+    print(f"{name:12s} {r.get('step_ms_pipelined')} ms/step pipelined, stacked x{r.get('steps_per_dispatch', 1)}: "
+          f"{r.get('step_ms_stacked')} ms/step; {r.get('tokens_per_sec')} tok/s "
+          f"(stacked {r.get('tokens_per_sec_stacked')}), MFU {r.get('mfu')}, mem {r.get('peak_memory_gib')} GiB")
+EOF2
+  ;;
+*) echo "unknown phase $phase (gpt | diffusion | levers)"; exit 2 ;;
 esac
 echo "phase $phase: $(( $(stamp) - t_phase )) s"

@@ -25,7 +25,8 @@ def main() -> None:
     p.add_argument("--json", help="also write the result to this file")
     args = p.parse_args()
 
-    from pretrainx import config_lib, fid, objectives
+    from pretrainx import config_lib, objectives
+    from pretrainx.evaluators import fid
     from pretrainx.data.images import load_image_arrays
     config = config_lib.override(config_lib.load(args.config), config_lib.parse_overrides(args.set))
     objective = objectives.get(config.objective)(config)

@@ -4,14 +4,20 @@ Layout under ``workdir``:
   checkpoints/<step>/{state,meta}   the last ``checkpoint.keep`` saves (async, every N steps)
   checkpoints_best/<step>/...       the best save by ``checkpoint.best_metric`` (at eval steps)
 
+  frozen/                           the frozen parameters (``TrainState.frozen``), written once
+                                    at the run's first save: they never change, so the step
+                                    checkpoints hold ``frozen={}`` and restore reads them here
+
 ``meta`` is JSON: the data stream's next batch index and the metrics at that step. A corrupt
 latest checkpoint is never deleted: restore falls back to the next older one and says so.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
+import jax
 import orbax.checkpoint as ocp
 
 from pretrainx.data.base import DataState
@@ -19,8 +25,53 @@ from pretrainx.data.base import DataState
 log = logging.getLogger(__name__)
 
 
+FROZEN_DIR = "frozen"
+
+
 class CheckpointError(RuntimeError):
     pass
+
+
+def has_checkpoint(workdir: str) -> bool:
+    """Whether ``workdir`` holds a step checkpoint (a run to resume, not one to start)."""
+    directory = os.path.join(workdir, "checkpoints")
+    return os.path.isdir(directory) and any(s.isdigit() for s in os.listdir(directory))
+
+
+def without_frozen(state):
+    """The state as the step checkpoints hold it: ``frozen`` is saved once, apart."""
+    return state.replace(frozen={})
+
+
+def save_frozen(workdir: str, frozen) -> None:
+    """Write ``frozen`` to ``workdir/frozen`` (replacing what is there); nothing when empty."""
+    if not jax.tree.leaves(frozen):
+        return
+    checkpointer = ocp.StandardCheckpointer(multiprocessing_options=_barriers("frozen"))
+    try:
+        checkpointer.save(os.path.abspath(os.path.join(workdir, FROZEN_DIR)), frozen, force=True)
+        checkpointer.wait_until_finished()
+    finally:
+        checkpointer.close()
+
+
+def restore_frozen(workdir: str, target):
+    """The frozen parameters saved in ``workdir`` onto ``target`` (ShapeDtypeStructs with
+    shardings); ``target`` itself when it has no leaves."""
+    if not jax.tree.leaves(target):
+        return target
+    directory = os.path.abspath(os.path.join(workdir, FROZEN_DIR))
+    if not os.path.isdir(directory):
+        raise CheckpointError(f"the run has frozen parameters but {directory} is missing")
+    checkpointer = ocp.StandardCheckpointer()
+    try:
+        return checkpointer.restore(directory, target)
+    finally:
+        checkpointer.close()
+
+
+def _barriers(prefix: str) -> ocp.options.MultiprocessingOptions:
+    return ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=prefix)
 
 
 def _manager(directory: str, options: ocp.CheckpointManagerOptions) -> ocp.CheckpointManager:
@@ -30,11 +81,17 @@ def _manager(directory: str, options: ocp.CheckpointManagerOptions) -> ocp.Check
 
 class Checkpointer:
     def __init__(self, workdir: str, ckpt_config):
+        self.workdir = workdir
+        self.frozen_saved = False     # frozen/ holds this run's frozen parameters
         self.every = int(ckpt_config.every)
         self.best_metric = ckpt_config.get("best_metric", "")
         async_save = bool(ckpt_config.get("async_save", True))
+        # Each manager gets its own barrier names: multi-process saves of the latest and the best
+        # checkpoint of one step would otherwise both wait at "_async_commit_complete.<step>"
+        # and fail ("Barrier ... is already ongoing").
         self.latest = _manager(os.path.join(workdir, "checkpoints"), ocp.CheckpointManagerOptions(
-            max_to_keep=int(ckpt_config.keep), enable_async_checkpointing=async_save))
+            max_to_keep=int(ckpt_config.keep), enable_async_checkpointing=async_save,
+            multiprocessing_options=_barriers("latest")))
         self.best = None
         if self.best_metric:
             mode = ckpt_config.get("best_mode", "min")
@@ -42,31 +99,46 @@ class Checkpointer:
                 raise ValueError(f"checkpoint.best_mode must be 'min' or 'max', got {mode!r}")
             self.best = _manager(os.path.join(workdir, "checkpoints_best"), ocp.CheckpointManagerOptions(
                 max_to_keep=1, best_fn=lambda m: m[self.best_metric], best_mode=mode,
-                keep_checkpoints_without_metrics=False, enable_async_checkpointing=async_save))
+                keep_checkpoints_without_metrics=False, enable_async_checkpointing=async_save,
+                multiprocessing_options=_barriers("best")))
 
     @staticmethod
     def _args(state, data_state: DataState, metrics: dict | None):
         meta = {"data": data_state.to_json(), "metrics": metrics or {}}
         return ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
 
+    def _save_frozen_once(self, state) -> None:
+        if not self.frozen_saved:
+            save_frozen(self.workdir, state.frozen)
+            self.frozen_saved = True
+
     def save(self, step: int, state, data_state: DataState, metrics: dict | None = None) -> None:
         """Async save; errors of an earlier async save surface here, never silently."""
         self.latest.check_for_errors()
-        self.latest.save(step, args=self._args(state, data_state, metrics), force=True)
+        self._save_frozen_once(state)
+        self.latest.save(step, args=self._args(without_frozen(state), data_state, metrics),
+                         force=True)
 
     def save_best(self, step: int, state, data_state: DataState, metrics: dict) -> None:
         if self.best is None or self.best_metric not in metrics:
             return
         self.best.check_for_errors()
-        self.best.save(step, args=self._args(state, data_state, metrics),
+        self._save_frozen_once(state)
+        self.best.save(step, args=self._args(without_frozen(state), data_state, metrics),
                        metrics={self.best_metric: float(metrics[self.best_metric])}, force=True)
 
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
 
     def restore(self, target_state) -> tuple[object, DataState, int] | None:
-        """Newest readable checkpoint onto ``target_state`` (ShapeDtypeStructs with shardings)."""
-        return restore_newest(self.latest, target_state)
+        """Newest readable checkpoint onto ``target_state`` (ShapeDtypeStructs with shardings),
+        frozen parameters included."""
+        restored = restore_newest(self.latest, without_frozen(target_state))
+        if restored is None:
+            return None
+        state, data_state, step = restored
+        self.frozen_saved = True
+        return state.replace(frozen=restore_frozen(self.workdir, target_state.frozen)), data_state, step
 
     def wait(self) -> None:
         """Block until async saves finish; raises if one failed."""
@@ -80,6 +152,23 @@ class Checkpointer:
             self.best.close()
 
 
+def _restore_step(manager: ocp.CheckpointManager, step: int, target_state) -> dict:
+    def restore(item):
+        return manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(item), meta=ocp.args.JsonRestore()))
+    try:
+        return restore(target_state)
+    except ValueError as e:
+        # A checkpoint written before the state had ``aux`` (runner contract v2): when this run's
+        # aux is empty too, restore the other fields; anything else stays an error.
+        if jax.tree.leaves(getattr(target_state, "aux", None)) or "aux" not in str(e):
+            raise
+        fields = {f.name: getattr(target_state, f.name)
+                  for f in dataclasses.fields(target_state) if f.name != "aux"}
+        restored = restore(fields)
+        return {**restored, "state": target_state.replace(**restored["state"])}
+
+
 def restore_newest(manager: ocp.CheckpointManager, target_state):
     """(state, data state, step) of the newest readable checkpoint; None when there is none.
 
@@ -89,8 +178,7 @@ def restore_newest(manager: ocp.CheckpointManager, target_state):
     failures = []
     for step in sorted(manager.all_steps(), reverse=True):
         try:
-            restored = manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target_state), meta=ocp.args.JsonRestore()))
+            restored = _restore_step(manager, step, target_state)
         except Exception as e:  # noqa: BLE001 - any failure means "try the older one"
             failures.append(f"step {step}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
             log.warning("checkpoint at step %d is unreadable (%s); trying an older one", step, e)
@@ -112,9 +200,10 @@ def restore_for_inference(workdir: str, which: str, target_state):
         raise FileNotFoundError(f"no checkpoint directory {directory}")
     manager = _manager(directory, ocp.CheckpointManagerOptions(read_only=True, create=False))
     try:
-        restored = restore_newest(manager, target_state)
+        restored = restore_newest(manager, without_frozen(target_state))
     finally:
         manager.close()
     if restored is None:
         raise FileNotFoundError(f"no checkpoint in {directory}")
-    return restored
+    state, data_state, step = restored
+    return state.replace(frozen=restore_frozen(workdir, target_state.frozen)), data_state, step

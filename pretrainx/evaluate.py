@@ -1,54 +1,68 @@
 """Periodic evaluation: the objective's own loss on the validation split (``val/*``), then its
-plug-in evaluators (``eval/*``: FID, sample grids, text samples)."""
+plug-in evaluators (``eval/*``: FID, sample grids, text samples).
+
+Validation batches are pooled weighted by the denominator the objective's ``loss_fn`` reports
+(tokens, masked tokens, examples), and ``finalize_metrics`` derives what is not a mean from the
+pooled values: perplexity is exp of the pooled NLL, never a mean of perplexities.
+"""
 from __future__ import annotations
+
+import functools
 
 import jax
 import numpy as np
 
 from pretrainx import sharding as sharding_lib
-from pretrainx.data.base import batch_rng
-from pretrainx.objectives.base import EvalContext
-
-VAL_STREAM = 8   # the rng stream of validation-time corruption: fixed, unlike training's
+from pretrainx import step as step_lib
+from pretrainx import batches
+from pretrainx.batches import VAL_STREAM  # noqa: F401  (the validation batches' rng stream)
+from pretrainx.objectives.base import DENOMINATOR, EvalContext
 
 
 class Evaluator:
-    def __init__(self, objective, config, mesh, dataset, workdir: str):
+    def __init__(self, objective, config, mesh, dataset, workdir: str, *, host_batch=None):
         self.objective, self.config, self.mesh = objective, config, mesh
         self.dataset, self.workdir = dataset, workdir
         self.num_batches = int(config.eval.num_batches)
+        self.total_steps = int(config.train.steps)
         self.plugins = objective.evaluators()
+        # (source, index, step) -> this process's transformed rows, as the runner makes them
+        fields = objective.data_request().fields
+        self.host_batch = host_batch or (lambda source, index, step: batches.host_batch(
+            source, objective, index, config.seed, step=step, total_steps=self.total_steps,
+            train=False, fields=fields))
+        self._eval_step = jax.jit(functools.partial(step_lib.eval_step, objective=objective,
+                                                    total_steps=self.total_steps))
 
-        def eval_step(params, frozen, batch, rng):
-            loss, metrics = objective.loss_fn(params, batch, rng, train=False, frozen=frozen)
-            return {**metrics, "loss": loss}
-        self._eval_step = jax.jit(eval_step)
-
-    def val_metrics(self, params, frozen) -> dict[str, float]:
+    def val_metrics(self, params, frozen, aux=None, step: int = 0) -> dict[str, float]:
         source = self.dataset.val
         if source is None or self.num_batches <= 0:
             return {}
         sums: dict[str, float] = {}
+        total = 0.0
         rng = jax.random.PRNGKey(self.config.seed + VAL_STREAM)
+        aux = {} if aux is None else aux
         for i in range(self.num_batches):
-            batch = source.get_batch(i, (jax.process_index(), jax.process_count()))
-            batch = self.objective.transform(batch, batch_rng(self.config.seed, i, VAL_STREAM))
-            out = jax.device_get(self._eval_step(params, frozen, sharding_lib.put_batch(batch, self.mesh),
-                                                 jax.random.fold_in(rng, i)))
+            batch = self.host_batch(source, i, step)
+            out = jax.device_get(self._eval_step(params, frozen, aux,
+                                                 sharding_lib.put_batch(batch, self.mesh),
+                                                 jax.random.fold_in(rng, i), step))
+            weight = float(out.pop(DENOMINATOR))
+            total += weight
             for k, v in out.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-        means = {f"val/{k}": v / self.num_batches for k, v in sums.items()}
-        if "val/nll" in means:   # perplexity of the mean NLL, not the mean of perplexities
-            means["val/perplexity"] = float(np.exp(means["val/nll"]))
-        return means
+                sums[k] = sums.get(k, 0.0) + weight * float(v)
+        pooled = {k: v / total if total > 0 else float("nan") for k, v in sums.items()}
+        pooled = self.objective.finalize_metrics(pooled)
+        return {f"val/{k}": float(np.asarray(v)) for k, v in pooled.items()}
 
-    def run(self, params, frozen, step: int, *, final: bool = False) -> dict[str, float]:
+    def run(self, params, frozen, step: int, *, final: bool = False, aux=None) -> dict[str, float]:
         """``params``: the weights to evaluate (the EMA when the run keeps one); ``final``: the
         run's last evaluation, where evaluators may add their costly extras."""
-        scalars = self.val_metrics(params, frozen)
+        scalars = self.val_metrics(params, frozen, aux, step)
         ctx = EvalContext(params=params, frozen=frozen, step=step, workdir=self.workdir,
                           rng=jax.random.PRNGKey(self.config.seed + step), mesh=self.mesh,
-                          val_data=self.dataset.val, tokenizer=self.dataset.tokenizer, final=final)
+                          val_data=self.dataset.val, tokenizer=self.dataset.tokenizer, final=final,
+                          aux=aux)
         for plugin in self.plugins:
             for name, value in plugin(ctx):
                 scalars[f"eval/{name}"] = float(value)

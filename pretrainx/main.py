@@ -5,6 +5,10 @@
   pretrainx sample --workdir DIR [--prompt "ROMEO:"] [--max-new-tokens 200] [--temperature 0.8] [--top-k 200]
   pretrainx tokenizer train --corpus PATH --kind bpe --vocab-size 8000 --out DIR
   pretrainx ngram  --text PATH [--n 2]
+  pretrainx sweep  --config FILE[:arg] --workdir DIR [--storage URL] [--parallel N] [--trials K]
+                   [--pruner median|successive_halving|hyperband|none] [--config.KEY=VALUE ...]
+  pretrainx plot   WORKDIR [WORKDIR ...] [--metric val/loss] [--log-x] [--out FILE.png]
+  pretrainx reproduce NAME [--workdir DIR] [--log FILE] [--force] | --list
 """
 from __future__ import annotations
 
@@ -109,7 +113,8 @@ def _restore_for_inference(workdir: str, which: str):
         ema=float(config.optimizer.ema_decay) > 0, mesh=mesh, axis_rules=sharding.rules(config.sharding))
     state, _, step = checkpoint.restore_for_inference(workdir, which, target)
     ctx = EvalContext(params=state.eval_params(), frozen=state.frozen, step=step, workdir=workdir,
-                      rng=jax.random.PRNGKey(0), mesh=mesh, val_data=None, tokenizer=tok)
+                      rng=jax.random.PRNGKey(0), mesh=mesh, val_data=None, tokenizer=tok,
+                      aux=state.aux)
     return objective, ctx, config
 
 
@@ -138,30 +143,96 @@ def _eval(argv: list[str]) -> int:
     p.add_argument("--workdir", required=True)
     p.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
     args = p.parse_args(argv)
-    from pretrainx import data as data_lib, evaluate
+    from pretrainx import evaluate, train
     objective, ctx, config = _restore_for_inference(args.workdir, args.checkpoint)
-    dataset = data_lib.build(config.data, batch_size=config.batch_size,
-                             eval_batch_size=config.eval.batch_size,
-                             seq_len=config.data.get("seq_len"), seed=config.seed)
+    dataset = train.build_dataset(config, objective, args.workdir)   # as the run made it
     objective.bind_data(dataset)
     ev = evaluate.Evaluator(objective, config, ctx.mesh, dataset, args.workdir)
-    for k, v in sorted(ev.run(ctx.params, ctx.frozen, ctx.step, final=True).items()):
+    for k, v in sorted(ev.run(ctx.params, ctx.frozen, ctx.step, final=True, aux=ctx.aux).items()):
         print(f"{k} {v:.6f}")
     return 0
 
 
 def _tokenizer(argv: list[str]) -> int:
-    from pretrainx.data import tokenizer_cli
+    from pretrainx import tokenizer_cli
     return tokenizer_cli.main(argv)
 
 
 def _ngram(argv: list[str]) -> int:
-    from pretrainx.data import ngram
+    from pretrainx import ngram
     return ngram.main(argv)
 
 
+def _sweep(argv: list[str]) -> int:
+    from pretrainx import config_lib, sweep
+    p = argparse.ArgumentParser(prog="pretrainx sweep",
+                                epilog="--config.KEY=VALUE overrides the base config of every trial")
+    p.add_argument("--config", required=True, help="config file with get_sweep(arg): FILE.py[:arg]")
+    p.add_argument("--workdir", required=True, help="trials in DIR/trials/NNN, results in DIR")
+    p.add_argument("--storage", help="Optuna storage: a journal file path (default "
+                   "DIR/study.journal) or a database URL (sqlite:///x.db, postgresql://...)")
+    p.add_argument("--study", help="study name in the storage (default: DIR's name)")
+    p.add_argument("--parallel", type=int, default=1, help="trials at once on this machine "
+                   "(processes; on GPUs one device each)")
+    p.add_argument("--trials", type=int, help="trial budget (default: the sweep's)")
+    p.add_argument("--pruner", help="none | median | successive_halving | hyperband "
+                   "(default: the sweep's)")
+    p.add_argument("--heartbeat", type=int, default=60, help="seconds between heartbeats with a "
+                   "database storage; a trial silent for twice that is failed and retried")
+    p.add_argument("--worker-index", type=int, dest="worker_index", help=argparse.SUPPRESS)
+    p.add_argument("--no-report", action="store_false", dest="report", help=argparse.SUPPRESS)
+    args, rest = p.parse_known_args(argv)
+    bad = [a for a in rest if not (a.startswith("--config.") and "=" in a)]
+    if bad:
+        raise ValueError(f"unrecognized argument {bad[0]!r} (overrides are --config.KEY=VALUE)")
+    overrides = config_lib.parse_overrides([a[len("--config."):] for a in rest])
+    try:
+        return sweep.run_sweep(args.config, args.workdir, argv=argv, overrides=overrides,
+                               storage=args.storage, parallel=args.parallel, trials=args.trials,
+                               pruner=args.pruner, study_name=args.study, heartbeat=args.heartbeat,
+                               worker_index=args.worker_index, report=args.report)
+    except KeyboardInterrupt as e:   # SIGTERM or Ctrl-C: the trial saved and was re-queued
+        print(f"pretrainx: sweep stopped ({e or 'interrupted'}); rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+def _plot(argv: list[str]) -> int:
+    from pretrainx import plot
+    return plot.main(argv)
+
+
+def _reproduce(argv: list[str]) -> int:
+    from pretrainx import reproduce
+    p = argparse.ArgumentParser(prog="pretrainx reproduce",
+                                description="run a registry entry and check its number")
+    p.add_argument("name", nargs="?", help="registry entry (see --list)")
+    p.add_argument("--list", action="store_true", help="every entry with its status")
+    p.add_argument("--workdir", help="run folder of a training entry (default "
+                   "workdirs/reproduce/NAME; an unfinished run there resumes)")
+    p.add_argument("--log", default=reproduce.LOG, help="results log, one JSON line per run")
+    p.add_argument("--registry", default=reproduce.REGISTRY)
+    p.add_argument("--force", action="store_true", help="run a GPU entry on this CPU anyway")
+    args = p.parse_args(argv)
+    entries = reproduce.load_registry(args.registry)
+    if args.list:
+        print(reproduce.status_table(entries, args.log))
+        return 0
+    if not args.name:
+        raise ValueError("reproduce needs NAME or --list")
+    entry = reproduce.find(entries, args.name)
+    workdir = args.workdir or os.path.join("workdirs", "reproduce", entry.name)
+    try:
+        result = reproduce.reproduce(entry, workdir, args.log, force=args.force)
+    except reproduce.NotRunnable as e:
+        print(f"{entry.name}: {e}")
+        return 3
+    print(reproduce.format_result(entry, result))
+    return 0 if result["passed"] is not False else 1
+
+
 COMMANDS = {"train": _train, "eval": _eval, "sample": _sample, "tokenizer": _tokenizer,
-            "ngram": _ngram}
+            "ngram": _ngram, "sweep": _sweep, "plot": _plot, "reproduce": _reproduce}
 
 
 def cli(argv: list[str] | None = None) -> int:

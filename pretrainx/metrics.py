@@ -1,9 +1,10 @@
 """Where numbers go: ``metrics.jsonl`` (one JSON object per logged step), TensorBoard events, and a
 progress bar with loss, tokens/s, MFU and ETA. Only process 0 writes.
 
-MFU follows nanoGPT's ``estimate_mfu``: FLOPs per token = 6N + 12·L·H·Q·T (N non-embedding
-parameters, L layers, H heads, Q head size, T sequence length), achieved FLOP/s divided by the
-summed peak dense bf16 FLOP/s of the devices in use.
+MFU = achieved FLOP/s over the summed peak dense bf16 FLOP/s of the devices in use. The FLOPs of
+a step come from the objective (``Objective.flops_per_batch``); the causal LM counts nanoGPT's
+``estimate_mfu`` 6N + 12·L·H·Q·T per token (N non-embedding parameters, L layers, H heads, Q head
+size, T sequence length).
 """
 from __future__ import annotations
 
@@ -45,12 +46,14 @@ def peak_flops_per_device(device_kind: str | None = None) -> float | None:
     return None
 
 
-def mfu(flops_per_token: float | None, tokens_per_sec: float, num_devices: int,
+def mfu(flops_per_unit: float | None, units_per_sec: float, num_devices: int,
         device_kind: str | None = None) -> float | None:
+    """Model FLOPs utilisation: FLOPs per unit (a step, a token) x units per second over peak;
+    None where the FLOPs or the device's peak are unknown."""
     peak = peak_flops_per_device(device_kind)
-    if not flops_per_token or not peak:
+    if not flops_per_unit or not peak:
         return None
-    return flops_per_token * tokens_per_sec / (peak * num_devices)
+    return flops_per_unit * units_per_sec / (peak * num_devices)
 
 
 class MetricWriter:

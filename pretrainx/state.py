@@ -1,8 +1,9 @@
 """TrainState and its sharded initialisation (eval_shape -> logical specs -> jit with out_shardings).
 
 One state serves every objective: trainable ``params`` with their optimiser state, an optional
-EMA of them (diffusion samples from the EMA), and ``frozen`` parameters that are carried and
-checkpointed but never updated (a PPO/DPO reference policy, a reward model).
+EMA of them (diffusion samples from the EMA), ``frozen`` parameters that are carried but never
+updated (a PPO/DPO reference policy, a reward model; checkpointed once per run, see
+checkpoint.py), and ``aux``, the objective's small auxiliary state (an adaptive KL coefficient).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class TrainState:
     rng: jax.Array            # base key; step n uses fold_in(rng, n), so resume replays exactly
     ema_params: Any           # None when config.optimizer.ema_decay == 0
     frozen: Any
+    aux: Any                  # Objective.init_aux(), updated by Objective.update_aux each step
 
     def eval_params(self):
         """The weights to evaluate and sample with: the EMA when there is one."""
@@ -44,7 +46,8 @@ def _boxed_state(objective, tx_factory, ema: bool, rng: jax.Array) -> TrainState
     # optax maps over the boxes, so Adam's moments keep each parameter's logical names.
     tx = tx_factory(nn.unbox(params))
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      rng=state_rng, ema_params=params if ema else None, frozen=frozen)
+                      rng=state_rng, ema_params=params if ema else None, frozen=frozen,
+                      aux=jax.tree.map(jnp.asarray, objective.init_aux()))
 
 
 def create_train_state(objective, tx_factory, *, seed: int, ema: bool, mesh, axis_rules):

@@ -2,8 +2,12 @@
 
 Per step: host builds batch i (a pure function of (seed, i)), the objective's ``transform``
 corrupts it on the host, the batch is sharded over the mesh, and one jitted ``train_step``
-(explicit in/out shardings, donated state) updates the state. Metrics of step n are fetched after
-step n+1 is dispatched, so the host never stalls the device.
+(``step.py``: explicit in/out shardings, donated state) updates the state. Metrics of step n are
+fetched after step n+1 is dispatched, so the host never stalls the device.
+
+A run starts from its workdir's latest checkpoint when there is one; else from
+``config.init_from`` (another run's arrays, ``init_from.py``) when set; else from scratch. It
+writes ``config.json`` and ``provenance.json`` (``provenance.py``) at every start.
 """
 from __future__ import annotations
 
@@ -19,14 +23,17 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from pretrainx import checkpoint as checkpoint_lib
 from pretrainx import data as data_lib
-from pretrainx import evaluate, metrics as metrics_lib, objectives, optim
+from pretrainx import evaluate, init_from, metrics as metrics_lib, objectives, optim
+from pretrainx import provenance
 from pretrainx import sharding as sharding_lib
 from pretrainx import state as state_lib
-from pretrainx.data.base import DataState, batch_rng
+from pretrainx.batches import host_batch
+from pretrainx.data import tokenizer as tokenizer_lib
+from pretrainx.data.base import DataState
+from pretrainx.step import RNG_IMPLS, train_step
 
 log = logging.getLogger(__name__)
 
@@ -41,46 +48,6 @@ class RunResult:
     state: state_lib.TrainState
     history: list            # one dict per logged step, as written to metrics.jsonl
     stopped_early: bool = False
-
-
-def train_step(state, batch, *, objective, tx, grad_accum: int, ema_decay: float):
-    rng = jax.random.fold_in(state.rng, state.step)
-
-    def loss_on(params, micro_batch, micro_rng):
-        return objective.loss_fn(params, micro_batch, micro_rng, train=True, frozen=state.frozen)
-
-    grad_fn = jax.value_and_grad(loss_on, has_aux=True)
-    if grad_accum == 1:
-        (loss, metrics), grads = grad_fn(state.params, batch, rng)
-    else:
-        # Micro-batch k takes rows k, k+A, k+2A, ...: every device keeps a share of every
-        # micro-batch, so accumulation moves no data between devices.
-        split = lambda x: x.reshape(x.shape[0] // grad_accum, grad_accum, *x.shape[1:]).swapaxes(0, 1)
-        micro = jax.tree.map(split, batch)
-
-        def body(carry, xs):
-            mb, k = xs
-            (l, m), g = grad_fn(state.params, mb, jax.random.fold_in(rng, k))
-            return jax.tree.map(jnp.add, carry, (l, m, g)), None
-
-        (l0, m0), g0 = jax.eval_shape(grad_fn, state.params, jax.tree.map(lambda x: x[0], micro), rng)
-        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (l0, m0, g0))
-        (loss, metrics, grads), _ = jax.lax.scan(body, zeros, (micro, jnp.arange(grad_accum)))
-        loss, metrics, grads = jax.tree.map(lambda x: x / grad_accum, (loss, metrics, grads))
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    ema = state.ema_params
-    if ema is not None:
-        ema = state_lib.update_ema(ema, params, ema_decay)
-    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
-    return new_state, metrics
-
-
-def host_batch(source, objective, index: int, seed: int):
-    """Batch ``index`` for this process, after the objective's host-side transform."""
-    batch = source.get_batch(index, (jax.process_index(), jax.process_count()))
-    return objective.transform(batch, batch_rng(seed, index, stream=7))
 
 
 def write_config(config, workdir: str) -> None:
@@ -121,58 +88,96 @@ class Setup:
     shardings: object
     step_fn: object           # jitted (state, batch) -> (state, metrics); donates state
     schedule: object          # step -> learning rate
+    host_batch: object        # (source, index[, step, train]) -> this process's batch, as the loop makes it
 
 
-def setup(config) -> Setup:
+def saved_tokenizer(workdir: str | None):
+    """The tokenizer a run saved at its first start, when the run has a checkpoint to resume
+    (None otherwise): its ids cannot move even if the corpus or the tokenizer library changed."""
+    if not workdir or not checkpoint_lib.has_checkpoint(workdir):
+        return None                  # a fresh start fits or trains the tokenizer the config says
+    path = os.path.join(workdir, tokenizer_lib.FILENAME)
+    return tokenizer_lib.load(path) if os.path.exists(path) else None
+
+
+def build_dataset(config, objective, workdir: str | None = None) -> data_lib.Dataset:
+    """The data of ``config`` as ``objective`` asks for it (raw length, fields), with the
+    tokenizer ``workdir`` saved when there is one."""
+    request = objective.data_request()
+    return data_lib.build(config.data, batch_size=config.batch_size,
+                          eval_batch_size=config.eval.batch_size, seq_len=request.seq_len,
+                          seed=config.seed, fields=request.fields, tokenizer=saved_tokenizer(workdir))
+
+
+def setup(config, workdir: str | None = None) -> Setup:
+    """Objective, mesh, data, sharded initial state and the jitted step of ``config``.
+    ``workdir``: a run's directory whose saved tokenizer the data should use."""
     objective = objectives.get(config.objective)(config)
     mesh = sharding_lib.make_mesh(config.mesh)
     divisor = sharding_lib.batch_divisor(mesh)
     accum = int(config.optimizer.get("grad_accum", 1))
+    rng_impl = config.train.get("rng_impl", "threefry")
+    if rng_impl not in RNG_IMPLS:
+        raise ValueError(f"unknown train.rng_impl {rng_impl!r} (known: {', '.join(RNG_IMPLS)})")
     if config.batch_size % (divisor * accum):
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the batch-sharded "
                          f"devices ({divisor}) times optimizer.grad_accum ({accum})")
-    dataset = data_lib.build(config.data, batch_size=config.batch_size,
-                             eval_batch_size=config.eval.batch_size,
-                             seq_len=config.data.get("seq_len"), seed=config.seed)
+    request = objective.data_request()
+    dataset = build_dataset(config, objective, workdir)
     objective.bind_data(dataset)
     tx_factory = lambda p: optim.make_optimizer(config.optimizer, p)[0]
     state, shardings = state_lib.create_train_state(
         objective, tx_factory, seed=config.seed, ema=float(config.optimizer.ema_decay) > 0,
         mesh=mesh, axis_rules=sharding_lib.rules(config.sharding))
     tx, schedule = optim.make_optimizer(config.optimizer, state.params)
-    example = host_batch(dataset.train, objective, 0, config.seed)
+    total = int(config.train.steps)
+    make_batch = functools.partial(_host_batch, objective=objective, seed=config.seed,
+                                   total_steps=total, fields=request.fields)
+    example = make_batch(dataset.train, 0)
     objective.check_batch(example)
-    batch_shardings = {k: sharding_lib.batch_sharding(mesh, v.ndim) for k, v in example.items()}
+    batch_shardings = {k: sharding_lib.batch_sharding(mesh, np.ndim(v)) for k, v in example.items()}
     step_fn = jax.jit(
         functools.partial(train_step, objective=objective, tx=tx, grad_accum=accum,
-                          ema_decay=float(config.optimizer.ema_decay)),
+                          ema_decay=float(config.optimizer.ema_decay), total_steps=total,
+                          rng_impl=rng_impl),
         in_shardings=(shardings, batch_shardings), out_shardings=(shardings, None), donate_argnums=0)
-    return Setup(objective, mesh, dataset, state, shardings, step_fn, schedule)
+    return Setup(objective, mesh, dataset, state, shardings, step_fn, schedule, make_batch)
 
 
-def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
+def _host_batch(source, index, step=None, train=True, *, objective, seed, total_steps, fields):
+    return host_batch(source, objective, index, seed, step=step, total_steps=total_steps,
+                      train=train, fields=fields)
+
+
+def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) -> RunResult:
     """Train ``config`` in ``workdir``, resuming from its latest checkpoint if there is one.
 
     ``stop_after``: leave the loop after that many steps of this invocation without a final save
     (as a crash would); tests use it to check exact resume.
+    ``on_eval(step, scalars)``: called after each eval, once that step's checkpoints are queued; it
+    may raise (a sweep's pruner stops a trial so) and the saves still land before the exception
+    leaves ``run``.
     """
     os.makedirs(workdir, exist_ok=True)
     write_config(config, workdir)
-    built = setup(config)
+    built = setup(config, workdir)
     objective, mesh, dataset, shardings = built.objective, built.mesh, built.dataset, built.shardings
     state, built.state = built.state, None   # one reference, so a restore frees the fresh init
-    step_fn = built.step_fn
+    step_fn, make_batch = built.step_fn, built.host_batch
     if dataset.tokenizer is not None and jax.process_index() == 0:
         dataset.tokenizer.save(workdir)
 
     ckpt = checkpoint_lib.Checkpointer(workdir, config.checkpoint)
     data_state = DataState()
     restored = ckpt.restore(state_lib.abstract_state(state, shardings))
-    if restored is not None:
+    if restored is not None:        # resume wins over init_from: the run's own state is newer
         state, data_state, restored_step = restored
         log.info("resumed from step %d (next batch %d)", restored_step, data_state.next_index)
+    elif (source := init_from.InitFrom.from_config(config)) is not None:
+        state = init_from.apply(state, objective, source)
+    provenance.write(workdir, restored[2] if restored else None)
 
-    first = host_batch(dataset.train, objective, data_state.next_index, config.seed)
+    first = make_batch(dataset.train, data_state.next_index)
     evaluator = evaluate.Evaluator(objective, config, mesh, dataset, workdir)
 
     writer = metrics_lib.MetricWriter(workdir, tensorboard=True)
@@ -183,7 +188,8 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
     host_lrs = np.asarray(jax.device_get(jax.jit(jax.vmap(built.schedule))(jnp.arange(total))))
     tokens_per_step = (first[objective.tokens_key].size * jax.process_count()
                        if objective.tokens_key in first else None)
-    flops_per_token = objective.flops_per_token() if tokens_per_step else None
+    flops = objective.flops_per_batch(first)           # of this process's rows
+    flops_per_step = flops * jax.process_count() if flops else None
     progress = metrics_lib.Progress(total, start, bool(config.train.get("progress", True)))
     clock = metrics_lib.Throughput(start)
     history, pending, stopped_early, batch = [], None, False, first
@@ -203,14 +209,15 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
         scalars["time/elapsed_s"] = time.perf_counter() - started
         if tokens_per_step:
             scalars["train/tokens_per_sec"] = rate * tokens_per_step
-            u = metrics_lib.mfu(flops_per_token, rate * tokens_per_step, mesh.size)
-            if u is not None:
-                scalars["train/mfu"] = u
+        u = metrics_lib.mfu(flops_per_step, rate, mesh.size)
+        if u is not None:
+            scalars["train/mfu"] = u
         writer.write(pending_step, scalars)
         history.append({"step": pending_step, **scalars})
         post = {"loss": f"{scalars['train/loss']:.4f}"}
         if tokens_per_step:
             post["tok/s"] = f"{scalars['train/tokens_per_sec']:.3g}"
+        if flops_per_step:
             post["mfu"] = f"{scalars['train/mfu']:.1%}" if "train/mfu" in scalars else "n/a"
         progress.update(pending_step, post)
 
@@ -228,7 +235,7 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
                 else:   # the learning rate every step; logged steps get it in flush
                     writer.write(done, {"train/lr": float(host_lrs[step])})
                 if done < total:   # prepare the next batch while the device works on this one
-                    batch = host_batch(dataset.train, objective, data_state.next_index, config.seed)
+                    batch = make_batch(dataset.train, data_state.next_index)
                 if stop_after is not None and done - start >= stop_after:
                     stopped_early = True
                     break
@@ -243,7 +250,7 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
                 if eval_now:
                     eval_started = time.perf_counter()
                     scalars = evaluator.run(state.eval_params(), state.frozen, done,
-                                            final=done == total)
+                                            final=done == total, aux=state.aux)
                     scalars["time/eval_s"] = time.perf_counter() - eval_started
                     scalars["time/elapsed_s"] = time.perf_counter() - started
                     writer.write(done, scalars)
@@ -261,6 +268,8 @@ def run(config, workdir: str, *, stop_after: int | None = None) -> RunResult:
                 if save_now:
                     ckpt.save(done, state, data_state)
                     last_saved = done
+                if eval_now and on_eval is not None:
+                    on_eval(done, scalars)
                 if sigterm.raised:
                     progress.write(f"SIGTERM: saved step {done} and stopping")
                     stopped_early = True

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from pretrainx import fid
+from pretrainx.evaluators import fid
 from pretrainx.data.images import load_image_arrays, to_unit_range
 from pretrainx.objectives.base import EvalContext
 

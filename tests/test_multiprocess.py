@@ -1,6 +1,7 @@
 """Two JAX processes on one CPU machine (4 devices each, gloo collectives) train exactly as one
 process with all 8 devices: same per-step losses, and the checkpoint they write together is one
-checkpoint that a single process restores to the same weights."""
+checkpoint that a single process restores to the same weights. A masked LM whose masks are drawn
+on the host gives the same masks and losses with 1 and 2 processes."""
 import json
 import os
 import socket
@@ -19,15 +20,22 @@ STEPS = 20
 TIMEOUT = 240     # seconds per run: a hung collective fails the test instead of blocking CI
 # A tiny byte-level GPT on the standard library's source (no data file needed); global batch 32
 # over data=8: 4 rows per device, 16 rows per process in the 2-process run.
+TESTS = os.path.dirname(os.path.abspath(__file__))
+# `pretrainx` with the test objectives registered (tests/toy_objectives.py)
+WITH_TOYS = ("import sys; sys.path.insert(0, %r); import toy_objectives; "
+             "from pretrainx.main import cli; sys.exit(cli())" % TESTS)
 TINY = ["--config.data.path=stdlib", "--config.data.max_bytes=300000", "--config.data.tokenizer=byte",
         "--config.model.vocab_size=256", "--config.model.num_layers=2", "--config.model.embed_dim=32",
         "--config.model.num_heads=4", "--config.model.max_len=32", "--config.data.seq_len=32",
         "--config.batch_size=32", "--config.eval.batch_size=32", "--config.eval.num_batches=2",
         "--config.mesh.data=8", "--config.mesh.fsdp=1", "--config.mesh.tensor=1",
         "--config.train.log_every=1", "--config.train.progress=False",
-        f"--config.train.steps={STEPS}", f"--config.eval.every={STEPS}",
-        f"--config.checkpoint.every={STEPS}",
         "--config.optimizer.warmup_steps=5", "--config.optimizer.decay_steps=40"]
+
+
+def steps_flags(steps):
+    return [f"--config.train.steps={steps}", f"--config.eval.every={steps}",
+            f"--config.checkpoint.every={steps}"]
 
 
 def _gloo_available() -> bool:
@@ -59,8 +67,8 @@ def _env(devices: int) -> dict:
     return env
 
 
-def _launch(workdir, devices, extra, log, env_extra=None):
-    cmd = [sys.executable, "-m", "pretrainx.main", "train", "--config", CONFIG,
+def _launch(workdir, devices, extra, log, env_extra=None, entry=("-m", "pretrainx.main")):
+    cmd = [sys.executable, *entry, "train", "--config", CONFIG,
            "--workdir", str(workdir), *TINY, *extra]
     f = open(log, "w")
     env = {**_env(devices), **(env_extra or {})}
@@ -101,9 +109,9 @@ def runs(tmp_path_factory):
     flags = [f"--coordinator_address=localhost:{port}", "--num_processes=2", "--process_id=0"]
     env = {"JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2",
            "JAX_PROCESS_ID": "1"}
-    _run_all([(two, 4, flags, base / "p0.log"),
-              (two, 4, ["--distributed"], base / "p1.log", env)])
-    _run_all([(one, 8, [], base / "single.log")])
+    _run_all([(two, 4, flags + steps_flags(STEPS), base / "p0.log"),
+              (two, 4, ["--distributed"] + steps_flags(STEPS), base / "p1.log", env)])
+    _run_all([(one, 8, steps_flags(STEPS), base / "single.log")])
     return one, two
 
 
@@ -134,3 +142,35 @@ def test_two_process_checkpoint_restores_in_one_process(runs):
     assert tree_two == tree_one
     for a, b in zip(leaves_two, leaves_one):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+MLM_STEPS = 6
+MLM = ["--config.objective=toy_masked_lm", "--config.model.vocab_size=257",
+       "--config.model.attention_kind=bidirectional", *steps_flags(MLM_STEPS)]
+
+
+@pytest.fixture(scope="module")
+def mlm_runs(tmp_path_factory):
+    """toy_masked_lm (tests/toy_objectives.py): masks drawn on the host, for the global batch."""
+    base = tmp_path_factory.mktemp("masked_lm")
+    one, two = base / "one_process", base / "two_processes"
+    port = _free_port()
+    flags = [f"--coordinator_address=localhost:{port}", "--num_processes=2"]
+    toys = ("-c", WITH_TOYS)
+    _run_all([(two, 4, flags + ["--process_id=0"] + MLM, base / "p0.log", None, toys),
+              (two, 4, flags + ["--process_id=1"] + MLM, base / "p1.log", None, toys)])
+    _run_all([(one, 8, MLM, base / "single.log", None, toys)])
+    return _metrics(one), _metrics(two)
+
+
+@pytest.mark.slow
+def test_host_masks_and_losses_do_not_depend_on_the_process_count(mlm_runs):
+    one, two = mlm_runs
+    for key in ("train/mask_position", "train/loss", "val/mask_position", "val/loss"):
+        a = [r[key] for r in one if key in r]
+        b = [r[key] for r in two if key in r]
+        assert len(a) == len(b) == (MLM_STEPS if key.startswith("train") else 1), key
+        np.testing.assert_allclose(b, a, rtol=1e-5, err_msg=key)
+    # the masking rate follows the step (0.15 -> 0.3): the masks are not all drawn alike
+    positions = [r["train/mask_position"] for r in one if "train/mask_position" in r]
+    assert len(set(np.round(positions, 3))) == MLM_STEPS

@@ -77,8 +77,8 @@ def test_packed_batches_resume_and_shard():
 
 
 @pytest.mark.skipif(not os.path.exists(WIKITEXT), reason=f"real data not found at {WIKITEXT}")
-def test_packed_text_builder_on_wikitext():
-    cfg = ml_collections.ConfigDict({"kind": "packed_text", "path": WIKITEXT,
+def test_packed_rows_on_wikitext_paragraphs():
+    cfg = ml_collections.ConfigDict({"kind": "text", "path": WIKITEXT, "split": "documents",
                                      "doc_separator": "\n", "tokenizer": "bpe:2000",
                                      "val_fraction": 0.1, "packing": "greedy",
                                      "max_bytes": 300_000})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA
-from pretrainx.data import base, sources
+from pretrainx.data import base, readers, sources
 
 HH = os.path.join(SHARED_DATA, "hh-rlhf", "harmless-base-test.jsonl.gz")
 SHAKESPEARE = os.path.join(SHARED_DATA, "tinyshakespeare", "input.txt")
@@ -109,8 +109,8 @@ def test_jsonl_and_text_files_builders(tmp_path):
     with gzip.open(path, "wt") as f:
         f.writelines(json.dumps(d) + "\n" for d in docs)
     cfg = ml_collections.ConfigDict({"kind": "jsonl", "path": str(path), "text_key": "text",
-                                     "tokenizer": "byte", "val_fraction": 0.1,
-                                     "sampling": "random", "packing": "concat"})
+                                     "tokenizer": "byte", "val_fraction": 0.1, "split": "documents",
+                                     "sampling": "random", "packing": "stream"})
     ds = base.build(cfg, batch_size=2, eval_batch_size=2, seq_len=16, seed=0)
     assert ds.info["train_docs"] == 36 and ds.info["val_docs"] == 4
     assert bytes(ds.train.get_batch(0)["inputs"][0].astype(np.uint8)).decode() in \
@@ -122,19 +122,20 @@ def test_jsonl_and_text_files_builders(tmp_path):
         (tmp_path / f"part{i}.txt").write_text(f"file {i} " * 50)
     ds = base.build(ml_collections.ConfigDict({"kind": "text_files",
                                                "path": str(tmp_path / "part*.txt"),
-                                               "tokenizer": "char", "val_fraction": 0.34}),
+                                               "tokenizer": "char", "val_fraction": 0.34,
+                                               "split": "documents"}),
                     batch_size=2, eval_batch_size=2, seq_len=8, seed=0)
     assert ds.info["train_docs"] == 2 and ds.tokenizer.decode(ds.val.get_batch(0)["inputs"][0])
     with pytest.raises(FileNotFoundError):
-        sources.expand_paths(str(tmp_path / "absent.txt"))
+        readers.expand_paths(str(tmp_path / "absent.txt"))
 
 
 @pytest.mark.skipif(not os.path.exists(HH), reason=f"real data not found at {HH}")
 def test_jsonl_on_hh_rlhf_with_eos_and_resume():
     cfg = ml_collections.ConfigDict({"kind": "jsonl", "path": HH, "text_key": "chosen",
-                                     "tokenizer": "bpe:2000", "val_fraction": 0.1,
-                                     "max_docs": 400, "packing": "concat"})
+                                     "tokenizer": "bpe:2000", "val_fraction": 0.1, "split": "documents",
+                                     "max_docs": 400, "packing": "stream"})
     ds = base.build(cfg, batch_size=4, eval_batch_size=4, seq_len=64, seed=0)
     eos = ds.tokenizer.token_id("</s>")
-    assert (ds.train.tokens == eos).sum() == ds.info["train_docs"]
+    assert (ds.train.tokens == eos).sum() == ds.info["train_docs"] - 1   # EOS between documents
     assert _resume_matches(lambda: ds.train)

@@ -3,14 +3,14 @@ prepared offline from a local file."""
 import os
 
 from pretrainx import config_lib, train
-from pretrainx.data import text, tfds_text
+from pretrainx.data import readers, tfds_text
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 
 
 def test_train_loop_reads_a_tfds_dataset_prepared_offline(tmp_path):
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text(text.read_corpus("stdlib", max_bytes=60_000))
+    corpus.write_text(readers.read_corpus("stdlib", max_bytes=60_000))
     data_dir = tmp_path / "tfds"
     tfds_text.prepare_text_dataset(str(corpus), str(data_dir), name="stdlib_text")
     c = config_lib.load(os.path.join(ROOT, "configs/gpt/shakespeare_char.py:smoke"))

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, PartitionSpec as P
 
-from pretrainx.models.transformer import (GPT, TransformerConfig, explicit_attention,
-                                          flops_per_token, param_count, resolve_attention)
+from pretrainx.models.gpt import GPT, flops_per_token, param_count
+from pretrainx.models.transformer import TransformerConfig, explicit_attention, resolve_attention
 
 B, T = 8, 16
 TINY = TransformerConfig(vocab_size=17, num_layers=2, num_heads=4, embed_dim=32, max_len=32)
@@ -273,3 +273,67 @@ def test_logical_axes_and_mesh_sharding():
     # A forward pass runs on the sharded (still boxed) variables.
     logits = jax.jit(model.apply)(variables, tokens)
     assert logits.shape == (B, T, 18) and np.isfinite(np.asarray(logits)).all()
+
+
+# ---- attention kinds, shown by gradients ------------------------------------------------------
+
+def _dependence(kind, **mask_args):
+    """[i, j]: does block output i depend on block input j? (the Jacobian's nonzero pattern)"""
+    from pretrainx.models.transformer import Block, attention_mask
+    cfg = dataclasses.replace(TINY, attention_kind=kind)
+    L = 6
+    x = jnp.asarray(np.random.RandomState(0).randn(1, L, cfg.embed_dim), jnp.float32)
+    positions = jnp.arange(L)[None]
+    mask = attention_mask(kind, L, **mask_args)
+    block = Block(cfg)
+    params = block.init(jax.random.key(0), x, positions, mask, False)
+    jac = jax.jacobian(lambda x: block.apply(params, x, positions, mask, False))(x)
+    return np.asarray(jnp.abs(jac[0, :, :, 0]).sum(axis=(1, 3)) > 0)
+
+
+I, J = np.arange(6)[:, None], np.arange(6)[None, :]
+
+
+@pytest.mark.parametrize("kind,args,expected", [
+    ("causal", {}, J <= I),
+    ("bidirectional", {}, np.ones((6, 6), bool)),
+    ("prefix", {"prefix_length": jnp.array([3])}, (J <= I) | (J < 3)),
+    ("prefix", {"prefix_mask": jnp.array([[1, 1, 0, 0, 1, 0]])},     # any set of positions
+     (J <= I) | np.isin(J, [0, 1, 4])),
+    ("bidirectional", {"segment_ids": jnp.array([[1, 1, 1, 2, 2, 2]])}, (I < 3) == (J < 3)),
+    ("bidirectional", {"input_mask": jnp.array([[1, 1, 1, 1, 1, 0]])}, (J < 5) | (I == J)),
+    ("causal", {"segment_ids": jnp.array([[1, 1, 2, 2, 2, 0]])}, (J <= I) & ((I < 2) == (J < 2))
+     & ((I == 5) == (J == 5))),
+], ids=["causal", "bidirectional", "prefix_length", "prefix_mask", "segments", "padding",
+        "causal_segments"])
+def test_attention_kind_shown_by_gradients(kind, args, expected):
+    np.testing.assert_array_equal(_dependence(kind, **args), expected)
+
+
+def test_attention_kind_needs_its_prefix_and_only_it():
+    from pretrainx.models.transformer import attention_mask
+    with pytest.raises(ValueError, match="needs a prefix_length"):
+        attention_mask("prefix", 4)
+    with pytest.raises(ValueError, match="attention_kind is 'causal'"):
+        attention_mask("causal", 4, prefix_length=jnp.array([2]))
+    with pytest.raises(ValueError, match="attention_kind must be one of"):
+        dataclasses.replace(TINY, attention_kind="sideways")
+
+
+def test_prefix_gpt_and_headless_features():
+    cfg = dataclasses.replace(TINY, attention_kind="prefix")
+    params, tokens = _params(TINY), _tokens(8)
+    changed = tokens.copy()
+    changed[:, 2] = (changed[:, 2] + 1) % TINY.vocab_size          # a prefix token (prefix 4)
+    run = jax.jit(lambda p, x: GPT(cfg).apply({"params": p}, x, prefix_length=jnp.full((B,), 4)))
+    a, b = np.asarray(run(params, tokens)), np.asarray(run(params, changed))
+    assert np.abs(a[:, :2] - b[:, :2]).max() > 1e-4      # earlier prefix positions see it
+    later = tokens.copy()
+    later[:, 6] = (later[:, 6] + 1) % TINY.vocab_size           # after the prefix: causal
+    c = np.asarray(run(params, later))
+    np.testing.assert_allclose(c[:, :6], a[:, :6], atol=1e-6)
+    assert np.abs(c[:, 6] - a[:, 6]).max() > 1e-4
+    features = GPT(TINY).apply({"params": params}, tokens, features_only=True)
+    assert features.shape == (B, T, TINY.embed_dim) and features.dtype == jnp.float32
+    logits = np.asarray(features) @ np.asarray(nn.unbox(params)["wte"]["embedding"]).T
+    np.testing.assert_allclose(logits, _fwd(TINY)(params, tokens), atol=1e-4)   # tied head

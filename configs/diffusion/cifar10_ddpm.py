@@ -10,7 +10,7 @@ EMA 0.9999, T = 1000 with betas 1e-4 -> 0.02, epsilon prediction, 800k steps, an
 with sigma^2 = beta. Data: TFDS "cifar10" (prepared beforehand: nothing is downloaded; set
 data.tfds_data_dir). `:jpeg` trains on the 10k test-set JPEGs in ../shared/data instead (a
 pipeline check, not the benchmark). The FID is this framework's classifier-feature FID, not the
-paper's Inception FID (register an "inception_v3" extractor in pretrainx/fid.py for that).
+paper's Inception FID (register an "inception_v3" extractor in pretrainx/evaluators/fid.py for that).
 """
 import os
 

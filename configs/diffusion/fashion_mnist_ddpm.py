@@ -7,7 +7,7 @@
 Ho et al.'s recipe scaled to 28x28 grey images: ch 64, mult (1, 2, 2) (28 -> 14 -> 7), 2 res blocks,
 attention at 14x14, dropout 0.1, linear betas 1e-4 -> 0.02 over T = 1000, Adam 2e-4 with 1000
 warm-up steps, clip 1.0, batch 128, EMA 0.999 (0.9999 suits only much longer runs). The FID uses
-the framework's cached Fashion-MNIST classifier features (pretrainx/fid.py): 10k samples against
+the framework's cached Fashion-MNIST classifier features (pretrainx/evaluators/fid.py): 10k samples against
 10k training images, with the held-out t10k floor; `:cond` trains class-conditionally with 10 %
 label dropout and samples with classifier-free guidance.
 """
@@ -64,8 +64,12 @@ def get_config(arg: str = ""):
     c.optimizer.clip_norm = 1.0
     c.optimizer.grad_accum = 1
     c.optimizer.ema_decay = 0.999     # evaluators see the EMA weights
+    c.optimizer.mu_dtype = "float32"   # Adam's first moment; "bfloat16" saves memory traffic
 
     c.train = ml_collections.ConfigDict()
+    # Random bits of each step (dropout, noise): "threefry" | "rbg" | "unsafe_rbg" (XLA's
+    # RngBitGenerator: much cheaper dropout on GPUs; other bits, not mesh-invariant)
+    c.train.rng_impl = "threefry"
     c.train.steps = 30000
     c.train.log_every = 100
     c.train.progress = True
@@ -90,6 +94,11 @@ def get_config(arg: str = ""):
     c.checkpoint.best_metric = "eval/fid"
     c.checkpoint.best_mode = "min"
     c.checkpoint.async_save = True
+
+    c.init_from = ml_collections.ConfigDict()   # start from another run's arrays (init_from.py)
+    c.init_from.workdir = ""          # "": from scratch; a run's workdir: load it (unless resuming)
+    c.init_from.step = "latest"       # "latest" | "best" | a step number, e.g. "2000"
+    c.init_from.mapping = (("ema_params", "params"),)   # (source subtree, target subtree) pairs
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1

@@ -4,6 +4,8 @@
   pretrainx train --config configs/gpt/shakespeare_char.py:smoke --workdir /tmp/sc_smoke
   pretrainx train --config configs/gpt/shakespeare_char.py:cpu --workdir /tmp/sc_cpu  # nanoGPT's CPU baby GPT
   pretrainx sample --workdir workdirs/shakespeare_char --prompt "ROMEO:" --max-new-tokens 200
+  pretrainx sweep --config configs/gpt/shakespeare_char.py:smoke --workdir /tmp/sc_sweep --parallel 2
+  pretrainx sweep --config configs/gpt/shakespeare_char.py --workdir workdirs/sc_tpe  # GPU
 
 Same numbers as nanoGPT's config/train_shakespeare_char.py: 6 layers, 6 heads, width 384, block
 256, batch 64, dropout 0.2, AdamW lr 1e-3 -> 1e-4 cosine over 5000 steps with 100 warm-up steps,
@@ -34,6 +36,9 @@ def get_config(arg: str = ""):
     c.data.max_bytes = 0              # 0: the whole corpus
     c.data.tokenizer = "char"         # "char" | "byte" | path to a trained tokenizer
     c.data.val_fraction = 0.1         # nanoGPT: first 90 % train, last 10 % val
+    c.data.split = "chars"            # nanoGPT's split by character position | "documents"
+    c.data.doc_separator = ""         # "": the corpus is one document; "\n\n" would cut paragraphs
+    c.data.packing = "stream"         # one token stream read as windows | "greedy"/"concat"/"pad" rows
     c.data.seq_len = 256
     c.data.sampling = "random"        # "random": nanoGPT's random windows | "sequential"
 
@@ -52,6 +57,7 @@ def get_config(arg: str = ""):
     c.model.dtype = "float32"         # compute dtype; "bfloat16" keeps fp32 master weights
     c.model.remat = False
     c.model.attention = "auto"        # "auto" | "xla" | "cudnn" (jax.nn.dot_product_attention)
+    c.model.attention_kind = "causal"  # "causal" | "bidirectional" | "prefix" (models/transformer.py)
 
     c.loss = ml_collections.ConfigDict()
     c.loss.label_smoothing = 0.0
@@ -73,8 +79,12 @@ def get_config(arg: str = ""):
     c.optimizer.clip_norm = 1.0       # 0 disables
     c.optimizer.grad_accum = 1
     c.optimizer.ema_decay = 0.0       # 0: no EMA of the parameters
+    c.optimizer.mu_dtype = "float32"   # Adam's first moment; "bfloat16" saves memory traffic
 
     c.train = ml_collections.ConfigDict()
+    # Random bits of each step (dropout, noise): "threefry" | "rbg" | "unsafe_rbg" (XLA's
+    # RngBitGenerator: much cheaper dropout on GPUs; other bits, not mesh-invariant)
+    c.train.rng_impl = "threefry"
     c.train.steps = 5000
     c.train.log_every = 10
     c.train.progress = True
@@ -91,13 +101,18 @@ def get_config(arg: str = ""):
     c.checkpoint.best_mode = "min"
     c.checkpoint.async_save = True
 
+    c.init_from = ml_collections.ConfigDict()   # start from another run's arrays (init_from.py)
+    c.init_from.workdir = ""          # "": from scratch; a run's workdir: load it (unless resuming)
+    c.init_from.step = "latest"       # "latest" | "best" | a step number, e.g. "2000"
+    c.init_from.mapping = (("params", "params"),)   # (source subtree, target subtree) pairs
+
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1                  # -1: all devices not used by the other axes
     c.mesh.fsdp = 1
     c.mesh.tensor = 1
 
     c.sharding = ml_collections.ConfigDict()
-    # logical axis -> mesh axes. Parameters carry the logical names (see models/transformer.py).
+    # logical axis -> mesh axes. Parameters carry the logical names (see models/transformer.py, models/gpt.py).
     c.sharding.rules = (
         ("batch", ("data", "fsdp")),
         ("vocab", "tensor"),
@@ -153,3 +168,20 @@ def get_config(arg: str = ""):
     elif arg:
         raise ValueError(f"unknown variant {arg!r} of shakespeare_char (known: smoke, cpu)")
     return c
+
+
+def get_sweep(arg: str = ""):
+    """``pretrainx sweep`` definitions (same args as get_config)."""
+    from pretrainx import sweep_def as sd   # here: training this config needs no optuna
+    if arg == "smoke":   # 4 trials, 7.6 min on 2 busy CPU cores with --parallel 2 (2026-11-30)
+        return sd.grid(sd.product(sd.values("optimizer.lr", [1e-3, 3e-3]),
+                                  sd.values("model.embed_dim", [64, 128])))
+    if arg == "":        # the full recipe's learning rate and dropout, TPE, 16 trials on a GPU
+        return sd.search({"optimizer.lr": sd.loguniform(3e-4, 3e-3),
+                          "model.dropout": sd.uniform(0.0, 0.3)},
+                         sampler="tpe", trials=16, sampler_options={"n_startup_trials": 4},
+                         # the recipe's own values first, so TPE starts from a known-good point
+                         enqueue=[{"optimizer.lr": 1e-3, "model.dropout": 0.2}],
+                         pruner="median", pruner_options={"n_startup_trials": 3,
+                                                          "n_warmup_steps": 1000})
+    raise ValueError(f"no sweep for variant {arg!r} of shakespeare_char (known: '', smoke)")

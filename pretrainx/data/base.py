@@ -17,6 +17,16 @@ import numpy as np
 
 Batch = dict[str, np.ndarray]
 
+#: the field of raw token rows (``seq_len`` wide) that an objective building its own inputs and
+#: targets asks for (``Objective.data_request``) instead of the next-token pair
+#: ``inputs``/``targets``, which is cut from ``seq_len + 1`` tokens.
+TOKENS = "tokens"
+
+
+def raw_tokens(fields) -> bool:
+    """Whether the requested ``fields`` ask for raw token rows rather than the shifted pair."""
+    return fields is not None and TOKENS in fields
+
 
 class BatchSource(Protocol):
     """Global batch ``index`` -> this process's rows, as a dict of numpy arrays."""
@@ -70,8 +80,11 @@ _BUILDERS: dict[str, Callable[..., Dataset]] = {}
 def register(kind: str):
     """Decorator: ``@register("text")`` makes ``config.data.kind = "text"`` use the builder.
 
-    A builder is ``fn(data_config, *, batch_size, eval_batch_size, seq_len, seed) -> Dataset``;
-    ``seq_len`` is None for non-sequence data.
+    A builder is ``fn(data_config, *, batch_size, eval_batch_size, seq_len, seed[, fields,
+    tokenizer]) -> Dataset``; ``seq_len`` is the raw length the objective asked for (None for
+    non-sequence data); ``fields`` the batch keys it asked for (None: the builder's own);
+    ``tokenizer`` a tokenizer to use instead of fitting one (a resumed run's saved one). The two
+    optional keywords are passed only when set, so a builder that needs neither may omit them.
     """
     def wrap(fn):
         _BUILDERS[kind] = fn
@@ -79,9 +92,12 @@ def register(kind: str):
     return wrap
 
 
-def build(data_config, **kwargs) -> Dataset:
+def build(data_config, *, batch_size: int, eval_batch_size: int, seq_len: int | None, seed: int,
+          fields=None, tokenizer=None) -> Dataset:
     kind = data_config.kind
     if kind not in _BUILDERS:
         raise ValueError(f"unknown data kind {kind!r} (config.data.kind); "
                          f"known: {sorted(_BUILDERS)}")
-    return _BUILDERS[kind](data_config, **kwargs)
+    optional = {k: v for k, v in dict(fields=fields, tokenizer=tokenizer).items() if v is not None}
+    return _BUILDERS[kind](data_config, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                           seq_len=seq_len, seed=seed, **optional)

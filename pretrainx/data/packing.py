@@ -19,9 +19,9 @@ Modes of :func:`pack_documents`:
   is row k+1's first), so every in-document pair is trained once and only the last row pads.
 * ``"pad"``: one document per row, truncated or padded (no packing; the baseline to compare).
 
-The ``"packed_text"`` kind builds rows from documents of a text file (split by
-``data.doc_separator``) or of a JSONL file (``data.text_key``), with BOS/EOS around each document
-when the tokenizer has them.
+With ``shift=False`` a row is ``seq_len`` slots served whole as ``tokens`` (with its
+``segment_ids`` and ``positions``), for objectives that make their own inputs and targets.
+``text.py`` reads documents, tokenizes them and packs them with these functions.
 """
 from __future__ import annotations
 
@@ -29,13 +29,13 @@ from typing import Sequence
 
 import numpy as np
 
-from pretrainx.data.base import Dataset, register
-from pretrainx.data.sources import ArraySource, _cfg, read_jsonl, split_off_validation
+from pretrainx.data.base import TOKENS
+from pretrainx.data.sources import ArraySource
 
 MODES = ("greedy", "concat", "pad")
 
 
-def _pieces(docs: Sequence[Sequence[int]], width: int, mode: str):
+def _pieces(docs: Sequence[Sequence[int]], width: int, mode: str, overlap: int):
     """Documents cut to at most ``width`` tokens (the part of a long document past a row)."""
     for d in docs:
         d = np.asarray(d, np.int64)
@@ -44,15 +44,15 @@ def _pieces(docs: Sequence[Sequence[int]], width: int, mode: str):
         if mode == "pad" or len(d) <= width:
             yield d[:width]
         else:
-            # stride width-1: a piece starts with the previous piece's last token, so the pair
-            # across the cut is still trained (that token is an input in the next piece)
-            for start in range(0, len(d) - 1, width - 1):
+            # stride width-1 for next-token rows: a piece starts with the previous piece's last
+            # token, so the pair across the cut is still trained (an input in the next piece)
+            for start in range(0, len(d) - overlap, width - overlap):
                 yield d[start:start + width]
 
 
-def _row_slots(docs, seq_len: int, mode: str, pad_id: int):
-    """(tokens, segments, positions) of every row, each (N, seq_len + 1) int64."""
-    width = seq_len + 1
+def _row_slots(docs, seq_len: int, mode: str, pad_id: int, width: int):
+    """(tokens, segments, positions) of every row, each (N, width) int64; consecutive "concat"
+    rows overlap by ``width - seq_len`` slots."""
     tokens, segments, positions = [], [], []
 
     def new_row():
@@ -66,7 +66,8 @@ def _row_slots(docs, seq_len: int, mode: str, pad_id: int):
             flat = np.concatenate(stream)
             doc_index = np.concatenate([np.full(len(d), i) for i, d in enumerate(stream)])
             offset = np.concatenate([np.arange(len(d)) for d in stream])
-            num_rows = max(1, -(-(len(flat) - 1) // seq_len))    # stride T: 1-slot overlap
+            overlap = width - seq_len                            # 1 for next-token rows
+            num_rows = max(1, -(-(len(flat) - overlap) // seq_len))
             for r in range(num_rows):
                 window = slice(r * seq_len, r * seq_len + width)
                 tok, doc, off = flat[window], doc_index[window], offset[window]
@@ -77,7 +78,7 @@ def _row_slots(docs, seq_len: int, mode: str, pad_id: int):
                 positions[-1][:len(tok)] = off - np.where(doc == doc[0], off[0], 0)
     else:
         used = width                     # slots used in the current row; "full" opens a new one
-        for piece in _pieces(docs, width, mode):
+        for piece in _pieces(docs, width, mode, width - seq_len):
             if mode == "pad" or used + len(piece) > width:
                 new_row()
                 used, count = 0, 0
@@ -93,12 +94,17 @@ def _row_slots(docs, seq_len: int, mode: str, pad_id: int):
 
 
 def pack_documents(docs: Sequence[Sequence[int]], seq_len: int, pad_id: int = 0,
-                   mode: str = "greedy") -> dict[str, np.ndarray]:
+                   mode: str = "greedy", shift: bool = True) -> dict[str, np.ndarray]:
     """Token-id documents -> rows of ``inputs``, ``targets``, ``segment_ids``, ``positions``,
-    ``weights`` (all (N, seq_len); int32 except ``weights`` float32)."""
+    ``weights`` (all (N, seq_len); int32 except ``weights`` float32); with ``shift=False`` rows
+    of ``tokens``, ``segment_ids``, ``positions`` (all (N, seq_len) int32)."""
     if mode not in MODES:
         raise ValueError(f"unknown packing mode {mode!r} (known: {', '.join(MODES)})")
-    tokens, segments, positions = _row_slots(docs, seq_len, mode, pad_id)
+    if not shift:
+        tokens, segments, positions = _row_slots(docs, seq_len, mode, pad_id, seq_len)
+        return {TOKENS: tokens.astype(np.int32), "segment_ids": segments.astype(np.int32),
+                "positions": positions.astype(np.int32)}
+    tokens, segments, positions = _row_slots(docs, seq_len, mode, pad_id, seq_len + 1)
     seg_in, seg_next = segments[:, :-1], segments[:, 1:]
     weights = (seg_in > 0) & (seg_next == seg_in)
     return {
@@ -121,61 +127,3 @@ class PackedBatches(ArraySource):
     def fill(self) -> float:
         """Fraction of input slots holding real tokens (1 - padding waste)."""
         return float((self.arrays["segment_ids"] > 0).mean())
-
-
-def split_documents(text: str, separator: str) -> list[str]:
-    """Non-blank documents of ``text`` separated by ``separator`` (e.g. "\\n" or "\\n\\n")."""
-    return [d for d in text.split(separator) if d.strip()]
-
-
-def packed_documents_dataset(docs: list[str], config, *, batch_size, eval_batch_size, seq_len,
-                             seed) -> Dataset:
-    """Text documents -> tokenized with BOS/EOS -> packed rows -> train/val PackedBatches."""
-    from pretrainx.data import special_tokens as st
-    from pretrainx.data import subword
-    mode = _cfg(config, "packing", "greedy")
-    mode = "greedy" if mode == "packed" else mode
-    train_docs, val_docs = split_off_validation(docs, _cfg(config, "val_fraction", 0.1))
-    tok = subword.resolve(_cfg(config, "tokenizer", "byte"), train_docs, docs)
-
-    def special(name):
-        has = getattr(tok, "has_token", None)
-        return tok.token_id(name) if has and has(name) else None
-
-    # char/byte tokenizers have no BOS/EOS: the segment ids alone then mark document boundaries
-    bos, eos, pad = special(st.BOS), special(st.EOS), special(st.PAD)
-    pad = 0 if pad is None else pad
-    encode_batch = getattr(tok, "encode_batch", None) or (lambda ts: [tok.encode(t) for t in ts])
-
-    def rows(texts):
-        ids = [([bos] if bos is not None else []) + s + ([eos] if eos is not None else [])
-               for s in encode_batch(texts)]
-        return pack_documents(ids, seq_len, pad_id=pad, mode=mode), sum(len(s) for s in ids)
-
-    train_rows, train_tokens = rows(train_docs)
-    val_rows, val_tokens = rows(val_docs)
-    train = PackedBatches(train_rows, batch_size, seed, shuffle=True)
-    val = (PackedBatches(val_rows, eval_batch_size, seed, shuffle=False, drop_remainder=False)
-           if len(val_rows["inputs"]) else None)
-    info = {"train_tokens": train_tokens, "val_tokens": val_tokens, "train_docs": len(train_docs),
-            "val_docs": len(val_docs), "train_rows": len(train_rows["inputs"]),
-            "packing_fill": round(train.fill, 4), "vocab_size": int(tok.vocab_size),
-            "bos_id": bos, "eos_id": eos, "pad_id": pad}
-    return Dataset(train=train, val=val, tokenizer=tok, info=info)
-
-
-@register("packed_text")
-def build_packed_text(config, *, batch_size, eval_batch_size, seq_len, seed) -> Dataset:
-    """Fields: path (.txt, or .jsonl[.gz] with text_key), doc_separator ("\\n\\n" paragraphs |
-    "\\n" lines), tokenizer, val_fraction, packing ("greedy" | "concat" | "pad"), max_bytes."""
-    path = config.path
-    if ".jsonl" in path:
-        docs = read_jsonl(path, _cfg(config, "text_key", "text"), _cfg(config, "max_docs", 0))
-    else:
-        with open(path, encoding="utf-8", newline="") as f:
-            text = f.read()
-        max_bytes = _cfg(config, "max_bytes", 0)
-        text = text[:max_bytes] if max_bytes else text
-        docs = split_documents(text, _cfg(config, "doc_separator", "\n\n"))
-    return packed_documents_dataset(docs, config, batch_size=batch_size,
-                                    eval_batch_size=eval_batch_size, seq_len=seq_len, seed=seed)

@@ -11,7 +11,8 @@ The three kinds, and what "round trip" means for each:
 
 Every vocabulary starts with :data:`special_tokens.ALL` (PAD=0, ...), see special_tokens.py.
 Saved files are plain HF ``tokenizer.json``: ``tokenizer.load`` hands them to
-:meth:`SubwordTokenizer.load`, and ``tokenizers.Tokenizer.from_file`` reads them too.
+:meth:`SubwordTokenizer.load`, and ``tokenizers.Tokenizer.from_file`` reads them too. Config
+strings (``"bpe:8000"``) become tokenizers in ``tokenizer.from_spec``, the one factory.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from pretrainx.data import special_tokens as st
-from pretrainx.data.tokenizer import FILENAME
+from pretrainx.data.basic_tokenizers import FILENAME
 
 KINDS = ("bpe", "wordpiece", "unigram")
 
@@ -139,26 +140,6 @@ def train_from_texts(texts: Iterable[str], kind: str = "bpe", vocab_size: int = 
     tok, trainer = _new_tokenizer(kind, vocab_size, list(special_tokens), False)
     tok.train_from_iterator(texts, trainer=trainer)
     return SubwordTokenizer(tok)
-
-
-def resolve(spec: str, train_texts: Sequence[str] | None = None,
-            all_texts: Sequence[str] | None = None):
-    """A tokenizer from a config string.
-
-    ``"char"``, ``"byte"`` or a saved path as :func:`tokenizer.from_spec`, plus ``"KIND:VOCAB"``
-    (e.g. ``"bpe:8000"``): train that vocabulary on ``train_texts`` now (about a second per MB).
-    A char vocabulary is fit on ``all_texts`` when given (as nanoGPT, so val text has ids too).
-    """
-    from pretrainx.data import tokenizer as tokenizer_lib
-    kind, _, size = spec.partition(":")
-    if kind in KINDS and size.isdigit():
-        if not train_texts:
-            raise ValueError(f"tokenizer {spec!r} is trained on the training text, "
-                             f"and none was given")
-        return train_from_texts(train_texts, kind, int(size))
-    chars_from = all_texts if all_texts is not None else train_texts
-    joined = "".join(chars_from) if (spec == "char" and chars_from is not None) else None
-    return tokenizer_lib.from_spec(spec, joined)
 
 
 def _open_text(path: str):

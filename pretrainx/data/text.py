@@ -1,81 +1,223 @@
-"""Plain text corpora -> token streams -> language-model batches.
+"""The one text pipeline: source -> documents -> train/val split -> tokenizer -> windows or rows.
 
-The "text" builder reads one corpus (a local file, a glob, the Python standard library's own
-source, or a TFDS data set), splits it by position (nanoGPT: first 90 % train, last 10 % val),
-tokenises it and serves ``inputs`` / ``targets`` windows (``sources.TokenWindows``): "random"
-offsets as nanoGPT's ``get_batch``, seeded by (seed, batch index) so batch i is the same on every
-run and on resume, or "sequential" non-overlapping windows.
+1. **Source** (``data.kind``): ``"text"`` reads one corpus (a file, a glob or list of files joined
+   in order, ``"stdlib"`` for the standard library's source, or a TFDS text set with
+   ``data.tfds_name``), one document unless ``data.doc_separator`` cuts it into several;
+   ``"jsonl"`` takes field ``data.text_key`` of each record; ``"text_files"`` takes each file as a
+   document. ``data.max_bytes`` / ``data.max_docs`` cut the corpus short.
+2. **Split** (``data.split``, the one rule for every source): ``"chars"`` (the default) is
+   nanoGPT's: the first ``1 - val_fraction`` of the characters, counted over the documents in
+   order, train and the rest validate, so a document may be cut in two; ``"documents"``: the last
+   ``val_fraction`` of the documents validate (at least one), none is cut.
+3. **Tokenizer** (``data.tokenizer``, see ``tokenizer.py``): a char vocabulary is fit on all the
+   text, a subword one is trained on the training part only; a resumed run passes the tokenizer it
+   saved (``tokenizer.json`` in the workdir) and nothing is fit or trained again.
+4. **Layout** (``data.packing``): ``"stream"`` (the default) joins the documents, with EOS
+   between them where the vocabulary has one, into one token stream read as windows
+   (``data.sampling`` "random" as nanoGPT's ``get_batch``, or "sequential"; validation always
+   reads fixed random windows, as nanoGPT's ``estimate_loss``); ``"greedy"`` / ``"concat"`` /
+   ``"pad"`` pack documents (BOS ... EOS where the vocabulary has them) into rows with segment ids
+   (``packing.py``).
+
+Batches hold ``inputs``/``targets`` (plus ``segment_ids``, ``positions``, ``weights`` when
+packed) cut from ``seq_len + 1`` tokens, or raw ``tokens`` rows of ``seq_len`` when the objective
+asks for the ``tokens`` field (``Objective.data_request``).
 """
 from __future__ import annotations
 
-import os
-import sysconfig
+import dataclasses
+import logging
 
 import numpy as np
 
+from pretrainx.data import packing as packing_lib
+from pretrainx.data import readers, special_tokens
 from pretrainx.data import tokenizer as tokenizer_lib
-from pretrainx.data.base import Dataset, register
-from pretrainx.data.sources import TokenWindows, expand_paths
+from pretrainx.data.base import Dataset, raw_tokens, register
+from pretrainx.data.sources import TokenWindows
 
-STDLIB = "stdlib"   # data.path value: the running Python's standard library sources (*.py)
+log = logging.getLogger(__name__)
 
-
-def stdlib_source_files() -> list[str]:
-    """Sorted .py files of the standard library this Python ships: real code, always present."""
-    root = sysconfig.get_paths()["stdlib"]
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        # site-packages holds installed third-party code, not the standard library.
-        dirnames[:] = sorted(d for d in dirnames if d not in ("site-packages", "__pycache__"))
-        files += [os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith(".py")]
-    return files
+SPLITS = ("chars", "documents")
+LAYOUTS = ("stream",) + packing_lib.MODES
 
 
-def read_corpus(path: str, max_bytes: int = 0) -> str:
-    """The corpus text of ``path``: a file, a glob of files, or ``"stdlib"``."""
-    files = stdlib_source_files() if path == STDLIB else expand_paths(path)
-    if os.path.isdir(files[0]):
-        raise FileNotFoundError(f"data.path {path!r} is a directory; give a file or a glob")
-    parts, size = [], 0
-    for f in files:
-        with open(f, encoding="utf-8", errors="replace") as fh:
-            parts.append(fh.read())
-        size += len(parts[-1])
-        if max_bytes and size >= max_bytes:
-            break
-    text = "".join(parts)
-    if max_bytes:
-        text = text[:max_bytes]
-    if not text.strip():
-        raise ValueError(f"data file is empty: {path}")
-    return text
+@dataclasses.dataclass(frozen=True)
+class TextOptions:
+    """The pipeline's fields of ``config.data`` and their defaults, in one place."""
+    tokenizer: str = "byte"
+    val_fraction: float = 0.1
+    split: str = "chars"
+    packing: str = "stream"
+    sampling: str = "random"
+    doc_separator: str = ""
+    text_key: str = "text"
+    max_docs: int = 0
+    max_bytes: int = 0
+
+    @classmethod
+    def from_config(cls, data_config) -> "TextOptions":
+        get = data_config.get if hasattr(data_config, "get") else data_config.__dict__.get
+        opts = cls(**{f.name: get(f.name, f.default) for f in dataclasses.fields(cls)
+                      if get(f.name, None) is not None})
+        packing = "greedy" if opts.packing == "packed" else opts.packing   # the old name of greedy
+        opts = dataclasses.replace(opts, packing=packing)
+        if opts.split not in SPLITS:
+            raise ValueError(f"data.split must be one of {SPLITS}, got {opts.split!r}")
+        if opts.packing not in LAYOUTS:
+            raise ValueError(f"data.packing must be one of {LAYOUTS}, got {opts.packing!r}")
+        if not 0 <= opts.val_fraction < 1:
+            raise ValueError(f"data.val_fraction must be in [0, 1), got {opts.val_fraction}")
+        return opts
 
 
-def load_text(data_config) -> str:
+@dataclasses.dataclass(frozen=True)
+class Piece:
+    """A document, or the part of one on one side of the split."""
+    text: str
+    starts: bool = True      # holds the document's beginning (gets BOS when packed)
+    ends: bool = True        # holds the document's end (gets EOS)
+
+
+def split_documents(docs: list[str], val_fraction: float, by: str = "chars"):
+    """(train pieces, val pieces) of ``docs`` by the split rule ``by`` (module docstring)."""
+    if by == "documents":
+        if val_fraction == 0 or len(docs) < 2:
+            return [Piece(d) for d in docs], []
+        cut = min(len(docs) - 1, int(round(len(docs) * (1 - val_fraction))))
+        return [Piece(d) for d in docs[:cut]], [Piece(d) for d in docs[cut:]]
+    if by != "chars":
+        raise ValueError(f"unknown split rule {by!r}; known {SPLITS}")
+    n_train = int(sum(len(d) for d in docs) * (1.0 - val_fraction))
+    train, val, seen = [], [], 0
+    for d in docs:
+        if seen + len(d) <= n_train:
+            train.append(Piece(d))
+        elif seen >= n_train:
+            val.append(Piece(d))
+        else:                                   # the document the cut falls in
+            head = n_train - seen
+            train.append(Piece(d[:head], starts=True, ends=False))
+            val.append(Piece(d[head:], starts=False, ends=True))
+        seen += len(d)
+    return [p for p in train if p.text], [p for p in val if p.text]
+
+
+def split_text(text: str, val_fraction: float) -> tuple[str, str]:
+    """nanoGPT's split of one text: the first ``1 - val_fraction`` of the characters train."""
+    cut = int(len(text) * (1.0 - val_fraction))
+    return text[:cut], text[cut:]
+
+
+def _special_id(tok, name: str):
+    has = getattr(tok, "has_token", None)
+    return tok.token_id(name) if has is not None and has(name) else None
+
+
+def _encode(tok, texts: list[str]) -> list[list[int]]:
+    encode_batch = getattr(tok, "encode_batch", None)
+    return encode_batch(texts) if encode_batch is not None else [tok.encode(t) for t in texts]
+
+
+def build_text_dataset(docs: list[str], data_config, *, batch_size: int, eval_batch_size: int,
+                       seq_len: int, seed: int, fields=None, tokenizer=None) -> Dataset:
+    """Documents -> the Dataset the runner trains on (steps 2-4 of the module docstring)."""
+    opts = TextOptions.from_config(data_config)
+    train_pieces, val_pieces = split_documents(docs, opts.val_fraction, opts.split)
+    if tokenizer is None:
+        tokenizer = tokenizer_lib.from_spec(opts.tokenizer, [p.text for p in train_pieces],
+                                            list(docs))
+    bos = _special_id(tokenizer, special_tokens.BOS)
+    eos = _special_id(tokenizer, special_tokens.EOS)
+    shift = not raw_tokens(fields)
+    width = seq_len + 1 if shift else seq_len
+    info = {"chars": sum(len(d) for d in docs),
+            "val_chars": sum(len(p.text) for p in val_pieces),
+            "train_docs": len(train_pieces), "val_docs": len(val_pieces),
+            "vocab_size": int(tokenizer.vocab_size), "split": opts.split, "packing": opts.packing}
+
+    if opts.packing == "stream":
+        def stream(pieces):
+            # EOS separates documents (GPT-2's <|endoftext|>): after each document's end but the
+            # stream's last. Char/byte vocabularies have none; the documents are then simply
+            # concatenated. One document (the "text" kind's corpus) is exactly nanoGPT's stream.
+            ids = _encode(tokenizer, [p.text for p in pieces])
+            last = len(pieces) - 1
+            parts = [np.asarray(s + ([eos] if eos is not None and p.ends and i < last else []),
+                                np.int32) for i, (s, p) in enumerate(zip(ids, pieces))]
+            return np.concatenate(parts) if parts else np.zeros((0,), np.int32)
+
+        train_ids, val_ids = stream(train_pieces), stream(val_pieces)
+        train = TokenWindows(train_ids, batch_size, seq_len, seed, opts.sampling, stream=0,
+                             shift=shift)
+        val = None
+        if len(val_ids) > width:
+            val = TokenWindows(val_ids, eval_batch_size, seq_len, seed, "random", stream=1,
+                               shift=shift)
+        elif len(val_ids):
+            log.warning("validation text has %d tokens, fewer than one window of %d: no "
+                        "validation", len(val_ids), width)
+        info.update(train_tokens=int(len(train_ids)), val_tokens=int(len(val_ids)))
+        return Dataset(train=train, val=val, tokenizer=tokenizer, info=info)
+
+    pad = _special_id(tokenizer, special_tokens.PAD)
+    pad = 0 if pad is None else pad
+
+    def rows(pieces):
+        ids = [([bos] if bos is not None and p.starts else []) + s +
+               ([eos] if eos is not None and p.ends else [])
+               for s, p in zip(_encode(tokenizer, [p.text for p in pieces]), pieces)]
+        packed = packing_lib.pack_documents(ids, seq_len, pad_id=pad, mode=opts.packing,
+                                            shift=shift)
+        return packed, sum(len(s) for s in ids)
+
+    train_rows, train_tokens = rows(train_pieces)
+    val_rows, val_tokens = rows(val_pieces)
+    train = packing_lib.PackedBatches(train_rows, batch_size, seed, shuffle=True)
+    num_val = len(next(iter(val_rows.values())))
+    val = (packing_lib.PackedBatches(val_rows, eval_batch_size, seed, shuffle=False,
+                                     drop_remainder=False) if num_val else None)
+    info.update(train_tokens=train_tokens, val_tokens=val_tokens,
+                train_rows=len(next(iter(train_rows.values()))),
+                packing_fill=round(train.fill, 4), bos_id=bos, eos_id=eos, pad_id=pad)
+    return Dataset(train=train, val=val, tokenizer=tokenizer, info=info)
+
+
+# ---- sources: data.kind -> documents ---------------------------------------------------------
+
+def _corpus_documents(data_config) -> list[str]:
     if data_config.get("tfds_name"):
-        from pretrainx.data import tfds_text  # lazy: tensorflow_datasets is slow to import
-        # All splits in order, then val_fraction cuts the tail: TFDS tiny_shakespeare's
-        # 90/5/5 train/validation/test becomes nanoGPT's 90/10 split exactly.
-        return tfds_text.load_text(data_config.tfds_name, data_config.get("tfds_data_dir") or None,
-                                   split="train+validation+test",
-                                   text_key=data_config.get("tfds_text_key", "text"))
-    return read_corpus(data_config.path, data_config.get("max_bytes", 0))
+        text = readers.read_tfds_text(data_config)
+    else:
+        text = readers.read_corpus(data_config.path, data_config.get("max_bytes", 0))
+    separator = data_config.get("doc_separator", "")
+    return readers.split_on_separator(text, separator) if separator else [text]
 
 
-@register("text")
-def build_text(data_config, *, batch_size: int, eval_batch_size: int, seq_len: int, seed: int) -> Dataset:
-    text = load_text(data_config)
-    # Split the characters first, then encode each part (as nanoGPT's prepare.py): a subword
-    # vocabulary trained here ("bpe:8000") sees only the training text; a char vocabulary is
-    # fit on all of it, so every validation character has an id.
-    n_train = int(len(text) * (1.0 - data_config.val_fraction))
-    spec = data_config.tokenizer
-    tok = tokenizer_lib.from_spec(spec, text if spec == "char" else text[:n_train])
-    train_ids = np.asarray(tok.encode(text[:n_train]), dtype=np.int32)
-    val_ids = np.asarray(tok.encode(text[n_train:]), dtype=np.int32)
-    train = TokenWindows(train_ids, batch_size, seq_len, seed, data_config.sampling, stream=0)
-    # Validation always draws its own fixed random windows (stream 1), as nanoGPT's estimate_loss.
-    val = TokenWindows(val_ids, eval_batch_size, seq_len, seed, "random", stream=1) if len(val_ids) else None
-    info = {"train_tokens": int(len(train_ids)), "val_tokens": int(len(val_ids)),
-            "vocab_size": int(tok.vocab_size), "chars": len(text), "val_chars": len(text) - n_train}
-    return Dataset(train=train, val=val, tokenizer=tok, info=info)
+def _jsonl_documents(data_config) -> list[str]:
+    return readers.read_jsonl(data_config.path, data_config.get("text_key", "text"),
+                              data_config.get("max_docs", 0))
+
+
+def _file_documents(data_config) -> list[str]:
+    return readers.read_text_files(data_config.path)
+
+
+DOCUMENT_SOURCES = {"text": _corpus_documents, "jsonl": _jsonl_documents,
+                    "text_files": _file_documents}
+
+
+def _builder(read_documents):
+    def build(data_config, *, batch_size, eval_batch_size, seq_len, seed, fields=None,
+              tokenizer=None) -> Dataset:
+        docs = read_documents(data_config)
+        if not docs:
+            raise ValueError(f"no documents in {data_config.get('path')!r} (config.data)")
+        return build_text_dataset(docs, data_config, batch_size=batch_size,
+                                  eval_batch_size=eval_batch_size, seq_len=seq_len, seed=seed,
+                                  fields=fields, tokenizer=tokenizer)
+    return build
+
+
+for _kind, _read in DOCUMENT_SOURCES.items():
+    register(_kind)(_builder(_read))

@@ -1,87 +1,61 @@
-"""Tokenizers behind one small interface: ``vocab_size``, ``encode``, ``decode``, ``save``.
+"""The one tokenizer factory: a config string (or a saved file) -> a tokenizer.
 
-Char and byte tokenizers live here; trained subword vocabularies (BPE, WordPiece, Unigram, via the
-``tokenizers`` library) live in ``subword.py`` and load through :func:`load`.
+``data.tokenizer`` takes
+  * ``"char"``: one id per distinct character, fit on *all* the text (train and validation, as
+    nanoGPT's prepare.py, so every validation character has an id);
+  * ``"byte"``: UTF-8 bytes, nothing to fit;
+  * ``"bpe:8000"`` / ``"wordpiece:8000"`` / ``"unigram:8000"``: that vocabulary, trained now on
+    the *training* text only (about a second per MB);
+  * a path: a directory holding ``tokenizer.json`` or the file itself, as written by ``save``.
+
+Every tokenizer has ``vocab_size``, ``encode``, ``decode`` and ``save(dir)``; a resumed run loads
+the ``tokenizer.json`` its first start saved instead of fitting or training again.
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Protocol, Sequence
+from typing import Sequence
 
-FILENAME = "tokenizer.json"
+from pretrainx.data import subword
+from pretrainx.data.basic_tokenizers import FILENAME, ByteTokenizer, CharTokenizer, Tokenizer
 
-
-class Tokenizer(Protocol):
-    vocab_size: int
-
-    def encode(self, text: str) -> list[int]: ...
-    def decode(self, ids: Sequence[int]) -> str: ...
-    def save(self, directory: str) -> str: ...
+__all__ = ["FILENAME", "Tokenizer", "CharTokenizer", "ByteTokenizer", "from_spec", "load"]
 
 
-class CharTokenizer:
-    """One id per distinct character of the training text, in sorted order (as nanoGPT's prepare.py)."""
-
-    def __init__(self, chars: Sequence[str]):
-        self.chars = list(chars)
-        self.vocab_size = len(self.chars)
-        self._index = {c: i for i, c in enumerate(self.chars)}
-
-    @classmethod
-    def fit(cls, text: str) -> "CharTokenizer":
-        return cls(sorted(set(text)))
-
-    def encode(self, text: str) -> list[int]:
-        try:
-            return [self._index[c] for c in text]
-        except KeyError as e:
-            raise ValueError(f"character {e.args[0]!r} is not in the char vocabulary "
-                             f"({self.vocab_size} characters)") from None
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return "".join(self.chars[int(i)] for i in ids)
-
-    def save(self, directory: str) -> str:
-        path = os.path.join(directory, FILENAME)
-        with open(path, "w") as f:
-            json.dump({"pretrainx_kind": "char", "chars": self.chars}, f)
-        return path
+def _texts(text: str | Sequence[str] | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [text] if isinstance(text, str) else list(text)
 
 
-class ByteTokenizer:
-    """UTF-8 bytes as ids 0..255: needs no training and round-trips any text."""
-    vocab_size = 256
+def from_spec(spec: str, train_text: str | Sequence[str] | None = None,
+              all_text: str | Sequence[str] | None = None) -> Tokenizer:
+    """The tokenizer ``spec`` names (see the module docstring).
 
-    def encode(self, text: str) -> list[int]:
-        return list(text.encode("utf-8"))
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
-
-    def save(self, directory: str) -> str:
-        path = os.path.join(directory, FILENAME)
-        with open(path, "w") as f:
-            json.dump({"pretrainx_kind": "byte"}, f)
-        return path
-
-
-def from_spec(spec: str, text: str | None = None) -> Tokenizer:
-    """``"char"`` (fit on ``text``), ``"byte"``, or a path to a saved tokenizer (dir or file)."""
+    ``train_text``: the training text (a string or documents), for trained vocabularies and, when
+    ``all_text`` is not given, for the char vocabulary; ``all_text``: train and validation text.
+    """
+    kind, _, size = spec.partition(":")
     if spec == "char":
-        if text is None:
-            raise ValueError("a char tokenizer is fit on the training text, and none was given")
-        return CharTokenizer.fit(text)
+        texts = _texts(all_text if all_text is not None else train_text)
+        if texts is None:
+            raise ValueError("a char tokenizer is fit on the text, and none was given")
+        return CharTokenizer.fit("".join(texts))
     if spec == "byte":
         return ByteTokenizer()
-    if spec.split(":")[0] in ("bpe", "wordpiece", "unigram"):   # "bpe:8000": train on the text now
-        from pretrainx.data import subword
-        return subword.resolve(spec, [text] if text is not None else [])
+    if kind in subword.KINDS:
+        if not size.isdigit():
+            raise ValueError(f"tokenizer {spec!r}: give the vocabulary size, e.g. '{kind}:8000'")
+        texts = _texts(train_text)
+        if not texts:
+            raise ValueError(f"tokenizer {spec!r} is trained on the training text, and none was given")
+        return subword.train_from_texts(texts, kind, int(size))
     return load(spec)
 
 
 def load(path: str) -> Tokenizer:
-    """Load a tokenizer saved by any ``save`` above or by :mod:`pretrainx.data.subword`."""
+    """A tokenizer saved by any ``save`` (a directory holding ``tokenizer.json``, or the file)."""
     file = os.path.join(path, FILENAME) if os.path.isdir(path) else path
     if not os.path.exists(file):
         raise FileNotFoundError(f"no tokenizer at {path!r} (expected a directory holding "
@@ -93,5 +67,4 @@ def load(path: str) -> Tokenizer:
         return CharTokenizer(blob["chars"])
     if kind == "byte":
         return ByteTokenizer()
-    from pretrainx.data import subword  # HF `tokenizers` JSON (BPE / WordPiece / Unigram)
-    return subword.SubwordTokenizer.load(file)
+    return subword.SubwordTokenizer.load(file)   # HF `tokenizers` JSON (BPE / WordPiece / Unigram)

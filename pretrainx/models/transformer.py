@@ -1,18 +1,25 @@
-"""Decoder-only GPT (Flax Linen) with logical axis names, RoPE, packing and a KV cache.
+"""Shared transformer layers (Flax Linen): config, attention masks, self-attention with an
+optional KV cache, MLP, pre-LN block. Architectures (``gpt.py``, and the encoder / encoder-decoder
+models to come) are built from these.
 
 Shapes use suffixes: B batch, T query length, S key length, H heads, D head dim,
 E embed dim, M mlp hidden, V vocab.
 
-Every parameter is created boxed by ``nn.with_logical_partitioning`` with these
-logical axis names (map them to mesh axes with ``nn.logical_to_mesh_sharding``):
+Every parameter is created boxed by ``nn.with_logical_partitioning`` with these logical axis
+names (map them to mesh axes with ``nn.logical_to_mesh_sharding``):
 
-  wte/embedding ('vocab','embed')      wpe/embedding ('length','embed')
   attn q,k,v kernel ('embed','heads','kv'), bias ('heads','kv')
   attn out kernel ('heads','kv','embed'), bias ('embed',)
   mlp fc kernel ('embed','mlp'), bias ('mlp',); mlp proj kernel ('mlp','embed'), bias ('embed',)
-  LayerNorm scale/bias ('embed',)      lm_head kernel ('embed','vocab'), bias ('vocab',)
+  LayerNorm scale/bias ('embed',)
 
-rng names: "params" for init, "dropout" for dropout (only used when train=True).
+Attention kinds (``TransformerConfig.attention_kind``), see :func:`attention_mask`:
+  "causal"         position i attends to j <= i (GPT)
+  "bidirectional"  every position attends to every position (BERT-style encoders)
+  "prefix"         bidirectional inside a prefix, causal after it (prefix LM, UL2's S-denoiser);
+                   the prefix comes as a batch key: ``prefix_length`` (B,) or ``prefix_mask`` (B, T)
+Packed rows (``segment_ids``) keep attention inside a document whatever the kind, and an
+``input_mask`` (B, T) hides padding keys.
 """
 from __future__ import annotations
 
@@ -20,14 +27,13 @@ import dataclasses
 import functools
 import logging
 import math
-from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 _IMPLEMENTATIONS = ("auto", "xla", "cudnn")
+ATTENTION_KINDS = ("causal", "bidirectional", "prefix")
 
 
 def resolve_attention(choice: str, *, backend: str, dtype, head_dim: int, masked: bool,
@@ -62,6 +68,38 @@ def explicit_attention(q_BxTxHxD, k_BxSxHxD, v_BxSxHxD, mask, is_causal: bool, d
     return jnp.einsum("bhts,bshd->bthd", probs_BxHxTxS.astype(v_BxSxHxD.dtype), v_BxSxHxD)
 
 
+def attention_mask(kind: str, length: int, *, segment_ids=None, prefix_length=None,
+                   prefix_mask=None, input_mask=None):
+    """The (B or 1, 1, T, T) boolean mask of attention ``kind``, or None for plain causal
+    attention (then the fused kernels' own causal path is used).
+
+    ``prefix_length`` (B,) or ``prefix_mask`` (B, T, True on prefix tokens; several prefixes in a
+    packed row are fine with ``segment_ids``) give the "prefix" kind its prefix.
+    """
+    if kind not in ATTENTION_KINDS:
+        raise ValueError(f"attention_kind must be one of {ATTENTION_KINDS}, got {kind!r}")
+    has_prefix = prefix_length is not None or prefix_mask is not None
+    if kind == "prefix" and not has_prefix:
+        raise ValueError("attention_kind 'prefix' needs a prefix_length (B,) or prefix_mask (B, T) "
+                         "batch key")
+    if kind != "prefix" and has_prefix:
+        raise ValueError(f"a prefix was given but attention_kind is {kind!r}; use 'prefix'")
+    if kind == "causal" and segment_ids is None and input_mask is None:
+        return None
+    T = length
+    query_TxT, key_TxT = jnp.arange(T)[:, None], jnp.arange(T)[None, :]
+    mask = (key_TxT <= query_TxT)[None] if kind != "bidirectional" else jnp.ones((1, T, T), bool)
+    if kind == "prefix":
+        if prefix_mask is None:
+            prefix_mask = jnp.arange(T)[None, :] < jnp.asarray(prefix_length)[:, None]
+        mask = mask | prefix_mask.astype(bool)[:, None, :]        # every query sees the prefix
+    if segment_ids is not None:
+        mask = mask & (segment_ids[:, :, None] == segment_ids[:, None, :])
+    if input_mask is not None:
+        mask = mask & input_mask.astype(bool)[:, None, :]        # padding is never a key
+    return mask[:, None]                                          # B,1,T,T
+
+
 @dataclasses.dataclass(frozen=True)
 class TransformerConfig:
     vocab_size: int
@@ -77,7 +115,8 @@ class TransformerConfig:
     rope: bool = False
     dtype: str = "float32"
     remat: bool = False
-    attention: str = "auto"
+    attention: str = "auto"           # the kernel: "auto" | "xla" | "cudnn"
+    attention_kind: str = "causal"    # which positions see which: see ATTENTION_KINDS
 
     def __post_init__(self):
         if self.embed_dim % self.num_heads:
@@ -85,6 +124,9 @@ class TransformerConfig:
         if self.attention not in _IMPLEMENTATIONS:
             raise ValueError(
                 f"attention must be one of {list(_IMPLEMENTATIONS)}, got {self.attention!r}")
+        if self.attention_kind not in ATTENTION_KINDS:
+            raise ValueError(f"attention_kind must be one of {list(ATTENTION_KINDS)}, got "
+                             f"{self.attention_kind!r}")
         if not 0.0 <= self.attention_dropout < 1.0:
             raise ValueError(f"attention_dropout must be in [0, 1), got {self.attention_dropout}")
         if self.dtype not in ("float32", "bfloat16"):
@@ -108,21 +150,21 @@ class TransformerConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def _init(std: float, names: tuple):
+def normal_init(std: float, names: tuple):
     return nn.with_logical_partitioning(nn.initializers.normal(stddev=std), names)
 
 
-def _zeros(names: tuple):
+def zeros_init(names: tuple):
     return nn.with_logical_partitioning(nn.initializers.zeros_init(), names)
 
 
-def _ones(names: tuple):
+def ones_init(names: tuple):
     return nn.with_logical_partitioning(nn.initializers.ones_init(), names)
 
 
-def _layer_norm(cfg: TransformerConfig, name: str) -> nn.LayerNorm:
+def layer_norm(cfg: TransformerConfig, name: str) -> nn.LayerNorm:
     return nn.LayerNorm(epsilon=1e-5, dtype=cfg.compute_dtype, use_bias=cfg.use_bias,
-                        scale_init=_ones(("embed",)), bias_init=_zeros(("embed",)), name=name)
+                        scale_init=ones_init(("embed",)), bias_init=zeros_init(("embed",)), name=name)
 
 
 def apply_rope(x_BxTxHxD: jax.Array, positions_BxT: jax.Array, base: float = 10000.0) -> jax.Array:
@@ -138,18 +180,24 @@ def apply_rope(x_BxTxHxD: jax.Array, positions_BxT: jax.Array, base: float = 100
     return out.astype(x_BxTxHxD.dtype)
 
 
-class CausalSelfAttention(nn.Module):
+class SelfAttention(nn.Module):
+    """Multi-head self-attention under a mask from :func:`attention_mask` (None: causal).
+
+    decode=True keeps a KV cache ("cache" collection): each call appends its T tokens at the
+    cache index, with ``input_mask`` (B, T) marking which of them are real (left padding is not),
+    and attends causally over the cached slots that are real. Decoding is causal only.
+    """
     config: TransformerConfig
     decode: bool = False
 
     @nn.compact
-    def __call__(self, x_BxTxE, positions_BxT, mask, train: bool):
+    def __call__(self, x_BxTxE, positions_BxT, mask, train: bool, input_mask=None):
         cfg = self.config
         H, D = cfg.num_heads, cfg.head_dim
         dense = lambda name: nn.DenseGeneral(
             (H, D), use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
-            kernel_init=_init(0.02, ("embed", "heads", "kv")), bias_init=_zeros(("heads", "kv")),
-            name=name)
+            kernel_init=normal_init(0.02, ("embed", "heads", "kv")),
+            bias_init=zeros_init(("heads", "kv")), name=name)
         q_BxTxHxD, k_BxTxHxD, v_BxTxHxD = (dense(n)(x_BxTxE) for n in ("query", "key", "value"))
         if cfg.rope:
             q_BxTxHxD = apply_rope(q_BxTxHxD, positions_BxT)
@@ -162,25 +210,8 @@ class CausalSelfAttention(nn.Module):
         if self.decode:
             if implementation == "cudnn":  # cuDNN flash attention rejects many decode shapes
                 implementation = "xla"
-            is_initialized = self.has_variable("cache", "cached_key")
-            B, T = x_BxTxE.shape[:2]
-            shape = (B, cfg.max_len, H, D)
-            cached_key = self.variable("cache", "cached_key", jnp.zeros, shape, k_BxTxHxD.dtype)
-            cached_value = self.variable("cache", "cached_value", jnp.zeros, shape, v_BxTxHxD.dtype)
-            cache_index = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
-            if is_initialized:  # on init only the (empty) cache is created; the chunk is run uncached
-                idx = cache_index.value
-                k_BxSxHxD = jax.lax.dynamic_update_slice(
-                    cached_key.value, k_BxTxHxD.astype(cached_key.value.dtype), (0, idx, 0, 0))
-                v_BxSxHxD = jax.lax.dynamic_update_slice(
-                    cached_value.value, v_BxTxHxD.astype(cached_value.value.dtype), (0, idx, 0, 0))
-                cached_key.value, cached_value.value = k_BxSxHxD, v_BxSxHxD
-                cache_index.value = idx + T
-                k_BxTxHxD, v_BxTxHxD = k_BxSxHxD, v_BxSxHxD
-                query_pos_T = idx + jnp.arange(T, dtype=jnp.int32)
-                key_pos_S = jnp.arange(cfg.max_len, dtype=jnp.int32)
-                mask = (key_pos_S[None, :] <= query_pos_T[:, None])[None, None]  # 1,1,T,S
-                is_causal = False
+            k_BxTxHxD, v_BxTxHxD, mask = self._cached(k_BxTxHxD, v_BxTxHxD, input_mask)
+            is_causal = mask is None
 
         if train and cfg.attention_dropout > 0:
             drop = nn.Dropout(cfg.attention_dropout, name="attn_dropout")
@@ -200,9 +231,36 @@ class CausalSelfAttention(nn.Module):
                 y_BxTxHxD = attend(implementation="xla")
         out_BxTxE = nn.DenseGeneral(
             cfg.embed_dim, axis=(-2, -1), use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
-            kernel_init=_init(0.02 / math.sqrt(2 * cfg.num_layers), ("heads", "kv", "embed")),
-            bias_init=_zeros(("embed",)), name="out")(y_BxTxHxD)
+            kernel_init=normal_init(0.02 / math.sqrt(2 * cfg.num_layers), ("heads", "kv", "embed")),
+            bias_init=zeros_init(("embed",)), name="out")(y_BxTxHxD)
         return nn.Dropout(cfg.dropout)(out_BxTxE, deterministic=not train)
+
+    def _cached(self, k_BxTxHxD, v_BxTxHxD, input_mask):
+        """Append this chunk to the cache; (keys, values, mask) to attend over. On init only the
+        (empty) cache is created and the chunk attends to itself causally."""
+        cfg = self.config
+        is_initialized = self.has_variable("cache", "cached_key")
+        B, T, H, D = k_BxTxHxD.shape
+        shape = (B, cfg.max_len, H, D)
+        cached_key = self.variable("cache", "cached_key", jnp.zeros, shape, k_BxTxHxD.dtype)
+        cached_value = self.variable("cache", "cached_value", jnp.zeros, shape, v_BxTxHxD.dtype)
+        cached_valid = self.variable("cache", "cached_valid", jnp.zeros, (B, cfg.max_len), jnp.bool_)
+        cache_index = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
+        if not is_initialized:
+            return k_BxTxHxD, v_BxTxHxD, None
+        idx = cache_index.value
+        valid_BxT = jnp.ones((B, T), jnp.bool_) if input_mask is None else input_mask.astype(bool)
+        k_BxSxHxD = jax.lax.dynamic_update_slice(
+            cached_key.value, k_BxTxHxD.astype(cached_key.value.dtype), (0, idx, 0, 0))
+        v_BxSxHxD = jax.lax.dynamic_update_slice(
+            cached_value.value, v_BxTxHxD.astype(cached_value.value.dtype), (0, idx, 0, 0))
+        valid_BxS = jax.lax.dynamic_update_slice(cached_valid.value, valid_BxT, (0, idx))
+        cached_key.value, cached_value.value, cached_valid.value = k_BxSxHxD, v_BxSxHxD, valid_BxS
+        cache_index.value = idx + T
+        query_pos_T = idx + jnp.arange(T, dtype=jnp.int32)
+        key_pos_S = jnp.arange(cfg.max_len, dtype=jnp.int32)
+        causal_TxS = key_pos_S[None, :] <= query_pos_T[:, None]
+        return k_BxSxHxD, v_BxSxHxD, (causal_TxS[None] & valid_BxS[:, None, :])[:, None]  # B,1,T,S
 
 
 class MLP(nn.Module):
@@ -213,107 +271,25 @@ class MLP(nn.Module):
         cfg = self.config
         M = cfg.mlp_ratio * cfg.embed_dim
         h_BxTxM = nn.Dense(M, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
-                           kernel_init=_init(0.02, ("embed", "mlp")), bias_init=_zeros(("mlp",)),
-                           name="fc")(x_BxTxE)
+                           kernel_init=normal_init(0.02, ("embed", "mlp")),
+                           bias_init=zeros_init(("mlp",)), name="fc")(x_BxTxE)
         h_BxTxM = nn.gelu(h_BxTxM, approximate=True)
         out_BxTxE = nn.Dense(cfg.embed_dim, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
-                             kernel_init=_init(0.02 / math.sqrt(2 * cfg.num_layers), ("mlp", "embed")),
-                             bias_init=_zeros(("embed",)), name="proj")(h_BxTxM)
+                             kernel_init=normal_init(0.02 / math.sqrt(2 * cfg.num_layers),
+                                                     ("mlp", "embed")),
+                             bias_init=zeros_init(("embed",)), name="proj")(h_BxTxM)
         return nn.Dropout(cfg.dropout)(out_BxTxE, deterministic=not train)
 
 
 class Block(nn.Module):
+    """Pre-LN transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
     config: TransformerConfig
     decode: bool = False
 
     @nn.compact
-    def __call__(self, x_BxTxE, positions_BxT, mask, train: bool):
+    def __call__(self, x_BxTxE, positions_BxT, mask, train: bool, input_mask=None):
         cfg = self.config
-        x_BxTxE = x_BxTxE + CausalSelfAttention(cfg, self.decode, name="attn")(
-            _layer_norm(cfg, "ln_1")(x_BxTxE), positions_BxT, mask, train)
-        x_BxTxE = x_BxTxE + MLP(cfg, name="mlp")(_layer_norm(cfg, "ln_2")(x_BxTxE), train)
+        x_BxTxE = x_BxTxE + SelfAttention(cfg, self.decode, name="attn")(
+            layer_norm(cfg, "ln_1")(x_BxTxE), positions_BxT, mask, train, input_mask)
+        x_BxTxE = x_BxTxE + MLP(cfg, name="mlp")(layer_norm(cfg, "ln_2")(x_BxTxE), train)
         return x_BxTxE
-
-
-class GPT(nn.Module):
-    """Decoder-only transformer. Returns float32 logits B,T,V.
-
-    decode=True: KV-cache mode ("cache" collection, call with mutable=["cache"]). Each
-    call appends its T tokens to the cache; positions default to cache_index + arange(T).
-    segment_ids are ignored in decode mode (one document per batch row).
-    """
-    config: TransformerConfig
-    decode: bool = False
-
-    @nn.compact
-    def __call__(self, tokens_BxT, *, positions=None, segment_ids=None, train: bool = False):
-        cfg = self.config
-        B, T = tokens_BxT.shape
-        start = 0
-        if self.decode:  # a model-level copy of the cache index, for the default positions
-            is_initialized = self.has_variable("cache", "cache_index")
-            index = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
-            if is_initialized:
-                start = index.value
-                index.value = start + T
-        if positions is None:
-            positions = jnp.broadcast_to(start + jnp.arange(T, dtype=jnp.int32), (B, T))
-
-        mask = None
-        if segment_ids is not None and not self.decode:
-            causal_TxT = jnp.tril(jnp.ones((T, T), dtype=jnp.bool_))
-            same_BxTxT = segment_ids[:, :, None] == segment_ids[:, None, :]
-            mask = (causal_TxT[None] & same_BxTxT)[:, None]  # B,1,T,T
-
-        wte = nn.Embed(cfg.vocab_size, cfg.embed_dim, dtype=cfg.compute_dtype,
-                       embedding_init=_init(0.02, ("vocab", "embed")), name="wte")
-        x_BxTxE = wte(tokens_BxT)
-        if not cfg.rope:
-            wpe = nn.Embed(cfg.max_len, cfg.embed_dim, dtype=cfg.compute_dtype,
-                           embedding_init=_init(0.02, ("length", "embed")), name="wpe")
-            x_BxTxE = x_BxTxE + wpe(positions)
-        x_BxTxE = nn.Dropout(cfg.dropout)(x_BxTxE, deterministic=not train)
-
-        block_cls = nn.remat(Block, static_argnums=(4,)) if cfg.remat else Block
-        for i in range(cfg.num_layers):
-            x_BxTxE = block_cls(cfg, self.decode, name=f"h_{i}")(x_BxTxE, positions, mask, train)
-        x_BxTxE = _layer_norm(cfg, "ln_f")(x_BxTxE)
-
-        if cfg.tie_embeddings:
-            logits_BxTxV = wte.attend(x_BxTxE)
-        else:
-            logits_BxTxV = nn.Dense(cfg.vocab_size, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
-                                    kernel_init=_init(0.02, ("embed", "vocab")),
-                                    bias_init=_zeros(("vocab",)), name="lm_head")(x_BxTxE)
-        return logits_BxTxV.astype(jnp.float32)
-
-
-def _size(leaf: Any) -> int:
-    return int(np.prod(leaf.shape))
-
-
-def param_count(params, *, non_embedding: bool = True) -> int:
-    """Number of parameters (boxed, unboxed or abstract; params tree or {'params': ...}).
-
-    nanoGPT convention: non_embedding=True subtracts only the position-embedding table
-    (wpe); the token embedding is counted because it is tied to the output head.
-    """
-    params = nn.unbox(params)
-    total = 0
-    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        keys = [getattr(k, "key", None) for k in path]
-        if non_embedding and "wpe" in keys:
-            continue
-        total += _size(leaf)
-    return total
-
-
-def flops_per_token(cfg: TransformerConfig, n_params: int, seq_len: int) -> int:
-    """Training FLOPs per token, nanoGPT's estimate_mfu / PaLM appendix B convention.
-
-    6*N (forward+backward of the matmuls with N params) + 12*L*H*Q*T for attention
-    (QK^T and AV), with L layers, H heads, Q head dim, T sequence length. Multiply by
-    tokens per second and divide by peak FLOP/s for MFU.
-    """
-    L, H, Q, T = cfg.num_layers, cfg.num_heads, cfg.head_dim, seq_len
-    return 6 * n_params + 12 * L * H * Q * T

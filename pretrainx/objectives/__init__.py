@@ -1,3 +1,5 @@
-"""Objectives register themselves on import; importing this package makes all of them available."""
-from pretrainx.objectives.base import EvalContext, Objective, get, names, register  # noqa: F401
+"""Objectives register themselves on import; importing this package makes all of them available.
+The contract they follow is in base.py (and docs/design.md)."""
+from pretrainx.objectives.base import (DENOMINATOR, BatchContext, DataRequest,  # noqa: F401
+                                       EvalContext, Objective, StepContext, get, names, register)
 from pretrainx.objectives import clm, diffusion, flow, meanflow, shortcut  # noqa: F401,E402

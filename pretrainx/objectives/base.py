@@ -1,34 +1,105 @@
 """The objective contract: the one seam through which every training objective plugs into the runner.
 
-The runner (``pretrainx.train``) never branches on the objective's name. It asks the registry for
-``config.objective``, then uses only the methods below. An objective owns its model(s), the
-host-side corruption of a batch (masking, span corruption, noising), a pure loss, and optionally
-evaluators and a sampler.
+The runner (``pretrainx.train``, its step in ``pretrainx.step``) never branches on the objective's
+name: it asks the registry for ``config.objective`` and uses only the methods below. An objective
+owns its model(s), the host-side corruption of a batch (masking, span corruption), an optional
+on-device phase before the loss (rollouts, reference log-probs), a pure loss, optionally its own
+update (PPO's epochs x minibatches), a small auxiliary state, evaluators and a sampler.
 
-Shapes of the pieces the runner relies on:
-  * ``init(rng) -> Params``: the trainable parameters, as a pytree whose leaves may be boxed with
-    ``nn.with_logical_partitioning`` (the runner reads their logical axis names, maps them to the
-    mesh with ``config.sharding.rules`` and initialises them already sharded).
-  * ``init_frozen(rng) -> pytree``: parameters that are carried but never trained (a reference
-    policy for PPO/DPO, a reward model). Same boxing rules; empty dict by default.
-  * ``transform(batch, rng) -> batch``: numpy in, numpy out, on the host, before the batch is
-    sharded. ``rng`` is a ``np.random.Generator`` seeded from (seed, step), so it is reproducible
-    and resumable.
-  * ``loss_fn(params, batch, rng, *, train, frozen) -> (loss, metrics)``: pure and jittable;
-    ``metrics`` is a flat dict of scalar means (they are averaged over micro-batches and devices).
-  * ``evaluators()``: extra evaluations (FID, sample grids, text samples) run every eval period.
+One step, in order (``step.train_step``; ``ctx`` says which step it is, see the contexts below):
+
+  host   batch = source rows of this process -> ``transform(batch, rng, ctx=BatchContext)``
+  device batch = ``prepare(params, frozen, batch, rng, ctx)``            (default: unchanged)
+         params, opt_state, metrics = ``update(params, opt_state, batch, rng, ctx, updater)``
+             default: one (accumulated) gradient of ``loss_fn(params, batch, rng, *, train,
+             frozen, ctx)``, applied by the optimiser
+         metrics = ``finalize_metrics(metrics)``;  aux = ``update_aux(aux, metrics, ctx)``
+
+The pieces:
+  * ``init(rng) -> params``: the trainable parameters, boxed with ``nn.with_logical_partitioning``
+    (the runner maps their logical axis names to the mesh and initialises them sharded).
+  * ``init_frozen(rng) -> pytree``: carried but never trained (a reference policy, a reward model);
+    saved once per run, not at every checkpoint. ``{}`` by default.
+  * ``init_aux() -> pytree``: small non-parameter state carried and checkpointed with the train
+    state (an adaptive KL coefficient, running reward statistics); replicated. ``{}`` by default.
+  * ``transform(batch, rng, *, ctx)``: numpy in, numpy out, on the host. ``rng`` is the same
+    generator in every process (seeded by (seed, batch index)): draw for the *global* batch
+    (``ctx.global_batch_size`` rows) and keep this process's rows with ``ctx.local(x)``, so a run
+    makes the same draws whatever its number of processes.
+  * ``loss_fn(params, batch, rng, *, train, frozen, ctx) -> (loss, metrics)``: pure, jittable;
+    ``metrics`` a flat dict of scalar means. Put the count the means are over (tokens, masked
+    tokens, examples) in ``metrics[DENOMINATOR]``: micro-batches and validation batches are then
+    pooled weighted by it, so a masked or packed batch gets the true token mean. Absent, every
+    call weighs the same.
+  * ``finalize_metrics(metrics)``: metrics derived from pooled means (perplexity = exp(pooled NLL)).
+  * ``adapt_init_from(source, target)``: head surgery when ``config.init_from`` loads another
+    run's arrays (see ``pretrainx/init_from.py``).
+  * ``data_request()``: the raw sequence length and the batch fields to ask the data for.
+  * ``flops_per_batch(batch)``: training FLOPs of these rows, for MFU (None: not reported).
+  * ``evaluators()``: extra evaluations (FID, sample grids, text samples) every eval period.
+
+Objectives written before the contexts existed (``loss_fn`` / ``transform`` without ``ctx``)
+still work: the base class accepts and drops the ``ctx`` their signature does not name.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from typing import Any, Callable, Iterable, Protocol
 
+import flax
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 Params = Any
 Batch = dict[str, Any]
 Metrics = dict[str, jax.Array]
+
+#: the metrics key holding the count a loss_fn's means are over (tokens, examples, ...)
+DENOMINATOR = "denominator"
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchContext:
+    """What the host-side ``transform`` knows about its batch."""
+    step: int                 # the train step the batch is for (at an eval: the step evaluated)
+    index: int                # the batch's index in its stream (train: == step)
+    total_steps: int          # config.train.steps
+    global_batch_size: int    # rows in the batch over all processes
+    rows: slice               # this process's rows of the global batch
+    train: bool = True
+
+    def local(self, x):
+        """This process's rows of an array drawn for the whole global batch."""
+        return x[self.rows]
+
+    @classmethod
+    def single_process(cls, batch_size: int, step: int = 0, total_steps: int = 0,
+                       train: bool = True) -> "BatchContext":
+        return cls(step, step, total_steps, batch_size, slice(0, batch_size), train)
+
+
+@flax.struct.dataclass
+class StepContext:
+    """What ``prepare``, ``loss_fn``, ``update`` and ``update_aux`` know inside the jitted step."""
+    step: jax.Array           # int32 scalar: updates done before this one (0 at the first step)
+    aux: Any = None           # the auxiliary state (``init_aux``) as the step began
+    total_steps: int = flax.struct.field(pytree_node=False, default=0)
+    train: bool = flax.struct.field(pytree_node=False, default=True)
+
+    @property
+    def progress(self) -> jax.Array:
+        """step / total_steps in [0, 1], for schedules of masking rates, mixtures, KL weights."""
+        return self.step.astype(jnp.float32) / max(self.total_steps, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataRequest:
+    """What an objective asks of the data pipeline."""
+    seq_len: int | None       # raw tokens per row (T5 reads 568 raw tokens to make 512 inputs)
+    fields: tuple[str, ...] | None = None   # batch keys to serve; None: all the source gives
 
 
 @dataclasses.dataclass
@@ -43,6 +114,7 @@ class EvalContext:
     val_data: Any             # a BatchSource for the validation split (may be None)
     tokenizer: Any = None
     final: bool = False       # the run's last eval (or `pretrainx eval`): costly extras run here
+    aux: Any = None           # the auxiliary state (init_aux) of the evaluated step
 
 
 class Evaluator(Protocol):
@@ -52,39 +124,103 @@ class Evaluator(Protocol):
     def __call__(self, ctx: EvalContext) -> Iterable[tuple[str, float]]: ...
 
 
+def _drops_ctx(fn):
+    """``fn`` for an objective written before the contexts: accept ``ctx`` and drop it."""
+    @functools.wraps(fn)
+    def wrapper(*args, ctx=None, **kwargs):
+        return fn(*args, **kwargs)
+    return wrapper
+
+
 class Objective:
     """Base class with the defaults most objectives want; subclasses override what differs."""
 
     #: dict keys every batch for this objective must hold (checked once, with a clear error).
     batch_keys: tuple[str, ...] = ()
-    #: name of the token count in a batch, for tokens/s and MFU; None for non-token objectives.
+    #: name of the token count in a batch, for tokens/s; None for non-token objectives.
     tokens_key: str | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("loss_fn", "transform"):
+            fn = cls.__dict__.get(name)
+            if fn is not None and "ctx" not in inspect.signature(fn).parameters:
+                setattr(cls, name, _drops_ctx(fn))
 
     def __init__(self, config):
         self.config = config
         self.tokenizer = None
         self.data_info: dict = {}
 
+    # --- data ---------------------------------------------------------------------------------
+    def data_request(self) -> DataRequest:
+        """The raw length and fields to ask the data for; by default ``data.seq_len`` and all."""
+        return DataRequest(seq_len=self.config.data.get("seq_len"), fields=None)
+
     def bind_data(self, dataset) -> None:
         """Called once by the runner with the built ``Dataset`` (tokenizer, sizes) before init."""
         self.tokenizer = dataset.tokenizer
         self.data_info = dict(dataset.info)
 
-    # --- parameters -------------------------------------------------------------------------
+    def transform(self, batch: Batch, rng: np.random.Generator, *,
+                  ctx: BatchContext | None = None) -> Batch:
+        return batch
+
+    def check_batch(self, batch: Batch) -> None:
+        missing = [k for k in self.batch_keys if k not in batch]
+        if missing:
+            raise ValueError(
+                f"objective {type(self).__name__} needs batch keys {list(self.batch_keys)}; "
+                f"the data pipeline gave {sorted(batch)} (missing {missing})")
+
+    # --- state --------------------------------------------------------------------------------
     def init(self, rng: jax.Array) -> Params:
         raise NotImplementedError
 
     def init_frozen(self, rng: jax.Array) -> Params:
         return {}
 
-    # --- data side --------------------------------------------------------------------------
-    def transform(self, batch: Batch, rng: np.random.Generator) -> Batch:
+    def init_aux(self) -> Any:
+        return {}
+
+    def adapt_init_from(self, source: dict, target: dict) -> dict:
+        """Head surgery for ``config.init_from``: ``source`` holds the other run's arrays
+        ({"params": ..., and "ema_params" / "frozen" when asked for}, numpy leaves), ``target``
+        this run's fresh ``{"params", "frozen"}`` as ShapeDtypeStructs. Return the source to map
+        into the target: drop a head that does not fit, rename, or build a new head's arrays.
+        Leaves of the target that the mapping does not fill keep their fresh initialisation."""
+        return source
+
+    # --- the step -----------------------------------------------------------------------------
+    def prepare(self, params: Params, frozen: Params, batch: Batch, rng: jax.Array,
+                ctx: StepContext) -> Batch:
+        """On-device work on the whole batch before the loss, inside the jitted step, with the
+        current parameters (not differentiated): rollouts, reference log-probs, rewards."""
         return batch
 
-    # --- the loss ---------------------------------------------------------------------------
     def loss_fn(self, params: Params, batch: Batch, rng: jax.Array, *, train: bool,
-                frozen: Params) -> tuple[jax.Array, Metrics]:
+                frozen: Params, ctx: StepContext | None = None) -> tuple[jax.Array, Metrics]:
         raise NotImplementedError
+
+    def update(self, params: Params, opt_state, batch: Batch, rng: jax.Array, ctx: StepContext,
+               updater) -> tuple[Params, Any, Metrics]:
+        """One training update; returns (params, opt_state, metrics with "loss").
+
+        ``updater.loss_and_grad(params, batch, rng) -> (loss, metrics, grads)`` runs ``loss_fn``
+        (over ``optimizer.grad_accum`` micro-batches, pooled by their denominators);
+        ``updater.apply(params, opt_state, grads) -> (params, opt_state)`` is the optimiser.
+        Override for several updates per batch (PPO's epochs x minibatches)."""
+        loss, metrics, grads = updater.loss_and_grad(params, batch, rng)
+        params, opt_state = updater.apply(params, opt_state, grads)
+        return params, opt_state, {**metrics, "loss": loss, "grad_norm": updater.norm(grads)}
+
+    def update_aux(self, aux: Any, metrics: Metrics, ctx: StepContext) -> Any:
+        """The auxiliary state after a step, from the step's metrics (e.g. adapt a KL coefficient)."""
+        return aux
+
+    def finalize_metrics(self, metrics: dict) -> dict:
+        """Metrics computed from pooled means (train: over micro-batches; eval: over batches)."""
+        return metrics
 
     # --- evaluation and generation ------------------------------------------------------------
     def evaluators(self) -> list[Evaluator]:
@@ -96,16 +232,10 @@ class Objective:
         steps, sampler, guidance, num_samples, seed) with None for those not given."""
         raise NotImplementedError(f"objective {type(self).__name__} has no sampler")
 
-    def flops_per_token(self) -> float | None:
-        """Training FLOPs per token (forward + backward) for MFU; None where it does not apply."""
+    def flops_per_batch(self, batch: Batch) -> float | None:
+        """Training FLOPs (forward + backward) of the rows of ``batch``, for MFU; None where the
+        objective does not count them."""
         return None
-
-    def check_batch(self, batch: Batch) -> None:
-        missing = [k for k in self.batch_keys if k not in batch]
-        if missing:
-            raise ValueError(
-                f"objective {type(self).__name__} needs batch keys {list(self.batch_keys)}; "
-                f"the data pipeline gave {sorted(batch)} (missing {missing})")
 
 
 _REGISTRY: dict[str, Callable[..., Objective]] = {}

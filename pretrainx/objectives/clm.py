@@ -1,7 +1,12 @@
 """Causal language modelling (GPT): predict token t+1 from tokens <= t.
 
 Batch: ``inputs``, ``targets`` (B x T int32); optional ``weights`` (padding mask), ``segment_ids``
-and ``positions`` (packed documents: attention stays inside a document).
+and ``positions`` (packed documents: attention stays inside a document), ``prefix_length`` or
+``prefix_mask`` (a prefix LM with ``model.attention_kind="prefix"``), ``input_mask`` (padding keys).
+
+The loss is the mean over weighted target tokens and reports their count as its denominator, so
+gradient accumulation and validation pool the true token mean of packed or padded batches;
+perplexity and bits are derived from the pooled NLL (``finalize_metrics``).
 """
 from __future__ import annotations
 
@@ -12,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx import losses
-from pretrainx.models import transformer
-from pretrainx.objectives.base import EvalContext, Objective, register
+from pretrainx import decoding, losses
+from pretrainx.models import gpt, transformer
+from pretrainx.objectives.base import DENOMINATOR, EvalContext, Objective, register
 
 LN2 = math.log(2.0)
 
@@ -27,7 +32,7 @@ class CausalLM(Objective):
     def __init__(self, config):
         super().__init__(config)
         self.model_config = transformer.TransformerConfig.from_config(config.model)
-        self.model = transformer.GPT(self.model_config)
+        self.model = gpt.GPT(self.model_config)
         self.label_smoothing = float(config.get("loss", {}).get("label_smoothing", 0.0))
 
     def bind_data(self, dataset) -> None:
@@ -44,24 +49,38 @@ class CausalLM(Objective):
 
     def logits(self, params, batch, rng, *, train: bool):
         return self.model.apply({"params": params}, batch["inputs"], positions=batch.get("positions"),
-                                segment_ids=batch.get("segment_ids"), train=train,
+                                segment_ids=batch.get("segment_ids"),
+                                prefix_length=batch.get("prefix_length"),
+                                prefix_mask=batch.get("prefix_mask"),
+                                input_mask=batch.get("input_mask"), train=train,
                                 rngs={"dropout": rng} if train else None)
 
-    def loss_fn(self, params, batch, rng, *, train, frozen):
+    def loss_fn(self, params, batch, rng, *, train, frozen, ctx=None):
         logits = self.logits(params, batch, rng, train=train)
-        loss, nll, acc, _ = losses.cross_entropy(logits, batch["targets"], weights=batch.get("weights"),
-                                                 label_smoothing=self.label_smoothing)
-        metrics = {"loss": loss, "nll": nll, "perplexity": jnp.exp(nll), "accuracy": acc,
-                   "bits_per_token": nll / LN2}
+        loss, nll, acc, tokens = losses.cross_entropy(
+            logits, batch["targets"], weights=batch.get("weights"),
+            label_smoothing=self.label_smoothing)
+        return loss, {"nll": nll, "accuracy": acc, DENOMINATOR: tokens}
+
+    def finalize_metrics(self, metrics):
+        nll = metrics["nll"]
+        metrics = {**metrics, "perplexity": jnp.exp(nll), "bits_per_token": nll / LN2}
         chars = self.data_info.get("chars")
         tokens = self.data_info.get("train_tokens", 0) + self.data_info.get("val_tokens", 0)
         if chars and tokens:   # bits per character of the raw text, whatever the tokenizer
             metrics["bits_per_char"] = nll / LN2 * (tokens / chars)
-        return loss, metrics
+        return metrics
 
-    def flops_per_token(self):
-        n = transformer.param_count(self._abstract_params(), non_embedding=True)
-        return transformer.flops_per_token(self.model_config, n, int(self.config.data.seq_len))
+    def flops_per_token(self) -> float:
+        """nanoGPT's 6N + 12·L·H·Q·T, T the model's sequence length (``data.seq_len``)."""
+        if not hasattr(self, "_flops_per_token"):
+            n = gpt.param_count(self._abstract_params(), non_embedding=True)
+            self._flops_per_token = gpt.flops_per_token(self.model_config, n,
+                                                        int(self.config.data.seq_len))
+        return self._flops_per_token
+
+    def flops_per_batch(self, batch):
+        return self.flops_per_token() * batch["inputs"].size
 
     def _abstract_params(self):
         import flax.linen as nn
@@ -70,14 +89,14 @@ class CausalLM(Objective):
     # --- generation ---------------------------------------------------------------------------
     def generate_text(self, params, prompt: str, *, max_new_tokens: int, temperature: float,
                       top_k: int | None, seed: int) -> str:
-        from pretrainx import sample
         if self.tokenizer is None:
             raise ValueError("no tokenizer bound: sampling needs the run's tokenizer.json")
         ids = self.tokenizer.encode(prompt) or [0]
         vocab = min(self.tokenizer.vocab_size, self.model_config.vocab_size)
-        out = sample.generate(self.model_config, params, np.asarray(ids, np.int32), max_new_tokens,
-                              rng=jax.random.PRNGKey(seed), temperature=temperature,
-                              top_k=min(top_k, vocab) if top_k else None, vocab_size=vocab)
+        out = decoding.generate(gpt.GPTDecoder(self.model_config), params,
+                                np.asarray(ids, np.int32), max_new_tokens,
+                                rng=jax.random.PRNGKey(seed), temperature=temperature,
+                                top_k=min(top_k, vocab) if top_k else None, vocab_size=vocab)
         return self.tokenizer.decode(np.asarray(out)[0].tolist())
 
     def sample_command(self, ctx: EvalContext, options: dict) -> str:

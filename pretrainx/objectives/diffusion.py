@@ -161,7 +161,7 @@ class DDPM(ImageGenerativeObjective):
     def model_time(self, t):
         return t
 
-    def loss_fn(self, params, batch, rng, *, train, frozen=None):
+    def loss_fn(self, params, batch, rng, *, train, frozen=None, ctx=None):
         x0 = batch["image"].astype(jnp.float32)
         t_rng, noise_rng, drop_rng, label_rng = jax.random.split(rng, 4)
         t = jax.random.randint(t_rng, (x0.shape[0],), 0, self.schedule.num_steps)

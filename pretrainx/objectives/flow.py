@@ -88,7 +88,7 @@ class FlowMatching(ImageGenerativeObjective):
     def model_time(self, t):
         return MODEL_TIME_SCALE * t
 
-    def loss_fn(self, params, batch, rng, *, train, frozen=None):
+    def loss_fn(self, params, batch, rng, *, train, frozen=None, ctx=None):
         x0 = batch["image"].astype(jnp.float32)
         t_rng, noise_rng, drop_rng, label_rng = jax.random.split(rng, 4)
         f = self.config.flow

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx import fid
+from pretrainx.evaluators import fid
 from pretrainx import sharding as sharding_lib
 from pretrainx.models.dit import DiT
 from pretrainx.models.unet import UNet

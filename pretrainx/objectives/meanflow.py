@@ -114,7 +114,7 @@ class MeanFlow(ImageGenerativeObjective):
         dropped = (labels == self.model.null_label).reshape(-1, *([1] * (z_t.ndim - 1)))
         return jnp.where(dropped, velocity, guided)
 
-    def loss_fn(self, params, batch, rng, *, train, frozen=None):
+    def loss_fn(self, params, batch, rng, *, train, frozen=None, ctx=None):
         x = batch["image"].astype(jnp.float32)
         time_rng, noise_rng, drop_rng, label_rng = jax.random.split(rng, 4)
         t, r = sample_time_pairs(time_rng, x.shape[0], **self.time_kw)

@@ -110,7 +110,7 @@ class ShortcutModel(ImageGenerativeObjective):
             return uncond + w.reshape(-1, *([1] * (x.ndim - 1))) * (cond - uncond)
         return predict
 
-    def loss_fn(self, params, batch, rng, *, train, frozen=None):
+    def loss_fn(self, params, batch, rng, *, train, frozen=None, ctx=None):
         x0 = batch["image"].astype(jnp.float32)
         rows = x0.shape[0]
         n_boot = int(rows * self.bootstrap_fraction)

@@ -90,7 +90,7 @@ def _inception_unavailable(arrays, cache_dir, protocol):
 
 @register_extractor("classifier")
 def _classifier_extractor(arrays, cache_dir, protocol):
-    from pretrainx import fid_classifier    # lazy: only this extractor needs flax/optax
+    from pretrainx.evaluators import fid_classifier    # lazy: only this extractor needs flax/optax
     return fid_classifier.load_or_train(arrays, cache_dir, protocol.seed,
                                         protocol.classifier_steps)
 

@@ -2,6 +2,9 @@
 
     P(w | c) = (count(c, w) + k) / (count(c) + k * V)        c = the previous n-1 tokens
 
+The text is split as the training pipeline's default (``data/text.py``: nanoGPT's split by
+character position), so the numbers compare with a GPT's on the same ``val_fraction``.
+
 k = 0 is the maximum-likelihood estimate of the counting lecture; an event never seen in
 training (or a context never seen) then has probability 0 and the loss is reported as ``inf``,
 together with how many such events there were and the loss over the remaining ones
@@ -22,6 +25,9 @@ import sys
 from typing import Sequence
 
 import numpy as np
+
+from pretrainx.data import text as text_lib
+from pretrainx.data import tokenizer as tokenizer_lib
 
 
 class NGramLM:
@@ -95,17 +101,10 @@ class NGramLM:
         return out
 
 
-def split_text(text: str, val_fraction: float) -> tuple[str, str]:
-    """nanoGPT's split: the first (1 - val_fraction) of the characters train, the rest validate."""
-    cut = int(len(text) * (1 - val_fraction))
-    return text[:cut], text[cut:]
-
-
 def fit_and_evaluate(text: str, tokenizer_spec: str = "char", n: int = 2, k: float = 0.0,
                      val_fraction: float = 0.1) -> dict:
     """Split ``text``, tokenize, count on train, score both: ``{"train": {...}, "val": {...}}``."""
-    from pretrainx.data import tokenizer as tokenizer_lib
-    train_text, val_text = split_text(text, val_fraction)
+    train_text, val_text = text_lib.split_text(text, val_fraction)
     # a char vocabulary is fit on the whole text, as nanoGPT's prepare.py, so val chars have ids
     tok = tokenizer_lib.from_spec(tokenizer_spec, text)
     train_ids, val_ids = np.asarray(tok.encode(train_text)), np.asarray(tok.encode(val_text))

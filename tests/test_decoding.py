@@ -1,4 +1,6 @@
-"""generate(): greedy == argmax of a full recompute, determinism, top_k, input checks."""
+"""Decoding (pretrainx/decoding.py) with the GPT's KV cache: greedy == argmax of a full recompute,
+determinism, top_k, input checks; left-padded batches decode as each row alone; EOS stops a row;
+the whole decode runs inside jit."""
 import functools
 
 import flax.linen as nn
@@ -7,11 +9,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pretrainx.models.transformer import GPT, TransformerConfig
-from pretrainx.sample import generate
+from pretrainx import decoding
+from pretrainx.models.gpt import GPT, GPTDecoder
+from pretrainx.models.transformer import TransformerConfig
 
 CFG = TransformerConfig(vocab_size=17, num_layers=2, num_heads=4, embed_dim=32, max_len=16)
 B, P, N = 2, 5, 6
+DECODER = GPTDecoder(CFG)
+
+
+def generate(cfg, params, prompt, n, **kw):
+    assert cfg == CFG
+    return decoding.generate(DECODER, params, prompt, n, **kw)
 
 
 @functools.lru_cache(maxsize=None)
@@ -100,3 +109,65 @@ def test_vocab_size_bounds_the_ids_of_a_padded_output_layer():
     assert out.max() < 5
     with pytest.raises(ValueError, match=r"top_k must be in \[1, 5\]"):
         generate(CFG, params, prompt, N, rng=jax.random.key(3), top_k=6, vocab_size=5)
+
+
+# ---- left-padded batches, EOS, decoding inside jit --------------------------------------------
+
+PROMPTS = [[3, 1, 4, 1, 5], [9, 2], [6, 5, 3, 5]]      # different lengths: left-padded to 5
+
+
+@functools.lru_cache(maxsize=None)
+def _decode_fn(greedy, eos_id=None):
+    return jax.jit(functools.partial(decoding.decode, DECODER, max_new_tokens=N, greedy=greedy,
+                                     eos_id=eos_id, temperature=1.0))
+
+
+def _decode(prompts, keys, greedy, eos_id=None):
+    ids, mask = decoding.left_pad(prompts)
+    return jax.device_get(_decode_fn(greedy, eos_id)(nn.unbox(_params()), ids, mask, keys))
+
+
+@pytest.mark.parametrize("greedy", [True, False], ids=["greedy", "sampled"])
+def test_left_padded_batch_decodes_as_each_row_alone(greedy):
+    keys = jax.random.split(jax.random.key(11), len(PROMPTS))      # row b draws with keys[b]
+    batch = _decode(PROMPTS, keys, greedy)
+    assert batch.tokens.shape == (3, N) and batch.log_probs.shape == (3, N)
+    for b, prompt in enumerate(PROMPTS):
+        alone = _decode([prompt], keys[b:b + 1], greedy)
+        np.testing.assert_array_equal(batch.tokens[b], alone.tokens[0])
+        np.testing.assert_allclose(batch.log_probs[b], alone.log_probs[0], atol=1e-5)
+
+
+def test_log_probs_are_the_models():
+    (prompt,) = PROMPTS[1:2]
+    out = _decode([prompt], jax.random.split(jax.random.key(2), 1), False)
+    seq = np.asarray([prompt + out.tokens[0].tolist()], np.int32)
+    logp = jax.nn.log_softmax(_full_logits(seq)[0])
+    for i, tok in enumerate(out.tokens[0]):          # token i was drawn after len(prompt) + i ids
+        assert out.log_probs[0, i] == pytest.approx(float(logp[len(prompt) + i - 1, tok]), abs=1e-5)
+
+
+def test_eos_stops_a_row_and_pads_the_rest():
+    keys = jax.random.split(jax.random.key(5), len(PROMPTS))
+    free = _decode(PROMPTS, keys, True)
+    eos = int(free.tokens[0, 2])                      # row 0 emits it at step 2 (or earlier)
+    stopped = _decode(PROMPTS, keys, True, eos_id=eos)
+    for b in range(len(PROMPTS)):
+        hits = np.flatnonzero(free.tokens[b] == eos)
+        end = hits[0] + 1 if len(hits) else N
+        assert stopped.lengths[b] == end
+        np.testing.assert_array_equal(stopped.tokens[b, :end], free.tokens[b, :end])
+        assert (stopped.tokens[b, end:] == 0).all() and (stopped.log_probs[b, end:] == 0).all()
+    assert stopped.lengths[0] <= 3
+
+
+def test_decoding_runs_inside_a_jitted_function_of_the_params():
+    @jax.jit
+    def rollout_score(params, prompt, mask, key):      # as an objective's prepare would
+        out = decoding.decode(DECODER, params, prompt, mask, key, max_new_tokens=N, greedy=True)
+        return out.log_probs.sum()
+    ids, mask = decoding.left_pad(PROMPTS)
+    keys = jax.random.split(jax.random.key(0), 3)
+    total = rollout_score(nn.unbox(_params()), ids, mask, keys)
+    assert float(total) == pytest.approx(float(_decode(PROMPTS, keys, True).log_probs.sum()),
+                                         rel=1e-5)

@@ -1,0 +1,101 @@
+"""Reading text from disk: files, globs, the Python standard library's source, JSONL records,
+TFDS text data sets. Everything here returns plain strings; ``text.py`` turns them into batches."""
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+import sysconfig
+
+STDLIB = "stdlib"   # data.path value: the running Python's standard library sources (*.py)
+
+
+def expand_paths(path) -> list[str]:
+    """A path, a glob, or a list of either -> the sorted existing files (error if none)."""
+    patterns = [path] if isinstance(path, str) else list(path)
+    files = []
+    for p in patterns:
+        p = os.path.expanduser(p)
+        matched = sorted(glob.glob(p)) if any(c in p for c in "*?[") else [p]
+        missing = [m for m in matched if not os.path.exists(m)]
+        if missing:
+            raise FileNotFoundError(f"data file not found: {missing[0]}")
+        files += matched
+    if not files:
+        raise FileNotFoundError(f"no data files match {path!r}")
+    return files
+
+
+def stdlib_source_files() -> list[str]:
+    """Sorted .py files of the standard library this Python ships: real code, always present."""
+    root = sysconfig.get_paths()["stdlib"]
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        # site-packages holds installed third-party code, not the standard library.
+        dirnames[:] = sorted(d for d in dirnames if d not in ("site-packages", "__pycache__"))
+        files += [os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith(".py")]
+    return files
+
+
+def read_corpus(path, max_bytes: int = 0) -> str:
+    """The text of ``path`` (a file, a glob or list of files joined in order, or ``"stdlib"``),
+    cut to ``max_bytes`` characters when that is > 0."""
+    files = stdlib_source_files() if path == STDLIB else expand_paths(path)
+    if os.path.isdir(files[0]):
+        raise FileNotFoundError(f"data.path {path!r} is a directory; give a file or a glob")
+    parts, size = [], 0
+    for f in files:
+        with open(f, encoding="utf-8", errors="replace") as fh:
+            parts.append(fh.read())
+        size += len(parts[-1])
+        if max_bytes and size >= max_bytes:
+            break
+    text = "".join(parts)
+    if max_bytes:
+        text = text[:max_bytes]
+    if not text.strip():
+        raise ValueError(f"data file is empty: {path}")
+    return text
+
+
+def read_jsonl(path, text_key: str = "text", max_docs: int = 0) -> list[str]:
+    """The ``text_key`` field of every record of the .jsonl / .jsonl.gz files (in order)."""
+    docs = []
+    for file in expand_paths(path):
+        opener = gzip.open if file.endswith(".gz") else open
+        with opener(file, "rt", encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                if text_key not in record:
+                    raise KeyError(f"{file}:{line_no}: no field {text_key!r} "
+                                   f"(fields: {sorted(record)}); set data.text_key")
+                docs.append(str(record[text_key]))
+                if max_docs and len(docs) >= max_docs:
+                    return docs
+    return docs
+
+
+def read_text_files(path) -> list[str]:
+    """Each matched file is one document."""
+    docs = []
+    for file in expand_paths(path):
+        with open(file, encoding="utf-8", newline="") as f:
+            docs.append(f.read())
+    return docs
+
+
+def split_on_separator(text: str, separator: str) -> list[str]:
+    """Non-blank documents of ``text`` separated by ``separator`` (e.g. "\\n" or "\\n\\n")."""
+    return [d for d in text.split(separator) if d.strip()]
+
+
+def read_tfds_text(data_config) -> str:
+    """Every split of a prepared TFDS text data set, in order (``data.tfds_name``): TFDS
+    tiny_shakespeare's 90/5/5 train/validation/test then splits 90/10 exactly as the file does."""
+    from pretrainx.data import tfds_text  # lazy: tensorflow_datasets is slow to import
+    return tfds_text.load_text(data_config.tfds_name, data_config.get("tfds_data_dir") or None,
+                               split="train+validation+test",
+                               text_key=data_config.get("tfds_text_key", "text"))

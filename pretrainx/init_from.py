@@ -1,0 +1,176 @@
+"""``config.init_from``: start a run from another run's arrays (fine-tuning, a reference policy, a
+value head on a pretrained trunk).
+
+    c.init_from.workdir = "workdirs/gpt"    # the other run; "" starts from scratch
+    c.init_from.step = "latest"             # "latest" | "best" | a step number ("2000")
+    c.init_from.mapping = (("params", "params"),)   # (source subtree, target subtree) pairs
+
+A source path starts with ``params``, ``ema_params`` or ``frozen`` (the other run's state); a
+target path with ``params`` or ``frozen`` (this run's), e.g. ``(("params", "params/backbone"),
+("params", "frozen/reference"))`` puts a language model under a new head and keeps a frozen copy
+as the reference policy. Before mapping, the objective's ``adapt_init_from(source, target)`` may
+do head surgery (drop the old head, build a new one). Every source array must find a place of
+the same shape (else a one-line error names it); target arrays no source fills keep their fresh
+initialisation, and the log lists them.
+
+Applied only when the run's workdir has no checkpoint of its own: a resumed run restores its own
+state and never reads the other run again (``train.run``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from pretrainx import checkpoint as checkpoint_lib
+
+log = logging.getLogger(__name__)
+
+SOURCE_ROOTS = ("params", "ema_params", "frozen")
+TARGET_ROOTS = ("params", "frozen")
+
+
+class InitFromError(ValueError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class InitFrom:
+    workdir: str
+    step: str = "latest"
+    mapping: tuple[tuple[str, str], ...] = (("params", "params"),)
+
+    @classmethod
+    def from_config(cls, config) -> "InitFrom | None":
+        c = config.get("init_from")
+        if c is None or not c.get("workdir"):
+            return None
+        mapping = tuple((str(s), str(d)) for s, d in c.get("mapping", cls.mapping))
+        for src, dst in mapping:
+            if src.split("/")[0] not in SOURCE_ROOTS or dst.split("/")[0] not in TARGET_ROOTS:
+                raise InitFromError(f"init_from.mapping pair ({src!r}, {dst!r}): a source starts "
+                                    f"with one of {SOURCE_ROOTS}, a target with one of {TARGET_ROOTS}")
+        return cls(str(c.workdir), str(c.get("step", "latest")), mapping)
+
+
+def _step_dir(workdir: str, step: str) -> tuple[str, int]:
+    """The checkpoint folder of ``step`` ("latest", "best" or a number) in ``workdir``."""
+    def steps(sub):
+        d = os.path.join(workdir, sub)
+        return sorted(int(s) for s in os.listdir(d) if s.isdigit()) if os.path.isdir(d) else []
+    if not os.path.isdir(workdir):
+        raise InitFromError(f"init_from.workdir {workdir!r} does not exist")
+    if step in ("latest", "best"):
+        sub = "checkpoints" if step == "latest" else "checkpoints_best"
+        found = steps(sub)
+        if not found:
+            raise InitFromError(f"init_from: no checkpoint in {os.path.join(workdir, sub)}")
+        return os.path.join(workdir, sub, str(found[-1])), found[-1]
+    if not step.isdigit():
+        raise InitFromError(f"init_from.step must be 'latest', 'best' or a step number, got {step!r}")
+    for sub in ("checkpoints", "checkpoints_best"):
+        if int(step) in steps(sub):
+            return os.path.join(workdir, sub, step), int(step)
+    raise InitFromError(f"init_from: no checkpoint of step {step} in {workdir} (have "
+                        f"{steps('checkpoints') + steps('checkpoints_best')})")
+
+
+def _read_numpy(directory: str, roots: list[str] | None) -> dict:
+    """The subtrees ``roots`` of the pytree checkpoint in ``directory`` (all when None), as numpy
+    arrays on the host: no sharding of the other run is needed to read them."""
+    checkpointer = ocp.PyTreeCheckpointer()
+    try:
+        tree = checkpointer.metadata(directory).item_metadata.tree
+        wanted = {r: tree[r] for r in (roots or tree) if tree.get(r) is not None}
+        item = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), wanted)
+        restore_args = jax.tree.map(lambda m: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
+        return checkpointer.restore(directory, args=ocp.args.PyTreeRestore(
+            item=item, restore_args=restore_args, partial_restore=True))
+    finally:
+        checkpointer.close()
+
+
+def read_source(opts: InitFrom) -> tuple[dict, int]:
+    """({root: numpy tree} for the roots the mapping reads, the step read)."""
+    step_dir, step = _step_dir(opts.workdir, opts.step)
+    roots = sorted({src.split("/")[0] for src, _ in opts.mapping})
+    source = _read_numpy(os.path.join(step_dir, "state"), [r for r in roots if r != "frozen"])
+    if "frozen" in roots:
+        frozen_dir = os.path.join(opts.workdir, checkpoint_lib.FROZEN_DIR)
+        if not os.path.isdir(frozen_dir):
+            raise InitFromError(f"init_from: {opts.workdir} has no frozen parameters to read")
+        source["frozen"] = _read_numpy(os.path.abspath(frozen_dir), None)
+    missing = [r for r in roots if r not in source]
+    if missing:
+        raise InitFromError(f"init_from: the checkpoint {step_dir} has no {missing[0]!r}")
+    return source, step
+
+
+def _subtree(tree, path: str, what: str):
+    node = tree
+    for part in path.split("/"):
+        if not isinstance(node, dict) or part not in node:
+            known = sorted(node) if isinstance(node, dict) else []
+            raise InitFromError(f"init_from: {what} has no {path!r} ({part!r} not among {known})")
+        node = node[part]
+    return node
+
+
+def _leaves(tree, prefix: str) -> dict:
+    """'a/b/c' path -> leaf, for a nested dict (a leaf itself gets ``prefix``)."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {"/".join([prefix] + [str(getattr(k, "key", k)) for k in path]): leaf
+            for path, leaf in flat}
+
+
+def plan(source: dict, target: dict, mapping) -> dict[str, np.ndarray]:
+    """Target path -> source array for every mapped leaf; one-line errors for a source array
+    with no place and for a shape mismatch."""
+    assigned = {}
+    target_leaves = _leaves(target, "")
+    for src, dst in mapping:
+        _subtree(target, dst, "this run")
+        for src_path, array in _leaves(_subtree(source, src, "the source run"), src).items():
+            dst_path = "/" + dst + src_path[len(src):]
+            if dst_path not in target_leaves:
+                raise InitFromError(
+                    f"init_from: {src_path} has no place in this run ({dst_path.lstrip('/')} does "
+                    f"not exist); drop or rename it in the objective's adapt_init_from")
+            want = target_leaves[dst_path]
+            if tuple(array.shape) != tuple(want.shape):
+                raise InitFromError(
+                    f"init_from: {src_path} has shape {tuple(array.shape)} in the source run but "
+                    f"{dst_path.lstrip('/')} is {tuple(want.shape)} here")
+            assigned[dst_path] = array
+    return assigned
+
+
+def apply(state, objective, opts: InitFrom):
+    """``state`` with the mapped arrays of the other run in place (same shardings)."""
+    source, step = read_source(opts)
+    abstract = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), t)
+    target = {"params": abstract(state.params), "frozen": abstract(state.frozen)}
+    source = objective.adapt_init_from(source, target)
+    assigned = plan(source, target, opts.mapping)
+
+    def place(tree, root):
+        flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
+        out = []
+        for path, leaf in flat:
+            key = "/" + "/".join([root] + [str(getattr(k, "key", k)) for k in path])
+            if key in assigned:
+                host = np.asarray(assigned[key], dtype=leaf.dtype)
+                leaf = jax.make_array_from_callback(leaf.shape, leaf.sharding, lambda i, h=host: h[i])
+            out.append(leaf)
+        return jax.tree_util.tree_unflatten(treedef, out)
+
+    params, frozen = place(state.params, "params"), place(state.frozen, "frozen")
+    fresh = [k for k in _leaves(target, "") if k not in assigned]
+    log.info("init_from: %d arrays from %s (step %d); %d keep their fresh init%s", len(assigned),
+             opts.workdir, step, len(fresh), f": {', '.join(fresh[:8])}" if fresh else "")
+    ema = jax.tree.map(lambda x: x.copy(), params) if state.ema_params is not None else None
+    return state.replace(params=params, frozen=frozen, ema_params=ema)

@@ -1,0 +1,145 @@
+"""Decoder-only GPT (Flax Linen): token (+ learned position) embeddings, the shared pre-LN
+blocks of ``transformer.py``, a final LayerNorm and a tied (or separate) output head.
+
+Logical axis names of its own parameters (the blocks' are listed in ``transformer.py``):
+  wte/embedding ('vocab','embed')      wpe/embedding ('length','embed')
+  ln_f scale/bias ('embed',)           lm_head kernel ('embed','vocab'), bias ('vocab',)
+
+rng names: "params" for init, "dropout" for dropout (only used when train=True).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pretrainx.models.transformer import (Block, TransformerConfig, attention_mask, layer_norm,
+                                          normal_init, zeros_init)
+
+class GPT(nn.Module):
+    """Decoder-only transformer. Returns float32 logits B,T,V, or with ``features_only`` the
+    final hidden states B,T,E (after ln_f; the output head is then neither run nor created), the
+    input of a reward, value or classifier head.
+
+    ``config.attention_kind`` picks causal / bidirectional / prefix attention (a prefix comes as
+    ``prefix_length`` (B,) or ``prefix_mask`` (B,T)); ``segment_ids`` keep packed documents
+    apart; ``input_mask`` (B,T) hides padding keys.
+
+    decode=True: KV-cache mode ("cache" collection, call with mutable=["cache"]). Each call
+    appends its T tokens to the cache; positions default to cache_index + arange(T);
+    ``input_mask`` marks the real tokens of a left-padded prompt. Decoding is causal only, one
+    document per row (``pretrainx.decoding`` drives it).
+    """
+    config: TransformerConfig
+    decode: bool = False
+
+    @nn.compact
+    def __call__(self, tokens_BxT, *, positions=None, segment_ids=None, prefix_length=None,
+                 prefix_mask=None, input_mask=None, train: bool = False,
+                 features_only: bool = False):
+        cfg = self.config
+        B, T = tokens_BxT.shape
+        start = 0
+        if self.decode:  # a model-level copy of the cache index, for the default positions
+            is_initialized = self.has_variable("cache", "cache_index")
+            index = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
+            if is_initialized:
+                start = index.value
+                index.value = start + T
+        if positions is None:
+            positions = jnp.broadcast_to(start + jnp.arange(T, dtype=jnp.int32), (B, T))
+
+        if self.decode:
+            if cfg.attention_kind != "causal":
+                raise ValueError(f"KV-cache decoding is causal; this model's attention_kind is "
+                                 f"{cfg.attention_kind!r}")
+            mask = None                     # the cache builds its own (causal, real tokens only)
+        else:
+            mask = attention_mask(cfg.attention_kind, T, segment_ids=segment_ids,
+                                  prefix_length=prefix_length, prefix_mask=prefix_mask,
+                                  input_mask=input_mask)
+
+        wte = nn.Embed(cfg.vocab_size, cfg.embed_dim, dtype=cfg.compute_dtype,
+                       embedding_init=normal_init(0.02, ("vocab", "embed")), name="wte")
+        x_BxTxE = wte(tokens_BxT)
+        if not cfg.rope:
+            wpe = nn.Embed(cfg.max_len, cfg.embed_dim, dtype=cfg.compute_dtype,
+                           embedding_init=normal_init(0.02, ("length", "embed")), name="wpe")
+            x_BxTxE = x_BxTxE + wpe(positions)
+        x_BxTxE = nn.Dropout(cfg.dropout)(x_BxTxE, deterministic=not train)
+
+        block_cls = nn.remat(Block, static_argnums=(4,)) if cfg.remat else Block
+        for i in range(cfg.num_layers):
+            x_BxTxE = block_cls(cfg, self.decode, name=f"h_{i}")(
+                x_BxTxE, positions, mask, train, input_mask if self.decode else None)
+        x_BxTxE = layer_norm(cfg, "ln_f")(x_BxTxE)
+        if features_only:
+            return x_BxTxE.astype(jnp.float32)
+
+        if cfg.tie_embeddings:
+            logits_BxTxV = wte.attend(x_BxTxE)
+        else:
+            logits_BxTxV = nn.Dense(cfg.vocab_size, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
+                                    kernel_init=normal_init(0.02, ("embed", "vocab")),
+                                    bias_init=zeros_init(("vocab",)), name="lm_head")(x_BxTxE)
+        return logits_BxTxV.astype(jnp.float32)
+
+
+def _size(leaf: Any) -> int:
+    return int(np.prod(leaf.shape))
+
+
+def param_count(params, *, non_embedding: bool = True) -> int:
+    """Number of parameters (boxed, unboxed or abstract; params tree or {'params': ...}).
+
+    nanoGPT convention: non_embedding=True subtracts only the position-embedding table
+    (wpe); the token embedding is counted because it is tied to the output head.
+    """
+    params = nn.unbox(params)
+    total = 0
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        keys = [getattr(k, "key", None) for k in path]
+        if non_embedding and "wpe" in keys:
+            continue
+        total += _size(leaf)
+    return total
+
+
+def flops_per_token(cfg: TransformerConfig, n_params: int, seq_len: int) -> int:
+    """Training FLOPs per token, nanoGPT's estimate_mfu / PaLM appendix B convention.
+
+    6*N (forward+backward of the matmuls with N params) + 12*L*H*Q*T for attention
+    (QK^T and AV), with L layers, H heads, Q head dim, T sequence length. Multiply by
+    tokens per second and divide by peak FLOP/s for MFU.
+    """
+    L, H, Q, T = cfg.num_layers, cfg.num_heads, cfg.head_dim, seq_len
+    return 6 * n_params + 12 * L * H * Q * T
+
+
+@dataclasses.dataclass(frozen=True)
+class GPTDecoder:
+    """The GPT's KV cache behind ``pretrainx.decoding.Decoder`` (hashable: a jit static arg)."""
+    config: TransformerConfig
+
+    @property
+    def max_len(self) -> int:
+        return self.config.max_len
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    def init_cache(self, params, batch_size: int):
+        model = GPT(self.config, decode=True)
+        abstract = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((batch_size, 1), jnp.int32))
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), nn.unbox(abstract["cache"]))
+
+    def step(self, params, cache, tokens_BxT, positions_BxT, input_mask_BxT):
+        logits, mutated = GPT(self.config, decode=True).apply(
+            {"params": params, "cache": cache}, tokens_BxT, positions=positions_BxT,
+            input_mask=input_mask_BxT, mutable=["cache"])
+        return logits, mutated["cache"]

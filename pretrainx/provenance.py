@@ -1,0 +1,88 @@
+"""``provenance.json`` beside ``config.json``: what a run ran on, for the reproduction registry and
+for resume checks.
+
+Fields: ``git_commit`` (of the checkout that holds this package; None outside git),
+``git_dirty`` (uncommitted changes to tracked files), ``packages`` (versions of the libraries a
+result depends on), ``python``, ``platform``, ``device_kind``, ``device_count``,
+``local_device_count``, ``process_count``, ``hostname``, ``argv``, ``started_at`` (UTC, ISO 8601)
+and ``resumed_from_step`` (None for a fresh start). The first start writes them at the top level;
+every later start of the same workdir (a resume) is appended to ``resumes``.
+"""
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+
+import jax
+
+FILENAME = "provenance.json"
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "numpy",
+            "tokenizers", "tensorflow-datasets", "grain", "pretrainx")
+
+
+def _git(*args: str) -> str | None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(["git", "-C", here, *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def collect(resumed_from_step: int | None = None) -> dict:
+    """This process's provenance (no file is touched)."""
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    device = jax.devices()[0]
+    return {
+        "git_commit": commit,
+        "git_dirty": None if status is None else bool(status),
+        "packages": {name: _version(name) for name in PACKAGES},
+        "python": platform.python_version(),
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "local_device_count": jax.local_device_count(),
+        "process_count": jax.process_count(),
+        "hostname": socket.gethostname(),
+        "argv": list(sys.argv),
+        "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "resumed_from_step": resumed_from_step,
+    }
+
+
+def read(workdir: str) -> dict | None:
+    path = os.path.join(workdir, FILENAME)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def write(workdir: str, resumed_from_step: int | None = None) -> dict:
+    """Record this start of the run in ``workdir/provenance.json`` (process 0 writes)."""
+    entry = collect(resumed_from_step)
+    record = read(workdir)
+    if record is None or resumed_from_step is None:
+        record = {**entry, "resumes": []}
+    else:
+        record.setdefault("resumes", []).append(entry)
+    if jax.process_index() == 0:
+        path = os.path.join(workdir, FILENAME)
+        with open(path + ".tmp", "w") as f:
+            json.dump(record, f, indent=2)
+        os.replace(path + ".tmp", path)
+    return record

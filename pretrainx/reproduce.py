@@ -1,0 +1,220 @@
+"""``pretrainx reproduce``: published (and our own recorded) numbers, checked by running them.
+
+  pretrainx reproduce NAME [--workdir DIR] [--log FILE] [--force]
+  pretrainx reproduce --list
+
+The entries live in ``experiments/registry.py``: each names what to run (a config and its
+overrides, an n-gram baseline, or a parameter count), the metric, the expected value with its
+tolerance, the source (paper or repository, and where in it), the hardware it needs and its
+last recorded result (value, date, device) or "not yet run". A run prints PASS or FAIL with the
+numbers and appends a JSON line to the results log.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import time
+
+REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
+REGISTRY = os.path.join(REPO, "experiments", "registry.py")
+LOG = os.path.join(REPO, "experiments", "reproduce_log.jsonl")
+KINDS = ("train", "ngram", "params", "unbuilt")
+HARDWARE = ("cpu", "1 GPU", "pod")
+
+
+class NotRunnable(Exception):
+    """The entry cannot run yet (its model is not built) or not here (it needs a GPU)."""
+
+
+def number(v: float) -> str:
+    """Counts as integers with thousands separators, losses to 6 significant digits."""
+    return f"{int(v):,}" if float(v).is_integer() and abs(v) >= 1e4 else f"{v:.6g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """``value ± tolerance`` (kind "within") or a bound (kind "at_most" / "at_least")."""
+    value: float
+    tolerance: float = 0.0
+    kind: str = "within"
+    relative: bool = False          # tolerance as a fraction of value
+
+    def passes(self, measured: float) -> bool:
+        tol = self.tolerance * abs(self.value) if self.relative else self.tolerance
+        if self.kind == "at_most":
+            return measured <= self.value + tol
+        if self.kind == "at_least":
+            return measured >= self.value - tol
+        return abs(measured - self.value) <= tol
+
+    def describe(self) -> str:
+        tol = f"{self.tolerance:.0%}" if self.relative else f"{self.tolerance:g}"
+        if self.kind == "within":
+            return number(self.value) + (f" ± {tol}" if self.tolerance else " exactly")
+        sign = "<=" if self.kind == "at_most" else ">="
+        return f"{sign} {number(self.value)}" + (f" (+ {tol})" if self.tolerance else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorded:
+    value: float
+    date: str
+    device: str
+    note: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    name: str
+    what: str                       # one line: what is being reproduced
+    kind: str                       # train | ngram | params | unbuilt
+    metric: str                     # e.g. "val/loss", "params"
+    source: str                     # paper or repository, and where in it
+    hardware: str                   # cpu | 1 GPU | pod
+    target: Target | None = None    # None: no number to check against yet
+    config: str = ""                # "configs/x.py[:arg]" (train, params)
+    overrides: dict = dataclasses.field(default_factory=dict)
+    take: str = "best"              # train: best | final eval of the run
+    options: dict = dataclasses.field(default_factory=dict)   # ngram: text, n, k, val_fraction
+    recorded: Recorded | str = "not yet run"   # the last recorded result, or why there is none
+    cpu_minutes: float = 0.0        # rough wall time on 2 CPU cores (tests run those under 1)
+
+    def command(self) -> str:
+        return f"pretrainx reproduce {self.name}"
+
+
+def load_registry(path: str = REGISTRY) -> list[Entry]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"registry file not found: {path}")
+    spec = importlib.util.spec_from_file_location("_pretrainx_registry", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    entries = list(module.ENTRIES)
+    names = [e.name for e in entries]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(f"registry {path} names {sorted(dup)} twice")
+    for e in entries:
+        if e.kind not in KINDS or e.hardware not in HARDWARE:
+            raise ValueError(f"registry entry {e.name!r}: kind {e.kind!r} / hardware {e.hardware!r} "
+                             f"(kinds: {KINDS}; hardware: {HARDWARE})")
+    return entries
+
+
+def find(entries: list[Entry], name: str) -> Entry:
+    for e in entries:
+        if e.name == name:
+            return e
+    raise KeyError(f"no registry entry {name!r} (known: {', '.join(e.name for e in entries)})")
+
+
+def load_config(entry: Entry):
+    from pretrainx import config_lib
+    path, sep, arg = entry.config.partition(":")
+    return config_lib.override(config_lib.load(os.path.join(REPO, path) + sep + arg),
+                               entry.overrides)
+
+
+def this_device() -> tuple[str, str]:
+    """(hardware class, device name) of this machine, as the registry writes them."""
+    import jax
+    dev = jax.devices()[0]
+    if dev.platform == "cpu":
+        return "cpu", f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return ("1 GPU" if dev.platform == "gpu" else "pod"), dev.device_kind
+
+
+def measure(entry: Entry, workdir: str) -> float:
+    """Run the entry and return its number."""
+    if entry.kind == "unbuilt":
+        raise NotRunnable("not yet runnable: model not built")
+    if entry.kind == "ngram":
+        from pretrainx import ngram
+        opts = dict(entry.options)
+        with open(os.path.join(REPO, opts.pop("text")), encoding="utf-8") as f:
+            text = f.read()
+        return ngram.fit_and_evaluate(text, **opts)["val"]["loss"]
+    config = load_config(entry)
+    if entry.kind == "params":
+        import jax
+        from pretrainx import objectives, state
+        objective = objectives.get(config.objective)(config)
+        shapes = jax.eval_shape(objective.init, jax.random.key(0, impl="unsafe_rbg"))
+        return float(state.count_params(shapes))
+    from pretrainx import run_history, train
+    train.run(config, workdir)
+    summary = run_history.summarize(workdir, entry.metric)
+    if summary is None:
+        raise ValueError(f"the run in {workdir} never logged {entry.metric!r}")
+    return summary[entry.take]
+
+
+def reproduce(entry: Entry, workdir: str, log_path: str = LOG, force: bool = False) -> dict:
+    """Measure ``entry``, compare it with the target, append the result to ``log_path``."""
+    hardware, device = this_device()
+    if entry.hardware != "cpu" and hardware == "cpu" and not force and entry.kind == "train":
+        raise NotRunnable(f"{entry.name} needs {entry.hardware} (this machine: {device}); "
+                          f"--force runs it anyway")
+    started = time.perf_counter()
+    value = measure(entry, workdir)
+    result = {"name": entry.name, "metric": entry.metric, "value": value,
+              "target": entry.target.describe() if entry.target else None,
+              "passed": entry.target.passes(value) if entry.target else None,
+              "date": datetime.date.today().isoformat(), "device": device,
+              "seconds": round(time.perf_counter() - started, 1),
+              "workdir": workdir if entry.kind == "train" else None}
+    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+    with open(log_path, "a") as f:
+        f.write(json.dumps(result) + "\n")
+    return result
+
+
+def last_results(log_path: str) -> dict[str, dict]:
+    """The latest logged result of each entry."""
+    out = {}
+    if os.path.exists(log_path):
+        with open(log_path) as f:
+            for line in f:
+                if line.strip():
+                    row = json.loads(line)
+                    out[row["name"]] = row
+    return out
+
+
+def _recorded_text(entry: Entry) -> str:
+    r = entry.recorded
+    if isinstance(r, Recorded):
+        return f"{number(r.value)}, {r.date}, {r.device}" + (f" ({r.note})" if r.note else "")
+    return r
+
+
+def status_table(entries: list[Entry], log_path: str = LOG) -> str:
+    """Markdown table of every entry: target, hardware, recorded result, last run in the log."""
+    last = last_results(log_path)
+    lines = ["| name | metric | target | hardware | recorded | last run here | source |",
+             "|---|---|---|---|---|---|---|"]
+    for e in entries:
+        target = e.target.describe() if e.target else "none yet"
+        if e.kind == "unbuilt":
+            here = "not yet runnable: model not built"
+        elif e.name in last:
+            r = last[e.name]
+            verdict = "no target" if r["passed"] is None else "PASS" if r["passed"] else "FAIL"
+            here = f"{verdict} {number(r['value'])} ({r['date']}, {r['device']})"
+        else:
+            here = "-"
+        lines.append(f"| {e.name} | {e.metric} | {target} | {e.hardware} | {_recorded_text(e)} | "
+                     f"{here} | {e.source} |")
+    return "\n".join(lines)
+
+
+def format_result(entry: Entry, result: dict) -> str:
+    verdict = ("NO TARGET YET" if result["passed"] is None else
+               "PASS" if result["passed"] else "FAIL")
+    target = f"target {result['target']}" if result["target"] else "no target recorded yet"
+    return (f"{verdict} {entry.name}: {entry.metric} = {number(result['value'])} ({target}; "
+            f"recorded: {_recorded_text(entry)}) in {result['seconds']} s on {result['device']}")

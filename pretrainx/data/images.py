@@ -245,8 +245,12 @@ def _load_uncached(key, data_config) -> ImageArrays:
 
 def build_image_dataset(data_config, *, batch_size, eval_batch_size, seq_len=None, seed=0):
     arrays = load_image_arrays(data_config)
-    train = ImageSource(arrays.train_images, arrays.train_labels, batch_size, seed,
-                        random_flip=bool(data_config.get("random_flip", False)))
+    if data_config.get("couplings"):      # reflow: fixed (noise, sample) pairs (couplings.py)
+        from pretrainx.couplings import CouplingSource
+        train = CouplingSource(data_config.couplings, batch_size, seed)
+    else:
+        train = ImageSource(arrays.train_images, arrays.train_labels, batch_size, seed,
+                            random_flip=bool(data_config.get("random_flip", False)))
     # Validation reads the held-out split in order and unflipped: the same rows every eval.
     val = ImageSource(arrays.heldout_images, arrays.heldout_labels, eval_batch_size, seed,
                       shuffle=False)

@@ -21,6 +21,7 @@ straight path between the pair instead of drawing fresh noise (``configs/diffusi
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -59,25 +60,25 @@ def _write_manifest(out_dir: str, manifest: dict) -> None:
     os.replace(tmp, path)
 
 
-def _chunk_fn(objective, rows: int, sampler: str, steps: int, guidance: float, mesh):
-    """Jitted (params, key_data, labels) -> (noise, sample): the chunk's noise drawn on device and
-    split over the mesh's batch axes, both outputs replicated (any process can read them)."""
+@functools.partial(jax.jit, static_argnames=("objective", "rows", "sampler", "steps", "guidance",
+                                             "mesh"))
+def _chunk(params, key_data, labels, *, objective, rows, sampler, steps, guidance, mesh):
+    """(noise, sample) of one chunk: the noise drawn on device and split over the mesh's batch
+    axes, both outputs replicated (any process can read them). Compiled once per objective and
+    chunk shape (static arguments), so a job, or a test making many, compiles it once."""
     shape = (rows, *objective.image_shape)
-    row_sharding = out = None
+    noise_rng, sampler_rng = jax.random.split(jax.random.wrap_key_data(key_data))
+    noise = jax.random.normal(noise_rng, shape, jnp.float32)
     if mesh is not None:
         split = rows % sharding_lib.batch_divisor(mesh) == 0
-        row_sharding = (sharding_lib.batch_sharding(mesh, len(shape)) if split
-                        else sharding_lib.replicated(mesh))
-        out = sharding_lib.replicated(mesh)
-
-    def fn(params, key_data, labels):
-        noise_rng, sampler_rng = jax.random.split(jax.random.wrap_key_data(key_data))
-        noise = jax.random.normal(noise_rng, shape, jnp.float32)
-        if row_sharding is not None:
-            noise = jax.lax.with_sharding_constraint(noise, row_sharding)
-        predict = objective.guided_predictor(params, labels, guidance)
-        return noise, objective.run_sampler(predict, noise, sampler_rng, sampler, steps)
-    return jax.jit(fn, out_shardings=None if out is None else (out, out))
+        noise = jax.lax.with_sharding_constraint(noise, sharding_lib.batch_sharding(
+            mesh, len(shape)) if split else sharding_lib.replicated(mesh))
+    predict = objective.guided_predictor(params, labels, guidance)
+    image = objective.run_sampler(predict, noise, sampler_rng, sampler, steps)
+    if mesh is not None:
+        noise, image = (jax.lax.with_sharding_constraint(a, sharding_lib.replicated(mesh))
+                        for a in (noise, image))
+    return noise, image
 
 
 def generate(objective, params, out_dir: str, *, num: int, seed: int, sampler: str, steps: int,
@@ -100,7 +101,7 @@ def generate(objective, params, out_dir: str, *, num: int, seed: int, sampler: s
         "image_shape": list(objective.image_shape), "num_classes": objective.num_classes})
     mesh = next((leaf.sharding.mesh for leaf in jax.tree_util.tree_leaves(params)
                  if isinstance(getattr(leaf, "sharding", None), jax.sharding.NamedSharding)), None)
-    fns, written, skipped = {}, 0, 0
+    written, skipped = 0, 0
     for chunk in range(shard, num_chunks(num, chunk_size), num_shards):
         path = chunk_path(out_dir, chunk)
         if os.path.exists(path):
@@ -110,10 +111,10 @@ def generate(objective, params, out_dir: str, *, num: int, seed: int, sampler: s
         rows = min(chunk_size, num - start)
         index = np.arange(start, start + rows)
         labels = (index % objective.num_classes).astype(np.int32) if objective.num_classes else None
-        if rows not in fns:
-            fns[rows] = _chunk_fn(objective, rows, sampler, steps, guidance, mesh)
         key = jax.random.fold_in(jax.random.key(seed), chunk)
-        noise, image = fns[rows](params, np.asarray(jax.random.key_data(key)), labels)
+        noise, image = _chunk(params, np.asarray(jax.random.key_data(key)), labels,
+                              objective=objective, rows=rows, sampler=sampler, steps=steps,
+                              guidance=guidance, mesh=mesh)
         if jax.process_index() == 0:
             tmp = f"{path[:-len('.npz')]}.tmp{os.getpid()}.npz"
             np.savez(tmp, noise=np.asarray(noise, np.float32),

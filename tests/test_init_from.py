@@ -135,10 +135,9 @@ def test_provenance_records_the_start_and_the_resume(value_runs):
     assert os.path.exists(workdir / "config.json")
 
 
-def test_a_relative_workdir_reads_the_same_arrays(source, monkeypatch):
-    # orbax finds no checkpoint metadata through a relative path; init_from makes it absolute
+def test_a_relative_source_workdir_reads_the_same_arrays(source, monkeypatch):
     source_dir, source_params = source
-    monkeypatch.chdir(os.path.dirname(str(source_dir)))
-    got, step = init_from.read_source(init_from.InitFrom(os.path.basename(str(source_dir))))
+    monkeypatch.chdir(source_dir.parent)         # init_from.workdir="workdirs/run" from the repo
+    read, step = init_from.read_source(init_from.InitFrom(source_dir.name))
     assert step == 3
-    assert_same(got["params"], source_params)
+    assert_same(read["params"], source_params)

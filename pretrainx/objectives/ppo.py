@@ -98,7 +98,8 @@ class PPOObjective(Objective):
         reward = self.scalar.init({"params": rng}, tokens)["params"]
         kernel = reward["head"]["kernel"]
         reward["head"]["kernel"] = kernel.replace_boxed(
-            jax.random.normal(jax.random.fold_in(rng, 1), kernel.value.shape))
+            jax.random.normal(jax.random.fold_in(rng, 1), kernel.value.shape)
+            / jnp.sqrt(kernel.value.shape[0]))          # scores of order 1
         return {"reference": self.policy.init({"params": lm_utils.policy_key(self.config)},
                                               tokens)["params"], "reward": reward}
 

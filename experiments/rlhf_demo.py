@@ -44,9 +44,13 @@ def sequence_kl(model_config, policy, reference, rows: np.ndarray, prompt_len: i
                            for i in range(0, len(rows), 256)])
 
 
+POOL = {"pool": "last"}     # the reward run's reward.pool, set in main()
+
+
 def reward_scores(model_config, params, rows: np.ndarray) -> np.ndarray:
     scalar = gpt.GPTScalar(model_config)
-    fn = jax.jit(lambda p, x: lm_utils.reward_scores(scalar, p, x, jnp.ones(x.shape, bool)))
+    fn = jax.jit(lambda p, x: lm_utils.reward_scores(scalar, p, x, jnp.ones(x.shape, bool),
+                                                     pool=POOL["pool"]))
     return np.concatenate([np.asarray(fn(params, jnp.asarray(rows[i:i + 256])))
                            for i in range(0, len(rows), 256)])
 
@@ -94,7 +98,9 @@ def main():
     tok, cfg, reference = objective.tokenizer, objective.model_config, ctx.params
     data = train.build_dataset(config, objective, args.pretrain)
     prompts = prompt_windows(data.val.tokens, args.samples, args.prompt_len, args.seed)
-    reward = cli_main._restore_for_inference(args.reward, "latest")[1].params
+    _, reward_ctx, reward_cfg = cli_main._restore_for_inference(args.reward, "latest")
+    reward = reward_ctx.params
+    POOL["pool"] = reward_cfg.get("reward", {}).get("pool", "last")
     P = args.prompt_len
 
     def evaluate_policy(name, params, **extra):

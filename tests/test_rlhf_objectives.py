@@ -212,3 +212,19 @@ def test_ppo_with_a_value_head_on_the_policy_trunk_and_whitened_rewards():
     moved = jax.tree.map(lambda a, b: np.abs(a - b).max(), before,
                          jax.device_get(state.params["value_head"]))
     assert max(jax.tree.leaves(moved)) > 0          # the value loss trains the shared head
+
+
+def test_reward_scores_read_the_last_real_token_or_the_mean_over_real_tokens():
+    from pretrainx.models import gpt, transformer
+    cfg = transformer.TransformerConfig.from_config(
+        config_lib.override(toys.config("clm", **TINY_MODEL), {}).model)
+    model = gpt.GPTScalar(cfg)
+    params = jax.tree.map(lambda x: x + 0.3, model.init(jax.random.key(0),
+                                                        jnp.zeros((1, 8), jnp.int32))["params"])
+    tokens = jnp.arange(16, dtype=jnp.int32).reshape(2, 8)
+    mask = jnp.array([[1] * 8, [1] * 3 + [0] * 5], bool)
+    out = model.apply({"params": params}, tokens)
+    last = lm_utils.reward_scores(model, params, tokens, mask)
+    mean = lm_utils.reward_scores(model, params, tokens, mask, pool="mean")
+    np.testing.assert_allclose(last, [out[0, 7], out[1, 2]], rtol=1e-6)
+    np.testing.assert_allclose(mean, [out[0].mean(), out[1, :3].mean()], rtol=1e-5)

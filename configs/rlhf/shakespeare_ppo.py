@@ -54,6 +54,7 @@ def get_config(arg: str = ""):
     c.ppo.minibatches = 2             # ... of this many minibatches each
     c.ppo.whiten_rewards = False
     c.ppo.value_head = "separate"     # "separate" trunk | "shared" with the policy
+    c.ppo.reward_pool = "last"        # the reward run's reward.pool: "last" | "mean"
 
     c.optimizer.lr = 1e-4
     c.optimizer.end_lr = 1e-4

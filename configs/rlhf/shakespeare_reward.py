@@ -41,7 +41,8 @@ def get_config(arg: str = ""):
     c = config_lib.load(os.path.join(_HERE, "..", "gpt", "shakespeare_char.py") + ":smoke")
     c.objective = "reward"
     preference_data(c)
-    c.reward = ml_collections.ConfigDict({"margin": 0.0, "centring": 0.01})
+    # pool: the score at the last token | "mean" of the per-token outputs
+    c.reward = ml_collections.ConfigDict({"margin": 0.0, "centring": 0.01, "pool": "last"})
     c.batch_size = 32
     c.eval.batch_size = 64
     c.eval.num_batches = 16           # 16 x 64 >= the held-out pairs: each counted once

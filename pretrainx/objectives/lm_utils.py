@@ -49,11 +49,22 @@ def both_sides(batch):
     return cat(""), cat("_mask"), cat("_response")
 
 
+POOLS = ("last", "mean")
+
+
 def reward_scores(reward_model: gpt.GPTScalar, params, tokens_BxT, mask_BxT, *, train=False,
-                  rng=None):
-    """The reward model's score of each right-padded row: its output at the last real token."""
+                  rng=None, pool: str = "last"):
+    """The reward model's score of each right-padded row: its output at the last real token
+    (``pool="last"``), or the mean of its per-position outputs over the real tokens ("mean": a
+    sum of per-token terms, the shape of a lexicon score, which a small trunk's last position
+    summarises poorly)."""
     out_BxT = reward_model.apply({"params": params}, tokens_BxT, train=train,
                                  rngs={"dropout": rng} if train else None)
+    if pool == "mean":
+        mask = mask_BxT.astype(out_BxT.dtype)
+        return (out_BxT * mask).sum(-1) / jnp.maximum(mask.sum(-1), 1.0)
+    if pool != "last":
+        raise ValueError(f"reward pool must be one of {POOLS}, got {pool!r}")
     return at_index(out_BxT, last_real_index(mask_BxT))
 
 
@@ -71,14 +82,14 @@ def generate(model_config, params, prompt_ids: list[int], *, num_samples: int, m
 
 
 @functools.lru_cache(maxsize=8)
-def _scorer(model_config):
+def _scorer(model_config, pool: str = "last"):
     """One jitted reward scorer per architecture (a fresh lambda each call would recompile)."""
-    return jax.jit(lambda p, t, m: reward_scores(gpt.GPTScalar(model_config), p, t, m))
+    return jax.jit(lambda p, t, m: reward_scores(gpt.GPTScalar(model_config), p, t, m, pool=pool))
 
 
 def best_of_n(model_config, policy_params, reward_params, prompt_ids: list[int], *, n: int,
               max_new_tokens: int, temperature: float, top_k: int | None, seed: int,
-              eos_id: int | None = None):
+              eos_id: int | None = None, pool: str = "last"):
     """Draw ``n`` continuations and keep the one the reward model scores highest, the baseline
     every RLHF method is compared with at matched KL (its KL to the sampler is at most
     log n − (n − 1)/n). Returns (best row's ids, its score, all scores)."""
@@ -86,6 +97,6 @@ def best_of_n(model_config, policy_params, reward_params, prompt_ids: list[int],
                              max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                              seed=seed, eos_id=eos_id)
     mask = np.arange(rows.shape[1])[None] < (len(prompt_ids) + lengths)[:, None]
-    scores = np.asarray(_scorer(model_config)(reward_params, jnp.asarray(rows), jnp.asarray(mask)))
+    scores = np.asarray(_scorer(model_config, pool)(reward_params, jnp.asarray(rows), jnp.asarray(mask)))
     best = int(np.argmax(scores))
     return rows[best, :len(prompt_ids) + int(lengths[best])], float(scores[best]), scores

@@ -65,6 +65,7 @@ class PPOObjective(Objective):
         self.temperature, self.top_k = float(o.temperature), int(o.get("top_k", 0)) or None
         self.shared = o.get("value_head", "separate") == "shared"
         self.eos_id = None
+        self.reward_pool = o.get("reward_pool", "last")   # as the reward run's reward.pool
         if self.prompt_len + self.max_new > self.model_config.max_len:
             raise ValueError(f"ppo.prompt_len + ppo.max_new_tokens = {self.prompt_len + self.max_new}"
                              f" exceeds model.max_len {self.model_config.max_len}")
@@ -154,7 +155,8 @@ class PPOObjective(Objective):
         ref_logits = self.policy.apply({"params": frozen["reference"]}, sequence)
         ref_logp, _, _ = self.response_view(ref_logits, values, sequence)
         full_mask = jnp.concatenate([jnp.ones(prompts.shape, jnp.float32), mask], axis=1)
-        score = lm_utils.reward_scores(self.scalar, frozen["reward"], sequence, full_mask)
+        score = lm_utils.reward_scores(self.scalar, frozen["reward"], sequence, full_mask,
+                                       pool=self.reward_pool)
         scaled = rl_math.whiten(score, jnp.ones_like(score)) if o.get("whiten_rewards") else score
         kl = rl_math.per_token_kl(old_logp, ref_logp) * mask
         rewards = rl_math.token_rewards(scaled, kl, mask, ctx.aux["kl_coef"])
@@ -236,7 +238,7 @@ class PPOObjective(Objective):
                   temperature=float(pick("temperature", self.temperature)),
                   top_k=pick("top_k", self.top_k), seed=int(pick("seed", 0)), eos_id=self.eos_id)
         best, score, scores = lm_utils.best_of_n(self.model_config, params, ctx.frozen["reward"],
-                                                 ids, n=n, **kw)
+                                                 ids, n=n, pool=self.reward_pool, **kw)
         return (f"{self.tokenizer.decode(best.tolist())}\n"
                 f"[{which} policy, best of {n}: reward {score:.3f}; mean of the {n} "
                 f"{float(np.mean(scores)):.3f}]")
@@ -260,7 +262,7 @@ class ResponseSamples:
             best, score, _ = lm_utils.best_of_n(
                 obj.model_config, ctx.params["policy"], ctx.frozen["reward"], prompt.tolist(), n=1,
                 max_new_tokens=obj.max_new, temperature=obj.temperature, top_k=obj.top_k,
-                seed=ctx.step * 100 + i, eos_id=obj.eos_id)
+                seed=ctx.step * 100 + i, eos_id=obj.eos_id, pool=obj.reward_pool)
             lines.append(f"[reward {score:+.3f}] {obj.tokenizer.decode(prompt.tolist())!r} -> "
                          f"{obj.tokenizer.decode(best[len(prompt):].tolist())!r}")
         if ctx.workdir and jax.process_index() == 0:

@@ -2,7 +2,8 @@
 
 A GPT trunk with a scalar head (``models/gpt.GPTScalar``) scores prompt + response at the
 response's last token; the loss is −log σ(r(x, y⁺) − r(x, y⁻) − margin) averaged over pairs, plus
-an optional centring term c·(r⁺ + r⁻)² (``reward.margin``, ``reward.centring``). Metrics: loss,
+an optional centring term c·(r⁺ + r⁻)² (``reward.margin``, ``reward.centring``); with
+``reward.pool="mean"`` the score is the mean of the head's per-token outputs instead. Metrics: loss,
 pairwise accuracy (r⁺ > r⁻), reward margin (r⁺ − r⁻) and mean reward.
 
 Data: the ``"preferences"`` kind (data/preferences.py): HH-RLHF dialogues or plain
@@ -32,6 +33,7 @@ class RewardObjective(Objective):
         opts = config.get("reward", {})
         self.margin = float(opts.get("margin", 0.0))
         self.centring = float(opts.get("centring", 0.0))
+        self.pool = str(opts.get("pool", "last"))       # "last" token | "mean" over real tokens
 
     def data_request(self):
         return DataRequest(seq_len=int(self.config.data.seq_len), fields=None)
@@ -56,7 +58,8 @@ class RewardObjective(Objective):
 
     def loss_fn(self, params, batch, rng, *, train, frozen, ctx=None):
         tokens, mask, _ = lm_utils.both_sides(batch)
-        scores = lm_utils.reward_scores(self.model, params, tokens, mask, train=train, rng=rng)
+        scores = lm_utils.reward_scores(self.model, params, tokens, mask, train=train, rng=rng,
+                                        pool=self.pool)
         r_chosen, r_rejected = jnp.split(scores, 2)
         weight = batch.get("pair_weight", jnp.ones_like(r_chosen))
         total = jnp.maximum(weight.sum(), 1e-6)

@@ -123,9 +123,10 @@ def main():
             params = run_ctx.params["policy"] if kind == "ppo" else run_ctx.params
             beta = run_cfg.ppo.kl_coef if kind == "ppo" else run_cfg.dpo.beta
             rows, texts, scores, kl = evaluate_policy(kind, params)
+            extra = {"kl_target": float(run_cfg.ppo.get("kl_target", 0.0))} if kind == "ppo" else {}
             results.append(summarise(kind, texts, scores, ref_scores, kl,
                                      reward_scores(cfg, reward, rows), beta=float(beta),
-                                     workdir=workdir))
+                                     workdir=workdir, **extra))
             examples[f"{kind} beta={beta}"] = texts[:5]
     for n in args.best_of:
         many = np.repeat(prompts, n, axis=0)
@@ -150,16 +151,19 @@ def plot(results, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method, marker in (("ppo", "o"), ("dpo", "s"), ("best_of_n", "^")):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    methods = sorted({r["method"] for r in results} - {"reference"})
+    for method in methods:
+        marker = {"ppo": "o", "dpo": "s", "best": "^"}[method.split("_")[0].split("-")[0].split(" ")[0]]
         rs = sorted((r for r in results if r["method"] == method), key=lambda r: r["kl"])
         if rs:
             ax.errorbar([r["kl"] for r in rs], [r["true_score"] for r in rs],
                         yerr=[[r["gain"] - r["gain_95"][0] for r in rs],
                               [r["gain_95"][1] - r["gain"] for r in rs]],
-                        marker=marker, label=method.replace("_", "-"), capsize=3)
+                        marker=marker, label=method.replace("_", " "), capsize=3)
             for r in rs:
-                label = f"N={r['N']}" if method == "best_of_n" else f"β={r['beta']:g}"
+                label = (f"N={r['N']}" if "N" in r else f"KL→{r['kl_target']:g}"
+                         if r.get("kl_target") else f"β={r['beta']:g}")
                 ax.annotate(label, (r["kl"], r["true_score"]), fontsize=7,
                             textcoords="offset points", xytext=(4, 4))
     ref = next(r for r in results if r["method"] == "reference")

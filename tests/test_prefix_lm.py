@@ -80,3 +80,46 @@ def test_prefix_lm_eight_devices_equal_one_and_samples(tmp_path, capsys):
     assert main.cli(["sample", "--workdir", str(tmp_path / "one"), "--prompt", "ROMEO:",
                      "--max-new-tokens", "10"]) == 0
     assert capsys.readouterr().out.startswith("ROMEO:")
+
+
+# ---- causal + masked mixture on one decoder ---------------------------------------------------
+
+MIX = os.path.join(ROOT, "configs/ul2/clm_mlm_char.py:smoke")
+
+
+def test_clm_mlm_rows_and_component_losses():
+    from pretrainx.data.basic_tokenizers import CharTokenizer
+    from pretrainx.data import tokenizer as tokenizer_lib
+    from pretrainx.objectives import clm_mlm
+    c = config_lib.override(config_lib.load(MIX), {
+        "data.seq_len": 16, "model.max_len": 16, "model.embed_dim": 32})
+    obj = clm_mlm.CausalMaskedMixture(c)
+    tok = tokenizer_lib.with_special_tokens(CharTokenizer([chr(i) for i in range(40, 105)]),
+                                            obj.data_request().special_tokens)
+
+    class Data:
+        tokenizer, info, train = tok, {}, None
+    obj.bind_data(Data())
+    raw = np.random.default_rng(0).integers(0, 65, (400, 17))
+    b = obj.transform({"tokens": raw}, np.random.default_rng([0, 1]),
+                      ctx=BatchContext.single_process(400, step=1))
+    m = b["is_masked"] > 0
+    assert 0.4 < m.mean() < 0.6
+    np.testing.assert_array_equal(b["targets"][~m], raw[~m][:, 1:])      # next tokens
+    np.testing.assert_array_equal(b["inputs"][~m], raw[~m][:, :16])
+    assert (b["weights"][~m] == 1).all() and not b["prefix_mask"][~m].any()
+    np.testing.assert_array_equal(b["targets"][m], raw[m][:, :16])       # the originals in place
+    assert b["prefix_mask"][m].all() and abs(b["weights"][m].mean() - 0.15) < 0.02
+    assert (b["inputs"][m][b["weights"][m] > 0] == 65).mean() > 0.7      # mostly [MASK]
+    params = obj.init(jax.random.key(0))
+    small = {k: v[:8] for k, v in b.items()}
+    loss, metrics = obj.loss_fn(params, small, None, train=False, frozen={})
+    metrics = obj.finalize_metrics(metrics)
+    w, mm = small["weights"], small["is_masked"][:, None]
+    logits = np.asarray(obj.logits(params, small, None, train=False))
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(logp, small["targets"][..., None], -1)[..., 0]
+    for name, part in (("clm", w * (1 - mm)), ("mlm", w * mm)):
+        assert float(metrics[f"{name}_loss"]) == pytest.approx((nll * part).sum() / part.sum(),
+                                                               rel=1e-5)
+    assert float(loss) == pytest.approx((nll * w).sum() / w.sum(), rel=1e-5)

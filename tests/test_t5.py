@@ -135,3 +135,14 @@ def test_t5_small_parameter_counts_match_the_published_numbers():
                             mlp_gated=True, tie_embeddings=False, **T5_COMMON)
     assert _count(v10) == 60_506_624 and abs(_count(v10) - 60.5e6) / 60.5e6 < 0.01
     assert _count(v11) == 76_961_152 and abs(_count(v11) - 77e6) / 77e6 < 0.01
+
+
+def test_t5_base_configs_have_the_published_parameter_counts():
+    """configs/t5/t5_base.py: google/t5-v1_1-base 247,577,856 and t5-base (v1.0) 222,903,552
+    (Hugging Face's counts, the shared embedding once)."""
+    import os
+    from pretrainx import config_lib
+    root = os.path.join(os.path.dirname(__file__), "..", "configs", "t5", "t5_base.py")
+    for variant, expected in (("", 247_577_856), (":v1_0", 222_903_552)):
+        c = config_lib.load(root + variant)
+        assert _count(TransformerConfig.from_config(c.model)) == expected, variant

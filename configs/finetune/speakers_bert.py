@@ -25,8 +25,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def get_config(arg: str = ""):
-    if arg not in ("", "smoke", "scratch"):
-        raise ValueError(f"unknown variant {arg!r} of speakers_bert (known: smoke, scratch)")
+    if arg not in ("", "smoke"):
+        raise ValueError(f"unknown variant {arg!r} of speakers_bert (known: smoke)")
     c = config_lib.load(os.path.join(_HERE, "..", "bert", "bert_base.py") + ":smoke")
     c.objective = "classify"
     c.seed = 0

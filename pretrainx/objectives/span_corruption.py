@@ -90,7 +90,9 @@ class EncoderDecoderObjective(Objective):
         n = min(max_new_tokens, self.model_config.max_len - 1)
         out = decoding.generate(t5.T5Decoder(self.model_config), encoded,
                                 np.asarray([[self.pad_id]], np.int32), n, rng=jax.random.key(0),
-                                temperature=0.0, eos_id=self.eos_id)
+                                temperature=0.0, eos_id=self.eos_id,
+                                vocab_size=min(self.tokenizer.vocab_size,
+                                               self.model_config.vocab_size))
         gen = [int(i) for i in out[0, 1:]]
         if self.eos_id in gen:
             gen = gen[:gen.index(self.eos_id)]

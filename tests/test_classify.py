@@ -45,17 +45,19 @@ def test_speaker_task_split_is_fixed_and_by_speech():
     assert all(s.endswith(f"speaker {names[y][1]}") for s, y in train_a + val_a)
 
 
-def tiny(arch):
+def tiny(arch, pooling="default"):
     c = config_lib.load(FINETUNE + ":smoke")
     c.model.arch = arch
+    c.classify.pooling = pooling
     c.data.seq_len = 16
     c.model.max_len = 16
     return classify.Classify(c)
 
 
-@pytest.mark.parametrize("arch", ["bert", "gpt"])
-def test_padding_does_not_change_the_class_logits(arch):
-    obj = tiny(arch)
+@pytest.mark.parametrize("arch,pooling", [("bert", "default"), ("gpt", "default"),
+                                          ("bert", "mean")])
+def test_padding_does_not_change_the_class_logits(arch, pooling):
+    obj = tiny(arch, pooling)
     params = obj.init(jax.random.key(0))
     tokens = np.random.default_rng(0).integers(0, 65, (2, 16)).astype(np.int32)
     mask = np.ones((2, 16), np.int32)

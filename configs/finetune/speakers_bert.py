@@ -44,6 +44,7 @@ def get_config(arg: str = ""):
     c.model.dropout = 0.1
     c.classify = ml_collections.ConfigDict()
     c.classify.num_classes = 10
+    c.classify.pooling = "default"    # BERT's pooled [CLS] | "mean" over the real tokens
     c.init_from.mapping = (("params", "params/backbone"),)
     c.optimizer.lr = 1e-3
     c.optimizer.warmup_steps = 30

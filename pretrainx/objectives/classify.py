@@ -10,7 +10,9 @@ Fine-tuning: ``init_from.workdir`` = the pretraining run, ``init_from.mapping = 
 "params/backbone"),)``; ``adapt_init_from`` drops the parent's arrays the backbone has no place
 for (BERT's MLM head, GPT's output layer), so the trunk loads and the head starts fresh. Set
 ``data.tokenizer`` to the same workdir, so the ids are the ones the trunk learnt. Batches:
-``tokens``, ``input_mask``, ``label`` (``data.kind = "speeches"``).
+``tokens``, ``input_mask``, ``label`` (``data.kind = "speeches"``). ``classify.pooling = "mean"``
+pools the mean final state of the real tokens instead (MLM pretraining never trains [CLS]: it
+is special, never masked, so its state carries little until fine-tuning moves it).
 """
 from __future__ import annotations
 
@@ -30,11 +32,21 @@ class Classifier(nn.Module):
     config: transformer.TransformerConfig
     arch: str
     num_classes: int
+    pooling: str = "default"
 
     @nn.compact
     def __call__(self, tokens_BxT, input_mask_BxT, *, train: bool = False):
         cfg = self.config
-        if self.arch == "bert":
+        if self.pooling == "mean":       # the mean final state of the real tokens (either arch)
+            if self.arch == "bert":
+                h_BxTxE = bert.Bert(cfg, name="backbone")(tokens_BxT, input_mask=input_mask_BxT,
+                                                         train=train, output="features")
+            else:
+                h_BxTxE = gpt.GPT(cfg, name="backbone")(tokens_BxT, input_mask=input_mask_BxT,
+                                                        train=train, features_only=True)
+            m_BxTx1 = input_mask_BxT[..., None].astype(jnp.float32)
+            pooled_BxE = (h_BxTxE * m_BxTx1).sum(1) / jnp.maximum(m_BxTx1.sum(1), 1.0)
+        elif self.arch == "bert":
             pooled_BxE = bert.Bert(cfg, name="backbone")(tokens_BxT, input_mask=input_mask_BxT,
                                                         train=train, output="pooled")
         else:
@@ -64,7 +76,10 @@ class Classify(Objective):
             raise ValueError(f"classify: config.model.arch must be one of {ARCHS}, "
                              f"got {self.arch!r}")
         self.num_classes = int(config.classify.num_classes)
-        self.model = Classifier(self.model_config, self.arch, self.num_classes)
+        pooling = config.classify.get("pooling", "default")
+        if pooling not in ("default", "mean"):
+            raise ValueError(f"classify.pooling must be 'default' or 'mean', got {pooling!r}")
+        self.model = Classifier(self.model_config, self.arch, self.num_classes, pooling)
         self.seq_len = int(config.data.seq_len)
 
     def data_request(self):

@@ -44,6 +44,7 @@ def test_command_line_overrides_parse_literals_and_keep_text():
         config_lib.parse_overrides(["train.steps"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SMOKES)
 def test_smoke_config_trains_through_the_runner(path, tmp_path):
     if any(k in path for k in NEEDS_SHARED) and not os.path.isdir(SHARED_DATA):
@@ -58,6 +59,7 @@ def test_smoke_config_trains_through_the_runner(path, tmp_path):
     assert os.path.isdir(tmp_path / "checkpoints" / "3")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(SHARED_DATA), reason="../shared/data (Tiny Shakespeare) absent")
 def test_shakespeare_smoke_beats_the_bigram(tmp_path):
     c = config_lib.load(os.path.join(ROOT, "configs/gpt/shakespeare_char.py:smoke"))

@@ -5,6 +5,7 @@ import os
 
 import jax
 import numpy as np
+import pytest
 
 from pretrainx import config_lib, objectives, train
 
@@ -12,6 +13,7 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 MESHES = {"one_device": dict(data=1, fsdp=1), "data_and_fsdp": dict(data=2, fsdp=4)}
 
 
+@pytest.mark.slow
 def test_sharded_diffusion_losses_equal_one_device(tmp_path):
     c = config_lib.load(os.path.join(ROOT, "configs/diffusion/digits_smoke.py:smoke"))
     losses = {}

@@ -17,7 +17,7 @@ the longest span denoiser (the encoder length if none) and cuts them at a random
 suffix (its targets, at most ``targets_length`` - 1 tokens) is a fraction of the row drawn
 uniform in (0, 2 * density], so ``density`` is its mean fraction; the prefix is what precedes it,
 at most ``data.seq_len`` - 2 tokens. Mode tokens by group: a name starting with "r" [NLU], "x" [NLG],
-"s" [S2S]. Metrics: ``loss`` over all target tokens, and ``{name}_loss`` for each denoiser over
+"s" [S2S]. Metrics: ``loss`` over all target tokens, and ``ul2_{name}_loss`` for each denoiser over
 its own tokens (``train/ul2_r_loss``, ...), pooled exactly (``text_common.component_means``).
 """
 from __future__ import annotations

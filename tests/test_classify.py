@@ -103,3 +103,12 @@ def test_fine_tuning_loads_the_pretrained_encoder(tmp_path):
 def ckpt_lib_params(workdir):
     from pretrainx import init_from
     return init_from.read_source(init_from.InitFrom(str(workdir)))[0]["params"]
+
+
+def test_pretraining_text_leaves_the_held_out_speeches_out():
+    text = "".join(f"S{i % 4}:\nline {i} of speaker {i % 4}\n\n" for i in range(200))
+    _, val, _ = speeches.speaker_task(text, top_speakers=3, val_fraction=0.25)
+    rest = speeches.text_without_held_out(text, top_speakers=3, val_fraction=0.25)
+    assert all(speech not in rest for speech, _ in val)
+    kept = speeches.parse_speeches(rest)
+    assert len(kept) == 200 - len(val) and "S3" in {s for s, _ in kept}

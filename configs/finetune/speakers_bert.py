@@ -2,9 +2,10 @@
 Shakespeare speaks a speech (``data.kind = "speeches"``: 1,229 training and 307 held-out
 speeches, split by speech with a fixed seed; ``experiments/finetune_speakers.md``).
 
-  # the parent: the smoke BERT at length 128, longer
+  # the parent: the smoke BERT at length 128, longer, on the play without the held-out speeches
   pretrainx train --config configs/bert/bert_base.py:smoke --workdir workdirs/bert_char128 \
-      --config.data.seq_len=128 --config.model.max_len=128 --config.train.steps=1500
+      --config.data.kind=speeches_text --config.data.seq_len=128 --config.model.max_len=128 \
+      --config.train.steps=1500
   pretrainx train --config configs/finetune/speakers_bert.py --workdir workdirs/speakers_ft \
       --config.init_from.workdir=workdirs/bert_char128 --config.data.tokenizer=workdirs/bert_char128
   pretrainx train --config configs/finetune/speakers_bert.py:smoke --workdir /tmp/speakers_smoke

@@ -98,7 +98,9 @@ def read_source(opts: InitFrom) -> tuple[dict, int]:
     """({root: numpy tree} for the roots the mapping reads, the step read)."""
     step_dir, step = _step_dir(opts.workdir, opts.step)
     roots = sorted({src.split("/")[0] for src, _ in opts.mapping})
-    source = _read_numpy(os.path.join(step_dir, "state"), [r for r in roots if r != "frozen"])
+    # absolute: Orbax's metadata() of a relative path finds no tree (init_from.workdir="workdirs/x")
+    source = _read_numpy(os.path.abspath(os.path.join(step_dir, "state")),
+                         [r for r in roots if r != "frozen"])
     if "frozen" in roots:
         frozen_dir = os.path.join(opts.workdir, checkpoint_lib.FROZEN_DIR)
         if not os.path.isdir(frozen_dir):

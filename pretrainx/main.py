@@ -9,6 +9,8 @@
                    [--pruner median|successive_halving|hyperband|none] [--config.KEY=VALUE ...]
   pretrainx plot   WORKDIR [WORKDIR ...] [--metric val/loss] [--log-x] [--out FILE.png]
   pretrainx reproduce NAME [--workdir DIR] [--log FILE] [--force] | --list
+  pretrainx generate-couplings --workdir RUN --out DIR --num N [--seed S] [--sampler euler --steps 32]
+                   [--shard K --num-shards N]     (reflow pairs, pretrainx/couplings.py)
 """
 from __future__ import annotations
 
@@ -231,8 +233,14 @@ def _reproduce(argv: list[str]) -> int:
     return 0 if result["passed"] is not False else 1
 
 
+def _generate_couplings(argv: list[str]) -> int:
+    from pretrainx import couplings
+    return couplings.main(argv, _restore_for_inference)
+
+
 COMMANDS = {"train": _train, "eval": _eval, "sample": _sample, "tokenizer": _tokenizer,
-            "ngram": _ngram, "sweep": _sweep, "plot": _plot, "reproduce": _reproduce}
+            "ngram": _ngram, "sweep": _sweep, "plot": _plot, "reproduce": _reproduce,
+            "generate-couplings": _generate_couplings}
 
 
 def cli(argv: list[str] | None = None) -> int:

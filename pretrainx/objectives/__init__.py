@@ -2,5 +2,5 @@
 The contract they follow is in base.py (and docs/design.md)."""
 from pretrainx.objectives.base import (DENOMINATOR, BatchContext, DataRequest,  # noqa: F401
                                        EvalContext, Objective, StepContext, get, names, register)
-from pretrainx.objectives import (clm, diffusion, flow, mlm, prefix_lm,  # noqa: F401,E402
-                                  span_corruption, ul2, classify, clm_mlm)
+from pretrainx.objectives import (classify, clm, clm_mlm, diffusion, flow,  # noqa: F401,E402
+                                  meanflow, mlm, prefix_lm, shortcut, span_corruption, ul2)

@@ -106,7 +106,8 @@ def build_dataset(config, objective, workdir: str | None = None) -> data_lib.Dat
     request = objective.data_request()
     return data_lib.build(config.data, batch_size=config.batch_size,
                           eval_batch_size=config.eval.batch_size, seq_len=request.seq_len,
-                          seed=config.seed, fields=request.fields, tokenizer=saved_tokenizer(workdir))
+                          seed=config.seed, fields=request.fields, tokenizer=saved_tokenizer(workdir),
+                          special_tokens=request.special_tokens)
 
 
 def setup(config, workdir: str | None = None) -> Setup:

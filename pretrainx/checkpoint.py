@@ -17,6 +17,7 @@ those steps again instead of failing on "step already exists". Read-only restore
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -188,6 +189,23 @@ class Checkpointer:
             self.best.close()
 
 
+def _restore_step(manager: ocp.CheckpointManager, step: int, target_state) -> dict:
+    def restore(item):
+        return manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(item), meta=ocp.args.JsonRestore()))
+    try:
+        return restore(target_state)
+    except ValueError as e:
+        # A checkpoint written before the state had ``aux`` (runner contract v2): when this run's
+        # aux is empty too, restore the other fields; anything else stays an error.
+        if jax.tree.leaves(getattr(target_state, "aux", None)) or "aux" not in str(e):
+            raise
+        fields = {f.name: getattr(target_state, f.name)
+                  for f in dataclasses.fields(target_state) if f.name != "aux"}
+        restored = restore(fields)
+        return {**restored, "state": target_state.replace(**restored["state"])}
+
+
 def restore_newest(manager: ocp.CheckpointManager, target_state, unreadable: list | None = None):
     """(state, data state, step) of the newest readable checkpoint; None when there is none.
 
@@ -198,8 +216,7 @@ def restore_newest(manager: ocp.CheckpointManager, target_state, unreadable: lis
     failures = []
     for step in sorted(manager.all_steps(), reverse=True):
         try:
-            restored = manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target_state), meta=ocp.args.JsonRestore()))
+            restored = _restore_step(manager, step, target_state)
         except Exception as e:  # noqa: BLE001 - any failure means "try the older one"
             failures.append(f"step {step}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
             log.warning("checkpoint at step %d is unreadable (%s); trying an older one", step, e)

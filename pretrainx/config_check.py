@@ -108,7 +108,9 @@ def check_values(config) -> None:
     _choice(config, "data.decode_errors", ("replace", "strict"))
     _choice(config, "model.dtype", ("float32", "bfloat16", "float16"))   # jnp dtype names
     num_heads, embed_dim = _get(config, "model.num_heads"), _get(config, "model.embed_dim")
-    if embed_dim and num_heads and embed_dim % num_heads:
+    _integer(config, "model.head_size", minimum=0)
+    # an explicit head_size (T5 v1.1: 64 per head, any width) needs no divisibility
+    if embed_dim and num_heads and not _get(config, "model.head_size") and embed_dim % num_heads:
         raise ConfigError(f"config.model.embed_dim ({embed_dim}) must be divisible by "
                           f"config.model.num_heads ({num_heads})")
     seq_len = _integer(config, "data.seq_len", minimum=1)
@@ -149,6 +151,9 @@ def resolve_paths(config):
         node = _get(config, parent)
         if node is not None and leaf in node:
             node[leaf] = absolute(node[leaf])
+    for source in (_get(config, "init_from.also") or {}).values():   # further runs to load
+        if source.get("workdir"):
+            source.workdir = absolute(source.workdir)
     tokenizer = _get(config, "data.tokenizer")
     if isinstance(tokenizer, str) and os.path.exists(os.path.expanduser(tokenizer)):
         config.data.tokenizer = absolute(tokenizer)    # a saved tokenizer, not a kind like "char"

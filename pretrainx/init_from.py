@@ -13,6 +13,10 @@ do head surgery (drop the old head, build a new one). Every source array must fi
 the same shape (else a one-line error names it); target arrays no source fills keep their fresh
 initialisation, and the log lists them.
 
+Several runs: ``init_from.also.NAME`` holds further (workdir, step, mapping) sources, applied
+after the main one in name order, e.g. ``c.init_from.also.reward.workdir = "workdirs/rm"`` with
+``mapping = (("params", "frozen/reward"),)`` (``InitFrom.all_from_config``).
+
 Applied only when the run's workdir has no checkpoint of its own: a resumed run restores its own
 state and never reads the other run again (``train.run``).
 """
@@ -56,6 +60,17 @@ class InitFrom:
                                     f"with one of {SOURCE_ROOTS}, a target with one of {TARGET_ROOTS}")
         return cls(str(c.workdir), str(c.get("step", "latest")), mapping)
 
+    @classmethod
+    def all_from_config(cls, config) -> "list[InitFrom]":
+        """The main source and, in name order, every ``init_from.also.NAME`` source (same fields:
+        workdir, step, mapping) with a workdir set: a stage that loads several runs (PPO takes
+        its policy from one and its reward model from another) applies them in turn."""
+        sources = [cls.from_config(config)]
+        also = (config.get("init_from") or {}).get("also") or {}
+        for name in sorted(also):
+            sources.append(cls.from_config({"init_from": also[name]}))
+        return [s for s in sources if s is not None]
+
 
 def _step_dir(workdir: str, step: str) -> tuple[str, int]:
     """The checkpoint folder of ``step`` ("latest", "best" or a number) in ``workdir``."""
@@ -98,7 +113,9 @@ def read_source(opts: InitFrom) -> tuple[dict, int]:
     """({root: numpy tree} for the roots the mapping reads, the step read)."""
     step_dir, step = _step_dir(opts.workdir, opts.step)
     roots = sorted({src.split("/")[0] for src, _ in opts.mapping})
-    source = _read_numpy(os.path.join(step_dir, "state"), [r for r in roots if r != "frozen"])
+    # absolute: Orbax's metadata() of a relative path finds no tree (init_from.workdir="workdirs/x")
+    source = _read_numpy(os.path.abspath(os.path.join(step_dir, "state")),
+                         [r for r in roots if r != "frozen"])
     if "frozen" in roots:
         frozen_dir = os.path.join(opts.workdir, checkpoint_lib.FROZEN_DIR)
         if not os.path.isdir(frozen_dir):

@@ -3,12 +3,16 @@
   pretrainx train  --config configs/gpt/shakespeare_char.py[:smoke] --workdir DIR [--config.KEY=VALUE ...]
   pretrainx eval   --workdir DIR
   pretrainx sample --workdir DIR [--prompt "ROMEO:"] [--max-new-tokens 200] [--temperature 0.8] [--top-k 200]
+                   [--best-of N] [--policy trained|reference]   (a PPO run: best of N by its reward model)
+  pretrainx pairs  --workdir PRETRAINED --out PAIRS.jsonl [--prompts 4000] [--samples 4]  (VADER-labelled)
   pretrainx tokenizer train --corpus PATH --kind bpe --vocab-size 8000 --out DIR
   pretrainx ngram  --text PATH [--n 2]
   pretrainx sweep  --config FILE[:arg] --workdir DIR [--storage URL] [--parallel N] [--trials K]
                    [--pruner median|successive_halving|hyperband|none] [--config.KEY=VALUE ...]
   pretrainx plot   WORKDIR [WORKDIR ...] [--metric val/loss] [--log-x] [--out FILE.png]
   pretrainx reproduce NAME [--workdir DIR] [--log FILE] [--force] | --list
+  pretrainx generate-couplings --workdir RUN --out DIR --num N [--seed S] [--sampler euler --steps 32]
+                   [--shard K --num-shards N]     (reflow pairs, pretrainx/couplings.py)
 """
 from __future__ import annotations
 
@@ -174,6 +178,10 @@ def _sample(argv: list[str]) -> int:
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     p.add_argument("--num-samples", type=int, dest="num_samples")
     p.add_argument("--seed", type=int)
+    p.add_argument("--best-of", type=int, dest="best_of",
+                   help="draw N and print the one the run's reward model scores highest")
+    p.add_argument("--policy", choices=("trained", "reference"),
+                   help="sample the trained policy or the frozen reference (RLHF runs)")
     args = p.parse_args(argv)
     # Checked before the restore: a negative count was accepted and printed an empty sample.
     for name in ("max_new_tokens", "steps", "num_samples"):
@@ -208,6 +216,11 @@ def _tokenizer(argv: list[str]) -> int:
 def _ngram(argv: list[str]) -> int:
     from pretrainx import ngram
     return ngram.main(argv)
+
+
+def _pairs(argv: list[str]) -> int:
+    from pretrainx import synthetic_prefs
+    return synthetic_prefs.cli(argv)
 
 
 def _sweep(argv: list[str]) -> int:
@@ -278,8 +291,14 @@ def _reproduce(argv: list[str]) -> int:
     return 0 if result["passed"] is not False else 1
 
 
+def _generate_couplings(argv: list[str]) -> int:
+    from pretrainx import couplings
+    return couplings.main(argv, _restore_for_inference)
+
+
 COMMANDS = {"train": _train, "eval": _eval, "sample": _sample, "tokenizer": _tokenizer,
-            "ngram": _ngram, "sweep": _sweep, "plot": _plot, "reproduce": _reproduce}
+            "ngram": _ngram, "sweep": _sweep, "plot": _plot, "reproduce": _reproduce,
+            "generate-couplings": _generate_couplings, "pairs": _pairs}
 
 
 def cli(argv: list[str] | None = None) -> int:

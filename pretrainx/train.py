@@ -82,7 +82,8 @@ def build_dataset(config, objective, workdir: str | None = None) -> data_lib.Dat
     request = objective.data_request()
     return data_lib.build(config.data, batch_size=config.batch_size,
                           eval_batch_size=config.eval.batch_size, seq_len=request.seq_len,
-                          seed=config.seed, fields=request.fields, tokenizer=saved_tokenizer(workdir))
+                          seed=config.seed, fields=request.fields, tokenizer=saved_tokenizer(workdir),
+                          special_tokens=request.special_tokens)
 
 
 def setup(config, workdir: str | None = None) -> Setup:
@@ -159,8 +160,9 @@ def _restore_or_init(ckpt, state, shardings, objective, config, workdir: str):
     if restored is not None:        # resume wins over init_from: the run's own state is newer
         state, data_state, restored_step = restored
         log.info("resumed from step %d (next batch %d)", restored_step, data_state.next_index)
-    elif (source := init_from.InitFrom.from_config(config)) is not None:
-        state = init_from.apply(state, objective, source)
+    else:
+        for source in init_from.InitFrom.all_from_config(config):   # none: from scratch
+            state = init_from.apply(state, objective, source)
     total = int(config.train.steps)
     if restored is not None and restored[2] > total:
         # A run asked to stop before where it already is cannot be honoured (it exited 0 having

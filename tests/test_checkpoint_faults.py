@@ -40,6 +40,7 @@ def restore_target(cfg):
         mesh=sharding.make_mesh(cfg.mesh), axis_rules=sharding.rules(cfg.sharding))
 
 
+@pytest.mark.slow
 def test_resume_onto_a_different_mesh(tmp_path, monkeypatch):
     base = tiny_config(**{"checkpoint.every": 3, "checkpoint.keep": 2})
     old = with_mesh(base, data=8, fsdp=1, tensor=1)       # parameters replicated

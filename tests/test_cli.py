@@ -56,6 +56,7 @@ def reference_run(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_resumes_with_identical_losses(reference_run, tmp_path):
     cmd = train_cmd(tmp_path, "--config.train.steps=40", "--config.checkpoint.every=10")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

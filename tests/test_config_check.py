@@ -54,6 +54,9 @@ def test_embed_dim_not_divisible_by_the_heads_is_caught_before_the_model_is_buil
                                                        r"divisible by config.model.num_heads \(4\)"):
         config_check.check_values(with_value(with_value(GPT, "model.embed_dim", 30),
                                              "model.num_heads", 4))
+    # with an explicit per-head width (T5 v1.1) any width goes
+    config_check.check_values(with_value(with_value(with_value(GPT, "model.embed_dim", 30),
+                                                    "model.num_heads", 4), "model.head_size", 8))
 
 
 def test_fields_a_config_does_not_have_are_not_required():
@@ -80,3 +83,21 @@ def test_a_missing_or_empty_file_names_its_field(tmp_path, field, value, words):
     with pytest.raises((FileNotFoundError, ValueError)) as e:
         build(data, batch_size=2, eval_batch_size=2, seq_len=8, seed=0)
     assert f"config.data.{field}" in str(e.value) and words in str(e.value)
+
+
+def test_relative_paths_become_absolute_and_names_stay(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tok.json").write_text("{}")
+    config = ml_collections.ConfigDict({
+        "data": {"path": "corpus.txt", "tokenizer": "tok.json"},
+        "init_from": {"workdir": "runs/base", "also": {"reward": {"workdir": "runs/rm"},
+                                                       "none": {"workdir": ""}}}})
+    got = config_check.resolve_paths(config)
+    assert got.data.path == str(tmp_path / "corpus.txt")
+    assert got.data.tokenizer == str(tmp_path / "tok.json")           # a saved tokenizer's file
+    assert got.init_from.workdir == str(tmp_path / "runs/base")
+    assert got.init_from.also.reward.workdir == str(tmp_path / "runs/rm")   # every run it loads
+    assert got.init_from.also.none.workdir == ""
+    assert config.data.path == "corpus.txt"                           # the caller's is untouched
+    names = ml_collections.ConfigDict({"data": {"path": "stdlib", "tokenizer": "char"}})
+    assert config_check.resolve_paths(names).to_dict() == names.to_dict()

@@ -11,7 +11,7 @@ from conftest import SHARED_DATA
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.py"),
                                                               recursive=True))
-NEEDS_SHARED = ("shakespeare", "packed_wikitext", "fashion_mnist", "cifar10")
+NEEDS_SHARED = ("shakespeare", "packed_wikitext", "fashion_mnist", "cifar10", "hh_reward")
 
 
 def variants(path):
@@ -45,6 +45,7 @@ def test_command_line_overrides_parse_literals_and_keep_text():
         config_lib.parse_overrides(["train.steps"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SMOKES)
 def test_smoke_config_trains_through_the_runner(path, tmp_path):
     if any(k in path for k in NEEDS_SHARED) and not os.path.isdir(SHARED_DATA):
@@ -59,6 +60,7 @@ def test_smoke_config_trains_through_the_runner(path, tmp_path):
     assert os.path.isdir(tmp_path / "checkpoints" / "3")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(SHARED_DATA), reason="../shared/data (Tiny Shakespeare) absent")
 def test_shakespeare_smoke_beats_the_bigram(tmp_path):
     c = config_lib.load(os.path.join(ROOT, "configs/gpt/shakespeare_char.py:smoke"))

@@ -48,8 +48,8 @@ def test_accumulated_gradient_is_the_token_mean_of_the_whole_batch(packed):
     two = run(params, batch, rng, 2)
     np.testing.assert_allclose(two[0], one[0], rtol=1e-6)                  # loss
     np.testing.assert_allclose(two[1]["nll"], one[1]["nll"], rtol=1e-6)
-    for a, b in zip(jax.tree.leaves(two[2]), jax.tree.leaves(one[2])):    # gradients
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(two[2]), jax.tree.leaves(one[2])):    # gradients, to 1e-6
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)   # absolute (measured: 2.4e-7)
     # Averaging the micro-batches' means with equal weights is measurably wrong on this batch.
     equal = jax.tree.map(lambda *g: (g[0] + g[1]) / 2, *[
         jax.grad(lambda p, b: loss_fn(p, b, rng)[0])(params, jax.tree.map(lambda x: x[k::2], batch))

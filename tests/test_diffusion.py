@@ -115,6 +115,7 @@ def test_ddim_timesteps_span_the_chain():
     np.testing.assert_array_equal(ddpm.ddim_timesteps(10, 10), np.arange(10))
 
 
+@pytest.mark.slow
 def test_ddpm_objective_trains_and_samples_deterministically():
     config = config_lib.load(os.path.join(CONFIGS, "digits_smoke.py:smoke"))
     objective = ddpm.DDPM(config)

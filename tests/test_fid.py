@@ -76,6 +76,21 @@ def test_generated_float_images_are_scored_as_uint8_like_the_real_ones(cache_dir
     assert scorer.score(images) == scorer.score(to_uint8(images))
 
 
+def test_heldout_reference_swaps_the_roles_of_the_splits(cache_dir):
+    # digits with 120 held out: the classifier and reference on those 120, the floor from the
+    # first 120 training images (what a generator that copied its training set would score)
+    arrays = load_image_arrays(ml_collections.ConfigDict(
+        {"kind": "digits", "heldout_fraction": 120 / 1797}))
+    protocol = dataclasses.replace(PROTOCOL, num_samples=120, reference_split="heldout")
+    scorer = fid.FidScorer(arrays, protocol, cache_dir)
+    assert scorer.cache_dir.endswith("digits-heldout120-heldout-reference")
+    np.testing.assert_array_equal(scorer._reference_images(), arrays.heldout_images)
+    assert scorer.real_floor() == pytest.approx(scorer.score(arrays.train_images[:120]), rel=1e-5)
+    assert scorer.score(arrays.heldout_images) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="fid_reference_split"):
+        fid.FidScorer(arrays, dataclasses.replace(protocol, reference_split="test"), cache_dir)
+
+
 def test_evaluators_write_grids_and_report_fid(cache_dir, tmp_path):
     arrays = load_image_arrays(DIGITS)
     calls = []

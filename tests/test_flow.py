@@ -56,6 +56,7 @@ def test_time_sampling_lies_in_the_unit_interval():
         assert float(t.min()) >= 0 and float(t.max()) <= 1 and 0.4 < float(t.mean()) < 0.6
 
 
+@pytest.mark.slow
 def test_flow_objective_trains_and_samples_deterministically():
     config = config_lib.load(os.path.join(CONFIGS, "digits_smoke.py:flow_smoke"))
     objective = flow.FlowMatching(config)

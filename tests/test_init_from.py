@@ -133,3 +133,11 @@ def test_provenance_records_the_start_and_the_resume(value_runs):
     (resume,) = record["resumes"]
     assert resume["resumed_from_step"] == 2 and resume["git_commit"] == head
     assert os.path.exists(workdir / "config.json")
+
+
+def test_a_relative_source_workdir_reads_the_same_arrays(source, monkeypatch):
+    source_dir, source_params = source
+    monkeypatch.chdir(source_dir.parent)         # init_from.workdir="workdirs/run" from the repo
+    read, step = init_from.read_source(init_from.InitFrom(source_dir.name))
+    assert step == 3
+    assert_same(read["params"], source_params)

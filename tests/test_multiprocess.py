@@ -115,6 +115,7 @@ def runs(tmp_path_factory):
     return one, two
 
 
+@pytest.mark.slow
 def test_two_processes_log_the_losses_of_one(runs):
     one, two = map(_metrics, runs)
     steps_two = [r["step"] for r in two if "train/loss" in r]

@@ -92,6 +92,7 @@ def test_objectives_can_ask_for_raw_token_rows_of_their_own_length():
     assert set(packed.train.get_batch(1)) == {"tokens", "segment_ids", "positions"}
 
 
+@pytest.mark.slow
 def test_a_resumed_run_loads_its_saved_tokenizer_instead_of_fitting_again(tmp_path):
     from pretrainx import objectives, train
     from test_train import tiny_config

@@ -46,6 +46,7 @@ def test_learning_rate_is_logged_every_step(tmp_path):
     assert lr[6] < lr[4]
 
 
+@pytest.mark.slow
 def test_resume_after_crash_replays_the_same_losses(tmp_path):
     cfg = tiny_config(**{"checkpoint.every": 2, "model.dropout": 0.1})
     full = losses(train.run(cfg, str(tmp_path / "full")).history)
@@ -90,6 +91,7 @@ def mesh_runs(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [m for m in MESHES if m != "one_device"])
 def test_sharded_losses_equal_one_device(mesh_runs, name):
     ref, got = losses(mesh_runs["one_device"].history), losses(mesh_runs[name].history)

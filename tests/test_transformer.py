@@ -15,7 +15,8 @@ import pytest
 from jax.sharding import Mesh, PartitionSpec as P
 
 from pretrainx.models.gpt import GPT, flops_per_token, param_count
-from pretrainx.models.transformer import TransformerConfig, explicit_attention, resolve_attention
+from pretrainx.models.attention import explicit_attention, resolve_attention
+from pretrainx.models.transformer import TransformerConfig
 
 B, T = 8, 16
 TINY = TransformerConfig(vocab_size=17, num_layers=2, num_heads=4, embed_dim=32, max_len=32)
@@ -192,8 +193,8 @@ def test_auto_attention_picks_cudnn_only_where_it_applies():
 def test_auto_attention_falls_back_to_xla_where_cudnn_is_refused(monkeypatch):
     # On this CPU jax refuses cuDNN while tracing ("cuDNN is not detected"): the same refusal
     # an old cuDNN or an unsupported shape gets on a GPU. "auto" falls back; "cudnn" raises.
-    from pretrainx.models import transformer
-    monkeypatch.setattr(transformer, "resolve_attention", lambda choice, **_: "cudnn")
+    from pretrainx.models import attention
+    monkeypatch.setattr(attention, "resolve_attention", lambda choice, **_: "cudnn")
     params, tokens = _params(TINY), _tokens(7)
     logits = GPT(TINY).apply({"params": params}, tokens)
     np.testing.assert_allclose(logits, _fwd(TINY)(params, tokens), atol=1e-6)
@@ -279,7 +280,8 @@ def test_logical_axes_and_mesh_sharding():
 
 def _dependence(kind, **mask_args):
     """[i, j]: does block output i depend on block input j? (the Jacobian's nonzero pattern)"""
-    from pretrainx.models.transformer import Block, attention_mask
+    from pretrainx.models.blocks import Block
+    from pretrainx.models.transformer import attention_mask
     cfg = dataclasses.replace(TINY, attention_kind=kind)
     L = 6
     x = jnp.asarray(np.random.RandomState(0).randn(1, L, cfg.embed_dim), jnp.float32)

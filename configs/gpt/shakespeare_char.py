@@ -17,8 +17,6 @@ import os
 
 import ml_collections
 
-from pretrainx import sweep_def as sd
-
 # The shared data folder beside a checkout of this repository.
 _SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
 
@@ -177,6 +175,7 @@ def get_config(arg: str = ""):
 
 def get_sweep(arg: str = ""):
     """``pretrainx sweep`` definitions (same args as get_config)."""
+    from pretrainx import sweep_def as sd   # here: training this config needs no optuna
     if arg == "smoke":   # 4 trials, 7.6 min on 2 busy CPU cores with --parallel 2 (2026-11-30)
         return sd.grid(sd.product(sd.values("optimizer.lr", [1e-3, 3e-3]),
                                   sd.values("model.embed_dim", [64, 128])))

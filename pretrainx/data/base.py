@@ -83,8 +83,10 @@ def register(kind: str):
     A builder is ``fn(data_config, *, batch_size, eval_batch_size, seq_len, seed[, fields,
     tokenizer]) -> Dataset``; ``seq_len`` is the raw length the objective asked for (None for
     non-sequence data); ``fields`` the batch keys it asked for (None: the builder's own);
-    ``tokenizer`` a tokenizer to use instead of fitting one (a resumed run's saved one). The two
-    optional keywords are passed only when set, so a builder that needs neither may omit them.
+    ``tokenizer`` a tokenizer to use instead of fitting one (a resumed run's saved one);
+    ``special_tokens`` the tokens the objective needs in the vocabulary ([MASK], sentinels), to
+    be added where the tokenizer lacks them before any text is encoded. The optional keywords
+    are passed only when set, so a builder that needs none of them may omit them.
     """
     def wrap(fn):
         _BUILDERS[kind] = fn
@@ -93,11 +95,13 @@ def register(kind: str):
 
 
 def build(data_config, *, batch_size: int, eval_batch_size: int, seq_len: int | None, seed: int,
-          fields=None, tokenizer=None) -> Dataset:
+          fields=None, tokenizer=None, special_tokens=()) -> Dataset:
     kind = data_config.kind
     if kind not in _BUILDERS:
         raise ValueError(f"unknown data kind {kind!r} (config.data.kind); "
                          f"known: {sorted(_BUILDERS)}")
-    optional = {k: v for k, v in dict(fields=fields, tokenizer=tokenizer).items() if v is not None}
+    optional = {k: v for k, v in dict(fields=fields, tokenizer=tokenizer,
+                                      special_tokens=tuple(special_tokens) or None).items()
+                if v is not None}
     return _BUILDERS[kind](data_config, batch_size=batch_size, eval_batch_size=eval_batch_size,
                            seq_len=seq_len, seed=seed, **optional)

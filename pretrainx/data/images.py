@@ -119,8 +119,11 @@ def _load_digits(cfg) -> ImageArrays:
     from sklearn.datasets import load_digits   # bundled with scikit-learn: no download
     digits = load_digits()
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    parts = _split_fixed(images, digits.target.astype(np.int32), cfg.get("heldout_fraction", 0.1))
-    return ImageArrays("digits", *parts, tuple(str(c) for c in range(10)))
+    fraction = cfg.get("heldout_fraction", 0.1)
+    parts = _split_fixed(images, digits.target.astype(np.int32), fraction)
+    # The name keys the FID cache (classifier, reference statistics): another split, another name.
+    name = "digits" if fraction == 0.1 else f"digits-heldout{len(parts[2])}"
+    return ImageArrays(name, *parts, tuple(str(c) for c in range(10)))
 
 
 def _decode(data: bytes) -> np.ndarray:
@@ -242,8 +245,12 @@ def _load_uncached(key, data_config) -> ImageArrays:
 
 def build_image_dataset(data_config, *, batch_size, eval_batch_size, seq_len=None, seed=0):
     arrays = load_image_arrays(data_config)
-    train = ImageSource(arrays.train_images, arrays.train_labels, batch_size, seed,
-                        random_flip=bool(data_config.get("random_flip", False)))
+    if data_config.get("couplings"):      # reflow: fixed (noise, sample) pairs (couplings.py)
+        from pretrainx.couplings import CouplingSource
+        train = CouplingSource(data_config.couplings, batch_size, seed)
+    else:
+        train = ImageSource(arrays.train_images, arrays.train_labels, batch_size, seed,
+                            random_flip=bool(data_config.get("random_flip", False)))
     # Validation reads the held-out split in order and unflipped: the same rows every eval.
     val = ImageSource(arrays.heldout_images, arrays.heldout_labels, eval_batch_size, seed,
                       shuffle=False)

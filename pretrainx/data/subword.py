@@ -67,6 +67,17 @@ class SubwordTokenizer:
     def has_token(self, name: str) -> bool:
         return self.hf.token_to_id(name) is not None
 
+    def add_special_tokens(self, names: Sequence[str]) -> "SubwordTokenizer":
+        """This tokenizer with the tokens of ``names`` it lacks appended after its ids."""
+        missing = [n for n in names if not self.has_token(n)]
+        if missing:
+            self.hf.add_special_tokens(missing)
+        return self
+
+    def token_strings(self) -> list[str]:
+        """The text of every id, in id order (WordPiece's "##" continuation marks included)."""
+        return [self.hf.id_to_token(i) or "" for i in range(self.vocab_size)]
+
     def save(self, directory: str) -> str:
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, FILENAME)

@@ -31,7 +31,8 @@ import logging
 import numpy as np
 
 from pretrainx.data import packing as packing_lib
-from pretrainx.data import readers, special_tokens
+from pretrainx.data import readers
+from pretrainx.data import special_tokens as st
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.data.base import Dataset, raw_tokens, register
 from pretrainx.data.sources import TokenWindows
@@ -121,7 +122,8 @@ def _encode(tok, texts: list[str]) -> list[list[int]]:
 
 
 def build_text_dataset(docs: list[str], data_config, *, batch_size: int, eval_batch_size: int,
-                       seq_len: int, seed: int, fields=None, tokenizer=None) -> Dataset:
+                       seq_len: int, seed: int, fields=None, tokenizer=None,
+                       special_tokens=()) -> Dataset:
     """Documents -> the Dataset the runner trains on (steps 2-4 of the module docstring)."""
     opts = TextOptions.from_config(data_config)
     keep_bytes = (isinstance(tokenizer, tokenizer_lib.ByteTokenizer) if tokenizer is not None
@@ -132,8 +134,11 @@ def build_text_dataset(docs: list[str], data_config, *, batch_size: int, eval_ba
     if tokenizer is None:
         tokenizer = tokenizer_lib.from_spec(opts.tokenizer, [p.text for p in train_pieces],
                                             list(docs))
-    bos = _special_id(tokenizer, special_tokens.BOS)
-    eos = _special_id(tokenizer, special_tokens.EOS)
+    # before any text is encoded, so a fresh and a resumed run (whose saved tokenizer has them
+    # already) make the same rows
+    tokenizer = tokenizer_lib.with_special_tokens(tokenizer, special_tokens)
+    bos = _special_id(tokenizer, st.BOS)
+    eos = _special_id(tokenizer, st.EOS)
     shift = not raw_tokens(fields)
     width = seq_len + 1 if shift else seq_len
     info = {"chars": sum(len(d) for d in docs),
@@ -165,7 +170,7 @@ def build_text_dataset(docs: list[str], data_config, *, batch_size: int, eval_ba
         info.update(train_tokens=int(len(train_ids)), val_tokens=int(len(val_ids)))
         return Dataset(train=train, val=val, tokenizer=tokenizer, info=info)
 
-    pad = _special_id(tokenizer, special_tokens.PAD)
+    pad = _special_id(tokenizer, st.PAD)
     pad = 0 if pad is None else pad
 
     def rows(pieces):
@@ -214,13 +219,14 @@ DOCUMENT_SOURCES = {"text": _corpus_documents, "jsonl": _jsonl_documents,
 
 def _builder(read_documents):
     def build(data_config, *, batch_size, eval_batch_size, seq_len, seed, fields=None,
-              tokenizer=None) -> Dataset:
+              tokenizer=None, special_tokens=()) -> Dataset:
         docs = read_documents(data_config)
         if not docs:
             raise ValueError(f"no documents in {data_config.get('path')!r} (config.data)")
         return build_text_dataset(docs, data_config, batch_size=batch_size,
                                   eval_batch_size=eval_batch_size, seq_len=seq_len, seed=seed,
-                                  fields=fields, tokenizer=tokenizer)
+                                  fields=fields, tokenizer=tokenizer,
+                                  special_tokens=special_tokens)
     return build
 
 

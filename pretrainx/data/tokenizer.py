@@ -10,6 +10,8 @@
 
 Every tokenizer has ``vocab_size``, ``encode``, ``decode`` and ``save(dir)``; a resumed run loads
 the ``tokenizer.json`` its first start saved instead of fitting or training again.
+:func:`with_special_tokens` adds the special tokens an objective needs (``[MASK]``, sentinels)
+after the ids a vocabulary has, so the ids of ordinary text do not move.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from typing import Sequence
 from pretrainx.data import subword
 from pretrainx.data.basic_tokenizers import FILENAME, ByteTokenizer, CharTokenizer, Tokenizer
 
-__all__ = ["FILENAME", "Tokenizer", "CharTokenizer", "ByteTokenizer", "from_spec", "load"]
+__all__ = ["FILENAME", "Tokenizer", "CharTokenizer", "ByteTokenizer", "from_spec", "load",
+           "with_special_tokens"]
 
 
 def _texts(text: str | Sequence[str] | None) -> list[str] | None:
@@ -68,7 +71,20 @@ def load(path: str) -> Tokenizer:
         blob = json.load(f)
     kind = blob.get("pretrainx_kind")
     if kind == "char":
-        return CharTokenizer(blob["chars"])
+        return CharTokenizer(blob["chars"], blob.get("specials", ()))
     if kind == "byte":
-        return ByteTokenizer()
+        return ByteTokenizer(blob.get("specials", ()))
     return subword.SubwordTokenizer.load(file)   # HF `tokenizers` JSON (BPE / WordPiece / Unigram)
+
+
+def with_special_tokens(tok: Tokenizer, names: Sequence[str]) -> Tokenizer:
+    """``tok`` holding every token of ``names``: those it lacks are appended after its ids, in
+    the order given (a trained vocabulary already holds ``special_tokens.ALL``; a char or byte
+    vocabulary gets them after its characters / bytes). Idempotent."""
+    names = list(names)
+    if not names:
+        return tok
+    add = getattr(tok, "add_special_tokens", None)
+    if add is None:
+        raise ValueError(f"{type(tok).__name__} cannot take the special tokens {names[:4]}")
+    return add(names)

@@ -25,7 +25,12 @@ Logical axis names (the UNet's, so the diffusion configs' rules cover them, plus
   attn q, k, v        ('embed', 'heads', 'kv'), biases ('heads', 'kv'); out ('heads', 'kv', 'embed')
   mlp                 ('embed', 'mlp'), ('mlp', 'embed');  adaLN modulation ('embed', 'mlp')
   final linear        ('embed', 'image_channels') (p*p*C_out wide: never shard)
+  interval MLP        as the time-embedding MLP (only with ``interval_embedding=True``)
 LayerNorms have no affine parameters (adaLN supplies them).
+
+``interval_embedding=True`` adds the UNet's second time input (``interval=``, the shortcut step
+size d or MeanFlow's t - r, on the 0..1000 scale): its own sinusoids and MLP, added to c as the
+MeanFlow and shortcut DiTs do. Off by default, leaving the default DiT's parameters unchanged.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx.models.unet import dense, timestep_embedding
+from pretrainx.models.unet import check_interval, dense, time_mlp
 
 # The DiT's 256 sinusoidal time features (before the MLP), computed by the UNet's function: the
 # DiT puts cos before sin and divides the frequency exponent by 128, not 127; no matter.
@@ -118,6 +123,7 @@ class DiT(nn.Module):
     mlp_ratio: int = 4
     num_classes: int = 0          # 0: unconditional; else labels in [0, num_classes), null = K
     out_channels: int | None = None   # None: the input's channel count
+    interval_embedding: bool = False  # True: also condition on interval= (see the docstring)
     dtype: jnp.dtype = jnp.float32
 
     @property
@@ -125,8 +131,9 @@ class DiT(nn.Module):
         return self.num_classes
 
     @nn.compact
-    def __call__(self, x_BxHxWxC, t_B, *, labels=None, train: bool = False):
+    def __call__(self, x_BxHxWxC, t_B, *, labels=None, train: bool = False, interval=None):
         del train                     # no dropout in the DiT
+        check_interval(interval, self.interval_embedding, "DiT")
         B, H, W, C = x_BxHxWxC.shape
         p, E = self.patch_size, self.hidden_size
         if H % p or W % p or E % self.num_heads:
@@ -145,10 +152,10 @@ class DiT(nn.Module):
             self.dtype)
 
         normal = nn.initializers.normal(0.02)   # DiT's timestep MLP and label table
-        c_BxE = dense(E, ("embed", "mlp"), kernel_init=normal, dtype=self.dtype,
-                      name="t_embed0")(timestep_embedding(t_B, FREQ_DIM))
-        c_BxE = dense(E, ("mlp", "embed"), kernel_init=normal, dtype=self.dtype,
-                      name="t_embed1")(nn.silu(c_BxE))
+        c_BxE = time_mlp(t_B, FREQ_DIM, E, "t_embed", self.dtype, kernel_init=normal)
+        if self.interval_embedding:
+            c_BxE = c_BxE + time_mlp(interval, FREQ_DIM, E, "interval_embed", self.dtype,
+                                     kernel_init=normal)
         if self.num_classes:
             if labels is None:        # unconditional use of a conditional model: the null class
                 labels = jnp.full((B,), self.null_label, jnp.int32)

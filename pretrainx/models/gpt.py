@@ -1,5 +1,5 @@
 """Decoder-only GPT (Flax Linen): token (+ learned position) embeddings, the shared pre-LN
-blocks of ``transformer.py``, a final LayerNorm and a tied (or separate) output head.
+blocks of ``blocks.py``, a final LayerNorm and a tied (or separate) output head.
 
 Logical axis names of its own parameters (the blocks' are listed in ``transformer.py``):
   wte/embedding ('vocab','embed')      wpe/embedding ('length','embed')
@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx.models.transformer import (Block, TransformerConfig, attention_mask, layer_norm,
+from pretrainx.models.blocks import run_stack, stack
+from pretrainx.models.transformer import (TransformerConfig, attention_mask, init_std, norm,
                                           normal_init, zeros_init)
 
 class GPT(nn.Module):
@@ -31,8 +32,9 @@ class GPT(nn.Module):
 
     decode=True: KV-cache mode ("cache" collection, call with mutable=["cache"]). Each call
     appends its T tokens to the cache; positions default to cache_index + arange(T);
-    ``input_mask`` marks the real tokens of a left-padded prompt. Decoding is causal only, one
-    document per row (``pretrainx.decoding`` drives it).
+    ``input_mask`` marks the real tokens of a left-padded prompt. One document per row
+    (``pretrainx.decoding`` drives it); a "prefix" model attends bidirectionally within each
+    call's tokens, so the prompt it is given first is its prefix.
     """
     config: TransformerConfig
     decode: bool = False
@@ -54,17 +56,18 @@ class GPT(nn.Module):
             positions = jnp.broadcast_to(start + jnp.arange(T, dtype=jnp.int32), (B, T))
 
         if self.decode:
-            if cfg.attention_kind != "causal":
-                raise ValueError(f"KV-cache decoding is causal; this model's attention_kind is "
-                                 f"{cfg.attention_kind!r}")
-            mask = None                     # the cache builds its own (causal, real tokens only)
+            if cfg.attention_kind == "bidirectional":
+                raise ValueError("KV-cache decoding needs a causal or prefix model; this model's "
+                                 "attention_kind is 'bidirectional'")
+            mask = None     # the cache builds its own (real tokens; causal, or prefix = prompt)
         else:
             mask = attention_mask(cfg.attention_kind, T, segment_ids=segment_ids,
                                   prefix_length=prefix_length, prefix_mask=prefix_mask,
                                   input_mask=input_mask)
 
         wte = nn.Embed(cfg.vocab_size, cfg.embed_dim, dtype=cfg.compute_dtype,
-                       embedding_init=normal_init(0.02, ("vocab", "embed")), name="wte")
+                       embedding_init=normal_init(init_std(cfg, "embed"), ("vocab", "embed")),
+                       name="wte")
         x_BxTxE = wte(tokens_BxT)
         if not cfg.rope:
             wpe = nn.Embed(cfg.max_len, cfg.embed_dim, dtype=cfg.compute_dtype,
@@ -72,11 +75,9 @@ class GPT(nn.Module):
             x_BxTxE = x_BxTxE + wpe(positions)
         x_BxTxE = nn.Dropout(cfg.dropout)(x_BxTxE, deterministic=not train)
 
-        block_cls = nn.remat(Block, static_argnums=(4,)) if cfg.remat else Block
-        for i in range(cfg.num_layers):
-            x_BxTxE = block_cls(cfg, self.decode, name=f"h_{i}")(
-                x_BxTxE, positions, mask, train, input_mask if self.decode else None)
-        x_BxTxE = layer_norm(cfg, "ln_f")(x_BxTxE)
+        x_BxTxE = run_stack(stack(cfg, cfg.num_layers, decode=self.decode), x_BxTxE, positions,
+                            mask, train, input_mask if self.decode else None)
+        x_BxTxE = norm(cfg, "ln_f")(x_BxTxE)
         if features_only:
             return x_BxTxE.astype(jnp.float32)
 
@@ -143,3 +144,18 @@ class GPTDecoder:
             {"params": params, "cache": cache}, tokens_BxT, positions=positions_BxT,
             input_mask=input_mask_BxT, mutable=["cache"])
         return logits, mutated["cache"]
+
+
+class GPTScalar(nn.Module):
+    """A GPT trunk ("backbone", no output head) and a linear head to one scalar per position: a
+    reward model (read at a sequence's last real token) or a value function (read per token).
+    The head starts at zero, so every score starts at 0 (a Bradley–Terry loss of exactly log 2)."""
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, tokens_BxT, *, train: bool = False):
+        features_BxTxE = GPT(self.config, name="backbone")(tokens_BxT, train=train,
+                                                           features_only=True)
+        head = nn.Dense(1, dtype=jnp.float32, kernel_init=zeros_init(("embed", None)),
+                        bias_init=zeros_init((None,)), name="head")
+        return head(features_BxTxE)[..., 0]

@@ -13,9 +13,16 @@ Every parameter carries logical axis names (``nn.with_logical_partitioning``):
   first / last conv   'image_channels' in place of 'conv_in' / 'conv_out' (3 or 1 wide: never shard)
   time-embedding MLP  ('embed', 'mlp') then ('mlp', 'embed'); biases ('mlp',) and ('embed',)
   time -> block proj  ('embed', 'conv_out')
+  interval MLP        as the time-embedding MLP (only with ``interval_embedding=True``)
   label embedding     ('classes', 'embed')        (num_classes + 1 rows: the last is the null class)
   GroupNorm scale/bias ('norm',)
 so 'conv_out' and 'mlp' can map to "tensor", 'conv_in' and 'embed' to "fsdp", the rest to None.
+
+Few-step objectives condition on a second time, the length of the interval one output spans (the
+shortcut model's step size d, MeanFlow's t - r): ``UNet(..., interval_embedding=True)`` then takes
+``interval=`` (B,) on the same 0..1000 scale as ``t``, embeds it with its own sinusoids and MLP and
+adds it to the time embedding (as both papers' DiTs do). Off by default: the default model's
+parameters, and so every existing checkpoint and number, are unchanged.
 """
 from __future__ import annotations
 
@@ -72,6 +79,23 @@ def group_norm(channels: int, max_groups: int, name=None):
                         scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(),
                                                                 ("norm",)),
                         bias_init=nn.with_logical_partitioning(_zero(), ("norm",)))
+
+
+def time_mlp(t, features: int, out_dim: int, prefix: str, dtype, kernel_init=None):
+    """Sinusoids of ``t`` (``features`` wide) -> Dense -> silu -> Dense: the DDPM time MLP, named
+    ``{prefix}0`` / ``{prefix}1``."""
+    h = dense(out_dim, ("embed", "mlp"), kernel_init=kernel_init, dtype=dtype,
+              name=f"{prefix}0")(timestep_embedding(t, features))
+    return dense(out_dim, ("mlp", "embed"), kernel_init=kernel_init, dtype=dtype,
+                 name=f"{prefix}1")(nn.silu(h))
+
+
+def check_interval(interval, enabled: bool, model: str):
+    """One-line errors for a second time given to a model built without it, or missing."""
+    if enabled and interval is None:
+        raise ValueError(f"{model} was built with interval_embedding=True: pass interval= (B,)")
+    if not enabled and interval is not None:
+        raise ValueError(f"{model} got interval= but was built with interval_embedding=False")
 
 
 def timestep_embedding(t, dim: int, max_period: float = 10000.0):
@@ -133,6 +157,7 @@ class UNet(nn.Module):
     num_classes: int = 0          # 0: unconditional; else labels in [0, num_classes), null = K
     out_channels: int | None = None   # None: the input's channel count
     norm_groups: int = 32
+    interval_embedding: bool = False  # True: also condition on interval= (see the docstring)
     dtype: jnp.dtype = jnp.float32
 
     @property
@@ -140,14 +165,14 @@ class UNet(nn.Module):
         return self.num_classes
 
     @nn.compact
-    def __call__(self, x, t, *, labels=None, train: bool = False):
+    def __call__(self, x, t, *, labels=None, train: bool = False, interval=None):
+        check_interval(interval, self.interval_embedding, "UNet")
         out_ch = self.out_channels or x.shape[-1]
         kw = dict(norm_groups=self.norm_groups, dtype=self.dtype)
         temb_dim = 4 * self.ch
-        temb = timestep_embedding(t, self.ch)
-        temb = dense(temb_dim, ("embed", "mlp"), dtype=self.dtype, name="temb_dense0")(temb)
-        temb = dense(temb_dim, ("mlp", "embed"), dtype=self.dtype,
-                     name="temb_dense1")(nn.silu(temb))
+        temb = time_mlp(t, self.ch, temb_dim, "temb_dense", self.dtype)
+        if self.interval_embedding:
+            temb = temb + time_mlp(interval, self.ch, temb_dim, "interval_dense", self.dtype)
         if self.num_classes:
             if labels is None:        # unconditional use of a conditional model: the null class
                 labels = jnp.full((x.shape[0],), self.null_label, jnp.int32)

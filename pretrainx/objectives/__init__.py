@@ -2,4 +2,6 @@
 The contract they follow is in base.py (and docs/design.md)."""
 from pretrainx.objectives.base import (DENOMINATOR, BatchContext, DataRequest,  # noqa: F401
                                        EvalContext, Objective, StepContext, get, names, register)
-from pretrainx.objectives import clm, diffusion, flow  # noqa: F401,E402
+from pretrainx.objectives import (classify, clm, clm_mlm, diffusion, dpo, flow,  # noqa: F401,E402
+                                  meanflow, mlm, ppo, prefix_lm, reward, shortcut,
+                                  span_corruption, ul2)

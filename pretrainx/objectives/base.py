@@ -75,10 +75,31 @@ class BatchContext:
         """This process's rows of an array drawn for the whole global batch."""
         return x[self.rows]
 
+    def draws(self, rng: np.random.Generator) -> "RowDraws":
+        """``rng``'s draws made for the global batch, this process's rows kept: hand it to pure
+        corruption functions (masking, span corruption) in place of a Generator."""
+        return RowDraws(rng, self.global_batch_size, self.rows)
+
     @classmethod
     def single_process(cls, batch_size: int, step: int = 0, total_steps: int = 0,
                        train: bool = True) -> "BatchContext":
         return cls(step, step, total_steps, batch_size, slice(0, batch_size), train)
+
+
+class RowDraws:
+    """The two Generator methods corruption functions use (``random``, ``integers``; the leading
+    dimension of ``shape`` is this process's rows) drawn for all rows of the global batch and
+    cut to this process's, so a row's draws do not depend on the number of processes. A plain
+    ``np.random.Generator`` serves the same functions in one process."""
+
+    def __init__(self, rng: np.random.Generator, global_rows: int, rows: slice):
+        self.rng, self.global_rows, self.rows = rng, global_rows, rows
+
+    def random(self, shape) -> np.ndarray:
+        return self.rng.random((self.global_rows, *tuple(shape)[1:]))[self.rows]
+
+    def integers(self, low, high, shape) -> np.ndarray:
+        return self.rng.integers(low, high, (self.global_rows, *tuple(shape)[1:]))[self.rows]
 
 
 @flax.struct.dataclass
@@ -100,6 +121,9 @@ class DataRequest:
     """What an objective asks of the data pipeline."""
     seq_len: int | None       # raw tokens per row (T5 reads 568 raw tokens to make 512 inputs)
     fields: tuple[str, ...] | None = None   # batch keys to serve; None: all the source gives
+    #: tokens the vocabulary must hold ([MASK], sentinels, EOS); a char or byte vocabulary gets
+    #: the ones it lacks appended after its own ids (``data/special_tokens.py``)
+    special_tokens: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass

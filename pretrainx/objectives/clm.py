@@ -102,6 +102,9 @@ class CausalLM(Objective):
         return self.tokenizer.decode(np.asarray(out)[0].tolist())
 
     def sample_command(self, ctx: EvalContext, options: dict) -> str:
+        if options.get("best_of"):
+            raise ValueError("--best-of needs a reward model: sample a PPO run's workdir "
+                             "(its frozen reward model and reference; --policy reference)")
         s = self.config.sample
         pick = lambda k, d: d if options.get(k) is None else options[k]
         budget = self.model_config.max_len - len(self.tokenizer.encode(pick("prompt", s.prompt)))

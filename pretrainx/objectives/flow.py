@@ -6,11 +6,13 @@ regresses that velocity; sampling integrates dx/dt = v(x, t) from t = 1 (noise) 
 Euler or Heun steps on a uniform grid. The UNet sees 1000 t, the range of the DDPM step index its
 sinusoidal time embedding was designed for.
 
-Config: flow.{time_sampling ("uniform" | "logit_normal"), logit_mean, logit_std, cfg_drop};
+Config: flow.{time_sampling ("uniform" | "logit_normal" | "end": t = 1, the 1-step distillation of
+reflow), logit_mean, logit_std, cfg_drop};
 sample.{sampler ("euler" | "heun"), steps, guidance}. Everything else: image_common.py.
 
 As for ddpm, the path is built in ``loss_fn`` from the device rng (t and eps cost nothing to draw
-there and the host ships only the clean images).
+there and the host ships only the clean images). Reflow (``data.couplings``, see
+``pretrainx/couplings.py``) ships fixed pairs instead: a batch with "noise" uses it.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ def sample_times(rng, batch: int, kind: str = "uniform", mean: float = 0.0, std:
     """Training times in (0, 1): uniform, or logit-normal (Esser et al. 2024: more mid-path)."""
     if kind == "uniform":
         return jax.random.uniform(rng, (batch,), jnp.float32)
+    if kind == "end":                 # t = 1 only: 1-step distillation on reflow pairs
+        return jnp.ones((batch,), jnp.float32)
     if kind == "logit_normal":
         return jax.nn.sigmoid(mean + std * jax.random.normal(rng, (batch,), jnp.float32))
     raise ValueError(f"unknown time sampling {kind!r} (config.flow.time_sampling)")
@@ -49,6 +53,20 @@ def euler_sample(predict, x1, steps: int):
     def step(i, x):
         t = 1.0 - i * dt
         return x - dt * predict(x, t)
+
+    return jax.lax.fori_loop(0, steps, step, x1)
+
+
+def interval_sample(predict, x1, steps: int):
+    """x_{t - 1/n} = x_t - (1/n) f(x_t, t, 1/n) on the uniform grid from t = 1 down to 0: Euler
+    steps of a network that is told each step's length, the shortcut model's s(x_t, t, d)
+    (Frans et al. 2024, Algorithm 2) and MeanFlow's u(z_t, r, t) with t - r = 1/n (Geng et al.
+    2025, eq. 12 z_r = z_t - (t - r) u); ``predict(x, t, interval)``."""
+    dt = 1.0 / steps
+
+    def step(i, x):
+        t = 1.0 - i * dt
+        return x - dt * predict(x, t, dt)
 
     return jax.lax.fori_loop(0, steps, step, x1)
 
@@ -80,7 +98,10 @@ class FlowMatching(ImageGenerativeObjective):
         f = self.config.flow
         t = sample_times(t_rng, x0.shape[0], f.get("time_sampling", "uniform"),
                          f.get("logit_mean", 0.0), f.get("logit_std", 1.0))
-        noise = jax.random.normal(noise_rng, x0.shape, jnp.float32)
+        if "noise" in batch:          # reflow: the pair's own noise (data.couplings)
+            noise = batch["noise"].astype(jnp.float32)
+        else:
+            noise = jax.random.normal(noise_rng, x0.shape, jnp.float32)
         labels = self.training_labels(batch, label_rng) if train else (
             batch["label"].astype(jnp.int32) if self.num_classes else None)
         velocity = self.apply_model(params, interpolate(x0, noise, t), t, labels, train=train,

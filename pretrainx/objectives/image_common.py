@@ -4,15 +4,18 @@ classifier-free guidance, chunked jitted generation, the FID / sample-grid evalu
 
 A subclass supplies only its loss and ``run_sampler(predict, noise, rng, sampler, steps)``, where
 ``predict(x, t)`` takes the objective's own time (an integer step for ddpm, t in [0, 1] for flow)
-and ``model_time(t)`` maps it to the network's time input.
+and ``model_time(t)`` maps it to the network's time input. Few-step objectives (shortcut,
+meanflow) set ``interval_conditioned = True``: the backbone is built with its second time input and
+``predict(x, t, interval)`` / ``apply_model(..., interval=)`` pass the interval (step size d, or
+t - r) through ``model_interval``.
 
 Config read here: model.{name ("unet" when absent | "dit"), image_shape, num_classes, dtype} and
 the backbone's own keys: UNet {ch, ch_mult, num_res_blocks, attn_resolutions, dropout, num_heads,
 norm_groups}, DiT {patch_size, hidden_size, depth, num_heads, mlp_ratio}; <section>.cfg_drop
 (section = "diffusion" or "flow");
 sample.{sampler, steps, guidance, num_samples, seed, batch_size}; eval.{fid_num_samples,
-fid_num_reference, fid_seed, fid_extractor, fid_classifier_steps, fid_samplers, fid_cache_dir,
-grid_samples}; data (for the FID reference).
+fid_num_reference, fid_seed, fid_extractor, fid_classifier_steps, fid_reference_split,
+fid_samplers, fid_cache_dir, grid_samples}; data (for the FID reference).
 """
 from __future__ import annotations
 
@@ -30,8 +33,8 @@ from pretrainx.models.unet import UNet
 from pretrainx.objectives.base import EvalContext, Objective
 
 
-def build_unet(model_config) -> UNet:
-    return UNet(ch=model_config.ch, ch_mult=tuple(model_config.ch_mult),
+def build_unet(model_config, interval_embedding: bool = False) -> UNet:
+    return UNet(interval_embedding=interval_embedding, ch=model_config.ch, ch_mult=tuple(model_config.ch_mult),
                 num_res_blocks=model_config.num_res_blocks,
                 attn_resolutions=tuple(model_config.attn_resolutions),
                 dropout=model_config.dropout, num_heads=model_config.get("num_heads", 1),
@@ -40,8 +43,8 @@ def build_unet(model_config) -> UNet:
                 dtype=jnp.dtype(model_config.get("dtype", "float32")))
 
 
-def build_dit(model_config) -> DiT:
-    return DiT(patch_size=model_config.patch_size, hidden_size=model_config.hidden_size,
+def build_dit(model_config, interval_embedding: bool = False) -> DiT:
+    return DiT(interval_embedding=interval_embedding, patch_size=model_config.patch_size, hidden_size=model_config.hidden_size,
                depth=model_config.depth, num_heads=model_config.num_heads,
                mlp_ratio=model_config.get("mlp_ratio", 4),
                num_classes=model_config.get("num_classes", 0),
@@ -51,12 +54,13 @@ def build_dit(model_config) -> DiT:
 BACKBONES = {"unet": build_unet, "dit": build_dit}     # config.model.name -> builder
 
 
-def build_model(model_config) -> nn.Module:
-    """The image backbone config.model.name picks ("unet" when absent)."""
+def build_model(model_config, interval_embedding: bool = False) -> nn.Module:
+    """The image backbone config.model.name picks ("unet" when absent); ``interval_embedding``
+    gives it the second time input of the few-step objectives."""
     name = model_config.get("name", "unet")
     if name not in BACKBONES:
         raise ValueError(f"config.model.name is {name!r}; image backbones: {sorted(BACKBONES)}")
-    return BACKBONES[name](model_config)
+    return BACKBONES[name](model_config, interval_embedding)
 
 
 def parse_sampler(spec: str) -> tuple[str, int]:
@@ -76,18 +80,23 @@ class ImageGenerativeObjective(Objective):
     batch_keys = ("image", "label")
     section = ""                       # config section of the subclass ("diffusion", "flow")
     samplers: tuple[str, ...] = ()     # sampler names run_sampler accepts
+    interval_conditioned = False       # True: the network also takes the interval (few-step)
 
     def __init__(self, config):
         super().__init__(config)
         self.image_shape = tuple(config.model.image_shape)            # (H, W, C)
         self.num_classes = int(config.model.get("num_classes", 0))
         self.cfg_drop = float(config[self.section].get("cfg_drop", 0.0))
-        self.model = build_model(config.model)
+        self.model = build_model(config.model, self.interval_conditioned)
         self._generate_fns = {}
 
     # --- subclass hooks ---------------------------------------------------------------------
     def model_time(self, t):
         raise NotImplementedError
+
+    def model_interval(self, interval):
+        """The network's interval input for the objective's interval (interval-conditioned only)."""
+        return self.model_time(interval)
 
     def run_sampler(self, predict, noise, rng, sampler: str, steps: int):
         raise NotImplementedError
@@ -107,13 +116,18 @@ class ImageGenerativeObjective(Objective):
     # --- parameters and the network -------------------------------------------------------------
     def init(self, rng):
         labels = jnp.zeros((1,), jnp.int32) if self.num_classes else None
+        zero_time = jnp.zeros((1,), jnp.float32)
+        interval = zero_time if self.interval_conditioned else None
         return self.model.init({"params": rng}, jnp.zeros((1, *self.image_shape), jnp.float32),
-                               jnp.zeros((1,), jnp.float32), labels=labels)["params"]
+                               zero_time, labels=labels, interval=interval)["params"]
 
-    def apply_model(self, params, x, t, labels, *, train: bool, rng=None):
-        """The network at the objective's time ``t`` (B,); boxed or plain params both work."""
+    def apply_model(self, params, x, t, labels, *, train: bool, rng=None, interval=None):
+        """The network at the objective's time ``t`` (B,) (and ``interval`` (B,) for few-step
+        objectives); boxed or plain params both work."""
+        if interval is not None:
+            interval = self.model_interval(interval)
         return self.model.apply({"params": nn.meta.unbox(params)}, x, self.model_time(t),
-                                labels=labels, train=train,
+                                labels=labels, train=train, interval=interval,
                                 rngs={"dropout": rng} if train and rng is not None else {})
 
     def training_labels(self, batch, rng):
@@ -127,16 +141,26 @@ class ImageGenerativeObjective(Objective):
             labels = jnp.where(drop, self.model.null_label, labels)
         return labels
 
+    def loss_labels(self, batch, rng, train: bool):
+        """The labels a loss conditions on: label-dropped in training, the batch's own in
+        validation; None for an unconditional model."""
+        if not self.num_classes:
+            return None
+        return self.training_labels(batch, rng) if train else batch["label"].astype(jnp.int32)
+
     def guided_predictor(self, params, labels, guidance: float):
-        """predict(x, t) with classifier-free guidance: uncond + w * (cond - uncond); w = 1 is the
-        plain conditional model, w = 0 the unconditional one."""
-        def predict(x, t):
+        """predict(x, t, interval=None) with classifier-free guidance: uncond + w * (cond -
+        uncond); w = 1 is the plain conditional model, w = 0 the unconditional one."""
+        def predict(x, t, interval=None):
             t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (x.shape[0],))
+            if interval is not None:
+                interval = jnp.broadcast_to(jnp.asarray(interval, jnp.float32), (x.shape[0],))
             if labels is None or guidance == 1.0:
-                return self.apply_model(params, x, t, labels, train=False)
+                return self.apply_model(params, x, t, labels, train=False, interval=interval)
             null = jnp.full_like(labels, self.model.null_label)
+            twice = None if interval is None else jnp.concatenate([interval, interval])
             both = self.apply_model(params, jnp.concatenate([x, x]), jnp.concatenate([t, t]),
-                                    jnp.concatenate([labels, null]), train=False)
+                                    jnp.concatenate([labels, null]), train=False, interval=twice)
             cond, uncond = jnp.split(both, 2)
             return uncond + guidance * (cond - uncond)
         return predict
@@ -204,7 +228,8 @@ class ImageGenerativeObjective(Objective):
                                num_reference=e.get("fid_num_reference", 10000),
                                seed=e.get("fid_seed", 0),
                                extractor=e.get("fid_extractor", "classifier"),
-                               classifier_steps=e.get("fid_classifier_steps", 1500))
+                               classifier_steps=e.get("fid_classifier_steps", 1500),
+                               reference_split=e.get("fid_reference_split", "train"))
 
     def fid_samplers(self) -> list[tuple[str, int]]:
         specs = self.config.eval.get("fid_samplers", ())

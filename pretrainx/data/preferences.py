@@ -1,0 +1,147 @@
+"""Preference pairs (prompt, chosen, rejected) for the ``reward`` and ``dpo`` objectives: data kind
+``"preferences"``.
+
+Records are JSONL (``.jsonl`` or ``.jsonl.gz``, a glob or list of files) in one of two formats
+(``data.format``: ``"auto"`` picks by the keys of the first record):
+
+* ``"hh"``: Anthropic HH-RLHF, ``{"chosen": dialogue, "rejected": dialogue}`` with dialogues of
+  ``"\\n\\nHuman: ... \\n\\nAssistant: ..."`` turns. The prompt is everything up to and including
+  the *last* ``"Assistant:"`` of each dialogue; what follows is the response. The two dialogues
+  of a pair share their earlier turns, so the two prompts are normally equal.
+* ``"plain"``: ``{"prompt": ..., "chosen": ..., "rejected": ...}`` with the responses alone.
+
+Each side becomes one right-padded row of ``seq_len`` tokens: prompt + response, cut from the
+left when too long (the end of a dialogue is what is compared), with ``*_mask`` marking its real
+tokens and ``*_response`` its response tokens (the tokens a policy's log-probability sums over,
+for DPO). ``data.info["cut_pairs"]`` counts the pairs cut.
+
+The split is by seed: the pairs are shuffled with ``config.seed`` and the last ``val_fraction``
+validate. Validation batches cover every held-out pair exactly once: the last batch is topped up
+with rows of ``pair_weight`` 0, and batches past the end hold only such rows, so a pooled
+accuracy is the accuracy over the held-out pairs whatever ``eval.num_batches`` is.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+
+import numpy as np
+
+from pretrainx.data import readers
+from pretrainx.data import tokenizer as tokenizer_lib
+from pretrainx.data.base import Dataset, register, shard_rows
+from pretrainx.data.sources import ArraySource
+
+log = logging.getLogger(__name__)
+
+ASSISTANT = "Assistant:"
+SIDES = ("chosen", "rejected")
+
+
+def split_dialogue(dialogue: str) -> tuple[str, str]:
+    """(prompt up to and including the last "Assistant:", response after it)."""
+    cut = dialogue.rfind(ASSISTANT)
+    if cut < 0:
+        raise ValueError(f"an HH-RLHF dialogue without {ASSISTANT!r}: {dialogue[:80]!r}")
+    cut += len(ASSISTANT)
+    return dialogue[:cut], dialogue[cut:]
+
+
+def read_pairs(path, fmt: str = "auto", max_pairs: int = 0) -> list[dict]:
+    """Records -> [{"prompt", "chosen", "rejected", "rejected_prompt"}] with responses alone."""
+    pairs = []
+    for file in readers.expand_paths(path):
+        opener = gzip.open if file.endswith(".gz") else open
+        with opener(file, "rt", encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                kind = fmt if fmt != "auto" else ("plain" if "prompt" in record else "hh")
+                if kind == "plain":
+                    pairs.append({"prompt": record["prompt"], "chosen": record["chosen"],
+                                  "rejected": record["rejected"],
+                                  "rejected_prompt": record["prompt"]})
+                elif kind == "hh":
+                    prompt, chosen = split_dialogue(record["chosen"])
+                    rejected_prompt, rejected = split_dialogue(record["rejected"])
+                    pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
+                                  "rejected_prompt": rejected_prompt})
+                else:
+                    raise ValueError(f"data.format must be 'auto', 'hh' or 'plain', got {fmt!r}")
+                if max_pairs and len(pairs) >= max_pairs:
+                    return pairs
+    if not pairs:
+        raise ValueError(f"no preference pairs in {path!r}")
+    return pairs
+
+
+def encode_side(tokenizer, prompt: str, response: str, seq_len: int, pad_id: int = 0):
+    """(ids, real-token mask, response mask, whether it was cut) of prompt + response in one
+    right-padded row of ``seq_len``, cut from the left when too long."""
+    p, r = tokenizer.encode(prompt), tokenizer.encode(response)
+    ids, is_response = p + r, [0] * len(p) + [1] * len(r)
+    cut = len(ids) > seq_len
+    ids, is_response = ids[-seq_len:], is_response[-seq_len:]
+    row = np.full(seq_len, pad_id, np.int32)
+    mask = np.zeros(seq_len, bool)
+    response = np.zeros(seq_len, np.float32)
+    row[:len(ids)], mask[:len(ids)], response[:len(ids)] = ids, True, is_response
+    return row, mask, response, cut
+
+
+def encode_pairs(pairs: list[dict], tokenizer, seq_len: int) -> tuple[dict, int]:
+    """Arrays of the pairs (see the module docstring) and how many pairs were cut."""
+    out = {f"{s}{k}": [] for s in SIDES for k in ("", "_mask", "_response")}
+    cut_pairs = 0
+    for pair in pairs:
+        cut_any = False
+        for side in SIDES:
+            prompt = pair["prompt"] if side == "chosen" else pair["rejected_prompt"]
+            row, mask, response, cut = encode_side(tokenizer, prompt, pair[side], seq_len)
+            out[side].append(row)
+            out[f"{side}_mask"].append(mask)
+            out[f"{side}_response"].append(response)
+            cut_any |= cut
+        cut_pairs += cut_any
+    arrays = {k: np.stack(v) for k, v in out.items()}
+    arrays["pair_weight"] = np.ones(len(pairs), np.float32)
+    return arrays, cut_pairs
+
+
+class HeldOutPairs:
+    """Every row once, in order, in fixed batches; missing rows are row 0 with ``pair_weight`` 0."""
+
+    def __init__(self, arrays: dict, batch_size: int):
+        self.arrays, self.batch_size = arrays, batch_size
+        self.num_rows = len(arrays["pair_weight"])
+
+    def get_batch(self, index: int, shard=(0, 1)):
+        rows = index * self.batch_size + np.arange(self.batch_size)
+        real = rows < self.num_rows
+        rows = np.where(real, rows, 0)[shard_rows(self.batch_size, shard)]
+        batch = {k: np.asarray(v[rows]) for k, v in self.arrays.items()}
+        batch["pair_weight"] = batch["pair_weight"] * real[shard_rows(self.batch_size, shard)]
+        return batch
+
+
+@register("preferences")
+def build_preferences(config, *, batch_size, eval_batch_size, seq_len, seed, fields=None,
+                      tokenizer=None) -> Dataset:
+    pairs = read_pairs(config.path, config.get("format", "auto"), config.get("max_pairs", 0))
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    pairs = [pairs[i] for i in order]
+    val_fraction = float(config.get("val_fraction", 0.2))
+    cut = len(pairs) - int(round(len(pairs) * val_fraction))
+    if tokenizer is None:
+        texts = [p[k] for p in pairs for k in ("prompt", "chosen", "rejected", "rejected_prompt")]
+        tokenizer = tokenizer_lib.from_spec(config.get("tokenizer", "byte"), texts[:4 * cut], texts)
+    arrays, cut_pairs = encode_pairs(pairs, tokenizer, seq_len)
+    train = ArraySource({k: v[:cut] for k, v in arrays.items()}, batch_size, seed)
+    val = HeldOutPairs({k: v[cut:] for k, v in arrays.items()}, eval_batch_size) if cut < len(pairs) else None
+    info = {"train_pairs": cut, "val_pairs": len(pairs) - cut, "cut_pairs": int(cut_pairs),
+            "vocab_size": int(tokenizer.vocab_size)}
+    log.info("preference pairs: %d train, %d held out, %d cut to %d tokens from the left",
+             cut, len(pairs) - cut, cut_pairs, seq_len)
+    return Dataset(train=train, val=val, tokenizer=tokenizer, info=info)

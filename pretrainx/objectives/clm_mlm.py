@@ -1,0 +1,88 @@
+"""A causal + masked LM mixture on one decoder: each row is, by weight, a next-token row (causal
+attention, loss on every next token) or a masked row (bidirectional attention, BERT's 80/10/10
+masking, loss on the selected tokens), both through the same GPT and its output layer.
+
+The GPT runs with ``model.attention_kind = "prefix"``: a masked row's ``prefix_mask`` is all
+True (every token sees every token), a causal row's all False (plain causal attention). The data
+gives rows of T + 1 raw tokens: a causal row reads tokens [0, T) and predicts [1, T + 1); a
+masked row reads the corrupted tokens [0, T) and predicts the originals in place.
+
+Config ``config.mixture``: ``mlm_weight`` (the chance of a masked row; 0 is pure ``clm``, 1 pure
+masked LM on a decoder) and the masking settings of ``config.mlm`` (rate, schedule, whole_word).
+Metrics: ``loss`` over all target tokens; ``clm_loss`` and ``mlm_loss`` each over its own tokens
+(pooled exactly: ``text_common.component_means``); ``accuracy`` over all targets. No perplexity:
+the pooled NLL mixes two tasks (``val/clm_loss`` is the causal one).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from pretrainx import losses
+from pretrainx.data import masking
+from pretrainx.data import special_tokens as st
+from pretrainx.objectives import text_common
+from pretrainx.objectives.base import DENOMINATOR, register
+from pretrainx.objectives.clm import CausalLM
+from pretrainx.objectives.mlm import MaskingMixin
+
+COMPONENTS = ("clm", "mlm")
+
+
+@register("clm_mlm")
+class CausalMaskedMixture(MaskingMixin, CausalLM):
+    batch_keys = ("inputs", "targets", "weights", "prefix_mask", "is_masked")
+
+    def __init__(self, config):
+        super().__init__(config)
+        if self.model_config.attention_kind != "prefix":
+            raise ValueError("clm_mlm needs config.model.attention_kind='prefix' (a masked row "
+                             "attends both ways, a causal row causally)")
+        if config.data.get("packing", "stream") != "stream":
+            raise ValueError("clm_mlm reads whole rows: set config.data.packing='stream'")
+        self.mlm_weight = float(config.get("mixture", {}).get("mlm_weight", 0.5))
+        if not 0.0 <= self.mlm_weight <= 1.0:
+            raise ValueError(f"config.mixture.mlm_weight must be in [0, 1], got {self.mlm_weight}")
+        self._init_masking(config)
+        self.seq_len = int(config.data.seq_len)
+
+    def data_request(self):
+        return text_common.raw_request(self.config, self.seq_len + 1, (st.MASK,))
+
+    def bind_data(self, dataset) -> None:
+        super().bind_data(dataset)
+        self._bind_tables(dataset.tokenizer, self.model_config.vocab_size)
+
+    def init(self, rng):
+        import jax.numpy as jnp
+        tokens = jnp.zeros((1, self.seq_len), jnp.int32)
+        return self.model.init({"params": rng}, tokens, prefix_mask=jnp.zeros_like(tokens, bool),
+                               train=False)["params"]
+
+    def transform(self, batch, rng, *, ctx):
+        raw = np.asarray(batch["tokens"])
+        B, T = raw.shape[0], self.seq_len
+        draws = ctx.draws(rng)
+        is_masked = draws.random((B,)) < self.mlm_weight
+        masked_in, selected = masking.mask_tokens(draws, raw[:, :T], self.tables, self.rate(ctx),
+                                                  whole_word=self.whole_word)
+        m = is_masked[:, None]
+        return {"inputs": np.where(m, masked_in, raw[:, :T]).astype(np.int32),
+                "targets": np.where(m, raw[:, :T], raw[:, 1:]).astype(np.int32),
+                "weights": np.where(m, selected, 1.0).astype(np.float32),
+                "prefix_mask": np.broadcast_to(m, (B, T)).copy(),
+                "is_masked": is_masked.astype(np.float32)}
+
+    def loss_fn(self, params, batch, rng, *, train, frozen, ctx=None):
+        logits = self.logits(params, batch, rng, train=train)
+        w = batch["weights"]
+        loss, nll, acc, count = losses.cross_entropy(logits, batch["targets"], weights=w,
+                                                     label_smoothing=self.label_smoothing)
+        metrics = {"nll": nll, "accuracy": acc, DENOMINATOR: count}
+        token_nll = text_common.token_nll(logits, batch["targets"])
+        masked = batch["is_masked"][:, None]
+        text_common.add_component(metrics, "clm", token_nll, w * (1.0 - masked), count)
+        text_common.add_component(metrics, "mlm", token_nll, w * masked, count)
+        return loss, metrics
+
+    def finalize_metrics(self, metrics):
+        return text_common.component_means(metrics, COMPONENTS)

@@ -1,0 +1,154 @@
+"""UL2's mixture of denoisers (Tay et al. 2022, "UL2: Unifying Language Learning Paradigms") on
+the T5 encoder-decoder: each row of a batch is corrupted by one denoiser, chosen by weight.
+
+  R (regular)  T5 span corruption: short spans, low rate (mean span 3, density 0.15)  [NLU]
+  X (extreme)  long spans or a high rate (e.g. mean span 32, density 0.5)             [NLG]
+  S (sequential) prefix LM in seq2seq form: inputs = a random-length prefix,
+               targets = the rest                                                     [S2S]
+
+The denoiser's mode token is the first input token (section 3.1.2). Every denoiser reads its own
+number of raw tokens (the most whose inputs and targets fit the encoder length ``data.seq_len``
+and ``ul2.targets_length``), so rows of one batch differ in length: inputs and targets are
+padded, padding hidden from the encoder (``encoder_mask``) and weighted 0 in the loss.
+
+Config ``config.ul2``: ``targets_length``, and ``denoisers``: a tuple of (name, kind, mean span,
+density, weight) with kind "span" or "prefix". A prefix denoiser reads as many raw tokens as
+the longest span denoiser (the encoder length if none) and cuts them at a random point: the
+suffix (its targets, at most ``targets_length`` - 1 tokens) is a fraction of the row drawn
+uniform in (0, 2 * density], so ``density`` is its mean fraction; the prefix is what precedes it,
+at most ``data.seq_len`` - 2 tokens. Mode tokens by group: a name starting with "r" [NLU], "x" [NLG],
+"s" [S2S]. Metrics: ``loss`` over all target tokens, and ``ul2_{name}_loss`` for each denoiser over
+its own tokens (``train/ul2_r_loss``, ...), pooled exactly (``text_common.component_means``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from pretrainx import losses
+from pretrainx.data import spans
+from pretrainx.data import special_tokens as st
+from pretrainx.objectives import text_common
+from pretrainx.objectives.base import DENOMINATOR, register
+from pretrainx.objectives.span_corruption import EncoderDecoderObjective
+
+MODE_OF_GROUP = {"r": st.NLU, "x": st.NLG, "s": st.S2S}
+DEFAULT_DENOISERS = (("r", "span", 3.0, 0.15, 0.4), ("x", "span", 32.0, 0.5, 0.4),
+                     ("s", "prefix", 0.0, 0.25, 0.2))
+
+
+def largest_fitting_raw(inputs_room: int, targets_room: int, density: float,
+                        mean_span: float) -> int:
+    """The most raw tokens whose span-corrupted inputs and targets fit the rooms given."""
+    best = 0
+    for raw in range(2, 4 * (inputs_room + targets_room)):
+        i, t = spans.lengths_for_raw(raw, density, mean_span)
+        if i <= inputs_room and t <= targets_room:
+            best = raw
+    if not best:
+        raise ValueError(f"no row fits inputs {inputs_room} / targets {targets_room} at density "
+                         f"{density}, mean span {mean_span}")
+    return best
+
+
+@register("ul2")
+class UL2(EncoderDecoderObjective):
+    batch_keys = ("inputs", "targets", "decoder_inputs", "weights", "encoder_mask", "denoiser")
+
+    def __init__(self, config):
+        super().__init__(config)
+        u = config.get("ul2", {})
+        self.targets_length = int(u.get("targets_length", self.inputs_length))
+        self.denoisers = [tuple(d) for d in u.get("denoisers", DEFAULT_DENOISERS)]
+        self.names = [f"ul2_{d[0]}" for d in self.denoisers]
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"config.ul2.denoisers: names must differ, got {self.names}")
+        weights = np.asarray([float(d[4]) for d in self.denoisers])
+        if (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"config.ul2.denoisers: weights must be >= 0, not all 0: {weights}")
+        self.cumulative = np.cumsum(weights / weights.sum())
+        self.raw_lengths, self.num_spans = [], 1
+        room_in, room_out = self.inputs_length - 1, self.targets_length   # a mode token first
+        for name, kind, mean_span, density, _ in self.denoisers:
+            if name[0] not in MODE_OF_GROUP or kind not in ("span", "prefix"):
+                raise ValueError(f"denoiser {name!r}: name starts with r/x/s, kind span|prefix")
+            raw = 0
+            if kind == "span":
+                raw = largest_fitting_raw(room_in, room_out, float(density), float(mean_span))
+                self.num_spans = max(self.num_spans,
+                                     spans.span_counts(raw, float(density), float(mean_span))[1])
+            self.raw_lengths.append(raw)
+        self.raw_length = max(self.raw_lengths) or room_in
+        self.raw_lengths = [r or self.raw_length for r in self.raw_lengths]
+
+    def data_request(self):
+        sentinels = [st.sentinel(i) for i in reversed(range(self.num_spans))]
+        return text_common.raw_request(self.config, self.raw_length,
+                                       (st.PAD, st.EOS, *st.MODES, *sentinels))
+
+    def bind_data(self, dataset) -> None:
+        super().bind_data(dataset)
+        tok = dataset.tokenizer
+        self.sentinel_ids = st.sentinel_ids(tok, self.num_spans)
+        self.mode_ids = [tok.token_id(MODE_OF_GROUP[d[0][0]]) for d in self.denoisers]
+
+    def _corrupt(self, k: int, draws, tokens_BxL):
+        """Denoiser k on every row: lists of input and target rows (mode token, EOS included)."""
+        name, kind, mean_span, density, _ = self.denoisers[k]
+        raw = self.raw_lengths[k]
+        rows = tokens_BxL[:, :raw]
+        B = rows.shape[0]
+        if kind == "span":
+            mask = spans.noise_mask(draws, B, raw, float(density), float(mean_span))
+            pairs = [spans.corrupt_row(rows[b], mask[b], self.sentinel_ids, self.eos_id)
+                     for b in range(B)]
+        else:   # suffix fraction uniform in (0, 2 * density]; at least one token each side
+            frac = (1.0 - draws.random((B,))) * 2 * float(density)
+            suffix = np.clip(np.ceil(frac * raw), 1, min(raw - 1, self.targets_length - 1))
+            cut = (raw - suffix).astype(int)
+            start = np.maximum(cut - (self.inputs_length - 2), 0)
+            pairs = [(np.append(rows[b, start[b]:cut[b]], self.eos_id),
+                      np.append(rows[b, cut[b]:raw], self.eos_id)) for b in range(B)]
+        return [np.concatenate([[self.mode_ids[k]], p[0]]) for p in pairs], [p[1] for p in pairs]
+
+    def transform(self, batch, rng, *, ctx):
+        tokens = np.asarray(batch["tokens"])
+        B = tokens.shape[0]
+        draws = ctx.draws(rng)
+        choice = np.searchsorted(self.cumulative, draws.random((B,)), side="right")
+        choice = np.minimum(choice, len(self.denoisers) - 1)
+        # every denoiser draws for every row, so a row's draws do not depend on the others' choice
+        made = [self._corrupt(k, draws, tokens) for k in range(len(self.denoisers))]
+        inputs = np.full((B, self.inputs_length), self.pad_id, np.int32)
+        targets = np.full((B, self.targets_length), self.pad_id, np.int32)
+        for b in range(B):
+            x, y = made[choice[b]][0][b], made[choice[b]][1][b]
+            inputs[b, :len(x)], targets[b, :len(y)] = x, y
+        in_len = np.asarray([len(made[choice[b]][0][b]) for b in range(B)])
+        out_len = np.asarray([len(made[choice[b]][1][b]) for b in range(B)])
+        return {"inputs": inputs, "targets": targets, "decoder_inputs": self.shift(targets),
+                "encoder_mask": np.arange(self.inputs_length)[None] < in_len[:, None],
+                "weights": (np.arange(self.targets_length)[None] < out_len[:, None]
+                            ).astype(np.float32),
+                "denoiser": choice.astype(np.int32)}
+
+    def loss_fn(self, params, batch, rng, *, train, frozen, ctx=None):
+        logits = self.logits(params, batch, rng, train=train)
+        weights = batch["weights"]
+        loss, nll, acc, count = losses.cross_entropy(logits, batch["targets"], weights=weights,
+                                                     label_smoothing=self.label_smoothing)
+        metrics = {"nll": nll, "accuracy": acc, DENOMINATOR: count}
+        token_nll = text_common.token_nll(logits, batch["targets"])
+        for k, name in enumerate(self.names):
+            mine = weights * (batch["denoiser"] == k)[:, None]
+            text_common.add_component(metrics, name, token_nll, mine, count)
+        return loss, metrics
+
+    def finalize_metrics(self, metrics):
+        return text_common.component_means(metrics, self.names)
+
+    def sample_command(self, ctx, options):
+        """Span filling behind [NLU] when the prompt holds sentinels, else continuation [S2S]."""
+        prompt = options.get("prompt") or self.config.sample.prompt
+        n = options.get("max_new_tokens") or self.config.sample.max_new_tokens or self.targets_length
+        mode = st.NLU if "<extra_id_" in prompt else st.S2S
+        return self.fill_spans(ctx.params, prompt, int(n), [self.tokenizer.token_id(mode)])

@@ -1,0 +1,230 @@
+"""The reward, DPO and PPO objectives on tiny models: preference data (HH-RLHF split, plain pairs,
+left cuts), the Bradley-Terry and DPO losses at their fixed points, KV-cache rollouts = full
+recomputation, per-token KL, frozen parameters that never move, exact resume."""
+import gzip
+import json
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pretrainx import config_lib, train
+from pretrainx.data import preferences
+from pretrainx.data.basic_tokenizers import ByteTokenizer
+from pretrainx.objectives import lm_utils
+
+import toy_objectives as toys
+
+ROOT = toys.ROOT
+TINY_MODEL = {"model.vocab_size": 256, "model.num_layers": 1, "model.num_heads": 2,
+              "model.embed_dim": 16, "model.max_len": 24, "model.dropout": 0.0,
+              "model.attention_dropout": 0.0}
+
+
+def write_pairs(path, n=40):
+    """Plain pairs where the chosen response is positive and the rejected one is not."""
+    rng = np.random.default_rng(0)
+    with open(path, "w") as f:
+        for i in range(n):
+            prompt = "".join(rng.choice(list("abcdef"), 6))
+            f.write(json.dumps({"prompt": prompt, "chosen": " good!", "rejected": " bad."}) + "\n")
+    return str(path)
+
+
+def pairs_config(objective, path, **updates):
+    c = toys.config(objective, **TINY_MODEL)
+    c = config_lib.override(c, {"data.kind": "preferences", "data.path": path, "data.seq_len": 16,
+                                "batch_size": 8, "eval.batch_size": 8})
+    c.data.val_fraction = 0.25
+    c.reward = {"margin": 0.0, "centring": 0.0}
+    c.dpo = {"beta": 0.1, "ipo": False}
+    return config_lib.override(c, updates)
+
+
+def test_hh_dialogues_split_at_the_last_assistant_turn_and_cut_from_the_left(tmp_path):
+    dialogue = "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how are you?\n\nAssistant:"
+    record = {"chosen": dialogue + " fine, thanks", "rejected": dialogue + " go away"}
+    path = tmp_path / "hh.jsonl.gz"
+    with gzip.open(path, "wt") as f:
+        f.write(json.dumps(record) + "\n")
+    (pair,) = preferences.read_pairs(str(path))
+    assert pair["prompt"] == dialogue and pair["chosen"] == " fine, thanks"
+    assert pair["rejected"] == " go away"
+    row, mask, response, cut = preferences.encode_side(ByteTokenizer(), pair["prompt"],
+                                                       pair["chosen"], 24)
+    assert cut and mask.all()                       # 58 + 13 bytes kept as the last 24
+    assert bytes(row.tolist()).decode().endswith("\nAssistant: fine, thanks")
+    assert response.sum() == len(" fine, thanks") and response[-1] == 1 and response[0] == 0
+    row, mask, response, cut = preferences.encode_side(ByteTokenizer(), "ab", "cd", 8)
+    assert not cut and mask.tolist() == [1] * 4 + [0] * 4
+    assert response.tolist() == [0, 0, 1, 1, 0, 0, 0, 0]
+
+
+def test_the_real_hh_file_splits_by_seed(tmp_path):
+    path = os.path.join(ROOT, "..", "shared", "data", "hh-rlhf", "harmless-base-test.jsonl.gz")
+    if not os.path.exists(path):
+        pytest.skip("../shared/data/hh-rlhf absent")
+    c = config_lib.load(os.path.join(ROOT, "configs/rlhf/hh_reward.py:smoke"))
+    built = train.build_dataset(c, train.objectives.get("reward")(c))
+    info = built.info
+    assert info["train_pairs"] + info["val_pairs"] == 2312 and info["val_pairs"] == 462
+    assert 0 < info["cut_pairs"] < 2312
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory):
+    return write_pairs(tmp_path_factory.mktemp("pairs") / "pairs.jsonl")
+
+
+@pytest.mark.slow
+def test_reward_model_starts_at_log2_and_learns_the_pairs(pairs_file, tmp_path):
+    c = pairs_config("reward", pairs_file, **{"train.steps": 12, "optimizer.lr": 3e-3,
+                                              "optimizer.decay_steps": 12, "eval.every": 12,
+                                              "eval.num_batches": 3, "checkpoint.every": 12})
+    result = train.run(c, str(tmp_path))
+    losses = [h["train/loss"] for h in result.history if "train/loss" in h]
+    np.testing.assert_allclose(losses[0], math.log(2), rtol=1e-6)     # zero head: equal rewards
+    val = [h for h in result.history if "val/accuracy" in h][-1]
+    assert losses[-1] < 0.7 * math.log(2) and val["val/accuracy"] == 1.0, (losses, val)
+
+
+def test_dpo_is_log2_at_the_start_and_the_reference_never_changes(pairs_file):
+    c = pairs_config("dpo", pairs_file, **{"optimizer.lr": 3e-3})
+    built = train.setup(c)
+    state = built.state
+    reference = jax.device_get(state.frozen["reference"])
+    jax.tree.map(np.testing.assert_array_equal, reference, jax.device_get(state.params))
+    from pretrainx import sharding
+    history = []
+    for i in range(3):
+        state, m = built.step_fn(state, sharding.put_batch(built.host_batch(built.dataset.train, i),
+                                                           built.mesh))
+        history.append(jax.device_get(m))
+    np.testing.assert_allclose(history[0]["loss"], math.log(2), rtol=1e-6)
+    assert history[-1]["loss"] < history[0]["loss"] and history[-1]["reward_margin"] > 0
+    jax.tree.map(np.testing.assert_array_equal, reference, jax.device_get(state.frozen["reference"]))
+    moved = jax.tree.map(lambda a, b: np.abs(a - b).max(), reference, jax.device_get(state.params))
+    assert max(jax.tree.leaves(moved)) > 1e-4
+
+
+# ---- PPO ------------------------------------------------------------------------------------
+
+def ppo_config(**updates):
+    c = config_lib.load(os.path.join(ROOT, "configs/rlhf/shakespeare_ppo.py:smoke"))
+    base = {"data.path": "stdlib", "data.max_bytes": 100_000, "data.tokenizer": "byte",
+            **TINY_MODEL, "data.seq_len": 6, "ppo.prompt_len": 6, "ppo.max_new_tokens": 10,
+            "batch_size": 8, "eval.batch_size": 8, "eval.every": 0, "train.steps": 4,
+            "train.log_every": 1, "train.progress": False, "checkpoint.every": 100,
+            "optimizer.lr": 1e-3, "optimizer.end_lr": 1e-3, "mesh.data": 1, "ppo.kl_coef": 0.1}
+    base.update(updates)
+    return config_lib.override(c, base)
+
+
+@pytest.fixture(scope="module")
+def ppo_built():
+    return train.setup(ppo_config(**{"ppo.eos": " "}))
+
+
+def test_kv_cache_rollout_matches_full_recomputation(ppo_built):
+    obj, state = ppo_built.objective, ppo_built.state
+    prompts = jnp.asarray(ppo_built.host_batch(ppo_built.dataset.train, 0)["tokens"])
+    from pretrainx import decoding
+    from pretrainx.models import gpt
+    params = state.params["policy"]
+    for greedy in (False, True):
+        out = jax.jit(lambda p, x, r: decoding.decode(
+            gpt.GPTDecoder(obj.model_config), p, x, jnp.ones(x.shape, bool), r,
+            max_new_tokens=obj.max_new, greedy=greedy, eos_id=obj.eos_id))(
+                params, prompts, jax.random.key(1))
+        sequence = jnp.concatenate([prompts, out.tokens], 1)
+        logits = obj.policy.apply({"params": params}, sequence)
+        logp, _ = lm_utils.token_logprobs(logits, sequence)
+        mask = np.arange(obj.max_new)[None] < np.asarray(out.lengths)[:, None]
+        P = prompts.shape[1]
+        np.testing.assert_allclose(np.where(mask, logp[:, P:], 0), out.log_probs, atol=2e-5)
+        if greedy:   # every greedy token is the argmax of the full recomputation before it
+            argmax = np.asarray(jnp.argmax(logits[:, P - 1:-1], -1))
+            np.testing.assert_array_equal(np.where(mask, argmax, 0), np.asarray(out.tokens))
+    assert (np.asarray(out.lengths) < obj.max_new).any(), "no row stopped at EOS"
+
+
+def direct_kl(obj, policy, reference, sequence, mask):
+    """Σ_t log π(y_t) − log π_ref(y_t) over each response, one position at a time."""
+    P = sequence.shape[1] - obj.max_new
+    total = np.zeros(sequence.shape[0])
+    lp = jax.nn.log_softmax(obj.policy.apply({"params": policy}, sequence))
+    lr = jax.nn.log_softmax(obj.policy.apply({"params": reference}, sequence))
+    for t in range(obj.max_new):
+        tok = np.asarray(sequence[:, P + t])
+        rows = np.arange(len(tok))
+        total += mask[:, t] * (np.asarray(lp[rows, P + t - 1, tok]) - np.asarray(lr[rows, P + t - 1, tok]))
+    return total
+
+
+def test_per_token_kl_is_zero_for_identical_policies_and_matches_a_direct_sum(ppo_built):
+    obj, state = ppo_built.objective, ppo_built.state
+    batch = {k: jnp.asarray(v) for k, v in ppo_built.host_batch(ppo_built.dataset.train, 0).items()}
+    ctx = train.objectives.StepContext(step=jnp.int32(0), aux=state.aux)
+    prepare = jax.jit(lambda p, f, b, r: obj.prepare(p, f, b, r, ctx))
+    out = prepare(state.params, state.frozen, batch, jax.random.key(2))
+    np.testing.assert_array_equal(out["kl"], 0.0)                  # reference == initial policy
+    moved = dict(state.params)
+    moved["policy"] = jax.tree.map(lambda x: x * 1.1, state.params["policy"])
+    out = prepare(moved, state.frozen, batch, jax.random.key(2))
+    want = direct_kl(obj, moved["policy"], state.frozen["reference"], out["sequence"],
+                     np.asarray(out["mask"]))
+    assert np.abs(want).max() > 1e-3
+    np.testing.assert_allclose(out["kl"], want, rtol=1e-4, atol=1e-5)
+
+
+def test_ppo_trains_the_policy_and_never_the_reference_or_reward(ppo_built):
+    from pretrainx import sharding
+    state = ppo_built.state
+    before = jax.device_get({"params": state.params, "frozen": state.frozen})
+    metrics = []
+    for i in range(3):
+        state, m = ppo_built.step_fn(state, sharding.put_batch(
+            ppo_built.host_batch(ppo_built.dataset.train, i), ppo_built.mesh))
+        metrics.append(jax.device_get(m))
+    after = jax.device_get({"params": state.params, "frozen": state.frozen})
+    jax.tree.map(np.testing.assert_array_equal, before["frozen"], after["frozen"])
+    moved = jax.tree.map(lambda a, b: np.abs(a - b).max(), before["params"], after["params"])
+    assert min(jax.tree.leaves(moved["policy"])) >= 0 and max(jax.tree.leaves(moved["policy"])) > 1e-4
+    assert metrics[0]["clip_fraction"] == 0.0 or metrics[0]["clip_fraction"] < 0.5
+    assert metrics[-1]["kl"] != 0.0 and np.isfinite(metrics[-1]["loss"])
+    for key in ("score", "kl", "entropy", "clip_fraction", "value_loss", "explained_variance",
+                "response_length", "kl_coef"):
+        assert key in metrics[-1], key
+
+
+def test_ppo_with_a_value_head_on_the_policy_trunk_and_whitened_rewards():
+    from pretrainx import sharding
+    built = train.setup(ppo_config(**{"ppo.value_head": "shared", "ppo.whiten_rewards": True}))
+    assert set(built.state.params) == {"policy", "value_head"}
+    before = jax.device_get(built.state.params["value_head"])
+    state, m = built.step_fn(built.state, sharding.put_batch(
+        built.host_batch(built.dataset.train, 0), built.mesh))
+    m = jax.device_get(m)
+    assert np.isfinite(m["loss"]) and m["value_loss"] > 0
+    moved = jax.tree.map(lambda a, b: np.abs(a - b).max(), before,
+                         jax.device_get(state.params["value_head"]))
+    assert max(jax.tree.leaves(moved)) > 0          # the value loss trains the shared head
+
+
+def test_reward_scores_read_the_last_real_token_or_the_mean_over_real_tokens():
+    from pretrainx.models import gpt, transformer
+    cfg = transformer.TransformerConfig.from_config(
+        config_lib.override(toys.config("clm", **TINY_MODEL), {}).model)
+    model = gpt.GPTScalar(cfg)
+    params = jax.tree.map(lambda x: x + 0.3, model.init(jax.random.key(0),
+                                                        jnp.zeros((1, 8), jnp.int32))["params"])
+    tokens = jnp.arange(16, dtype=jnp.int32).reshape(2, 8)
+    mask = jnp.array([[1] * 8, [1] * 3 + [0] * 5], bool)
+    out = model.apply({"params": params}, tokens)
+    last = lm_utils.reward_scores(model, params, tokens, mask)
+    mean = lm_utils.reward_scores(model, params, tokens, mask, pool="mean")
+    np.testing.assert_allclose(last, [out[0, 7], out[1, 2]], rtol=1e-6)
+    np.testing.assert_allclose(mean, [out[0].mean(), out[1, :3].mean()], rtol=1e-5)

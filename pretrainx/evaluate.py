@@ -52,13 +52,17 @@ class Evaluator:
         total = 0.0
         rng = jax.random.PRNGKey(self.config.seed + VAL_STREAM)
         aux = {} if aux is None else aux
+        outs = []
+        # Every batch is dispatched before any result is read back: a device_get per batch made
+        # the host wait for each batch in turn instead of preparing the next one meanwhile.
         for i in range(self.num_batches):
             if should_stop is not None and should_stop():
                 raise Preempted(f"SIGTERM during the evaluation at step {step}")
             batch = self.host_batch(source, i, step)
-            out = jax.device_get(self._eval_step(params, frozen, aux,
-                                                 sharding_lib.put_batch(batch, self.mesh),
-                                                 jax.random.fold_in(rng, i), step))
+            outs.append(self._eval_step(params, frozen, aux,
+                                        sharding_lib.put_batch(batch, self.mesh),
+                                        jax.random.fold_in(rng, i), step))
+        for out in jax.device_get(outs):
             weight = float(out.pop(DENOMINATOR))
             total += weight
             for k, v in out.items():

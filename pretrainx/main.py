@@ -23,6 +23,8 @@ import os
 import sys
 import sysconfig
 
+from pretrainx import inference
+
 USAGE = __doc__
 
 #: exit codes: 0 done, 1 a bug (traceback), 2 a one-line user error, 75 stopped by SIGTERM after
@@ -138,31 +140,8 @@ exit codes: 0 finished, 2 a one-line error (bad input), 75 stopped by SIGTERM af
 (rerun to resume), 1 anything else (a traceback)."""
 
 
-def _restore_for_inference(workdir: str, which: str):
-    """(objective, EvalContext) with the run's trained weights, for ``sample`` and ``eval``."""
-    import jax
-    from pretrainx import checkpoint, objectives, optim, sharding, state as state_lib, train
-    from pretrainx.data import tokenizer as tokenizer_lib
-    from pretrainx.data.base import Dataset
-    from pretrainx.objectives.base import EvalContext
-
-    config = train.load_config_json(workdir)
-    objective = objectives.get(config.objective)(config)
-    tok_path = os.path.join(workdir, tokenizer_lib.FILENAME)
-    tok = tokenizer_lib.load(tok_path) if os.path.exists(tok_path) else None
-    objective.bind_data(Dataset(train=None, val=None, tokenizer=tok))
-    try:
-        mesh = sharding.make_mesh(config.mesh)
-    except ValueError:      # fewer devices than the run had: sample on what is here
-        mesh = sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
-    target = state_lib.abstract_train_state(
-        objective, lambda p: optim.make_optimizer(config.optimizer, p)[0],
-        ema=float(config.optimizer.ema_decay) > 0, mesh=mesh, axis_rules=sharding.rules(config.sharding))
-    state, _, step = checkpoint.restore_for_inference(workdir, which, target)
-    ctx = EvalContext(params=state.eval_params(), frozen=state.frozen, step=step, workdir=workdir,
-                      rng=jax.random.PRNGKey(0), mesh=mesh, val_data=None, tokenizer=tok,
-                      aux=state.aux)
-    return objective, ctx, config
+# Kept under its old name: experiments and tests call main._restore_for_inference.
+_restore_for_inference = inference.restore_for_inference
 
 
 def _sample(argv: list[str]) -> int:

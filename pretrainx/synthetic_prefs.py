@@ -86,8 +86,8 @@ def sample_responses(model_config, params, prompts: np.ndarray, *, max_new_token
 
 def make_pairs(workdir: str, out: str, *, prompts: int, samples: int, prompt_len: int,
                max_new_tokens: int, seed: int) -> dict:
-    from pretrainx import main, train
-    objective, ctx, config = main._restore_for_inference(workdir, "latest")
+    from pretrainx import inference, train
+    objective, ctx, config = inference.restore_for_inference(workdir, "latest")
     tokenizer = objective.tokenizer
     data = train.build_dataset(config, objective, workdir)
     windows = prompt_windows(data.train.tokens, prompts, prompt_len, seed)

@@ -7,6 +7,7 @@ pooled values: perplexity is exp of the pooled NLL, never a mean of perplexities
 """
 from __future__ import annotations
 
+import collections
 import functools
 
 import jax
@@ -19,6 +20,7 @@ from pretrainx.batches import VAL_STREAM  # noqa: F401  (the validation batches'
 from pretrainx.objectives.base import DENOMINATOR, EvalContext
 from pretrainx.preemption import Preempted
 
+IN_FLIGHT = 2     # validation batches dispatched ahead of the one being read back
 EVAL_STREAM = 9   # fold_in constant of the evaluators' key
 
 
@@ -52,17 +54,21 @@ class Evaluator:
         total = 0.0
         rng = jax.random.PRNGKey(self.config.seed + VAL_STREAM)
         aux = {} if aux is None else aux
-        outs = []
-        # Every batch is dispatched before any result is read back: a device_get per batch made
-        # the host wait for each batch in turn instead of preparing the next one meanwhile.
+        # A batch's result is read back only once IN_FLIGHT later batches are dispatched: the host
+        # prepares the next batch while the device works (a device_get right after each dispatch
+        # serialised them), and a SIGTERM still interrupts within a few batches.
+        in_flight, outs = collections.deque(), []
         for i in range(self.num_batches):
             if should_stop is not None and should_stop():
                 raise Preempted(f"SIGTERM during the evaluation at step {step}")
             batch = self.host_batch(source, i, step)
-            outs.append(self._eval_step(params, frozen, aux,
-                                        sharding_lib.put_batch(batch, self.mesh),
-                                        jax.random.fold_in(rng, i), step))
-        for out in jax.device_get(outs):
+            in_flight.append(self._eval_step(params, frozen, aux,
+                                             sharding_lib.put_batch(batch, self.mesh),
+                                             jax.random.fold_in(rng, i), step))
+            if len(in_flight) > IN_FLIGHT:
+                outs.append(jax.device_get(in_flight.popleft()))
+        outs.extend(jax.device_get(list(in_flight)))
+        for out in outs:
             weight = float(out.pop(DENOMINATOR))
             total += weight
             for k, v in out.items():

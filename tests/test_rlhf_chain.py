@@ -75,7 +75,8 @@ def test_pretrain_pairs_reward_ppo_dpo_chain(tmp_path, capsys):
 
     dpo = tmp_path / "dpo"
     train("configs/rlhf/shakespeare_dpo.py:smoke", dpo, *chained, "--config.train.steps=2",
-          "--config.eval.every=2", "--config.checkpoint.every=2", "--config.batch_size=8")
+          "--config.eval.every=2", "--config.checkpoint.every=2", "--config.batch_size=8",
+          "--config.train.log_every=1")   # the first row is then step 1's loss alone
     losses = [h["train/loss"] for h in map(json.loads, open(dpo / "metrics.jsonl"))
               if "train/loss" in h]
     np.testing.assert_allclose(losses[0], np.log(2), rtol=1e-5)     # policy == reference

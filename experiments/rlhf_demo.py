@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx import main as cli_main
+from pretrainx import inference
 from pretrainx import train
 from pretrainx.models import gpt
 from pretrainx.objectives import lm_utils
@@ -94,11 +94,11 @@ def main():
             plot(results, args.plot)
         return
 
-    objective, ctx, config = cli_main._restore_for_inference(args.pretrain, "latest")
+    objective, ctx, config = inference.restore_for_inference(args.pretrain, "latest")
     tok, cfg, reference = objective.tokenizer, objective.model_config, ctx.params
     data = train.build_dataset(config, objective, args.pretrain)
     prompts = prompt_windows(data.val.tokens, args.samples, args.prompt_len, args.seed)
-    _, reward_ctx, reward_cfg = cli_main._restore_for_inference(args.reward, "latest")
+    _, reward_ctx, reward_cfg = inference.restore_for_inference(args.reward, "latest")
     reward = reward_ctx.params
     POOL["pool"] = reward_cfg.get("reward", {}).get("pool", "last")
     P = args.prompt_len
@@ -119,7 +119,7 @@ def main():
     examples = {"reference": texts[:5]}
     for kind, runs in (("ppo", args.ppo), ("dpo", args.dpo)):
         for workdir in runs:
-            run_obj, run_ctx, run_cfg = cli_main._restore_for_inference(workdir, "latest")
+            run_obj, run_ctx, run_cfg = inference.restore_for_inference(workdir, "latest")
             params = run_ctx.params["policy"] if kind == "ppo" else run_ctx.params
             beta = run_cfg.ppo.kl_coef if kind == "ppo" else run_cfg.dpo.beta
             rows, texts, scores, kl = evaluate_policy(kind, params)

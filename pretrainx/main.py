@@ -140,8 +140,6 @@ exit codes: 0 finished, 2 a one-line error (bad input), 75 stopped by SIGTERM af
 (rerun to resume), 1 anything else (a traceback)."""
 
 
-# Kept under its old name: experiments and tests call main._restore_for_inference.
-_restore_for_inference = inference.restore_for_inference
 
 
 def _sample(argv: list[str]) -> int:
@@ -166,7 +164,7 @@ def _sample(argv: list[str]) -> int:
     for name in ("max_new_tokens", "steps", "num_samples"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    objective, ctx, _ = _restore_for_inference(args.workdir, args.checkpoint)
+    objective, ctx, _ = inference.restore_for_inference(args.workdir, args.checkpoint)
     options = {k: v for k, v in vars(args).items() if k not in ("workdir", "checkpoint")}
     print(objective.sample_command(ctx, options))
     return 0
@@ -178,7 +176,7 @@ def _eval(argv: list[str]) -> int:
     p.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
     args = p.parse_args(argv)
     from pretrainx import evaluate, train
-    objective, ctx, config = _restore_for_inference(args.workdir, args.checkpoint)
+    objective, ctx, config = inference.restore_for_inference(args.workdir, args.checkpoint)
     dataset = train.build_dataset(config, objective, args.workdir)   # as the run made it
     objective.bind_data(dataset)
     ev = evaluate.Evaluator(objective, config, ctx.mesh, dataset, args.workdir)
@@ -272,7 +270,7 @@ def _reproduce(argv: list[str]) -> int:
 
 def _generate_couplings(argv: list[str]) -> int:
     from pretrainx import couplings
-    return couplings.main(argv, _restore_for_inference)
+    return couplings.main(argv, inference.restore_for_inference)
 
 
 COMMANDS = {"train": _train, "eval": _eval, "sample": _sample, "tokenizer": _tokenizer,

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from pretrainx import main
+from pretrainx import inference
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 CONFIG = os.path.join(ROOT, "configs/gpt/shakespeare_char.py:smoke")
@@ -135,8 +135,8 @@ def test_two_process_checkpoint_restores_in_one_process(runs):
     one, two = runs
     assert sorted(os.listdir(two / "checkpoints")) == [str(STEPS)]   # one checkpoint, no leftovers
     assert jax.process_count() == 1 and jax.device_count() == 8
-    _, ctx_two, _ = main._restore_for_inference(str(two), "latest")
-    _, ctx_one, _ = main._restore_for_inference(str(one), "latest")
+    _, ctx_two, _ = inference.restore_for_inference(str(two), "latest")
+    _, ctx_one, _ = inference.restore_for_inference(str(one), "latest")
     assert ctx_two.step == ctx_one.step == STEPS
     leaves_two, tree_two = jax.tree.flatten(jax.device_get(ctx_two.params))
     leaves_one, tree_one = jax.tree.flatten(jax.device_get(ctx_one.params))

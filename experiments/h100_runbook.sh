@@ -10,6 +10,8 @@
 #                                               # (OBJECTIVES=flow or =ddpm: one alone, all the GPU)
 #   bash experiments/h100_runbook.sh levers     # profiles of the GPT-2 and shakespeare_char steps,
 #                                               # then one bench per speed option (~5 min)
+#   bash experiments/h100_runbook.sh fast       # the recipe and both benches with today's fast
+#                                               # paths, then profiles of what is left (~4 min)
 #   RUNBOOK_SMOKE=1 PYTHON=.venv/bin/python bash experiments/h100_runbook.sh gpt   # CPU dry run
 #
 # Results go to $OUT (the device tool's return folder; /tmp/pretrainx_runbook elsewhere): the
@@ -48,6 +50,24 @@ command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,dr
 train() { "$PY" -m pretrainx.main train "$@"; }
 stamp() { date +%s; }
 t_phase=$(stamp)
+bench() {   # bench NAME CONFIG STEPS ARGS...: one variant, its JSON kept for the summary
+  local name=$1 cfg=$2 steps=$3; shift 3
+  timeout -k 10 150 "$PY" experiments/bench_throughput.py --config "$cfg" --steps "$steps" \
+    --json "$WORK/lever_$name.json" "$@" > "$WORK/lever_$name.log" 2>&1 \
+    || { echo "lever $name failed:"; tail -n 3 "$WORK/lever_$name.log"; }
+}
+summarize_levers() {   # the table of every lever_*.json, kept in $OUT/$1
+  "$PY" - "$WORK" "$OUT/$1" <<'EOF2'
+import glob, json, os, sys
+work, out = sys.argv[1], sys.argv[2]
+rows = {os.path.basename(p)[6:-5]: json.load(open(p)) for p in sorted(glob.glob(f"{work}/lever_*.json"))}
+json.dump(rows, open(out, "w"), indent=2)
+for name, r in rows.items():
+    print(f"{name:12s} {r.get('step_ms_pipelined')} ms/step pipelined, stacked x{r.get('steps_per_dispatch', 1)}: "
+          f"{r.get('step_ms_stacked')} ms/step; {r.get('tokens_per_sec')} tok/s "
+          f"(stacked {r.get('tokens_per_sec_stacked')}), MFU {r.get('mfu')}, mem {r.get('peak_memory_gib')} GiB")
+EOF2
+}
 
 case "$phase" in
 gpt)
@@ -157,12 +177,6 @@ levers)
     sc=$sc:smoke; g2=$g2:smoke; sc_steps=8; g2_steps=4; k=4
     sc_data=(--set data.path="$DATA_DIR/tinyshakespeare/input.txt")
   fi
-  bench() {   # bench NAME CONFIG STEPS ARGS...: one variant, its JSON kept for the summary
-    local name=$1 cfg=$2 steps=$3; shift 3
-    timeout -k 10 150 "$PY" experiments/bench_throughput.py --config "$cfg" --steps "$steps" \
-      --json "$WORK/lever_$name.json" "$@" > "$WORK/lever_$name.log" 2>&1 \
-      || { echo "lever $name failed:"; tail -n 3 "$WORK/lever_$name.log"; }
-  }
   timeout -k 10 150 "$PY" experiments/profile_step.py --config "$g2" --steps 5 \
     --json "$OUT/profile_gpt2.json" --trace-dir "$WORK/trace_gpt2"
   timeout -k 10 150 "$PY" experiments/profile_step.py --config "$sc" --steps 20 "${sc_data[@]}" \
@@ -174,17 +188,36 @@ levers)
   XLA_FLAGS="--xla_gpu_enable_triton_gemm=false" bench g2_cublas "$g2" $g2_steps
   XLA_FLAGS="--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL" \
     bench g2_cmdbuf "$g2" $g2_steps
-  "$PY" - "$WORK" "$OUT/levers_summary.json" <<'EOF2'
-import glob, json, os, sys
-work, out = sys.argv[1], sys.argv[2]
-rows = {os.path.basename(p)[6:-5]: json.load(open(p)) for p in sorted(glob.glob(f"{work}/lever_*.json"))}
-json.dump(rows, open(out, "w"), indent=2)
-for name, r in rows.items():
-    print(f"{name:12s} {r.get('step_ms_pipelined')} ms/step pipelined, stacked x{r.get('steps_per_dispatch', 1)}: "
-          f"{r.get('step_ms_stacked')} ms/step; {r.get('tokens_per_sec')} tok/s "
-          f"(stacked {r.get('tokens_per_sec_stacked')}), MFU {r.get('mfu')}, mem {r.get('peak_memory_gib')} GiB")
-EOF2
+  summarize_levers levers_summary.json
   ;;
-*) echo "unknown phase $phase (gpt | diffusion | levers)"; exit 2 ;;
+fast)
+  # After the one-hot embedding lookup (2026-11-30: the embeddings' scatter-add gradient was 34 of
+  # shakespeare_char's 43 ms per step): the small step, the whole recipe, GPT-2, then profiles.
+  sc=configs/gpt/shakespeare_char.py; g2=configs/gpt/gpt2_124m.py; sc_steps=100; g2_steps=50; k=10
+  sc_data=(--set data.path="$DATA_DIR/tinyshakespeare/input.txt" --set model.dtype=bfloat16)
+  sc_set=(--config.data.path="$DATA_DIR/tinyshakespeare/input.txt" --config.model.dtype=bfloat16)
+  sc_limit=${SC_LIMIT:-240}
+  if [ -n "$smoke" ]; then
+    sc=$sc:smoke; g2=$g2:smoke; sc_steps=8; g2_steps=4; k=4; sc_limit=120
+    sc_data=(--set data.path="$DATA_DIR/tinyshakespeare/input.txt")
+    sc_set=(--config.data.path="$DATA_DIR/tinyshakespeare/input.txt")
+  fi
+  bench sc_auto "$sc" $sc_steps "${sc_data[@]}" --steps-per-dispatch $k
+  t0=$(stamp)
+  timeout -k 20 -s TERM "$sc_limit" "$PY" -m pretrainx.main train --config "$sc" \
+    --workdir "$WORK/shakespeare_char" --config.train.progress=False "${sc_set[@]}" \
+    > "$WORK/sc_train.log" 2>&1
+  echo "shakespeare_char: exit $?, $(( $(stamp) - t0 )) s wall including start and compilation"
+  tail -n 4 "$WORK/sc_train.log"
+  "$PY" experiments/summarize_run.py "$WORK/shakespeare_char" --json "$OUT/sc_summary.json" > /dev/null
+  bench g2_auto "$g2" $g2_steps
+  timeout -k 10 120 "$PY" experiments/profile_step.py --config "$sc" --steps 20 "${sc_data[@]}" \
+    --json "$OUT/profile_sc.json" --trace-dir "$WORK/trace_sc" | head -n 20
+  timeout -k 10 120 "$PY" experiments/profile_step.py --config "$g2" --steps 5 \
+    --json "$OUT/profile_gpt2.json" --trace-dir "$WORK/trace_gpt2" | head -n 20
+  bench g2_onehot "$g2" $g2_steps --set model.embed_lookup=onehot
+  summarize_levers fast_summary.json
+  ;;
+*) echo "unknown phase $phase (gpt | diffusion | levers | fast)"; exit 2 ;;
 esac
 echo "phase $phase: $(( $(stamp) - t_phase )) s"

@@ -137,6 +137,52 @@ def test_remat_wraps_blocks_and_keeps_logits():
     assert "checkpoint" not in jaxpr and "remat" not in jaxpr
 
 
+@pytest.mark.parametrize("dtype,atol", [("float32", 0.0), ("bfloat16", 2e-2)])
+def test_onehot_embedding_lookup_equals_the_gather(dtype, atol):
+    """The one-hot lookup (the GPU fast path for small tables) gives the gather's logits and
+    gradients: exactly in float32, to bf16 rounding in bfloat16 (the gather's gradient sums the
+    rows in bf16, the matmul accumulates in float32)."""
+    params, tokens = _params(TINY), _tokens(6)
+    targets = np.roll(tokens, -1, axis=1)
+
+    def value_and_grad(lookup):
+        model = GPT(dataclasses.replace(TINY, dtype=dtype, embed_lookup=lookup))
+        def loss(p):
+            logits = model.apply({"params": p}, tokens)
+            return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1))
+        # The jaxpr says which path ran: a gather's gradient is a scatter-add (the loss's
+        # take_along_axis adds one of its own).
+        jaxpr = str(jax.make_jaxpr(jax.grad(loss))(params))
+        return jax.jit(jax.value_and_grad(loss))(params), jaxpr.count("scatter-add") - 1
+
+    (loss_g, grads_g), scatter_g = value_and_grad("gather")
+    (loss_o, grads_o), scatter_o = value_and_grad("onehot")
+    (loss_a, _), scatter_a = value_and_grad("auto")         # 17 and 32 rows: one-hot
+    assert (scatter_g, scatter_o, scatter_a) == (2, 0, 0)     # wte and wpe
+    assert abs(float(loss_g) - float(loss_o)) <= max(atol, 1e-7) and float(loss_a) == float(loss_o)
+    for g, o in zip(jax.tree.leaves(grads_g), jax.tree.leaves(grads_o)):
+        np.testing.assert_allclose(np.asarray(o, np.float32), np.asarray(g, np.float32),
+                                   atol=atol * float(np.max(np.abs(g))) + 1e-7, rtol=0)
+    # Ids past the table: zeros, where the gather would give NaN rows.
+    out = GPT(dataclasses.replace(TINY, embed_lookup="onehot")).apply(
+        {"params": params}, np.full((1, T), TINY.vocab_size + 3, np.int32))
+    assert np.all(np.isfinite(out))
+
+
+def test_auto_lookup_is_one_hot_for_small_tables_and_on_gpus():
+    from pretrainx.models.transformer import use_onehot_lookup as onehot
+    assert onehot("auto", 65, 16384, 4, "cpu") and onehot("auto", 4096, 10**6, 2, "cpu")
+    assert not onehot("auto", 50304, 32768, 2, "cpu")      # a large table on a CPU: gather
+    assert onehot("auto", 50304, 32 * 1024, 2, "gpu")       # GPT-2's: 3.1 GiB of one-hot
+    assert not onehot("auto", 256000, 64 * 4096, 2, "gpu")  # 125 GiB would not fit: gather
+    assert onehot("onehot", 10**6, 10**6, 4, "cpu") and not onehot("gather", 2, 1, 4, "gpu")
+
+
+def test_embed_lookup_is_checked():
+    with pytest.raises(ValueError, match="embed_lookup"):
+        dataclasses.replace(TINY, embed_lookup="dense")
+
+
 @pytest.mark.parametrize("field", ["dropout", "attention_dropout"])
 def test_dropout_only_when_training(field):
     cfg = dataclasses.replace(TINY, **{field: 0.5})

@@ -77,6 +77,7 @@ def get_config(arg: str = ""):
     c.model.dtype = "bfloat16"
     c.model.remat = False
     c.model.attention = "auto"
+    c.model.embed_lookup = "auto"
 
     c.mlm = ml_collections.ConfigDict()
     c.mlm.rate = 0.15                 # BERT's masking rate (a schedule's final rate)

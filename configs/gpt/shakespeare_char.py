@@ -59,6 +59,7 @@ def get_config(arg: str = ""):
     c.model.dtype = "float32"         # compute dtype; "bfloat16" keeps fp32 master weights
     c.model.remat = False
     c.model.attention = "auto"        # "auto" | "xla" | "cudnn" (jax.nn.dot_product_attention)
+    c.model.embed_lookup = "auto"     # one-hot matmul for small tables, any on a GPU | "gather" | "onehot"
     c.model.attention_kind = "causal"  # "causal" | "bidirectional" | "prefix" (models/transformer.py)
 
     c.loss = ml_collections.ConfigDict()

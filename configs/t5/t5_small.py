@@ -81,6 +81,7 @@ def get_config(arg: str = ""):
     c.model.dtype = "bfloat16"
     c.model.remat = False
     c.model.attention = "auto"
+    c.model.embed_lookup = "auto"
 
     c.loss = ml_collections.ConfigDict()
     c.loss.label_smoothing = 0.0

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from pretrainx.models.blocks import ACTIVATION_FNS, run_stack, stack
-from pretrainx.models.transformer import (TransformerConfig, attention_mask, init_std, norm,
+from pretrainx.models.transformer import (TransformerConfig, attention_mask, embed, init_std, norm,
                                           normal_init, zeros_init)
 
 OUTPUTS = ("mlm", "features", "pooled", "all")
@@ -52,16 +52,12 @@ class Bert(nn.Module):
         mask = attention_mask("bidirectional", T, segment_ids=segment_ids, input_mask=input_mask)
 
         std = init_std(cfg, "embed")
-        wte = nn.Embed(cfg.vocab_size, cfg.embed_dim, dtype=cfg.compute_dtype,
-                       embedding_init=normal_init(std, ("vocab", "embed")), name="wte")
-        x_BxTxE = wte(tokens_BxT) + nn.Embed(
-            cfg.max_len, cfg.embed_dim, dtype=cfg.compute_dtype,
-            embedding_init=normal_init(std, ("length", "embed")), name="wpe")(positions)
+        wte = embed(cfg, cfg.vocab_size, std, ("vocab", "embed"), "wte")
+        x_BxTxE = wte(tokens_BxT) + embed(cfg, cfg.max_len, std, ("length", "embed"), "wpe")(positions)
         if cfg.type_vocab_size:
             types = jnp.zeros_like(tokens_BxT) if token_types is None else token_types
-            x_BxTxE = x_BxTxE + nn.Embed(
-                cfg.type_vocab_size, cfg.embed_dim, dtype=cfg.compute_dtype,
-                embedding_init=normal_init(std, ("token_types", "embed")), name="wtt")(types)
+            x_BxTxE = x_BxTxE + embed(cfg, cfg.type_vocab_size, std, ("token_types", "embed"),
+                                      "wtt")(types)
         if cfg.norm_position == "post":
             x_BxTxE = norm(cfg, "ln_emb")(x_BxTxE)
         x_BxTxE = nn.Dropout(cfg.dropout)(x_BxTxE, deterministic=not train)

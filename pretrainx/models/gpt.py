@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from pretrainx.models.blocks import run_stack, stack
-from pretrainx.models.transformer import (TransformerConfig, attention_mask, init_std, norm,
-                                          normal_init, zeros_init)
+from pretrainx.models.transformer import (TransformerConfig, attention_mask, embed, init_std,
+                                          norm, normal_init, zeros_init)
 
 class GPT(nn.Module):
     """Decoder-only transformer. Returns float32 logits B,T,V, or with ``features_only`` the
@@ -65,14 +65,10 @@ class GPT(nn.Module):
                                   prefix_length=prefix_length, prefix_mask=prefix_mask,
                                   input_mask=input_mask)
 
-        wte = nn.Embed(cfg.vocab_size, cfg.embed_dim, dtype=cfg.compute_dtype,
-                       embedding_init=normal_init(init_std(cfg, "embed"), ("vocab", "embed")),
-                       name="wte")
+        wte = embed(cfg, cfg.vocab_size, init_std(cfg, "embed"), ("vocab", "embed"), "wte")
         x_BxTxE = wte(tokens_BxT)
         if not cfg.rope:
-            wpe = nn.Embed(cfg.max_len, cfg.embed_dim, dtype=cfg.compute_dtype,
-                           embedding_init=normal_init(0.02, ("length", "embed")), name="wpe")
-            x_BxTxE = x_BxTxE + wpe(positions)
+            x_BxTxE = x_BxTxE + embed(cfg, cfg.max_len, 0.02, ("length", "embed"), "wpe")(positions)
         x_BxTxE = nn.Dropout(cfg.dropout)(x_BxTxE, deterministic=not train)
 
         x_BxTxE = run_stack(stack(cfg, cfg.num_layers, decode=self.decode), x_BxTxE, positions,

@@ -27,7 +27,7 @@ import numpy as np
 from pretrainx.models.attention import RelativePositionBias
 from pretrainx.models.blocks import run_stack, stack
 from pretrainx.models.transformer import (TransformerConfig, attention_mask,
-                                          cross_attention_mask, init_std, norm, normal_init)
+                                          cross_attention_mask, embed, init_std, norm, normal_init)
 
 
 def shift_right(targets_BxT, segment_ids=None, start_id: int = 0):
@@ -90,9 +90,7 @@ class T5(nn.Module):
 
     def setup(self):
         cfg = self.config
-        self.token_embedder = nn.Embed(
-            cfg.vocab_size, cfg.embed_dim, dtype=cfg.compute_dtype,
-            embedding_init=normal_init(init_std(cfg, "embed"), ("vocab", "embed")))
+        self.token_embedder = embed(cfg, cfg.vocab_size, init_std(cfg, "embed"), ("vocab", "embed"))
         self.encoder = T5Stack(cfg)
         self.decoder = T5Stack(cfg, decoder=True, decode=self.decode)
         if not cfg.tie_embeddings:

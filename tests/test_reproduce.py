@@ -39,7 +39,8 @@ def test_registry_has_the_issue_entries_each_with_a_source_and_a_record_or_a_rea
     gpu = [e for e in ENTRIES if e.hardware != "cpu"]
     assert gpu and all(e.kind == "train" for e in gpu)
     assert reproduce.find(ENTRIES, "shakespeare_char").recorded == reproduce.Recorded(
-        1.4675, "2026-11-30", "NVIDIA H200 (device tool)", note="bf16, best at step 1500")
+        1.4669, "2026-11-30", "NVIDIA H200 (device tool)",
+        note="bf16, best at step 2000; 83 s wall (one-hot embedding lookup)")
 
 
 def test_list_shows_every_entry_with_its_status(tmp_path, capsys):
@@ -50,7 +51,7 @@ def test_list_shows_every_entry_with_its_status(tmp_path, capsys):
     assert code == 0
     rows = {line.split("|")[1].strip(): line for line in out.splitlines()[2:]}
     assert set(rows) == {e.name for e in ENTRIES}
-    assert "1.4675, 2026-11-30, NVIDIA H200 (device tool)" in rows["shakespeare_char"]
+    assert "1.4669, 2026-11-30, NVIDIA H200 (device tool)" in rows["shakespeare_char"]
     assert "not yet run at full length" in rows["fmnist_flow_fid"]
     assert "not yet runnable: model not built" in rows["bert_base_params"]
     assert "PASS 2.4819 (2026-11-30, CPU)" in rows["bigram_char"]

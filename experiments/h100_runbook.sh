@@ -12,6 +12,8 @@
 #                                               # then one bench per speed option (~5 min)
 #   bash experiments/h100_runbook.sh fast       # the recipe and both benches with today's fast
 #                                               # paths, then profiles of what is left (~4 min)
+#   bash experiments/h100_runbook.sh levers2    # GPT-2: embedding gradient by matmul only, bf16
+#                                               # logits, each against the one-hot step (~3 min)
 #   RUNBOOK_SMOKE=1 PYTHON=.venv/bin/python bash experiments/h100_runbook.sh gpt   # CPU dry run
 #
 # Results go to $OUT (the device tool's return folder; /tmp/pretrainx_runbook elsewhere): the
@@ -218,6 +220,17 @@ fast)
   bench g2_onehot "$g2" $g2_steps --set model.embed_lookup=onehot
   summarize_levers fast_summary.json
   ;;
-*) echo "unknown phase $phase (gpt | diffusion | levers | fast)"; exit 2 ;;
+levers2)
+  # GPT-2's next levers (gpt_shakespeare.md: ~15 ms of its 79 ms step go to the one-hot lookup of
+  # the 50K-row table, ~7 ms to float32 logits), each against the one-hot step in this call.
+  g2=configs/gpt/gpt2_124m.py; g2_steps=50
+  [ -n "$smoke" ] && { g2=$g2:smoke; g2_steps=4; }
+  bench g2_onehot "$g2" $g2_steps --set model.embed_lookup=onehot
+  bench g2_matmul_grad "$g2" $g2_steps --set model.embed_lookup=matmul_grad
+  bench g2_bf16_logits "$g2" $g2_steps --set model.embed_lookup=onehot --set model.logits_dtype=compute
+  bench g2_both "$g2" $g2_steps --set model.embed_lookup=matmul_grad --set model.logits_dtype=compute
+  summarize_levers levers2_summary.json
+  ;;
+*) echo "unknown phase $phase (gpt | diffusion | levers | fast | levers2)"; exit 2 ;;
 esac
 echo "phase $phase: $(( $(stamp) - t_phase )) s"

@@ -157,12 +157,15 @@ def test_onehot_embedding_lookup_equals_the_gather(dtype, atol):
 
     (loss_g, grads_g), scatter_g = value_and_grad("gather")
     (loss_o, grads_o), scatter_o = value_and_grad("onehot")
+    (loss_m, grads_m), scatter_m = value_and_grad("matmul_grad")
     (loss_a, _), scatter_a = value_and_grad("auto")         # 17 and 32 rows: one-hot
-    assert (scatter_g, scatter_o, scatter_a) == (2, 0, 0)     # wte and wpe
+    assert (scatter_g, scatter_o, scatter_m, scatter_a) == (2, 0, 0, 0)    # wte and wpe
+    assert float(loss_m) == float(loss_g)                   # the same gather forward
     assert abs(float(loss_g) - float(loss_o)) <= max(atol, 1e-7) and float(loss_a) == float(loss_o)
-    for g, o in zip(jax.tree.leaves(grads_g), jax.tree.leaves(grads_o)):
-        np.testing.assert_allclose(np.asarray(o, np.float32), np.asarray(g, np.float32),
-                                   atol=atol * float(np.max(np.abs(g))) + 1e-7, rtol=0)
+    for g, o, m in zip(jax.tree.leaves(grads_g), jax.tree.leaves(grads_o), jax.tree.leaves(grads_m)):
+        for fast in (o, m):
+            np.testing.assert_allclose(np.asarray(fast, np.float32), np.asarray(g, np.float32),
+                                       atol=atol * float(np.max(np.abs(g))) + 1e-7, rtol=0)
     # Ids past the table: zeros, where the gather would give NaN rows.
     out = GPT(dataclasses.replace(TINY, embed_lookup="onehot")).apply(
         {"params": params}, np.full((1, T), TINY.vocab_size + 3, np.int32))
@@ -170,12 +173,35 @@ def test_onehot_embedding_lookup_equals_the_gather(dtype, atol):
 
 
 def test_auto_lookup_is_one_hot_for_small_tables_and_on_gpus():
-    from pretrainx.models.transformer import use_onehot_lookup as onehot
+    from pretrainx.models.transformer import lookup_path
+    def onehot(*args):
+        return lookup_path(*args) == "onehot"
     assert onehot("auto", 65, 16384, 4, "cpu") and onehot("auto", 4096, 10**6, 2, "cpu")
     assert not onehot("auto", 50304, 32768, 2, "cpu")      # a large table on a CPU: gather
     assert onehot("auto", 50304, 32 * 1024, 2, "gpu")       # GPT-2's: 3.1 GiB of one-hot
     assert not onehot("auto", 256000, 64 * 4096, 2, "gpu")  # 125 GiB would not fit: gather
     assert onehot("onehot", 10**6, 10**6, 4, "cpu") and not onehot("gather", 2, 1, 4, "gpu")
+    assert lookup_path("matmul_grad", 2, 1, 4, "cpu") == "matmul_grad"
+
+
+def test_compute_dtype_logits_give_the_float32_loss_to_bf16_rounding():
+    """logits_dtype="compute" (bf16 logits; the loss upcasts inside its reductions, as
+    nanoGPT's autocast does) changes loss and gradients by bf16 rounding only."""
+    from pretrainx import losses
+    params, tokens = _params(TINY), _tokens(8)
+    targets = np.roll(tokens, -1, axis=1)
+    out = {}
+    for logits_dtype in ("float32", "compute"):
+        model = GPT(dataclasses.replace(TINY, dtype="bfloat16", logits_dtype=logits_dtype))
+        def loss(p):
+            logits = model.apply({"params": p}, tokens)
+            assert logits.dtype == (jnp.float32 if logits_dtype == "float32" else jnp.bfloat16)
+            return losses.cross_entropy(logits, targets)[0]
+        out[logits_dtype] = jax.jit(jax.value_and_grad(loss))(params)
+    (l32, g32), (l16, g16) = out["float32"], out["compute"]
+    assert abs(float(l32) - float(l16)) < 1e-2 * float(l32)
+    for a, b in zip(jax.tree.leaves(g32), jax.tree.leaves(g16)):
+        np.testing.assert_allclose(b, a, atol=3e-2 * float(np.max(np.abs(a))) + 1e-6, rtol=0)
 
 
 def test_embed_lookup_is_checked():

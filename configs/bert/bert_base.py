@@ -78,6 +78,7 @@ def get_config(arg: str = ""):
     c.model.remat = False
     c.model.attention = "auto"
     c.model.embed_lookup = "auto"
+    c.model.logits_dtype = "float32"
 
     c.mlm = ml_collections.ConfigDict()
     c.mlm.rate = 0.15                 # BERT's masking rate (a schedule's final rate)

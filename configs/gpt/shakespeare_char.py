@@ -60,6 +60,7 @@ def get_config(arg: str = ""):
     c.model.remat = False
     c.model.attention = "auto"        # "auto" | "xla" | "cudnn" (jax.nn.dot_product_attention)
     c.model.embed_lookup = "auto"     # one-hot matmul for small tables, any on a GPU | "gather" | "onehot"
+    c.model.logits_dtype = "float32"  # "float32" | "compute" (bf16 logits under bf16 compute)
     c.model.attention_kind = "causal"  # "causal" | "bidirectional" | "prefix" (models/transformer.py)
 
     c.loss = ml_collections.ConfigDict()

@@ -82,6 +82,7 @@ def get_config(arg: str = ""):
     c.model.remat = False
     c.model.attention = "auto"
     c.model.embed_lookup = "auto"
+    c.model.logits_dtype = "float32"
 
     c.loss = ml_collections.ConfigDict()
     c.loss.label_smoothing = 0.0

@@ -96,4 +96,4 @@ class Bert(nn.Module):
             logits_BxTxV = logits_BxTxV.astype(jnp.float32) + bias_V
         else:
             logits_BxTxV = self._dense(cfg.vocab_size, "lm_head", ("embed", "vocab"))(h_BxTxE)
-        return logits_BxTxV.astype(jnp.float32)
+        return cfg.output_logits(logits_BxTxV)

@@ -22,7 +22,8 @@ from pretrainx.models.transformer import (TransformerConfig, attention_mask, emb
                                           norm, normal_init, zeros_init)
 
 class GPT(nn.Module):
-    """Decoder-only transformer. Returns float32 logits B,T,V, or with ``features_only`` the
+    """Decoder-only transformer. Returns logits B,T,V (float32, or the compute dtype with
+    ``config.logits_dtype="compute"``), or with ``features_only`` the
     final hidden states B,T,E (after ln_f; the output head is then neither run nor created), the
     input of a reward, value or classifier head.
 
@@ -83,7 +84,7 @@ class GPT(nn.Module):
             logits_BxTxV = nn.Dense(cfg.vocab_size, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
                                     kernel_init=normal_init(0.02, ("embed", "vocab")),
                                     bias_init=zeros_init(("vocab",)), name="lm_head")(x_BxTxE)
-        return logits_BxTxV.astype(jnp.float32)
+        return cfg.output_logits(logits_BxTxV)
 
 
 def _size(leaf: Any) -> int:

@@ -113,7 +113,7 @@ class T5(nn.Module):
             logits_BxTxV = self.token_embedder.attend(x_BxTxE * cfg.embed_dim ** -0.5)
         else:
             logits_BxTxV = self.lm_head(x_BxTxE)
-        return logits_BxTxV.astype(jnp.float32)
+        return cfg.output_logits(logits_BxTxV)
 
     def __call__(self, encoder_tokens_BxS, decoder_tokens_BxT, *, encoder_mask=None,
                  encoder_segment_ids=None, decoder_segment_ids=None, train: bool = False):

@@ -40,8 +40,8 @@ ACTIVATIONS = ("gelu_tanh", "gelu", "relu")
 NORMS = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("pre", "post")
 INIT_STYLES = ("gpt", "bert", "t5")
-EMBED_LOOKUPS = ("auto", "gather", "onehot")
-# How "auto" looks rows up (see use_onehot_lookup). A gather's gradient is a scatter-add, and on a
+EMBED_LOOKUPS = ("auto", "gather", "onehot", "matmul_grad")
+# How "auto" looks rows up (see lookup_path). A gather's gradient is a scatter-add, and on a
 # GPU many tokens adding into the same rows serialise on atomics. Measured on an H200
 # (2026-11-30): the scatter took 34 of shakespeare_char's 43 ms per step (65 characters, 256
 # positions; one-hot: 8.3 ms) and 29 of GPT-2 124M's 110 ms (50,304 tokens; one-hot: 79 ms,
@@ -126,14 +126,19 @@ class TransformerConfig:
     relative_buckets: int = 0         # T5's relative position buckets (32); 0: none
     relative_max_distance: int = 128  # T5: distances past this share the last bucket
     num_decoder_layers: int = 0       # encoder-decoder: decoder depth; 0: num_layers
-    embed_lookup: str = "auto"        # "auto" | "gather" | "onehot": see use_onehot_lookup
+    embed_lookup: str = "auto"        # see EMBED_LOOKUPS and lookup_path
+    # The logits' dtype: "float32", or "compute" (bf16 under bfloat16 compute, as nanoGPT's
+    # autocast gives them; the losses upcast inside their reductions, so no float32 B x T x V
+    # array is written). Only by name until a GPU measures it.
+    logits_dtype: str = "float32"
 
     def __post_init__(self):
         if not self.head_size and self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} not divisible by num_heads {self.num_heads}")
         choices = {"attention": IMPLEMENTATIONS, "attention_kind": ATTENTION_KINDS,
                    "mlp_activation": ACTIVATIONS, "norm": NORMS, "norm_position": NORM_POSITIONS,
-                   "init_style": INIT_STYLES, "embed_lookup": EMBED_LOOKUPS, "dtype": ("float32", "bfloat16")}
+                   "init_style": INIT_STYLES, "embed_lookup": EMBED_LOOKUPS, "dtype": ("float32", "bfloat16"),
+                   "logits_dtype": ("float32", "compute")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got "
@@ -160,6 +165,10 @@ class TransformerConfig:
     def compute_dtype(self):
         return jnp.dtype(self.dtype)
 
+    def output_logits(self, logits):
+        """Logits as the model returns them (``logits_dtype``)."""
+        return logits.astype(jnp.float32 if self.logits_dtype == "float32" else self.compute_dtype)
+
     @classmethod
     def from_config(cls, model_config) -> "TransformerConfig":
         """Build from a ConfigDict / mapping; unknown keys (e.g. "name") are ignored."""
@@ -168,29 +177,61 @@ class TransformerConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def use_onehot_lookup(lookup: str, rows: int, num_ids: int, itemsize: int,
-                      backend: str) -> bool:
-    """Whether an ``Embed`` of ``rows`` looks ``num_ids`` ids up by a one-hot matmul."""
+def lookup_path(lookup: str, rows: int, num_ids: int, itemsize: int, backend: str) -> str:
+    """How an ``Embed`` of ``rows`` looks ``num_ids`` ids up: "gather" (its gradient a
+    scatter-add), "onehot" (a one-hot matmul, its gradient a matmul) or "matmul_grad" (a gather
+    forward, the one-hot matmul only in the gradient: saves the forward product of a large table;
+    only by name until a GPU measures it)."""
     if lookup != "auto":
-        return lookup == "onehot"
-    return rows <= ONEHOT_MAX_ROWS or (
-        backend == "gpu" and rows * num_ids * itemsize <= ONEHOT_MAX_BYTES_GPU)
+        return lookup
+    if rows <= ONEHOT_MAX_ROWS or (backend == "gpu"
+                                   and rows * num_ids * itemsize <= ONEHOT_MAX_BYTES_GPU):
+        return "onehot"
+    return "gather"
+
+
+@jax.custom_vjp
+def take_rows_matmul_grad(table_VxE, ids):
+    """``table[ids]`` whose gradient is ``one_hot(ids)^T @ g`` (a matmul, float32 accumulation)
+    instead of a scatter-add."""
+    return jnp.take(table_VxE, ids, axis=0)
+
+
+def _take_rows_fwd(table_VxE, ids):
+    # The residual carries the table only for its shape and dtype (XLA drops the unused data).
+    return jnp.take(table_VxE, ids, axis=0), (ids, table_VxE)
+
+
+def _take_rows_bwd(residuals, g):
+    ids, table_VxE = residuals
+    V, E = table_VxE.shape
+    onehot_NxV = jax.nn.one_hot(ids.reshape(-1), V, dtype=g.dtype)
+    d_table = jax.lax.dot_general(onehot_NxV, g.reshape(-1, E), (((0,), (0,)), ((), ())),
+                                  precision=jax.lax.Precision.HIGHEST,
+                                  preferred_element_type=jnp.float32)
+    return d_table.astype(table_VxE.dtype), None
+
+
+take_rows_matmul_grad.defvjp(_take_rows_fwd, _take_rows_bwd)
 
 
 class Embed(nn.Embed):
-    """``nn.Embed`` (same parameter, same values out) whose lookup can be a one-hot matmul:
-    ``lookup`` "onehot", or "auto" as :func:`use_onehot_lookup` decides. Its gradient is then a
-    matmul instead of a scatter-add; ids outside the table give zeros, not NaN."""
+    """``nn.Embed`` (same parameter, same values out) whose lookup path is picked by
+    :func:`lookup_path`: the gather, a one-hot matmul (gradient a matmul instead of a scatter-add;
+    ids outside the table give zeros, not NaN) or a gather with a matmul gradient."""
     lookup: str = "auto"
 
     def __call__(self, inputs):
         rows = self.num_embeddings
         (table,) = self.promote_dtype(self.embedding, dtype=self.dtype, inexact=False)
-        if not use_onehot_lookup(self.lookup, rows, int(inputs.size), table.dtype.itemsize,
-                                 jax.default_backend()):
+        path = lookup_path(self.lookup, rows, int(inputs.size), table.dtype.itemsize,
+                           jax.default_backend())
+        if path == "gather":
             return super().__call__(inputs)
         if not jnp.issubdtype(inputs.dtype, jnp.integer):
             raise ValueError(f"embedding ids must be integers, got {inputs.dtype}")
+        if path == "matmul_grad":
+            return take_rows_matmul_grad(table, inputs)
         onehot = jax.nn.one_hot(inputs, rows, dtype=table.dtype)
         # HIGHEST: a float32 product on a GPU may otherwise run in TF32 and round the rows.
         return jnp.dot(onehot, table, precision=jax.lax.Precision.HIGHEST)

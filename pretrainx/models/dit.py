@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pretrainx.models.transformer import Embed     # one-hot lookup: see unet.py's labels
 from pretrainx.models.unet import check_interval, dense, time_mlp
 
 # The DiT's 256 sinusoidal time features (before the MLP), computed by the UNet's function: the
@@ -159,8 +160,8 @@ class DiT(nn.Module):
         if self.num_classes:
             if labels is None:        # unconditional use of a conditional model: the null class
                 labels = jnp.full((B,), self.null_label, jnp.int32)
-            c_BxE = c_BxE + nn.Embed(self.num_classes + 1, E, dtype=self.dtype, name="label_embed",
-                                     embedding_init=_normal(("classes", "embed")))(labels)
+            c_BxE = c_BxE + Embed(self.num_classes + 1, E, dtype=self.dtype, name="label_embed",
+                                  embedding_init=_normal(("classes", "embed")))(labels)
 
         for i in range(self.depth):
             x_BxTxE = DiTBlock(self.num_heads, self.mlp_ratio, self.dtype, name=f"block{i}")(

@@ -33,6 +33,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pretrainx.models.transformer import Embed
+
 CONV_KERNEL = ("conv_h", "conv_w", "conv_in", "conv_out")
 
 
@@ -176,7 +178,9 @@ class UNet(nn.Module):
         if self.num_classes:
             if labels is None:        # unconditional use of a conditional model: the null class
                 labels = jnp.full((x.shape[0],), self.null_label, jnp.int32)
-            label_table = nn.Embed(self.num_classes + 1, temb_dim, name="label_embed",
+            # One-hot lookup (transformer.Embed): a batch of labels adding into ~11 rows is the
+            # scatter-add that serialises on a GPU.
+            label_table = Embed(self.num_classes + 1, temb_dim, name="label_embed",
                                    embedding_init=nn.with_logical_partitioning(
                                        nn.initializers.normal(1.0), ("classes", "embed")))
             temb = temb + label_table(labels).astype(temb.dtype)

@@ -7,7 +7,8 @@
 #                                               # then nanoGPT's full shakespeare_char recipe
 #   bash experiments/h100_runbook.sh diffusion  # Fashion-MNIST flow and DDPM trained side by side
 #                                               # on the one GPU, FID curves, final FID table
-#                                               # (OBJECTIVES=flow or =ddpm: one alone, all the GPU)
+#                                               # (OBJECTIVES=flow or =ddpm: one alone, all the GPU;
+#                                               # DTYPE=bfloat16: bf16 compute, fp32 weights)
 #   bash experiments/h100_runbook.sh levers     # profiles of the GPT-2 and shakespeare_char steps,
 #                                               # then one bench per speed option (~5 min)
 #   bash experiments/h100_runbook.sh fast       # the recipe and both benches with today's fast
@@ -115,7 +116,9 @@ EOF
 diffusion)
   export PRETRAINX_FID_CACHE=$WORK/fid_cache
   ddpm_cfg=configs/diffusion/fashion_mnist_ddpm.py; flow_cfg=configs/diffusion/fashion_mnist_flow.py
-  data_set=(--config.data.path="$DATA_DIR/fashion-mnist")
+  # DTYPE=bfloat16: bf16 compute with float32 master weights (tests/test_unet.py pins it);
+  # the recipes' default is float32, which ran at 16.4 ms/step on an H200.
+  data_set=(--config.data.path="$DATA_DIR/fashion-mnist" --config.model.dtype=${DTYPE:-float32})
   ddpm_set=("${data_set[@]}"); flow_set=("${data_set[@]}"); train_s=${TRAIN_S:-180}; limit=${RUN_LIMIT:-420}
   if [ -n "$smoke" ]; then
     ddpm_cfg=$ddpm_cfg:smoke; flow_cfg=$flow_cfg:smoke; train_s=${TRAIN_S:-20}
@@ -129,7 +132,8 @@ diffusion)
     --set data.path="$DATA_DIR/fashion-mnist" \
     $( [ -n "$smoke" ] && echo --set eval.fid_num_samples=200 --set eval.fid_num_reference=500 --set eval.fid_classifier_steps=50 )
   "$PY" experiments/bench_throughput.py --config "$ddpm_cfg" --steps $([ -n "$smoke" ] && echo 3 || echo 30) \
-    --warmup 2 --set data.path="$DATA_DIR/fashion-mnist" --json "$WORK/bench_ddpm.json"
+    --warmup 2 --set data.path="$DATA_DIR/fashion-mnist" --set model.dtype=${DTYPE:-float32} \
+    --json "$WORK/bench_ddpm.json"
   # Steps that fit train_s, two runs sharing the GPU each assumed 1.8x slower than alone, rounded
   # to 500 (to 10 in a dry run); decay_steps follows, so the LR schedule ends with the run.
   objectives=${OBJECTIVES:-flow ddpm}; set -- $objectives

@@ -63,3 +63,22 @@ def test_tiny_conditional_unet_shapes_names_and_label_effect():
     assert out_a.shape == x.shape and out_a.dtype == jnp.float32
     assert not np.allclose(out_a[0], out_b[0]) and np.allclose(out_a[1:], out_b[1:], atol=1e-5)
     assert not np.allclose(out_a, train_a)        # dropout is live only when training
+
+
+def test_bf16_compute_matches_float32_to_bf16_rounding():
+    """model.dtype=bfloat16 (the GPU option for the diffusion recipes): float32 parameters and
+    output, and the same function as float32 compute up to bf16 rounding."""
+    model32, model16 = UNet(num_classes=10, **TINY), UNet(num_classes=10, dtype=jnp.bfloat16, **TINY)
+    x = jax.random.normal(jax.random.key(2), (4, 8, 8, 1))
+    t, labels = jnp.array([3.0, 100.0, 400.0, 900.0]), jnp.array([0, 4, 9, 10])
+    rng = np.random.default_rng(1)
+    params = jax.tree.map(lambda p: jnp.asarray(0.3 * rng.standard_normal(p.shape), p.dtype),
+                          nn.meta.unbox(jax.eval_shape(
+                              lambda: model32.init(KEY, x, t, labels=labels))["params"]))
+    shapes16 = jax.eval_shape(lambda: model16.init(KEY, x, t, labels=labels))["params"]
+    assert {v.dtype for v in jax.tree.leaves(nn.meta.unbox(shapes16))} == {jnp.dtype("float32")}
+    out32 = model32.apply({"params": params}, x, t, labels=labels)
+    out16 = model16.apply({"params": params}, x, t, labels=labels)
+    assert out16.dtype == jnp.float32
+    rel = float(jnp.linalg.norm(out16 - out32) / jnp.linalg.norm(out32))
+    assert 1e-4 < rel < 3e-2, rel      # bf16 rounding: visible, and small

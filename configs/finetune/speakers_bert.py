@@ -51,6 +51,7 @@ def get_config(arg: str = ""):
     c.optimizer.warmup_steps = 30
     c.optimizer.decay_steps = 400
     c.optimizer.weight_decay = 0.01
+    c.optimizer.layer_decay = 1.0     # < 1: layer-wise LR decay (head 1, top block d, ... embeddings d^(L+1))
     c.train.steps = 400               # ~10 epochs of 1,229 speeches
     c.train.log_every = 20
     c.eval.every = 100

@@ -2,6 +2,11 @@
 
   python experiments/finetune_speakers.py                      # majority + bag-of-words baselines
   python experiments/finetune_speakers.py RUN_DIR [RUN_DIR ...]  # + each run's held-out accuracy
+  python experiments/finetune_speakers.py --no-baselines RUN_DIR ...  # the runs only (the
+      bag-of-words grid search takes ~5 min on the shared 2-core CPU)
+
+Run directories named ``ARM_seedN`` are also pooled by arm: the mean over seeds, the standard
+deviation and the range (max - min), the spread a "beats" claim has to clear.
 
 The split is ``pretrainx.data.speeches.speaker_task`` (split seed 0), the one the ``classify``
 runs train and validate on. Bag of words: scikit-learn's CountVectorizer (word unigrams and
@@ -46,17 +51,28 @@ def run_accuracy(workdir: str) -> tuple[int, float]:
 
 
 def main(argv):
+    baselines = "--no-baselines" not in argv
+    argv = [a for a in argv if a != "--no-baselines"]
     train, val, names = speeches.speaker_task(open(DATA, encoding="utf-8").read())
     counts = np.bincount([y for _, y in val], minlength=len(names))
     print(f"speakers: {names}")
     print(f"train {len(train)} speeches, balance {np.bincount([y for _, y in train]).tolist()}")
     print(f"val {len(val)} speeches, balance {counts.tolist()}")
     print(f"majority class (train's most frequent) on val: {counts[0] / len(val):.4f}")
-    print(f"bag of words, whole speech: {bag_of_words(train, val):.4f}")
-    print(f"bag of words, first 127 characters: {bag_of_words(train, val, 127):.4f}")
+    if baselines:
+        print(f"bag of words, whole speech: {bag_of_words(train, val):.4f}")
+        print(f"bag of words, first 127 characters: {bag_of_words(train, val, 127):.4f}")
+    arms = {}
     for w in argv:
         step, acc = run_accuracy(w)
         print(f"{w}: val/accuracy {acc:.4f} at step {step}")
+        name = os.path.basename(os.path.normpath(w))
+        if "_seed" in name:
+            arms.setdefault(name.rsplit("_seed", 1)[0], []).append(acc)
+    for arm, accs in arms.items():
+        a = np.asarray(accs)
+        print(f"{arm}: mean {a.mean():.4f} over {len(a)} seeds, std {a.std(ddof=1) if len(a) > 1 else 0:.4f}, "
+              f"range {a.max() - a.min():.4f} ({', '.join(f'{x:.4f}' for x in a)})")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ checkpoints all count the same thing.
 """
 from __future__ import annotations
 
+import re
+
 import flax
 import jax.numpy as jnp
 import optax
@@ -67,6 +69,39 @@ def weight_decay_mask(params, mode: str):
     return flax.traverse_util.unflatten_dict(mask)
 
 
+#: names of the embedding parameters (the bottom of the layer-wise LR decay): GPT/BERT's tables
+#: and BERT's embedding LayerNorm, T5's shared table
+EMBEDDING_NAMES = ("wte", "wpe", "wtt", "ln_emb", "token_embedder")
+_BLOCK = re.compile(r"^(?:h|layers|block)_(\d+)$")
+
+
+def layer_groups(params) -> tuple[dict, int]:
+    """(labels tree, L): each parameter's depth for layer-wise LR decay (BEiT / ELECTRA): the
+    embeddings 0, block ``h_i`` i + 1, everything above the blocks (final norm, pooler, head)
+    L + 1, L the number of blocks."""
+    flat = flax.traverse_util.flatten_dict(params)
+    blocks = {int(m.group(1)) for path in flat for p in path if (m := _BLOCK.match(str(p)))}
+    L = len(blocks)
+    labels = {}
+    for path in flat:
+        depth = L + 1
+        for p in map(str, path):
+            if p in EMBEDDING_NAMES:
+                depth = 0
+            elif m := _BLOCK.match(p):
+                depth = int(m.group(1)) + 1
+        labels[path] = str(depth)
+    return flax.traverse_util.unflatten_dict(labels), L
+
+
+def layer_decay(params, decay: float) -> optax.GradientTransformation:
+    """Scale each update by ``decay ** (L + 1 - depth)`` (``layer_groups``): the head keeps the
+    full step, the top block ``decay`` of it, the embeddings ``decay ** (L + 1)``."""
+    labels, L = layer_groups(params)
+    return optax.multi_transform(
+        {str(d): optax.scale(decay ** (L + 1 - d)) for d in range(L + 2)}, labels)
+
+
 MU_DTYPES = ("float32", "bfloat16")
 
 
@@ -83,4 +118,9 @@ def make_optimizer(opt, params) -> tuple[optax.GradientTransformation, optax.Sch
     parts.append(optax.adamw(schedule, b1=float(opt.b1), b2=float(opt.b2), eps=float(opt.eps),
                              weight_decay=float(opt.weight_decay), mu_dtype=jnp.dtype(mu_dtype),
                              mask=weight_decay_mask(params, opt.decay_mask)))
+    decay = float(opt.get("layer_decay", 1.0))
+    if not 0.0 < decay <= 1.0:
+        raise ValueError(f"optimizer.layer_decay must be in (0, 1], got {decay}")
+    if decay < 1.0:                   # layer-wise LR decay (fine-tuning), after AdamW's step
+        parts.append(layer_decay(params, decay))
     return optax.chain(*parts), schedule

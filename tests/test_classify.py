@@ -10,6 +10,7 @@ import pytest
 from pretrainx import config_lib, train
 from pretrainx.data import speeches
 from pretrainx.objectives import classify
+from resume_check import assert_kill_and_resume_is_exact, train_losses
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 FINETUNE = os.path.join(ROOT, "configs/finetune/speakers_bert.py")
@@ -112,3 +113,21 @@ def test_pretraining_text_leaves_the_held_out_speeches_out():
     assert all(speech not in rest for speech, _ in val)
     kept = speeches.parse_speeches(rest)
     assert len(kept) == 200 - len(val) and "S3" in {s for s, _ in kept}
+
+
+@pytest.mark.slow
+def test_classify_kill_and_resume_is_exact(tmp_path):
+    """Fine-tuning resumes exactly: the parent is loaded at the start, the killed run's own
+    checkpoint wins on the rerun, and the shuffled speech batches and dropout are functions of
+    (seed, step), so steps 4-6 replay with the same losses and the same parameters."""
+    parent = config_lib.override(config_lib.load(os.path.join(ROOT, "configs/bert/bert_base.py:smoke")), {
+        "train.steps": 2, "train.progress": False, "eval.every": 0, "checkpoint.every": 2,
+        "data.seq_len": 128, "model.max_len": 128, "mesh.data": 1})
+    train.run(parent, str(tmp_path / "parent"))
+    child = config_lib.override(config_lib.load(FINETUNE + ":smoke"), {
+        "train.steps": 6, "train.log_every": 1, "train.progress": False, "eval.every": 0,
+        "checkpoint.every": 3, "batch_size": 8, "optimizer.warmup_steps": 2,
+        "init_from.workdir": str(tmp_path / "parent"), "data.tokenizer": str(tmp_path / "parent"),
+        "mesh.data": 1})
+    full, _ = assert_kill_and_resume_is_exact(child, tmp_path, kill_after=4)
+    assert len(set(train_losses(full.history).values())) == 6

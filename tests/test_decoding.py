@@ -1,6 +1,7 @@
 """Decoding (pretrainx/decoding.py) with the GPT's KV cache: greedy == argmax of a full recompute,
 determinism, top_k, input checks; left-padded batches decode as each row alone; EOS stops a row;
-the whole decode runs inside jit."""
+the whole decode runs inside jit; a prefix-LM decodes its prompt as the prefix."""
+import dataclasses
 import functools
 
 import flax.linen as nn
@@ -171,3 +172,28 @@ def test_decoding_runs_inside_a_jitted_function_of_the_params():
     total = rollout_score(nn.unbox(_params()), ids, mask, keys)
     assert float(total) == pytest.approx(float(_decode(PROMPTS, keys, True).log_probs.sum()),
                                          rel=1e-5)
+
+
+def test_prefix_model_decodes_its_prompt_as_the_prefix():
+    """``pretrainx sample`` on a prefix-LM: the cached decode of a prefix-attention GPT equals
+    the argmax of a full recompute with prefix_length = the prompt's length (bidirectional over
+    the prompt, causal after it), token by token and in log-probabilities, and the prompt's last
+    position is not what a causal read of it gives."""
+    cfg = dataclasses.replace(CFG, attention_kind="prefix")
+    params, prompt = nn.unbox(_params()), _prompt()
+    out = decoding.decode(GPTDecoder(cfg), params, prompt, np.ones_like(prompt), jax.random.key(0),
+                          max_new_tokens=N, greedy=True)
+    full = jax.jit(lambda x: GPT(cfg).apply({"params": params}, x, prefix_length=jnp.full((B,), P)))
+    seq, logps = prompt, []
+    for _ in range(N):
+        padded = np.zeros((B, CFG.max_len), np.int32)
+        padded[:, :seq.shape[1]] = seq
+        logits = np.asarray(full(padded))[:, seq.shape[1] - 1]
+        nxt = logits.argmax(-1)
+        logps.append(np.asarray(jax.nn.log_softmax(logits))[np.arange(B), nxt])
+        seq = np.concatenate([seq, nxt[:, None].astype(np.int32)], axis=1)
+    np.testing.assert_array_equal(np.asarray(out.tokens), seq[:, P:])
+    np.testing.assert_allclose(np.asarray(out.log_probs), np.stack(logps, 1), atol=1e-5)
+    causal = _full_logits(prompt)[:, P - 1]
+    assert np.abs(np.asarray(full(np.pad(prompt, ((0, 0), (0, CFG.max_len - P)))))[:, P - 1]
+                  - causal).max() > 1e-4

@@ -65,3 +65,33 @@ def test_adamw_with_zero_gradient_shrinks_only_decayed_weights():
     # decoupled decay: -lr * wd * w = -0.1 * 0.1 * 1
     np.testing.assert_allclose(updates["dense"]["kernel"], -0.01, rtol=1e-6)
     np.testing.assert_allclose(updates["dense"]["bias"], 0.0)
+
+
+def test_layer_decay_scales_each_depths_step():
+    """optimizer.layer_decay = d: the head keeps AdamW's step, block h_i gets d ** (L - i), the
+    embeddings d ** (L + 1); d = 1 leaves the optimiser as it was."""
+    import jax
+    shape = lambda: jnp.ones((2, 2))
+    params = {"backbone": {"wte": {"embedding": shape()}, "ln_emb": {"scale": jnp.ones(2)},
+                           "h_0": {"attn": {"kernel": shape()}}, "h_1": {"mlp": {"kernel": shape()}},
+                           "pooler": {"kernel": shape()}},
+              "head": {"kernel": shape()}}
+    grads = jax.tree.map(lambda x: 0.5 * jnp.ones_like(x), params)
+    base = opt(schedule="constant", warmup_steps=0, lr=0.1, weight_decay=0.0)
+
+    def first_update(o):
+        tx, _ = optim.make_optimizer(o, params)
+        return tx.update(grads, tx.init(params), params)[0]
+    plain = first_update(base)
+    decayed = first_update(opt(**{**base.to_dict(), "layer_decay": 0.5}))
+    expected = {"wte": 0.125, "ln_emb": 0.125, "h_0": 0.25, "h_1": 0.5, "pooler": 1.0}
+    for name, scale in expected.items():
+        for a, b in zip(jax.tree.leaves(decayed["backbone"][name]),
+                        jax.tree.leaves(plain["backbone"][name])):
+            np.testing.assert_allclose(a, scale * b, rtol=1e-6, err_msg=name)
+            assert np.abs(np.asarray(b)).min() > 0
+    np.testing.assert_allclose(decayed["head"]["kernel"], plain["head"]["kernel"], rtol=1e-6)
+    same = first_update(opt(**{**base.to_dict(), "layer_decay": 1.0}))
+    jax.tree.map(np.testing.assert_array_equal, same, plain)
+    with pytest.raises(ValueError, match="layer_decay"):
+        optim.make_optimizer(opt(layer_decay=0.0), params)

@@ -1,11 +1,11 @@
 """Fine-tune a pretrained character BERT to tell which of the 10 most frequent speakers of Tiny
 Shakespeare speaks a speech (``data.kind = "speeches"``: 1,229 training and 307 held-out
-speeches, split by speech with a fixed seed; ``experiments/finetune_speakers.md``).
+speeches, split by speech with a fixed seed; ``experiments/text_objectives.md``).
 
   # the parent: the smoke BERT at length 128, longer, on the play without the held-out speeches
   pretrainx train --config configs/bert/bert_base.py:smoke --workdir workdirs/bert_char128 \
       --config.data.kind=speeches_text --config.data.seq_len=128 --config.model.max_len=128 \
-      --config.train.steps=1500
+      --config.train.steps=3000 --config.optimizer.decay_steps=3000   # experiments/speakers_3seeds.sh
   pretrainx train --config configs/finetune/speakers_bert.py --workdir workdirs/speakers_ft \
       --config.init_from.workdir=workdirs/bert_char128 --config.data.tokenizer=workdirs/bert_char128
   pretrainx train --config configs/finetune/speakers_bert.py:smoke --workdir /tmp/speakers_smoke
@@ -51,6 +51,7 @@ def get_config(arg: str = ""):
     c.optimizer.warmup_steps = 30
     c.optimizer.decay_steps = 400
     c.optimizer.weight_decay = 0.01
+    c.optimizer.layer_decay = 1.0     # < 1: layer-wise LR decay (head 1, top block d, ... embeddings d^(L+1))
     c.train.steps = 400               # ~10 epochs of 1,229 speeches
     c.train.log_every = 20
     c.eval.every = 100

@@ -31,6 +31,9 @@ def preference_data(c, path=PAIRS):
     c.data.tokenizer = "char"         # chained: the pretraining run's workdir (its tokenizer.json)
     c.data.val_fraction = 0.2         # by seed: the pairs are shuffled with config.seed first
     c.data.max_pairs = 0
+    c.data.dev_fraction = 0.0         # > 0: a development split before the held-out pairs
+    c.data.eval_split = "test"        # "dev": validate on the development split instead
+    c.data.min_margin = 0.0           # > 0: only pairs whose rule scores differ by this much
     c.data.seq_len = 64               # 16 prompt + 48 response characters
     return c
 

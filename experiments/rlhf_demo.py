@@ -70,6 +70,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--pretrain")
     p.add_argument("--reward")
+    p.add_argument("--reward-checkpoint", choices=("latest", "best"), default="latest",
+                   dest="reward_checkpoint", help="best: the one its validation split chose")
     p.add_argument("--ppo", nargs="*", default=[])
     p.add_argument("--dpo", nargs="*", default=[])
     p.add_argument("--best-of", nargs="*", type=int, default=[], dest="best_of")
@@ -98,7 +100,8 @@ def main():
     tok, cfg, reference = objective.tokenizer, objective.model_config, ctx.params
     data = train.build_dataset(config, objective, args.pretrain)
     prompts = prompt_windows(data.val.tokens, args.samples, args.prompt_len, args.seed)
-    _, reward_ctx, reward_cfg = inference.restore_for_inference(args.reward, "latest")
+    _, reward_ctx, reward_cfg = inference.restore_for_inference(args.reward,
+                                                                  args.reward_checkpoint)
     reward = reward_ctx.params
     POOL["pool"] = reward_cfg.get("reward", {}).get("pool", "last")
     P = args.prompt_len

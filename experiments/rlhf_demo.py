@@ -154,7 +154,7 @@ def plot(results, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     methods = sorted({r["method"] for r in results} - {"reference"})
     for method in methods:
         marker = {"ppo": "o", "dpo": "s", "best": "^"}[method.split("_")[0].split("-")[0].split(" ")[0]]
@@ -174,7 +174,7 @@ def plot(results, path):
     ax.set_xlabel("KL(π ‖ π_ref), nats per response")
     ax.set_ylabel("true score (VADER compound, mean)")
     ax.set_title("Tiny Shakespeare char GPT: true score vs KL")
-    ax.legend()
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))   # outside the points
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)

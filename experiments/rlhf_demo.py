@@ -70,6 +70,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--pretrain")
     p.add_argument("--reward")
+    p.add_argument("--reward-checkpoint", choices=("latest", "best"), default="latest",
+                   dest="reward_checkpoint", help="best: the one its validation split chose")
     p.add_argument("--ppo", nargs="*", default=[])
     p.add_argument("--dpo", nargs="*", default=[])
     p.add_argument("--best-of", nargs="*", type=int, default=[], dest="best_of")
@@ -98,7 +100,8 @@ def main():
     tok, cfg, reference = objective.tokenizer, objective.model_config, ctx.params
     data = train.build_dataset(config, objective, args.pretrain)
     prompts = prompt_windows(data.val.tokens, args.samples, args.prompt_len, args.seed)
-    _, reward_ctx, reward_cfg = inference.restore_for_inference(args.reward, "latest")
+    _, reward_ctx, reward_cfg = inference.restore_for_inference(args.reward,
+                                                                  args.reward_checkpoint)
     reward = reward_ctx.params
     POOL["pool"] = reward_cfg.get("reward", {}).get("pool", "last")
     P = args.prompt_len
@@ -151,7 +154,7 @@ def plot(results, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     methods = sorted({r["method"] for r in results} - {"reference"})
     for method in methods:
         marker = {"ppo": "o", "dpo": "s", "best": "^"}[method.split("_")[0].split("-")[0].split(" ")[0]]
@@ -171,7 +174,7 @@ def plot(results, path):
     ax.set_xlabel("KL(π ‖ π_ref), nats per response")
     ax.set_ylabel("true score (VADER compound, mean)")
     ax.set_title("Tiny Shakespeare char GPT: true score vs KL")
-    ax.legend()
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))   # outside the points
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -1,7 +1,7 @@
 """The ``pretrainx`` command: a thin entry point; all logic lives in importable modules.
 
   pretrainx train  --config configs/gpt/shakespeare_char.py[:smoke] --workdir DIR [--config.KEY=VALUE ...]
-  pretrainx eval   --workdir DIR
+  pretrainx eval   --workdir DIR [--checkpoint latest|best] [--set data.KEY=VALUE|eval.KEY=VALUE ...]
   pretrainx sample --workdir DIR [--prompt "ROMEO:"] [--max-new-tokens 200] [--temperature 0.8] [--top-k 200]
                    [--best-of N] [--policy trained|reference]   (a PPO run: best of N by its reward model)
   pretrainx pairs  --workdir PRETRAINED --out PAIRS.jsonl [--prompts 4000] [--samples 4]  (VADER-labelled)
@@ -174,10 +174,23 @@ def _eval(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="pretrainx eval")
     p.add_argument("--workdir", required=True)
     p.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
+    p.add_argument("--set", action="append", default=[], metavar="data.KEY=VALUE",
+                   help="evaluate on other data than the run's, e.g. data.eval_split=test "
+                        "(data.* and eval.* keys; eval.num_batches to cover a larger split)")
     args = p.parse_args(argv)
-    from pretrainx import evaluate, train
+    from pretrainx import config_lib, evaluate, train
+    updates = config_lib.parse_overrides(args.set)
+    if any(not k.startswith(("data.", "eval.")) for k in updates):
+        raise ValueError(f"--set changes only data.* and eval.* keys (the weights are the run's): "
+                         f"{args.set}")
     objective, ctx, config = inference.restore_for_inference(args.workdir, args.checkpoint)
+    config = config_lib.override(config, updates)
     dataset = train.build_dataset(config, objective, args.workdir)   # as the run made it
+    held_out, covered = dataset.info.get("val_pairs"), config.eval.num_batches * config.eval.batch_size
+    if held_out and covered < held_out:
+        raise ValueError(f"eval.num_batches x eval.batch_size = {covered} rows cover only part of "
+                         f"the {held_out} held-out pairs: --set eval.num_batches="
+                         f"{-(-held_out // config.eval.batch_size)}")
     objective.bind_data(dataset)
     ev = evaluate.Evaluator(objective, config, ctx.mesh, dataset, args.workdir)
     for k, v in sorted(ev.run(ctx.params, ctx.frozen, ctx.step, final=True, aux=ctx.aux).items()):

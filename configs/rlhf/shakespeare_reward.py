@@ -4,7 +4,10 @@ GPT's own samples (``pretrainx pairs``), a scalar head on the pretrained trunk.
   pretrainx train --config configs/rlhf/shakespeare_reward.py --workdir W/reward \\
       --config.init_from.workdir=W/pretrain --config.data.path=W/pairs.jsonl \\
       --config.data.tokenizer=W/pretrain
-(the whole chain: configs/rlhf/shakespeare_ppo.py and experiments/rlhf.md). The tokenizer must be
+(the whole chain: configs/rlhf/shakespeare_ppo.py and experiments/rlhf.md; the model that meets
+the held-out bar, "rm-v2" there, adds --config.reward.pool=mean, 34k pairs and 2,400 steps, chosen
+with --config.data.dev_fraction=0.1 --config.data.eval_split=dev and scored once with
+``pretrainx eval --checkpoint best --set data.eval_split=test``). The tokenizer must be
 the pretraining run's, so that the policy's token ids mean the same to the reward model.
 
 ``:smoke`` trains from scratch and says so: it reads the 300 pairs committed in
@@ -31,6 +34,9 @@ def preference_data(c, path=PAIRS):
     c.data.tokenizer = "char"         # chained: the pretraining run's workdir (its tokenizer.json)
     c.data.val_fraction = 0.2         # by seed: the pairs are shuffled with config.seed first
     c.data.max_pairs = 0
+    c.data.dev_fraction = 0.0         # > 0: a development split before the held-out pairs
+    c.data.eval_split = "test"        # "dev": validate on the development split instead
+    c.data.min_margin = 0.0           # > 0: only pairs whose rule scores differ by this much
     c.data.seq_len = 64               # 16 prompt + 48 response characters
     return c
 

@@ -16,7 +16,13 @@ tokens and ``*_response`` its response tokens (the tokens a policy's log-probabi
 for DPO). ``data.info["cut_pairs"]`` counts the pairs cut.
 
 The split is by seed: the pairs are shuffled with ``config.seed`` and the last ``val_fraction``
-validate. Validation batches cover every held-out pair exactly once: the last batch is topped up
+are the held-out (test) pairs. ``dev_fraction`` > 0 sets aside the ``dev_fraction`` before them as
+a development split that never trains, so settings can be chosen on it (``eval_split="dev"``)
+and the held-out pairs read once (``eval_split="test"``, the default; ``pretrainx eval --set
+data.eval_split=test``). ``min_margin`` > 0 keeps only pairs whose two rule scores (the
+``"scores"`` of ``pretrainx pairs``) differ by at least that much, in every split *after*
+splitting: the filtered held-out pairs are a subset of the unfiltered ones, so one run is
+scored on both (``pretrainx eval --set data.min_margin=0``). Validation batches cover every held-out pair exactly once: the last batch is topped up
 with rows of ``pair_weight`` 0, and batches past the end hold only such rows, so a pooled
 accuracy is the accuracy over the held-out pairs whatever ``eval.num_batches`` is.
 """
@@ -63,6 +69,8 @@ def read_pairs(path, fmt: str = "auto", max_pairs: int = 0) -> list[dict]:
                     pairs.append({"prompt": record["prompt"], "chosen": record["chosen"],
                                   "rejected": record["rejected"],
                                   "rejected_prompt": record["prompt"]})
+                    if "scores" in record:      # the rule's scores (pretrainx pairs)
+                        pairs[-1]["margin"] = abs(record["scores"][0] - record["scores"][1])
                 elif kind == "hh":
                     prompt, chosen = split_dialogue(record["chosen"])
                     rejected_prompt, rejected = split_dialogue(record["rejected"])
@@ -126,22 +134,44 @@ class HeldOutPairs:
         return batch
 
 
+def split_pairs(pairs: list[dict], *, seed: int, val_fraction: float, dev_fraction: float = 0.0,
+                eval_split: str = "test", min_margin: float = 0.0):
+    """(train, evaluated) pairs, the split described in the module docstring."""
+    if eval_split not in ("test", "dev"):
+        raise ValueError(f"data.eval_split must be 'test' or 'dev', got {eval_split!r}")
+    if min_margin > 0 and any("margin" not in p for p in pairs):
+        raise ValueError("data.min_margin needs the rule's \"scores\" in every pair record")
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    pairs = [pairs[i] for i in order]
+    cut = len(pairs) - int(round(len(pairs) * val_fraction))
+    dev = cut - int(round(len(pairs) * dev_fraction))
+    train, evaluated = pairs[:dev], (pairs[cut:] if eval_split == "test" else pairs[dev:cut])
+    keep = lambda part: [p for p in part if p.get("margin", np.inf) >= min_margin]
+    return keep(train), keep(evaluated)
+
+
 @register("preferences")
 def build_preferences(config, *, batch_size, eval_batch_size, seq_len, seed, fields=None,
                       tokenizer=None) -> Dataset:
     pairs = read_pairs(config.path, config.get("format", "auto"), config.get("max_pairs", 0))
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    pairs = [pairs[i] for i in order]
-    val_fraction = float(config.get("val_fraction", 0.2))
-    cut = len(pairs) - int(round(len(pairs) * val_fraction))
+    train_pairs, val_pairs = split_pairs(
+        pairs, seed=seed, val_fraction=float(config.get("val_fraction", 0.2)),
+        dev_fraction=float(config.get("dev_fraction", 0.0)),
+        eval_split=config.get("eval_split", "test"),
+        min_margin=float(config.get("min_margin", 0.0)))
+    if not train_pairs:
+        raise ValueError(f"no training pairs left of the {len(pairs)} in {config.path!r}")
+    ordered = train_pairs + val_pairs
+    cut = len(train_pairs)
     if tokenizer is None:
-        texts = [p[k] for p in pairs for k in ("prompt", "chosen", "rejected", "rejected_prompt")]
+        texts = [p[k] for p in ordered for k in ("prompt", "chosen", "rejected", "rejected_prompt")]
         tokenizer = tokenizer_lib.from_spec(config.get("tokenizer", "byte"), texts[:4 * cut], texts)
-    arrays, cut_pairs = encode_pairs(pairs, tokenizer, seq_len)
+    arrays, cut_pairs = encode_pairs(ordered, tokenizer, seq_len)
     train = ArraySource({k: v[:cut] for k, v in arrays.items()}, batch_size, seed)
-    val = HeldOutPairs({k: v[cut:] for k, v in arrays.items()}, eval_batch_size) if cut < len(pairs) else None
-    info = {"train_pairs": cut, "val_pairs": len(pairs) - cut, "cut_pairs": int(cut_pairs),
-            "vocab_size": int(tokenizer.vocab_size)}
-    log.info("preference pairs: %d train, %d held out, %d cut to %d tokens from the left",
-             cut, len(pairs) - cut, cut_pairs, seq_len)
+    val = HeldOutPairs({k: v[cut:] for k, v in arrays.items()}, eval_batch_size) if val_pairs else None
+    info = {"train_pairs": cut, "val_pairs": len(val_pairs), "cut_pairs": int(cut_pairs),
+            "vocab_size": int(tokenizer.vocab_size), "read_pairs": len(pairs)}
+    log.info("preference pairs: %d read, %d train, %d held out (%s split, min margin %s), "
+             "%d cut to %d tokens from the left", len(pairs), cut, len(val_pairs),
+             config.get("eval_split", "test"), config.get("min_margin", 0.0), cut_pairs, seq_len)
     return Dataset(train=train, val=val, tokenizer=tokenizer, info=info)

@@ -63,3 +63,21 @@ def test_kill_and_resume_during_ppo_is_exact(runs):
     aux = jax.device_get(resumed.state.aux)
     assert float(aux["kl_coef"]) != 0.1                     # adapted, and restored
     jax.tree.map(np.testing.assert_array_equal, aux, jax.device_get(full.state.aux))
+
+
+@pytest.mark.slow
+def test_ppo_smoke_config_raises_its_score_standalone(tmp_path):
+    """The standalone `:smoke` (fresh policy and reward model, no init_from) shows PPO learning:
+    the reward model's score of the rollouts rises and the mean KL stays under the bound (8)."""
+    import json
+    from pretrainx import main
+    workdir = tmp_path / "ppo_smoke"
+    assert main.cli(["train", "--config", "configs/rlhf/shakespeare_ppo.py:smoke", "--workdir",
+                     str(workdir), "--config.train.progress=False"]) in (0, None)
+    rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+    scores = [r["train/score"] for r in rows if "train/score" in r]
+    kls = [r["train/kl"] for r in rows if "train/kl" in r]
+    assert len(scores) >= 10
+    first, last = np.mean(scores[:2]), np.mean(scores[-3:])
+    assert last > first + 0.2, scores
+    assert np.mean(kls) < 8.0 and np.mean(kls[-3:]) < 8.0, kls     # the mean KL, as the bound

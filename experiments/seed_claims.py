@@ -3,6 +3,7 @@
 
   PYTHONPATH=. python experiments/seed_claims.py 1 workdirs/seed_claims/c1
   PYTHONPATH=. python experiments/seed_claims.py 2 workdirs/seed_claims/c2
+  PYTHONPATH=. python experiments/seed_claims.py 2mlm workdirs/seed_claims/c2mlm
 
 Claim 1: the threshold is fixed by a rule stated before the schedule arm is read: the val MLM
 loss of ``constant_seed0`` at 2/3 of its steps. Each run's first eval step at or below it, its
@@ -87,10 +88,13 @@ LABELS = {"mlm_weight0": "pure CLM (mlm_weight 0)", "mlm_weight0.5": "CLM+MLM (m
           "mlm_weight1": "pure MLM (mlm_weight 1)"}
 
 
-def claim2(root: str) -> str:
+def claim2(root: str, masked: bool = False) -> str:
     found = runs(root)
     arms = {LABELS.get(a, a): found[a] for a in sorted(found, key=lambda a: (a not in LABELS,
                                                                              list(LABELS).index(a) if a in LABELS else 0))}
+    if masked:
+        return table(arms, [("final val MLM loss", lambda c: c[max(c)]["val/mlm_loss"]),
+                            ("final val masked acc.", lambda c: c[max(c)]["val/accuracy"])])
     cols = [("final val CLM loss", lambda c: c[max(c)]["val/clm_loss"]),
             ("lowest val CLM loss", lambda c: min(d["val/clm_loss"] for d in c.values())),
             ("final val next-token acc.", lambda c: c[max(c)]["val/accuracy"])]
@@ -99,4 +103,4 @@ def claim2(root: str) -> str:
 
 if __name__ == "__main__":
     claim, root = sys.argv[1], sys.argv[2]
-    print(claim1(root) if claim == "1" else claim2(root))
+    print(claim1(root) if claim == "1" else claim2(root, masked=claim == "2mlm"))

@@ -4,6 +4,8 @@
 #   bash experiments/seed_claims.sh            # both claims, then the tables
 #   CLAIMS=1 bash experiments/seed_claims.sh   # only claim 1 (masking-rate schedule)
 #   CLAIMS=2 bash experiments/seed_claims.sh   # only claim 2 (hybrid vs pure objectives)
+#   CLAIMS=2mlm bash experiments/seed_claims.sh # claim 2's runs again (the same training), every
+#       validation row masked: val/mlm_loss
 #   CLAIMS=1ft bash experiments/seed_claims.sh # claim 1 downstream: both arms pretrained again on
 #       the play without the held-out speeches (length 128), then the speaker fine-tune
 # A workdir that already holds a finished run (its last checkpoint) is not trained again.
@@ -59,6 +61,16 @@ for claim in $CLAIMS; do
       done
     done
     PYTHONPATH=. $PY experiments/finetune_speakers.py --no-baselines "$OUT"/c1ft_speakers/*_seed*
+  elif [ "$claim" = 2mlm ]; then
+    STEPS=400 EVERY=50
+    for seed in $SEEDS; do
+      for w in ${WEIGHTS:-0 0.5 1}; do
+        train "$OUT/c2mlm/mlm_weight${w}_seed$seed" configs/ul2/clm_mlm_char.py:smoke \
+          --config.seed=$seed --config.checkpoint.every=400 \
+          --config.mixture.mlm_weight=$w --config.mixture.eval_mlm_weight=1
+      done
+    done
+    PYTHONPATH=. $PY experiments/seed_claims.py 2mlm "$OUT/c2mlm"
   else
     # One decoder (the :smoke character GPT, 2 layers, 128 wide, prefix attention), 400 steps of
     # 32 x 64 tokens for every arm; validation scores every row causally (eval_mlm_weight=0).

@@ -12,7 +12,7 @@
 set -euo pipefail
 PY=${PY:-python}
 OUT=${OUT:-workdirs/seed_claims}
-CLAIMS=${CLAIMS:-"1 2 1ft"}
+CLAIMS=${CLAIMS:-"1 2 2mlm 1ft"}
 SEEDS=${SEEDS:-"0 1 2"}
 train() {  # workdir, config, then overrides
   local wd=$1 cfg=$2; shift 2

@@ -5,7 +5,9 @@
   pretrainx sample --workdir /tmp/clm_mlm_smoke --prompt "ROMEO:" --max-new-tokens 100
 
 ``mixture.mlm_weight`` = 0 is pure clm on the same rows, 1 pure masked LM (the arms of the
-seeds' hybrid claim: compare ``val/clm_loss`` at the same token budget). [MASK] is appended to
+seeds' hybrid claim: compare ``val/clm_loss`` at the same token budget, with
+``mixture.eval_mlm_weight`` = 0 so every arm's validation rows are all causal; see
+``experiments/seed_claims.sh``). [MASK] is appended to
 the 65 characters (id 65), so the vocabulary is 66.
 """
 import os
@@ -27,6 +29,7 @@ def get_config(arg: str = ""):
     c.model.vocab_size = 66
     c.mixture = ml_collections.ConfigDict()
     c.mixture.mlm_weight = 0.5
+    c.mixture.eval_mlm_weight = -1.0  # validation rows' chance of masking; < 0: mlm_weight
     c.mlm = ml_collections.ConfigDict()
     c.mlm.rate = 0.15
     c.mlm.rate_schedule = "constant"

@@ -8,7 +8,10 @@ gives rows of T + 1 raw tokens: a causal row reads tokens [0, T) and predicts [1
 masked row reads the corrupted tokens [0, T) and predicts the originals in place.
 
 Config ``config.mixture``: ``mlm_weight`` (the chance of a masked row; 0 is pure ``clm``, 1 pure
-masked LM on a decoder) and the masking settings of ``config.mlm`` (rate, schedule, whole_word).
+masked LM on a decoder), ``eval_mlm_weight`` (the same chance for validation rows; < 0, the
+default: ``mlm_weight``; 0 scores every validation row causally, so ``val/clm_loss`` is over the
+same rows for every training mixture, pure masked LM included) and the masking settings of
+``config.mlm`` (rate, schedule, whole_word).
 Metrics: ``loss`` over all target tokens; ``clm_loss`` and ``mlm_loss`` each over its own tokens
 (pooled exactly: ``text_common.component_means``); ``accuracy`` over all targets. No perplexity:
 the pooled NLL mixes two tasks (``val/clm_loss`` is the causal one).
@@ -39,9 +42,14 @@ class CausalMaskedMixture(MaskingMixin, CausalLM):
                              "attends both ways, a causal row causally)")
         if config.data.get("packing", "stream") != "stream":
             raise ValueError("clm_mlm reads whole rows: set config.data.packing='stream'")
-        self.mlm_weight = float(config.get("mixture", {}).get("mlm_weight", 0.5))
-        if not 0.0 <= self.mlm_weight <= 1.0:
-            raise ValueError(f"config.mixture.mlm_weight must be in [0, 1], got {self.mlm_weight}")
+        mixture = config.get("mixture", {})
+        self.mlm_weight = float(mixture.get("mlm_weight", 0.5))
+        self.eval_mlm_weight = float(mixture.get("eval_mlm_weight", -1.0))
+        if self.eval_mlm_weight < 0:
+            self.eval_mlm_weight = self.mlm_weight
+        for name, w in (("mlm_weight", self.mlm_weight), ("eval_mlm_weight", self.eval_mlm_weight)):
+            if not 0.0 <= w <= 1.0:
+                raise ValueError(f"config.mixture.{name} must be in [0, 1], got {w}")
         self._init_masking(config)
         self.seq_len = int(config.data.seq_len)
 
@@ -62,7 +70,8 @@ class CausalMaskedMixture(MaskingMixin, CausalLM):
         raw = np.asarray(batch["tokens"])
         B, T = raw.shape[0], self.seq_len
         draws = ctx.draws(rng)
-        is_masked = draws.random((B,)) < self.mlm_weight
+        weight = self.mlm_weight if ctx.train else self.eval_mlm_weight
+        is_masked = draws.random((B,)) < weight
         masked_in, selected = masking.mask_tokens(draws, raw[:, :T], self.tables, self.rate(ctx),
                                                   whole_word=self.whole_word)
         m = is_masked[:, None]

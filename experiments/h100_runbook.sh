@@ -59,6 +59,18 @@ bench() {   # bench NAME CONFIG STEPS ARGS...: one variant, its JSON kept for th
     --json "$WORK/lever_$name.json" "$@" > "$WORK/lever_$name.log" 2>&1 \
     || { echo "lever $name failed:"; tail -n 3 "$WORK/lever_$name.log"; }
 }
+# The GPT settings the phases share: shakespeare_char and GPT-2 124M, their bench lengths and the
+# steps per dispatch; CPU-sized under RUNBOOK_SMOKE. nanoGPT trains in bf16 autocast on GPUs that
+# have it; "auto" attention is then cuDNN's kernel for evaluation (training drops attention
+# weights, so it runs the explicit path).
+sc=configs/gpt/shakespeare_char.py; g2=configs/gpt/gpt2_124m.py; sc_steps=100; g2_steps=50; k=10
+sc_data=(--set data.path="$DATA_DIR/tinyshakespeare/input.txt" --set model.dtype=bfloat16)
+sc_set=(--config.data.path="$DATA_DIR/tinyshakespeare/input.txt" --config.model.dtype=bfloat16)
+if [ -n "$smoke" ]; then
+  sc=$sc:smoke; g2=$g2:smoke; sc_steps=8; g2_steps=4; k=4
+  sc_data=(--set data.path="$DATA_DIR/tinyshakespeare/input.txt")
+  sc_set=(--config.data.path="$DATA_DIR/tinyshakespeare/input.txt")
+fi
 summarize_levers() {   # the table of every lever_*.json, kept in $OUT/$1
   "$PY" - "$WORK" "$OUT/$1" <<'EOF2'
 import glob, json, os, sys
@@ -74,24 +86,14 @@ EOF2
 
 case "$phase" in
 gpt)
-  if [ -n "$smoke" ]; then
-    bench_cfg=configs/gpt/gpt2_124m.py:smoke; bench_steps=5
-    sc_cfg=configs/gpt/shakespeare_char.py:smoke; sc_limit=300
-    sc_set=(--config.data.path="$DATA_DIR/tinyshakespeare/input.txt")
-  else
-    bench_cfg=configs/gpt/gpt2_124m.py; bench_steps=50
-    # nanoGPT trains in bf16 autocast on GPUs that have it; "auto" attention is then cuDNN's
-    # kernel for evaluation (training drops attention weights, so it runs the explicit path).
-    sc_cfg=configs/gpt/shakespeare_char.py; sc_limit=${SC_LIMIT:-400}
-    sc_set=(--config.data.path="$DATA_DIR/tinyshakespeare/input.txt" --config.model.dtype=bfloat16)
-  fi
+  sc_limit=${SC_LIMIT:-$([ -n "$smoke" ] && echo 300 || echo 400)}
   for attention in auto xla; do
-    "$PY" experiments/bench_throughput.py --config "$bench_cfg" --steps "$bench_steps" \
+    "$PY" experiments/bench_throughput.py --config "$g2" --steps "$g2_steps" \
       --set model.attention=$attention --json "$WORK/bench_gpt2_$attention.json" \
       $( [ "$attention" = auto ] && echo --measure-peak )
   done
   t0=$(stamp)
-  timeout -k 20 -s TERM "$sc_limit" "$PY" -m pretrainx.main train --config "$sc_cfg" \
+  timeout -k 20 -s TERM "$sc_limit" "$PY" -m pretrainx.main train --config "$sc" \
     --workdir "$WORK/shakespeare_char" --config.train.progress=False "${sc_set[@]}"
   echo "shakespeare_char: exit $?, $(( $(stamp) - t0 )) s wall including compilation"
   "$PY" experiments/summarize_run.py "$WORK/shakespeare_char" --json "$WORK/sc_summary.json" > /dev/null
@@ -177,12 +179,6 @@ EOF
 levers)
   # Where the time goes and which speed options pay, each against the plain step in the same call:
   # profiles of both GPT steps, then benches that change one thing at a time.
-  sc=configs/gpt/shakespeare_char.py; g2=configs/gpt/gpt2_124m.py; sc_steps=100; g2_steps=50; k=10
-  sc_data=(--set data.path="$DATA_DIR/tinyshakespeare/input.txt" --set model.dtype=bfloat16)
-  if [ -n "$smoke" ]; then
-    sc=$sc:smoke; g2=$g2:smoke; sc_steps=8; g2_steps=4; k=4
-    sc_data=(--set data.path="$DATA_DIR/tinyshakespeare/input.txt")
-  fi
   timeout -k 10 150 "$PY" experiments/profile_step.py --config "$g2" --steps 5 \
     --json "$OUT/profile_gpt2.json" --trace-dir "$WORK/trace_gpt2"
   timeout -k 10 150 "$PY" experiments/profile_step.py --config "$sc" --steps 20 "${sc_data[@]}" \
@@ -199,15 +195,7 @@ levers)
 fast)
   # After the one-hot embedding lookup (2026-11-30: the embeddings' scatter-add gradient was 34 of
   # shakespeare_char's 43 ms per step): the small step, the whole recipe, GPT-2, then profiles.
-  sc=configs/gpt/shakespeare_char.py; g2=configs/gpt/gpt2_124m.py; sc_steps=100; g2_steps=50; k=10
-  sc_data=(--set data.path="$DATA_DIR/tinyshakespeare/input.txt" --set model.dtype=bfloat16)
-  sc_set=(--config.data.path="$DATA_DIR/tinyshakespeare/input.txt" --config.model.dtype=bfloat16)
-  sc_limit=${SC_LIMIT:-240}
-  if [ -n "$smoke" ]; then
-    sc=$sc:smoke; g2=$g2:smoke; sc_steps=8; g2_steps=4; k=4; sc_limit=120
-    sc_data=(--set data.path="$DATA_DIR/tinyshakespeare/input.txt")
-    sc_set=(--config.data.path="$DATA_DIR/tinyshakespeare/input.txt")
-  fi
+  sc_limit=${SC_LIMIT:-$([ -n "$smoke" ] && echo 120 || echo 240)}
   bench sc_auto "$sc" $sc_steps "${sc_data[@]}" --steps-per-dispatch $k
   t0=$(stamp)
   timeout -k 20 -s TERM "$sc_limit" "$PY" -m pretrainx.main train --config "$sc" \
@@ -218,7 +206,7 @@ fast)
   "$PY" experiments/summarize_run.py "$WORK/shakespeare_char" --json "$OUT/sc_summary.json" > /dev/null
   bench g2_auto "$g2" $g2_steps
   timeout -k 10 120 "$PY" experiments/profile_step.py --config "$sc" --steps 20 "${sc_data[@]}" \
-    --json "$OUT/profile_sc.json" --trace-dir "$WORK/trace_sc" | head -n 20
+    --json "$OUT/profile_sc.json" --trace-dir "$WORK/trace_sc" | head -n 20   # JSON is written first
   timeout -k 10 120 "$PY" experiments/profile_step.py --config "$g2" --steps 5 \
     --json "$OUT/profile_gpt2.json" --trace-dir "$WORK/trace_gpt2" | head -n 20
   bench g2_onehot "$g2" $g2_steps --set model.embed_lookup=onehot
@@ -227,8 +215,6 @@ fast)
 levers2)
   # GPT-2's next levers (gpt_shakespeare.md: ~15 ms of its 79 ms step go to the one-hot lookup of
   # the 50K-row table, ~7 ms to float32 logits), each against the one-hot step in this call.
-  g2=configs/gpt/gpt2_124m.py; g2_steps=50
-  [ -n "$smoke" ] && { g2=$g2:smoke; g2_steps=4; }
   bench g2_onehot "$g2" $g2_steps --set model.embed_lookup=onehot
   bench g2_matmul_grad "$g2" $g2_steps --set model.embed_lookup=matmul_grad
   bench g2_bf16_logits "$g2" $g2_steps --set model.embed_lookup=onehot --set model.logits_dtype=compute

@@ -169,10 +169,10 @@ def main() -> None:
     summary["trace_lines"] = trace_lines(trace)
     summary.update(config=args.config, overrides=args.set, device=jax.devices()[0].device_kind,
                    trace_dir=trace_dir)
-    print_summary(summary)
-    if args.json:
+    if args.json:    # first: a reader that closes stdout early (| head) must not lose it
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)
+    print_summary(summary)
 
 
 if __name__ == "__main__":

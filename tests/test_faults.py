@@ -91,11 +91,7 @@ def test_sigterm_to_one_of_two_processes_saves_and_stops_both(tmp_path):
         for proc, _ in procs:
             proc.wait(timeout=120)                  # a hang fails here
     finally:
-        for proc, f in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            f.close()
+        test_multiprocess.stop(procs)
     logs = [open(tmp_path / f"p{i}.log").read() for i in range(2)]
     assert [p.returncode for p, _ in procs] == [PREEMPTED, PREEMPTED], [log[-2000:] for log in logs]
     saved = sorted(int(s) for s in os.listdir(tmp_path / "run" / "checkpoints") if s.isdigit())

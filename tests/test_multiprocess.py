@@ -75,6 +75,15 @@ def _launch(workdir, devices, extra, log, env_extra=None, entry=("-m", "pretrain
     return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT), f
 
 
+def stop(procs):
+    """Kill whichever of ``_launch``'s (process, log file) pairs still runs; close the logs."""
+    for proc, f in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        f.close()
+
+
 def _run_all(runs):
     """Start every (workdir, devices, extra flags, log[, env]) together; all must exit 0 within
     TIMEOUT seconds."""
@@ -88,11 +97,7 @@ def _run_all(runs):
                             + open(log).read()[-3000:])
             assert proc.returncode == 0, f"{log} exited {proc.returncode}:\n" + open(log).read()[-3000:]
     finally:
-        for proc, f in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            f.close()
+        stop(procs)
 
 
 def _metrics(workdir):

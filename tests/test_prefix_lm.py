@@ -88,12 +88,13 @@ def test_prefix_lm_eight_devices_equal_one_and_samples(tmp_path, capsys):
 MIX = os.path.join(ROOT, "configs/ul2/clm_mlm_char.py:smoke")
 
 
-def test_clm_mlm_rows_and_component_losses():
+def _bound_mixture(**overrides):
+    """A small CLM+MLM mixture bound to a 65-character tokenizer ([MASK] = 65)."""
     from pretrainx.data.basic_tokenizers import CharTokenizer
     from pretrainx.data import tokenizer as tokenizer_lib
     from pretrainx.objectives import clm_mlm
     c = config_lib.override(config_lib.load(MIX), {
-        "data.seq_len": 16, "model.max_len": 16, "model.embed_dim": 32})
+        "data.seq_len": 16, "model.max_len": 16, "model.embed_dim": 32, **overrides})
     obj = clm_mlm.CausalMaskedMixture(c)
     tok = tokenizer_lib.with_special_tokens(CharTokenizer([chr(i) for i in range(40, 105)]),
                                             obj.data_request().special_tokens)
@@ -101,6 +102,11 @@ def test_clm_mlm_rows_and_component_losses():
     class Data:
         tokenizer, info, train = tok, {}, None
     obj.bind_data(Data())
+    return obj
+
+
+def test_clm_mlm_rows_and_component_losses():
+    obj = _bound_mixture()
     raw = np.random.default_rng(0).integers(0, 65, (400, 17))
     b = obj.transform({"tokens": raw}, np.random.default_rng([0, 1]),
                       ctx=BatchContext.single_process(400, step=1))
@@ -129,22 +135,11 @@ def test_clm_mlm_rows_and_component_losses():
 def test_clm_mlm_eval_weight_sets_the_validation_rows_alone():
     """mixture.eval_mlm_weight: pure masked training (mlm_weight 1) still validates causally
     when it is 0; the default (< 0) keeps the training weight for validation."""
-    from pretrainx.data.basic_tokenizers import CharTokenizer
-    from pretrainx.data import tokenizer as tokenizer_lib
     from pretrainx.objectives import clm_mlm
-    base = {"data.seq_len": 16, "model.max_len": 16, "model.embed_dim": 32,
-            "mixture.mlm_weight": 1.0}
     raw = np.random.default_rng(0).integers(0, 65, (64, 17))
     masked = {}
     for eval_weight in (0.0, -1.0):
-        c = config_lib.override(config_lib.load(MIX), {**base, "mixture.eval_mlm_weight": eval_weight})
-        obj = clm_mlm.CausalMaskedMixture(c)
-        tok = tokenizer_lib.with_special_tokens(CharTokenizer([chr(i) for i in range(40, 105)]),
-                                                obj.data_request().special_tokens)
-
-        class Data:
-            tokenizer, info, train = tok, {}, None
-        obj.bind_data(Data())
+        obj = _bound_mixture(**{"mixture.mlm_weight": 1.0, "mixture.eval_mlm_weight": eval_weight})
         for train_row in (True, False):
             ctx = BatchContext.single_process(64, step=1, train=train_row)
             b = obj.transform({"tokens": raw}, np.random.default_rng([0, 1]), ctx=ctx)
@@ -153,7 +148,8 @@ def test_clm_mlm_eval_weight_sets_the_validation_rows_alone():
                 np.testing.assert_array_equal(b["targets"], raw[:, 1:])
     assert masked[0.0, True] == 1.0 and masked[0.0, False] == 0.0
     assert masked[-1.0, True] == 1.0 and masked[-1.0, False] == 1.0
-    bad = config_lib.override(config_lib.load(MIX), {**base, "mixture.eval_mlm_weight": 1.5})
+    bad = config_lib.override(config_lib.load(MIX), {"mixture.mlm_weight": 1.0,
+                                                     "mixture.eval_mlm_weight": 1.5})
     with pytest.raises(ValueError, match="eval_mlm_weight"):
         clm_mlm.CausalMaskedMixture(bad)
 

@@ -30,13 +30,19 @@ def _params(cfg=TINY):
 
 def dependence(cfg, tokens_1xT, **kwargs):
     """[i, j]: do the final features at position i depend on the token at position j? Shown by
-    the gradient with respect to the embedding row of token j (every token appears once)."""
+    the gradient with respect to the embedding row of token j (every token appears once).
+
+    The features are read through a fixed random projection, not summed: after a post-LN block at
+    its initial scale and bias the sum over features is the same constant for every input, so its
+    gradient would be rounding noise (exactly 0 on some CPUs) rather than the dependence."""
     assert len(set(tokens_1xT[0].tolist())) == tokens_1xT.shape[1]
     params = _params(cfg)
+    projection_E = jax.random.normal(jax.random.key(1), (cfg.embed_dim,))
 
     def features(wte):
         p = {**params, "wte": {"embedding": wte}}
-        return Bert(cfg).apply({"params": p}, tokens_1xT, output="features", **kwargs)[0].sum(-1)
+        out = Bert(cfg).apply({"params": p}, tokens_1xT, output="features", **kwargs)[0]
+        return out @ projection_E
     jac_TxVxE = jax.jit(jax.jacrev(features))(params["wte"]["embedding"])
     return np.abs(np.asarray(jac_TxVxE)[:, tokens_1xT[0]]).sum(-1) > 0
 

@@ -50,8 +50,13 @@ def main() -> None:
                         "and report its rate as step_ms_stacked / tokens_per_sec_stacked")
     args = p.parse_args()
 
-    from pretrainx import config_lib, metrics, sharding, train
-    from pretrainx import step as step_lib
+    from pretrainx.config import load as config_lib
+
+    from pretrainx.run import metrics
+
+    from pretrainx.core import sharding
+
+    from pretrainx.core import train, step as step_lib
     config = config_lib.override(config_lib.load(args.config), config_lib.parse_overrides(args.set))
     built = train.setup(config)
     n = args.warmup + args.steps

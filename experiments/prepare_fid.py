@@ -25,7 +25,9 @@ def main() -> None:
     p.add_argument("--json", help="also write the result to this file")
     args = p.parse_args()
 
-    from pretrainx import config_lib, objectives
+    from pretrainx import objectives
+
+    from pretrainx.config import load as config_lib
     from pretrainx.evaluators import fid
     from pretrainx.data.images import load_image_arrays
     config = config_lib.override(config_lib.load(args.config), config_lib.parse_overrides(args.set))

@@ -148,7 +148,11 @@ def main() -> None:
     p.add_argument("--json", help="also write the summary to this file")
     args = p.parse_args()
 
-    from pretrainx import config_lib, sharding, train
+    from pretrainx.config import load as config_lib
+
+    from pretrainx.core import sharding
+
+    from pretrainx.core import train
     config = config_lib.override(config_lib.load(args.config), config_lib.parse_overrides(args.set))
     built = train.setup(config)
     batches = [sharding.put_batch(built.host_batch(built.dataset.train, i), built.mesh)

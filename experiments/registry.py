@@ -10,7 +10,7 @@ is none. CPU entries that take under a minute run in the default test suite
 through the device tool and their results are written back here by hand, with date and device.
 Masked-LM (BERT) and RLHF entries join as those objectives land.
 """
-from pretrainx.reproduce import Entry, Recorded, Target
+from pretrainx.tools.reproduce import Entry, Recorded, Target
 
 SHAKESPEARE = "../shared/data/tinyshakespeare/input.txt"   # nanoGPT's input.txt, beside the repo
 THIS_CPU = "this repository's 2-core CPU machine"

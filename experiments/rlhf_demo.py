@@ -23,11 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx import inference
-from pretrainx import train
+from pretrainx.core import inference, train
 from pretrainx.models import gpt
 from pretrainx.objectives import lm_utils
-from pretrainx.synthetic_prefs import (bootstrap_diff, distinct_2, prompt_windows,
+from pretrainx.objectives.synthetic_prefs import (bootstrap_diff, distinct_2, prompt_windows,
                                        repeated_token_share, sample_responses, true_score)
 
 

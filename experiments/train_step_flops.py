@@ -19,7 +19,8 @@ import jax
 
 def step_flops(config_path: str) -> tuple[float, int]:
     """(FLOPs of one train step, the config's train.steps)."""
-    from pretrainx import config_lib, sharding, train
+    from pretrainx.config import load as config_lib
+    from pretrainx.core import sharding, train
     config = config_lib.override(config_lib.load(config_path), {"mesh.data": 1})
     built = train.setup(config)
     batch = sharding.put_batch(train.host_batch(built.dataset.train, built.objective, 0,

@@ -12,7 +12,7 @@
   pretrainx plot   WORKDIR [WORKDIR ...] [--metric val/loss] [--log-x] [--out FILE.png]
   pretrainx reproduce NAME [--workdir DIR] [--log FILE] [--force] | --list
   pretrainx generate-couplings --workdir RUN --out DIR --num N [--seed S] [--sampler euler --steps 32]
-                   [--shard K --num-shards N]     (reflow pairs, pretrainx/couplings.py)
+                   [--shard K --num-shards N]     (reflow pairs, pretrainx/objectives/couplings.py)
 """
 from __future__ import annotations
 
@@ -23,12 +23,12 @@ import os
 import sys
 import sysconfig
 
-from pretrainx import inference
+from pretrainx.core import inference
 
 USAGE = __doc__
 
 #: exit codes: 0 done, 1 a bug (traceback), 2 a one-line user error, 75 stopped by SIGTERM after
-#: saving (rerun to resume; pretrainx.preemption.PREEMPTED_EXIT_CODE)
+#: saving (rerun to resume; pretrainx.run.preemption.PREEMPTED_EXIT_CODE)
 EXIT_USER_ERROR = 2
 
 # A missing or unreadable file is the user's to fix wherever it surfaces.
@@ -55,7 +55,7 @@ def raised_on_purpose(error: BaseException) -> bool:
 def _check_config_args(argv: list[str]) -> None:
     """Fail with one clear line on a missing config file or an unknown ``--config.KEY`` before
     absl sees them (its own messages span lines or arrive late)."""
-    from pretrainx import config_lib
+    from pretrainx.config import load as config_lib
     spec = None
     for i, a in enumerate(argv):
         if a == "--config" and i + 1 < len(argv):
@@ -112,9 +112,10 @@ def _train(argv: list[str]) -> int:
         raise ValueError("train needs --config PATH.py[:variant] and --workdir DIR")
     explicit = (fv.coordinator_address, fv.num_processes, fv.process_id)
     if fv.distributed or any(v is not None for v in explicit):
-        from pretrainx import distributed
+        from pretrainx.core import distributed
         distributed.initialize(*explicit)
-    from pretrainx import preemption, train
+    from pretrainx.run import preemption
+    from pretrainx.core import train
     result = train.run(config, fv.workdir)
     vals = [h["val/loss"] for h in result.history if "val/loss" in h]
     if vals:
@@ -178,7 +179,8 @@ def _eval(argv: list[str]) -> int:
                    help="evaluate on other data than the run's, e.g. data.eval_split=test "
                         "(data.* and eval.* keys; eval.num_batches to cover a larger split)")
     args = p.parse_args(argv)
-    from pretrainx import config_lib, evaluate, train
+    from pretrainx.config import load as config_lib
+    from pretrainx.core import evaluate, train
     updates = config_lib.parse_overrides(args.set)
     if any(not k.startswith(("data.", "eval.")) for k in updates):
         raise ValueError(f"--set changes only data.* and eval.* keys (the weights are the run's): "
@@ -199,22 +201,23 @@ def _eval(argv: list[str]) -> int:
 
 
 def _tokenizer(argv: list[str]) -> int:
-    from pretrainx import tokenizer_cli
+    from pretrainx.tools import tokenizer_cli
     return tokenizer_cli.main(argv)
 
 
 def _ngram(argv: list[str]) -> int:
-    from pretrainx import ngram
+    from pretrainx.tools import ngram
     return ngram.main(argv)
 
 
 def _pairs(argv: list[str]) -> int:
-    from pretrainx import synthetic_prefs
+    from pretrainx.objectives import synthetic_prefs
     return synthetic_prefs.cli(argv)
 
 
 def _sweep(argv: list[str]) -> int:
-    from pretrainx import config_lib, sweep
+    from pretrainx.config import load as config_lib
+    from pretrainx.tools import sweep
     p = argparse.ArgumentParser(prog="pretrainx sweep",
                                 epilog="--config.KEY=VALUE overrides the base config of every trial")
     p.add_argument("--config", required=True, help="config file with get_sweep(arg): FILE.py[:arg]")
@@ -248,12 +251,12 @@ def _sweep(argv: list[str]) -> int:
 
 
 def _plot(argv: list[str]) -> int:
-    from pretrainx import plot
+    from pretrainx.tools import plot
     return plot.main(argv)
 
 
 def _reproduce(argv: list[str]) -> int:
-    from pretrainx import reproduce
+    from pretrainx.tools import reproduce
     p = argparse.ArgumentParser(prog="pretrainx reproduce",
                                 description="run a registry entry and check its number")
     p.add_argument("name", nargs="?", help="registry entry (see --list)")
@@ -282,7 +285,7 @@ def _reproduce(argv: list[str]) -> int:
 
 
 def _generate_couplings(argv: list[str]) -> int:
-    from pretrainx import couplings
+    from pretrainx.objectives import couplings
     return couplings.main(argv, inference.restore_for_inference)
 
 

@@ -5,7 +5,7 @@ losses, bit for bit, and end with the same parameters."""
 import jax
 import numpy as np
 
-from pretrainx import train
+from pretrainx.core import train
 
 
 def train_losses(history, key="train/loss"):

@@ -8,8 +8,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from pretrainx import checkpoint
-from pretrainx.state import TrainState
+from pretrainx.core import checkpoint
+from pretrainx.core.state import TrainState
 
 
 def test_a_checkpoint_from_before_aux_restores_with_an_empty_aux(tmp_path):

@@ -13,8 +13,17 @@ import jax
 import numpy as np
 import pytest
 
-from pretrainx import checkpoint, config_lib, objectives, optim, sharding, train
-from pretrainx import state as state_lib
+from pretrainx import objectives
+
+from pretrainx.core import checkpoint
+
+from pretrainx.config import load as config_lib
+
+from pretrainx.core import optim
+
+from pretrainx.core import sharding
+
+from pretrainx.core import train, state as state_lib
 
 import test_train   # tests/ is on sys.path under pytest's default import mode
 

@@ -7,7 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from pretrainx import config_lib, train
+from pretrainx.config import load as config_lib
+
+from pretrainx.core import train
 from pretrainx.data import speeches
 from pretrainx.objectives import classify
 from resume_check import assert_kill_and_resume_is_exact, train_losses
@@ -102,7 +104,7 @@ def test_fine_tuning_loads_the_pretrained_encoder(tmp_path):
 
 
 def ckpt_lib_params(workdir):
-    from pretrainx import init_from
+    from pretrainx.core import init_from
     return init_from.read_source(init_from.InitFrom(str(workdir)))[0]["params"]
 
 

@@ -7,7 +7,9 @@ import os
 import ml_collections
 import pytest
 
-from pretrainx import config_check, config_lib
+from pretrainx.config import check as config_check
+
+from pretrainx.config import load as config_lib
 
 import test_checkpoint_faults
 import test_train

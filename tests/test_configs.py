@@ -5,7 +5,11 @@ import os
 
 import pytest
 
-from pretrainx import config_check, config_lib, train
+from pretrainx.config import check as config_check
+
+from pretrainx.config import load as config_lib
+
+from pretrainx.core import train
 from conftest import SHARED_DATA
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))

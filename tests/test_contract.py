@@ -8,7 +8,17 @@ import numpy as np
 import optax
 import pytest
 
-from pretrainx import evaluate, metrics, optim, sharding, step as step_lib, train
+from pretrainx.core import evaluate
+
+from pretrainx.run import metrics
+
+from pretrainx.core import optim
+
+from pretrainx.core import sharding
+
+from pretrainx.core import step as step_lib
+
+from pretrainx.core import train
 from pretrainx.objectives.base import DENOMINATOR, Objective, StepContext
 
 import toy_objectives as toys

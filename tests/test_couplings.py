@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pretrainx import config_lib, couplings
-from pretrainx.objectives import flow
+from pretrainx.config import load as config_lib
+
+from pretrainx.objectives import couplings, flow
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "diffusion")
 OPTIONS = dict(num=10, seed=3, sampler="euler", steps=2, chunk_size=4)
@@ -124,7 +125,8 @@ def test_the_flow_loss_uses_the_pairs_noise_and_end_time_distils(objective_and_p
 
 @pytest.mark.slow     # two short runner runs and a generation, with their compiles: CPU-minutes
 def test_reflow_starts_from_the_first_runs_weights_and_trains_on_its_pairs(tmp_path):
-    from pretrainx import main, train
+    from pretrainx import main
+    from pretrainx.core import train
     first, pairs, second = (str(tmp_path / n) for n in ("first", "pairs", "reflow"))
     base = config_lib.override(config_lib.load(os.path.join(CONFIGS, "digits_reflow.py:smoke")),
                                {"train.steps": 10, "eval.every": 10, "checkpoint.every": 10,

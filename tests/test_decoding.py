@@ -1,4 +1,4 @@
-"""Decoding (pretrainx/decoding.py) with the GPT's KV cache: greedy == argmax of a full recompute,
+"""Decoding (pretrainx/models/decoding.py) with the GPT's KV cache: greedy == argmax of a full recompute,
 determinism, top_k, input checks; left-padded batches decode as each row alone; EOS stops a row;
 the whole decode runs inside jit; a prefix-LM decodes its prompt as the prefix."""
 import dataclasses
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pretrainx import decoding
+from pretrainx.models import decoding
 from pretrainx.models.gpt import GPT, GPTDecoder
 from pretrainx.models.transformer import TransformerConfig
 

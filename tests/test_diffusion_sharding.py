@@ -9,7 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from pretrainx import config_lib, objectives, train
+from pretrainx import objectives
+
+from pretrainx.config import load as config_lib
+
+from pretrainx.core import train
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 MESHES = {"one_device": dict(data=1, fsdp=1), "data_and_fsdp": dict(data=2, fsdp=4)}

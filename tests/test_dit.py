@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from pretrainx import config_lib
-from pretrainx import sharding as sharding_lib
+from pretrainx.config import load as config_lib
+from pretrainx.core import sharding as sharding_lib
 from pretrainx.models.dit import DiT, sincos_pos_embed_2d
 from pretrainx.models.unet import UNet
 from pretrainx.objectives.image_common import build_model

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pretrainx import step as step_lib, train
+from pretrainx.core import step as step_lib
+
+from pretrainx.core import train
 from test_train import tiny_config
 
 

@@ -12,7 +12,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from pretrainx import init_from, provenance, train
+from pretrainx.core import init_from
+
+from pretrainx.run import provenance
+
+from pretrainx.core import train
 
 import toy_objectives as toys
 from test_train import losses

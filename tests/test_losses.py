@@ -4,7 +4,7 @@ import math
 import jax.numpy as jnp
 import pytest
 
-from pretrainx import losses
+from pretrainx.objectives import losses
 
 
 def test_cross_entropy_by_hand():

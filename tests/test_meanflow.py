@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 from pretrainx.objectives import flow, meanflow
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "diffusion")

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from pretrainx import metrics
+from pretrainx.run import metrics
 from pretrainx.models import gpt, transformer
 
 

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from pretrainx import inference
+from pretrainx.core import inference
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 CONFIG = os.path.join(ROOT, "configs/gpt/shakespeare_char.py:smoke")

@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from pretrainx import optim
+from pretrainx.core import optim
 
 
 def opt(**kw):

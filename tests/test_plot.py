@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pretrainx import config_lib, main, plot, run_history, train
+from pretrainx import main
+
+from pretrainx.config import load as config_lib
+
+from pretrainx.tools import plot
+
+from pretrainx.run import history as run_history
+
+from pretrainx.core import train
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 # A tiny byte-level GPT on the standard library's source (real text, no data file needed).

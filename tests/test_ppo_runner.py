@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from pretrainx import train
+from pretrainx.core import train
 
 from test_rlhf_objectives import ppo_config
 

@@ -6,7 +6,11 @@ import jax
 import numpy as np
 import pytest
 
-from pretrainx import config_lib, main, train
+from pretrainx import main
+
+from pretrainx.config import load as config_lib
+
+from pretrainx.core import train
 from pretrainx.objectives import prefix_lm
 from pretrainx.objectives.base import BatchContext
 from resume_check import assert_kill_and_resume_is_exact, train_losses

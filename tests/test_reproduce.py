@@ -9,7 +9,8 @@ import jax
 import pytest
 
 from conftest import SHARED_DATA
-from pretrainx import main, reproduce
+from pretrainx import main
+from pretrainx.tools import reproduce
 
 ENTRIES = reproduce.load_registry()
 RUNNABLE_CPU = [e for e in ENTRIES if e.hardware == "cpu" and e.kind != "unbuilt"]
@@ -88,7 +89,7 @@ def test_longer_cpu_entry_passes(entry, tmp_path, capsys):
 def test_a_number_off_its_target_fails_and_is_logged(tmp_path, capsys):
     registry = tmp_path / "registry.py"
     registry.write_text(textwrap.dedent("""
-        from pretrainx.reproduce import Entry, Target
+        from pretrainx.tools.reproduce import Entry, Target
         ENTRIES = [Entry(name="bigram_claimed_too_low", what="a bigram claimed at 2.0",
                          kind="ngram", options={"text": "../shared/data/tinyshakespeare/input.txt",
                                                 "n": 2, "k": 1.0, "val_fraction": 0.1},

@@ -9,8 +9,12 @@ import jax
 import numpy as np
 import pytest
 
-from pretrainx import checkpoint, init_from, main
-from pretrainx.synthetic_prefs import distinct_2, repeated_token_share, true_score
+from pretrainx import main
+
+from pretrainx.core import checkpoint
+
+from pretrainx.core import init_from
+from pretrainx.objectives.synthetic_prefs import distinct_2, repeated_token_share, true_score
 from conftest import SHARED_DATA
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))

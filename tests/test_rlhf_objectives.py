@@ -11,7 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pretrainx import config_lib, train
+from pretrainx.config import load as config_lib
+
+from pretrainx.core import train
 from pretrainx.data import preferences
 from pretrainx.data.basic_tokenizers import ByteTokenizer
 from pretrainx.objectives import lm_utils
@@ -97,7 +99,7 @@ def test_dpo_is_log2_at_the_start_and_the_reference_never_changes(pairs_file):
     state = built.state
     reference = jax.device_get(state.frozen["reference"])
     jax.tree.map(np.testing.assert_array_equal, reference, jax.device_get(state.params))
-    from pretrainx import sharding
+    from pretrainx.core import sharding
     history = []
     for i in range(3):
         state, m = built.step_fn(state, sharding.put_batch(built.host_batch(built.dataset.train, i),
@@ -131,8 +133,7 @@ def ppo_built():
 def test_kv_cache_rollout_matches_full_recomputation(ppo_built):
     obj, state = ppo_built.objective, ppo_built.state
     prompts = jnp.asarray(ppo_built.host_batch(ppo_built.dataset.train, 0)["tokens"])
-    from pretrainx import decoding
-    from pretrainx.models import gpt
+    from pretrainx.models import decoding, gpt
     params = state.params["policy"]
     for greedy in (False, True):
         out = jax.jit(lambda p, x, r: decoding.decode(
@@ -181,7 +182,7 @@ def test_per_token_kl_is_zero_for_identical_policies_and_matches_a_direct_sum(pp
 
 
 def test_ppo_trains_the_policy_and_never_the_reference_or_reward(ppo_built):
-    from pretrainx import sharding
+    from pretrainx.core import sharding
     state = ppo_built.state
     before = jax.device_get({"params": state.params, "frozen": state.frozen})
     metrics = []
@@ -201,7 +202,7 @@ def test_ppo_trains_the_policy_and_never_the_reference_or_reward(ppo_built):
 
 
 def test_ppo_with_a_value_head_on_the_policy_trunk_and_whitened_rewards():
-    from pretrainx import sharding
+    from pretrainx.core import sharding
     built = train.setup(ppo_config(**{"ppo.value_head": "shared", "ppo.whiten_rewards": True}))
     assert set(built.state.params) == {"policy", "value_head"}
     before = jax.device_get(built.state.params["value_head"])

@@ -13,7 +13,15 @@ import ml_collections
 import numpy as np
 import pytest
 
-from pretrainx import checkpoint, evaluate, main, metrics, train
+from pretrainx import main
+
+from pretrainx.core import checkpoint
+
+from pretrainx.core import evaluate
+
+from pretrainx.run import metrics
+
+from pretrainx.core import train
 from pretrainx.data import build as build_data
 from pretrainx.data.base import Dataset
 from pretrainx.data.basic_tokenizers import ByteTokenizer
@@ -52,7 +60,7 @@ def test_corrupt_latest_checkpoint_is_moved_aside_and_the_run_goes_on(tmp_path, 
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "4", "corrupt-4"]
 @pytest.mark.slow
 def test_resume_with_another_config_stops_before_rewriting_anything(tmp_path):
-    from pretrainx import run_record
+    from pretrainx.run import record as run_record
     cfg = tiny_config(**{"train.steps": 2, "checkpoint.every": 2})
     train.run(cfg, str(tmp_path))
     before = {f: (tmp_path / f).read_bytes() for f in ("config.json", "metrics.jsonl",
@@ -77,7 +85,7 @@ def test_resume_with_another_config_stops_before_rewriting_anything(tmp_path):
     assert record["resumes"][-1]["config_changes"] == {"eval.every": [0, 3], "train.steps": [2, 3]}
 @pytest.mark.slow
 def test_a_second_writer_is_refused_while_the_first_holds_the_workdir(tmp_path):
-    from pretrainx import workdir_lock
+    from pretrainx.run import lock as workdir_lock
     cfg = tiny_config()
     with workdir_lock.WorkdirLock(str(tmp_path)):
         with pytest.raises(workdir_lock.WorkdirError, match=rf"in use by another run \(pid {os.getpid()}"):
@@ -166,7 +174,7 @@ def test_workdir_that_is_a_file_and_train_help(tmp_path, capsys):
     assert "--workdir" in out and "75" in out
 @pytest.mark.slow
 def test_a_misspelt_best_metric_stops_at_the_first_eval_and_the_fixed_rerun_resumes(tmp_path):
-    from pretrainx import config_check
+    from pretrainx.config import check as config_check
     cfg = tiny_config(**{"train.steps": 2, "eval.every": 1, "eval.num_batches": 1,
                          "checkpoint.every": 1, "checkpoint.best_metric": "val/los"})
     # before: the best keeper silently kept nothing for the whole run
@@ -186,7 +194,7 @@ def test_sample_refuses_a_count_below_one_before_restoring(tmp_path, capsys, fla
 
 
 def test_a_garbled_record_is_one_line_for_eval_and_kept_aside_by_a_resume(tmp_path, capsys):
-    from pretrainx import provenance
+    from pretrainx.run import provenance
     (tmp_path / "config.json").write_bytes(b'{"trunc\xff')      # cut short, and not UTF-8
     err = one_line_error(capsys, ["eval", "--workdir", str(tmp_path)])   # was a JSON traceback
     assert "config.json is unreadable" in err
@@ -301,7 +309,7 @@ def test_cache_files_have_one_writer_and_atomic_renames(tmp_path, monkeypatch):
 
 
 def test_config_check_rejects_wrong_types():
-    from pretrainx import config_check
+    from pretrainx.config import check as config_check
     cfg = tiny_config()
     for dotted, value in (("train.steps", "ten"), ("train.steps", 2.5), ("batch_size", True)):
         bad = ml_collections.ConfigDict(cfg.to_dict(), type_safe=False)
@@ -312,7 +320,7 @@ def test_config_check_rejects_wrong_types():
 
 
 def test_sigterm_sets_the_stop_flag_and_interrupts_an_evaluation_at_once():
-    from pretrainx import preemption
+    from pretrainx.run import preemption
     before = signal.getsignal(signal.SIGTERM)
     with preemption.PreemptionWatch(5) as watch:
         assert not watch.stop_at(1)
@@ -328,7 +336,7 @@ def test_sigterm_sets_the_stop_flag_and_interrupts_an_evaluation_at_once():
 def test_an_evaluation_polls_the_agreed_flag_between_its_parts():
     """Several processes cannot be interrupted anywhere (they must stop at the same point): the
     evaluator asks ``should_stop`` before each plug-in and raises Preempted."""
-    from pretrainx import preemption
+    from pretrainx.run import preemption
     probe = _KeyProbe()
     config = ml_collections.ConfigDict({"seed": 0, "eval": {"num_batches": 0},
                                         "train": {"steps": 10}})

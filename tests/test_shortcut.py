@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 from pretrainx.objectives import shortcut
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "diffusion")

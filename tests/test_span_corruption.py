@@ -8,7 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from pretrainx import config_lib, train
+from pretrainx.config import load as config_lib
+
+from pretrainx.core import train
 from pretrainx.data import spans
 from pretrainx.data import special_tokens as st
 from pretrainx.data import tokenizer as tokenizer_lib

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import SHARED_DATA
 from pretrainx.data import special_tokens as st
-from pretrainx import tokenizer_cli
+from pretrainx.tools import tokenizer_cli
 from pretrainx.data import subword, tokenizer
 
 WIKITEXT = os.path.join(SHARED_DATA, "wikitext-2", "valid.txt")

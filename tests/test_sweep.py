@@ -19,7 +19,11 @@ import time
 import optuna
 import pytest
 
-from pretrainx import config_lib, run_history, sweep
+from pretrainx.config import load as config_lib
+
+from pretrainx.run import history as run_history
+
+from pretrainx.tools import sweep
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 SMOKE = os.path.join(ROOT, "configs/gpt/shakespeare_char.py:smoke")
@@ -184,7 +188,8 @@ def test_two_separate_workers_share_one_sqlite_study(tmp_path):
 def test_median_pruner_stops_a_learning_rate_100x_too_high(tmp_path):
     config_file = tmp_path / "pruned.py"
     config_file.write_text(textwrap.dedent(f"""
-        from pretrainx import config_lib, sweep_def as sd
+        from pretrainx.config import load as config_lib
+        from pretrainx.tools import sweep_def as sd
 
         def get_config(arg=""):
             return config_lib.override(config_lib.load({SMOKE!r}), {SHRINK!r})
@@ -214,7 +219,8 @@ def test_median_pruner_stops_a_learning_rate_100x_too_high(tmp_path):
 def _failing_sweep(tmp_path, grid: str) -> str:
     config_file = tmp_path / "failing.py"
     config_file.write_text(textwrap.dedent(f"""
-        from pretrainx import config_lib, sweep_def as sd
+        from pretrainx.config import load as config_lib
+        from pretrainx.tools import sweep_def as sd
 
         def get_config(arg=""):
             return config_lib.override(config_lib.load({SMOKE!r}), {{

@@ -7,7 +7,9 @@ import textwrap
 
 import pytest
 
-from pretrainx import main, sweep_def as sd
+from pretrainx import main
+
+from pretrainx.tools import sweep_def as sd
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 SMOKE = os.path.join(ROOT, "configs/gpt/shakespeare_char.py")
@@ -46,7 +48,8 @@ def test_every_config_sweep_checks_against_its_config():
 def _sweep_file(tmp_path, body: str) -> str:
     path = tmp_path / "swept.py"
     path.write_text(textwrap.dedent(f"""
-        from pretrainx import config_lib, sweep_def as sd
+        from pretrainx.config import load as config_lib
+        from pretrainx.tools import sweep_def as sd
 
         def get_config(arg=""):
             return config_lib.load({SMOKE + ':smoke'!r})
@@ -101,7 +104,7 @@ def test_bad_command_line_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_a_study_made_by_another_sweep_definition_is_refused(tmp_path):
-    from pretrainx import sweep
+    from pretrainx.tools import sweep
     grid = sd.grid(sd.values("optimizer.lr", [1e-3, 2e-3]))
     base = sd.config_lib.load(SMOKE + ":smoke")
     storage, _ = sweep.open_storage(None, str(tmp_path), heartbeat=60, max_retries=2)
@@ -114,7 +117,7 @@ def test_a_study_made_by_another_sweep_definition_is_refused(tmp_path):
 
 
 def test_parallel_workers_are_pinned_to_the_visible_gpus(monkeypatch):
-    from pretrainx import sweep
+    from pretrainx.tools import sweep
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
     assert sweep.visible_gpus() == ["2", "5"]    # worker i gets gpus[i % 2]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")

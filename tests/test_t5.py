@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx import decoding
-from pretrainx.models import t5
+from pretrainx.models import decoding, t5
 from pretrainx.models.attention import relative_position_bucket
 from pretrainx.models.transformer import TransformerConfig
 
@@ -149,7 +148,7 @@ def test_t5_base_configs_have_the_published_parameter_counts():
     """configs/t5/t5_base.py: google/t5-v1_1-base 247,577,856 and t5-base (v1.0) 222,903,552
     (Hugging Face's counts, the shared embedding once)."""
     import os
-    from pretrainx import config_lib
+    from pretrainx.config import load as config_lib
     root = os.path.join(os.path.dirname(__file__), "..", "configs", "t5", "t5_base.py")
     for variant, expected in (("", 247_577_856), (":v1_0", 222_903_552)):
         c = config_lib.load(root + variant)

@@ -94,7 +94,8 @@ def test_objectives_can_ask_for_raw_token_rows_of_their_own_length():
 
 @pytest.mark.slow
 def test_a_resumed_run_loads_its_saved_tokenizer_instead_of_fitting_again(tmp_path):
-    from pretrainx import objectives, train
+    from pretrainx import objectives
+    from pretrainx.core import train
     from test_train import tiny_config
     corpus, workdir = tmp_path / "corpus.txt", str(tmp_path / "run")
     corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 50)

@@ -2,7 +2,9 @@
 prepared offline from a local file."""
 import os
 
-from pretrainx import config_lib, train
+from pretrainx.config import load as config_lib
+
+from pretrainx.core import train
 from pretrainx.data import readers, tfds_text
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))

@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from pretrainx import config_lib, optim, train
+from pretrainx.config import load as config_lib
+
+from pretrainx.core import optim
+
+from pretrainx.core import train
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -159,7 +163,8 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capl
         for f in files:
             with open(os.path.join(root, f), "wb") as fh:
                 fh.write(b"garbage")
-    from pretrainx import checkpoint, optim, objectives, sharding, state as state_lib
+    from pretrainx import objectives
+    from pretrainx.core import checkpoint, optim, sharding, state as state_lib
     objective = objectives.get(cfg.objective)(cfg)
     mesh = sharding.make_mesh(cfg.mesh)
     target = state_lib.abstract_train_state(

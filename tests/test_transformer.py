@@ -187,7 +187,7 @@ def test_auto_lookup_is_one_hot_for_small_tables_and_on_gpus():
 def test_compute_dtype_logits_give_the_float32_loss_to_bf16_rounding():
     """logits_dtype="compute" (bf16 logits; the loss upcasts inside its reductions, as
     nanoGPT's autocast does) changes loss and gradients by bf16 rounding only."""
-    from pretrainx import losses
+    from pretrainx.objectives import losses
     params, tokens = _params(TINY), _tokens(8)
     targets = np.roll(tokens, -1, axis=1)
     out = {}

@@ -6,7 +6,11 @@ import jax
 import numpy as np
 import pytest
 
-from pretrainx import config_lib, main, train
+from pretrainx import main
+
+from pretrainx.config import load as config_lib
+
+from pretrainx.core import train
 from pretrainx.data import special_tokens as st
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.data.basic_tokenizers import CharTokenizer

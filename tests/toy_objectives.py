@@ -21,7 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx import config_lib, losses
+from pretrainx.config import load as config_lib
+
+from pretrainx.objectives import losses
 from pretrainx.models import gpt, transformer
 from pretrainx.objectives.base import DENOMINATOR, DataRequest, Objective, register
 from pretrainx.objectives.clm import CausalLM

@@ -14,7 +14,7 @@ paper's Inception FID (register an "inception_v3" extractor in pretrainx/evaluat
 """
 import os
 
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 
 _SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
 

@@ -21,7 +21,7 @@ digits_smoke.py's 180-image split allows a floor of only 180 images.
 """
 import os
 
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 
 VARIANTS = ("", "flow", "ddpm")
 STEPS = 3000                           # the flow run's budget (digits_smoke's :flow length)

@@ -19,7 +19,7 @@ import os
 
 import ml_collections
 
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 
 VARIANTS = ("", "smoke")
 # The flow baseline's 3000 steps x 7.23 GFLOP in steps of 9.67 GFLOP (the same training FLOPs;

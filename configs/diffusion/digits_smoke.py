@@ -12,7 +12,7 @@ T = 200 steps (the linear schedule is rescaled by 1000/T so alpha_bar_T stays sm
 """
 import os
 
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 
 VARIANTS = ("", "smoke", "flow", "flow_smoke")
 

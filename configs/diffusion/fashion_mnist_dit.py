@@ -15,7 +15,7 @@ recipe's warm-up and clipping are kept. No dropout (DiT has none).
 """
 import os
 
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 
 VARIANTS = ("", "cond", "smoke", "flow", "flow_cond", "flow_smoke")
 

@@ -13,7 +13,7 @@ import os
 
 import ml_collections
 
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 
 
 def get_config(arg: str = ""):

@@ -13,7 +13,7 @@ fashion_mnist_flow.py's CPU-sized smoke run with this objective (needs ../shared
 """
 import os
 
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 
 VARIANTS = ("", "cond", "smoke")
 

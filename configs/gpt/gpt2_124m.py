@@ -10,7 +10,7 @@ The `:smoke` variant keeps the recipe but shrinks every size so it runs on a CPU
 """
 import os
 
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 
 
 def get_config(arg: str = ""):

@@ -15,7 +15,7 @@ set is built (about 1 s) and saved with the run.
 """
 import os
 
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _SHARED = os.path.join(_HERE, "..", "..", "..", "shared", "data")

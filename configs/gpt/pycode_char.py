@@ -9,7 +9,7 @@ Everything not set here is the shakespeare_char recipe (configs/gpt/shakespeare_
 """
 import os
 
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 
 
 def get_config(arg: str = ""):

@@ -14,7 +14,7 @@ with the char model in bits per character (loss / ln 2 * tokens / chars), not na
 """
 import os
 
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _TOKENIZER = os.path.normpath(os.path.join(_HERE, "..", "..", "workdirs", "tokenizers",

@@ -177,7 +177,7 @@ def get_config(arg: str = ""):
 
 def get_sweep(arg: str = ""):
     """``pretrainx sweep`` definitions (same args as get_config)."""
-    from pretrainx import sweep_def as sd   # here: training this config needs no optuna
+    from pretrainx.tools import sweep_def as sd   # here: training this config needs no optuna
     if arg == "smoke":   # 4 trials, 7.6 min on 2 busy CPU cores with --parallel 2 (2026-11-30)
         return sd.grid(sd.product(sd.values("optimizer.lr", [1e-3, 3e-3]),
                                   sd.values("model.embed_dim", [64, 128])))

@@ -13,7 +13,7 @@ import os
 
 import ml_collections
 
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 
 _HERE = os.path.dirname(__file__)
 _SHARED = os.path.join(_HERE, "..", "..", "..", "shared", "data")

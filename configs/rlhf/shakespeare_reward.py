@@ -19,7 +19,7 @@ import os
 
 import ml_collections
 
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 
 _HERE = os.path.dirname(__file__)
 PAIRS = os.path.normpath(os.path.join(_HERE, "..", "..", "experiments", "data",

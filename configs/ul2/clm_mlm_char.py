@@ -14,7 +14,7 @@ import os
 
 import ml_collections
 
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 

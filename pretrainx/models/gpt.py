@@ -34,7 +34,7 @@ class GPT(nn.Module):
     decode=True: KV-cache mode ("cache" collection, call with mutable=["cache"]). Each call
     appends its T tokens to the cache; positions default to cache_index + arange(T);
     ``input_mask`` marks the real tokens of a left-padded prompt. One document per row
-    (``pretrainx.decoding`` drives it); a "prefix" model attends bidirectionally within each
+    (``pretrainx.models.decoding`` drives it); a "prefix" model attends bidirectionally within each
     call's tokens, so the prompt it is given first is its prefix.
     """
     config: TransformerConfig
@@ -120,7 +120,7 @@ def flops_per_token(cfg: TransformerConfig, n_params: int, seq_len: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class GPTDecoder:
-    """The GPT's KV cache behind ``pretrainx.decoding.Decoder`` (hashable: a jit static arg)."""
+    """The GPT's KV cache behind ``pretrainx.models.decoding.Decoder`` (hashable: a jit static arg)."""
     config: TransformerConfig
 
     @property

@@ -132,7 +132,7 @@ def init_params(config: TransformerConfig, rng, encoder_len: int = 8, decoder_le
 
 @dataclasses.dataclass(frozen=True)
 class T5Decoder:
-    """The T5 decoder's KV cache behind ``pretrainx.decoding.Decoder``. Its "params" are
+    """The T5 decoder's KV cache behind ``pretrainx.models.decoding.Decoder``. Its "params" are
     ``{"params": ..., "encoded": B,S,E, "encoder_mask": B,S}`` (``encoded_params``): decoding
     conditions on an encoded input."""
     config: TransformerConfig

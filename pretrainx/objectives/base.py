@@ -1,6 +1,6 @@
 """The objective contract: the one seam through which every training objective plugs into the runner.
 
-The runner (``pretrainx.train``, its step in ``pretrainx.step``) never branches on the objective's
+The runner (``pretrainx.core.train``, its step in ``pretrainx.core.step``) never branches on the objective's
 name: it asks the registry for ``config.objective`` and uses only the methods below. An objective
 owns its model(s), the host-side corruption of a batch (masking, span corruption), an optional
 on-device phase before the loss (rollouts, reference log-probs), a pure loss, optionally its own
@@ -33,7 +33,7 @@ The pieces:
     call weighs the same.
   * ``finalize_metrics(metrics)``: metrics derived from pooled means (perplexity = exp(pooled NLL)).
   * ``adapt_init_from(source, target)``: head surgery when ``config.init_from`` loads another
-    run's arrays (see ``pretrainx/init_from.py``).
+    run's arrays (see ``pretrainx/core/init_from.py``).
   * ``data_request()``: the raw sequence length and the batch fields to ask the data for.
   * ``flops_per_batch(batch)``: training FLOPs of these rows, for MFU (None: not reported).
   * ``evaluators()``: extra evaluations (FID, sample grids, text samples) every eval period.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from pretrainx import losses
+from pretrainx.objectives import losses
 from pretrainx.data import special_tokens as st
 from pretrainx.models import bert, gpt, transformer
 from pretrainx.objectives import text_common

@@ -17,7 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx import decoding, losses
+from pretrainx.models import decoding
+
+from pretrainx.objectives import losses
 from pretrainx.models import gpt, transformer
 from pretrainx.objectives.base import DENOMINATOR, EvalContext, Objective, register
 

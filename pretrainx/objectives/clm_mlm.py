@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pretrainx import losses
+from pretrainx.objectives import losses
 from pretrainx.data import masking
 from pretrainx.data import special_tokens as st
 from pretrainx.objectives import text_common

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pretrainx.evaluators import fid
-from pretrainx import sharding as sharding_lib
+from pretrainx.core import sharding as sharding_lib
 from pretrainx.models.dit import DiT
 from pretrainx.models.unet import UNet
 from pretrainx.objectives.base import EvalContext, Objective

@@ -9,8 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx import decoding
-from pretrainx.models import gpt
+from pretrainx.models import decoding, gpt
 
 #: batch keys of the "preferences" data kind (data/preferences.py)
 PAIR_KEYS = ("chosen", "chosen_mask", "chosen_response", "rejected", "rejected_mask",

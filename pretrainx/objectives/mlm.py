@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx import losses
+from pretrainx.objectives import losses
 from pretrainx.data import masking
 from pretrainx.data import special_tokens as st
 from pretrainx.models import bert, transformer

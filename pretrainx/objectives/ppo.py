@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx import decoding
+from pretrainx.models import decoding
 from pretrainx.models import gpt, transformer
 from pretrainx.objectives import lm_utils, rl_math
 from pretrainx.objectives.base import DataRequest, Objective, register

@@ -18,7 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx import decoding, losses
+from pretrainx.models import decoding
+
+from pretrainx.objectives import losses
 from pretrainx.data import spans
 from pretrainx.data import special_tokens as st
 from pretrainx.models import t5, transformer

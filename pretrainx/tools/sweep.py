@@ -29,7 +29,13 @@ import warnings
 
 import optuna
 
-from pretrainx import config_lib, sweep_def, sweep_report, sweep_worker
+from pretrainx.config import load as config_lib
+
+from pretrainx.tools import sweep_def
+
+from pretrainx.tools import sweep_report
+
+from pretrainx.tools import sweep_worker
 
 log = logging.getLogger(__name__)
 JOURNAL = "study.journal"

@@ -18,7 +18,7 @@ import socket
 
 import jax
 
-from pretrainx.config_check import ConfigError
+from pretrainx.config.check import ConfigError
 
 log = logging.getLogger(__name__)
 

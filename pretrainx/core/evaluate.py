@@ -13,12 +13,10 @@ import functools
 import jax
 import numpy as np
 
-from pretrainx import sharding as sharding_lib
-from pretrainx import step as step_lib
-from pretrainx import batches
-from pretrainx.batches import VAL_STREAM  # noqa: F401  (the validation batches' rng stream)
+from pretrainx.core import sharding as sharding_lib, step as step_lib, batches
+from pretrainx.core.batches import VAL_STREAM  # noqa: F401  (the validation batches' rng stream)
 from pretrainx.objectives.base import DENOMINATOR, EvalContext
-from pretrainx.preemption import Preempted
+from pretrainx.run.preemption import Preempted
 
 IN_FLIGHT = 2     # validation batches dispatched ahead of the one being read back
 EVAL_STREAM = 9   # fold_in constant of the evaluators' key

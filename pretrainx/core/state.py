@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pretrainx import sharding as sharding_lib
+from pretrainx.core import sharding as sharding_lib
 
 
 @flax.struct.dataclass

@@ -19,7 +19,7 @@ import os
 import platform
 import time
 
-REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
+REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 REGISTRY = os.path.join(REPO, "experiments", "registry.py")
 LOG = os.path.join(REPO, "experiments", "reproduce_log.jsonl")
 KINDS = ("train", "ngram", "params", "unbuilt")
@@ -113,7 +113,7 @@ def find(entries: list[Entry], name: str) -> Entry:
 
 
 def load_config(entry: Entry):
-    from pretrainx import config_lib
+    from pretrainx.config import load as config_lib
     path, sep, arg = entry.config.partition(":")
     return config_lib.override(config_lib.load(os.path.join(REPO, path) + sep + arg),
                                entry.overrides)
@@ -133,7 +133,7 @@ def measure(entry: Entry, workdir: str) -> float:
     if entry.kind == "unbuilt":
         raise NotRunnable("not yet runnable: model not built")
     if entry.kind == "ngram":
-        from pretrainx import ngram
+        from pretrainx.tools import ngram
         opts = dict(entry.options)
         with open(os.path.join(REPO, opts.pop("text")), encoding="utf-8") as f:
             text = f.read()
@@ -141,11 +141,13 @@ def measure(entry: Entry, workdir: str) -> float:
     config = load_config(entry)
     if entry.kind == "params":
         import jax
-        from pretrainx import objectives, state
+        from pretrainx import objectives
+        from pretrainx.core import state
         objective = objectives.get(config.objective)(config)
         shapes = jax.eval_shape(objective.init, jax.random.key(0, impl="unsafe_rbg"))
         return float(state.count_params(shapes))
-    from pretrainx import run_history, train
+    from pretrainx.run import history as run_history
+    from pretrainx.core import train
     train.run(config, workdir)
     summary = run_history.summarize(workdir, entry.metric)
     if summary is None:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pretrainx import state as state_lib
+from pretrainx.core import state as state_lib
 from pretrainx.objectives.base import DENOMINATOR, StepContext
 
 #: fold_in constant of the rng ``prepare`` gets (the loss's rng is the step's rng itself, and

@@ -22,17 +22,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx import checkpoint as checkpoint_lib
-from pretrainx import config_check
+from pretrainx.core import checkpoint as checkpoint_lib
+from pretrainx.config import check as config_check
 from pretrainx import data as data_lib
-from pretrainx import evaluate, init_from, metrics as metrics_lib, objectives, optim
-from pretrainx import preemption, provenance, run_record, workdir_lock
-from pretrainx import sharding as sharding_lib
-from pretrainx import state as state_lib
-from pretrainx.batches import host_batch
+from pretrainx import objectives
+from pretrainx.core import evaluate, init_from
+from pretrainx.run import metrics as metrics_lib
+from pretrainx.core import optim
+from pretrainx.run import preemption, provenance, record as run_record, lock as workdir_lock
+from pretrainx.core import sharding as sharding_lib, state as state_lib
+from pretrainx.core.batches import host_batch
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.data.base import DataState
-from pretrainx.step import RNG_IMPLS, train_step
+from pretrainx.core.step import RNG_IMPLS, train_step
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import os
 from matplotlib.figure import Figure   # no pyplot: no GUI backend, no global figure state
 from matplotlib.ticker import FuncFormatter
 
-from pretrainx import run_history
+from pretrainx.run import history as run_history
 
 
 def run_labels(workdirs: list[str]) -> list[str]:

@@ -6,7 +6,7 @@ Two kinds, both over the dotted keys of ``--config.X=Y``:
   * a **search**: key -> ``loguniform`` / ``uniform`` / ``integer`` / ``choice``, drawn by Optuna's
     random or TPE sampler for a budget of trials.
 
-    from pretrainx import sweep_def as sd
+    from pretrainx.tools import sweep_def as sd
 
     def get_sweep(arg):
         return sd.grid(sd.product(sd.values("optimizer.lr", [1e-3, 3e-3]),
@@ -31,7 +31,7 @@ from typing import Any
 import ml_collections
 import optuna
 
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = {"none": optuna.pruners.NopPruner, "median": optuna.pruners.MedianPruner,

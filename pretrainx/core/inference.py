@@ -8,7 +8,8 @@ import os
 def restore_for_inference(workdir: str, which: str):
     """(objective, EvalContext) with the run's trained weights, for ``sample`` and ``eval``."""
     import jax
-    from pretrainx import checkpoint, objectives, optim, sharding, state as state_lib, train
+    from pretrainx import objectives
+    from pretrainx.core import checkpoint, optim, sharding, state as state_lib, train
     from pretrainx.data import tokenizer as tokenizer_lib
     from pretrainx.data.base import Dataset
     from pretrainx.objectives.base import EvalContext

@@ -17,7 +17,13 @@ import optuna
 from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
-from pretrainx import plot, run_history, sweep_def, sweep_worker
+from pretrainx.tools import plot
+
+from pretrainx.run import history as run_history
+
+from pretrainx.tools import sweep_def
+
+from pretrainx.tools import sweep_worker
 
 MIN_TRIALS_FOR_IMPORTANCE = 4   # complete trials, over >= 2 swept keys
 
@@ -114,7 +120,7 @@ def write_best_config(study, sweep, base, workdir: str, spec: str, overrides: di
 
   pretrainx train --config {out} --workdir WORKDIR
 """
-from pretrainx import config_lib
+from pretrainx.config import load as config_lib
 
 BASE = {base_spec!r}
 OVERRIDES = {{

@@ -21,7 +21,7 @@ import os
 
 import jax
 
-from pretrainx.config_check import ConfigError
+from pretrainx.config.check import ConfigError
 
 log = logging.getLogger(__name__)
 

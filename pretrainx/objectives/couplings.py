@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx import sharding as sharding_lib
+from pretrainx.core import sharding as sharding_lib
 from pretrainx.data.sources import ArraySource
 
 MANIFEST = "couplings.json"

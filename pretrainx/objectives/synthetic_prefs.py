@@ -69,8 +69,7 @@ def prompt_windows(tokens: np.ndarray, count: int, length: int, seed: int) -> np
 def sample_responses(model_config, params, prompts: np.ndarray, *, max_new_tokens: int, seed: int,
                      temperature: float = 1.0, chunk: int = 256):
     """Token ids of one sampled response per prompt row (the policy's own samples)."""
-    from pretrainx import decoding
-    from pretrainx.models import gpt
+    from pretrainx.models import decoding, gpt
     out = []
     for i in range(0, len(prompts), chunk):
         rows = jnp.asarray(prompts[i:i + chunk])
@@ -86,7 +85,7 @@ def sample_responses(model_config, params, prompts: np.ndarray, *, max_new_token
 
 def make_pairs(workdir: str, out: str, *, prompts: int, samples: int, prompt_len: int,
                max_new_tokens: int, seed: int) -> dict:
-    from pretrainx import inference, train
+    from pretrainx.core import inference, train
     objective, ctx, config = inference.restore_for_inference(workdir, "latest")
     tokenizer = objective.tokenizer
     data = train.build_dataset(config, objective, workdir)

@@ -32,7 +32,11 @@ import warnings
 import optuna
 from optuna.trial import TrialState
 
-from pretrainx import config_lib, run_history, sweep_def
+from pretrainx.config import load as config_lib
+
+from pretrainx.run import history as run_history
+
+from pretrainx.tools import sweep_def
 
 log = logging.getLogger(__name__)
 # Errors a retry cannot fix: the same config fails the same way (a bad value, divergence).
@@ -102,7 +106,7 @@ class TrialObjective:
         self.current = None      # number of the trial being run, for the interrupt handler
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from pretrainx import train   # jax is imported by the trial, not by `sweep --help`
+        from pretrainx.core import train   # jax is imported by the trial, not by `sweep --help`
         self.current = trial.number
         trials = trial.study.get_trials(deepcopy=False)
         me = next(t for t in trials if t.number == trial.number)

@@ -30,7 +30,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from pretrainx import checkpoint as checkpoint_lib
+from pretrainx.core import checkpoint as checkpoint_lib
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ import jax
 def score_run(workdir: str, samplers, seeds, guidance, record=lambda row: None) -> dict:
     from pretrainx.evaluators import fid
     from pretrainx.data.images import load_image_arrays
-    from pretrainx.core.inference import restore_for_inference   # the weights `pretrainx eval` scores
+    from pretrainx.core.inference import load_trained_run   # the weights `pretrainx eval` scores
     from pretrainx.objectives.image_common import parse_sampler
 
-    objective, ctx, config = restore_for_inference(workdir, "latest")
+    objective, ctx, config = load_trained_run(workdir, "latest")
     protocol = objective.fid_protocol()
     scorer = fid.FidScorer(load_image_arrays(config.data), protocol,
                            config.eval.get("fid_cache_dir", ""))

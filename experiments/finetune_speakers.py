@@ -15,7 +15,6 @@ cross-validation on the training speeches only).
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -29,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from pretrainx.data import speeches  # noqa: E402
+from pretrainx.run import rundir  # noqa: E402
 
 DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "tinyshakespeare",
                                      "input.txt"))
@@ -45,7 +45,7 @@ def bag_of_words(train, val, prefix_chars: int = 0) -> float:
 
 
 def run_accuracy(workdir: str) -> tuple[int, float]:
-    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    rows = rundir.read_rows(workdir)
     last = [r for r in rows if "val/accuracy" in r][-1]
     return last["step"], last["val/accuracy"]
 

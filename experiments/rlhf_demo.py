@@ -95,11 +95,11 @@ def main():
             plot(results, args.plot)
         return
 
-    objective, ctx, config = inference.restore_for_inference(args.pretrain, "latest")
+    objective, ctx, config = inference.load_trained_run(args.pretrain, "latest")
     tok, cfg, reference = objective.tokenizer, objective.model_config, ctx.params
     data = train.build_dataset(config, objective, args.pretrain)
     prompts = prompt_windows(data.val.tokens, args.samples, args.prompt_len, args.seed)
-    _, reward_ctx, reward_cfg = inference.restore_for_inference(args.reward,
+    _, reward_ctx, reward_cfg = inference.load_trained_run(args.reward,
                                                                   args.reward_checkpoint)
     reward = reward_ctx.params
     POOL["pool"] = reward_cfg.get("reward", {}).get("pool", "last")
@@ -121,7 +121,7 @@ def main():
     examples = {"reference": texts[:5]}
     for kind, runs in (("ppo", args.ppo), ("dpo", args.dpo)):
         for workdir in runs:
-            run_obj, run_ctx, run_cfg = inference.restore_for_inference(workdir, "latest")
+            run_obj, run_ctx, run_cfg = inference.load_trained_run(workdir, "latest")
             params = run_ctx.params["policy"] if kind == "ppo" else run_ctx.params
             beta = run_cfg.ppo.kl_coef if kind == "ppo" else run_cfg.dpo.beta
             rows, texts, scores, kl = evaluate_policy(kind, params)

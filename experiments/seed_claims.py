@@ -12,20 +12,19 @@ final val loss and masked-token accuracy. Claim 2: each run's final (and lowest)
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 import statistics
 import sys
 
+from pretrainx.run import rundir
+
 
 def val_curve(workdir: str) -> dict[int, dict]:
     out = {}
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        for line in f:
-            d = json.loads(line)
-            if any(k.startswith("val/") for k in d):
-                out.setdefault(d["step"], {}).update(d)
+    for d in rundir.read_rows(workdir):
+        if any(k.startswith("val/") for k in d):
+            out.setdefault(d["step"], {}).update(d)
     return dict(sorted(out.items()))
 
 
@@ -34,7 +33,7 @@ def runs(root: str) -> dict[str, dict[int, dict]]:
     out: dict = {}
     for wd in sorted(glob.glob(os.path.join(root, "*_seed*"))):
         m = re.fullmatch(r"(.+)_seed(\d+)", os.path.basename(wd))
-        if m and os.path.exists(os.path.join(wd, "metrics.jsonl")):
+        if m and rundir.has_metrics(wd):
             curve = val_curve(wd)
             if curve:
                 out.setdefault(m.group(1), {})[int(m.group(2))] = curve

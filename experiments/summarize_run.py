@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
+
+from pretrainx.run import rundir
 
 
 def summarize(workdir: str) -> dict:
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        raise SystemExit(f"summarize_run: no metrics.jsonl in {workdir}")
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    if not rundir.has_metrics(workdir):
+        raise SystemExit(f"summarize_run: no {rundir.METRICS} in {workdir}")
+    rows = rundir.read_rows(workdir)
     out: dict = {"workdir": workdir, "last_step": max((r["step"] for r in rows), default=0)}
     vals = [(r["val/loss"], r["step"]) for r in rows if "val/loss" in r]
     if vals:

@@ -165,7 +165,7 @@ def _sample(argv: list[str]) -> int:
     for name in ("max_new_tokens", "steps", "num_samples"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    objective, ctx, _ = inference.restore_for_inference(args.workdir, args.checkpoint)
+    objective, ctx, _ = inference.load_trained_run(args.workdir, args.checkpoint)
     options = {k: v for k, v in vars(args).items() if k not in ("workdir", "checkpoint")}
     print(objective.sample_command(ctx, options))
     return 0
@@ -185,7 +185,7 @@ def _eval(argv: list[str]) -> int:
     if any(not k.startswith(("data.", "eval.")) for k in updates):
         raise ValueError(f"--set changes only data.* and eval.* keys (the weights are the run's): "
                          f"{args.set}")
-    objective, ctx, config = inference.restore_for_inference(args.workdir, args.checkpoint)
+    objective, ctx, config = inference.load_trained_run(args.workdir, args.checkpoint)
     config = config_lib.override(config, updates)
     dataset = train.build_dataset(config, objective, args.workdir)   # as the run made it
     held_out, covered = dataset.info.get("val_pairs"), config.eval.num_batches * config.eval.batch_size
@@ -194,7 +194,7 @@ def _eval(argv: list[str]) -> int:
                          f"the {held_out} held-out pairs: --set eval.num_batches="
                          f"{-(-held_out // config.eval.batch_size)}")
     objective.bind_data(dataset)
-    ev = evaluate.Evaluator(objective, config, ctx.mesh, dataset, args.workdir)
+    ev = evaluate.EvalRunner(objective, config, ctx.mesh, dataset, args.workdir)
     for k, v in sorted(ev.run(ctx.params, ctx.frozen, ctx.step, final=True, aux=ctx.aux).items()):
         print(f"{k} {v:.6f}")
     return 0
@@ -286,7 +286,7 @@ def _reproduce(argv: list[str]) -> int:
 
 def _generate_couplings(argv: list[str]) -> int:
     from pretrainx.objectives import couplings
-    return couplings.main(argv, inference.restore_for_inference)
+    return couplings.main(argv, inference.load_trained_run)
 
 
 COMMANDS = {"train": _train, "eval": _eval, "sample": _sample, "tokenizer": _tokenizer,

@@ -86,7 +86,7 @@ def test_runner_accumulates_by_tokens(packed, tmp_path):
 def test_validation_pools_nll_by_tokens_and_derives_perplexity(packed):
     built, _ = packed
     cfg = packed_config(**{"eval.num_batches": 3, "eval.batch_size": 8})
-    ev = evaluate.Evaluator(built.objective, cfg, built.mesh, built.dataset, "")
+    ev = evaluate.EvalRunner(built.objective, cfg, built.mesh, built.dataset, "")
     got = ev.val_metrics(built.state.params, {}, {}, 0)
     nll_sum = tokens = 0.0
     per_batch = []

@@ -140,8 +140,8 @@ def test_two_process_checkpoint_restores_in_one_process(runs):
     one, two = runs
     assert sorted(os.listdir(two / "checkpoints")) == [str(STEPS)]   # one checkpoint, no leftovers
     assert jax.process_count() == 1 and jax.device_count() == 8
-    _, ctx_two, _ = inference.restore_for_inference(str(two), "latest")
-    _, ctx_one, _ = inference.restore_for_inference(str(one), "latest")
+    _, ctx_two, _ = inference.load_trained_run(str(two), "latest")
+    _, ctx_one, _ = inference.load_trained_run(str(one), "latest")
     assert ctx_two.step == ctx_one.step == STEPS
     leaves_two, tree_two = jax.tree.flatten(jax.device_get(ctx_two.params))
     leaves_one, tree_one = jax.tree.flatten(jax.device_get(ctx_one.params))

@@ -12,7 +12,7 @@ from pretrainx.config import load as config_lib
 
 from pretrainx.tools import plot
 
-from pretrainx.run import history as run_history
+from pretrainx.run import rundir
 
 from pretrainx.core import train
 
@@ -60,9 +60,9 @@ def test_plot_axes_are_labelled_and_hold_the_logged_curves(two_runs):
         lines = [l for l in ax.get_lines() if len(l.get_xdata()) > 1]   # not the best-point marks
         assert len(lines) == 2
         for line, workdir in zip(lines, two_runs):
-            steps, values = run_history.curve(run_history.read_rows(workdir), key)
+            steps, values = rundir.curve(rundir.read_rows(workdir), key)
             assert list(line.get_xdata()) == steps and np.allclose(line.get_ydata(), values)
-    assert len(run_history.curve(run_history.read_rows(two_runs[0]), "val/loss")[0]) == 3
+    assert len(rundir.curve(rundir.read_rows(two_runs[0]), "val/loss")[0]) == 3
 
 
 def test_plot_of_a_metric_no_run_logged_is_a_one_line_error(two_runs, tmp_path, capsys):

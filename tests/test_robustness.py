@@ -60,21 +60,21 @@ def test_corrupt_latest_checkpoint_is_moved_aside_and_the_run_goes_on(tmp_path, 
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "4", "corrupt-4"]
 @pytest.mark.slow
 def test_resume_with_another_config_stops_before_rewriting_anything(tmp_path):
-    from pretrainx.run import record as run_record
+    from pretrainx.run import rundir
     cfg = tiny_config(**{"train.steps": 2, "checkpoint.every": 2})
     train.run(cfg, str(tmp_path))
     before = {f: (tmp_path / f).read_bytes() for f in ("config.json", "metrics.jsonl",
                                                        "provenance.json")}
     changed = test_train.config_lib.override(cfg, {"model.embed_dim": 64, "seed": 7,
                                                    "batch_size": 8})
-    with pytest.raises(run_record.ConfigMismatchError) as e:
+    with pytest.raises(rundir.ConfigMismatchError) as e:
         train.run(changed, str(tmp_path))
     for field in ("model.embed_dim", "seed", "batch_size"):
         assert field in str(e.value)
     assert {f: (tmp_path / f).read_bytes() for f in before} == before
     # Fewer steps than the run has done: refused (it exited 0 having done nothing), record kept.
     shorter = test_train.config_lib.override(cfg, {"train.steps": 1})
-    with pytest.raises(run_record.ConfigError, match="at step 2, past train.steps=1"):
+    with pytest.raises(rundir.ConfigError, match="at step 2, past train.steps=1"):
         train.run(shorter, str(tmp_path))
     assert {f: (tmp_path / f).read_bytes() for f in before} == before
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
@@ -283,7 +283,7 @@ def test_eval_keys_of_different_seeds_and_steps_never_collide():
         probe = _KeyProbe()
         config = ml_collections.ConfigDict({"seed": seed, "eval": {"num_batches": 0},
                                             "train": {"steps": 10}})
-        evaluate.Evaluator(probe, config, None, Dataset(None, None), "").run({}, {}, step)
+        evaluate.EvalRunner(probe, config, None, Dataset(None, None), "").run({}, {}, step)
         keys[(seed, step)] = tuple(probe.keys[0].ravel().tolist())
     assert len(set(keys.values())) == 4, keys
 
@@ -340,7 +340,7 @@ def test_an_evaluation_polls_the_agreed_flag_between_its_parts():
     probe = _KeyProbe()
     config = ml_collections.ConfigDict({"seed": 0, "eval": {"num_batches": 0},
                                         "train": {"steps": 10}})
-    ev = evaluate.Evaluator(probe, config, None, Dataset(None, None), "")
+    ev = evaluate.EvalRunner(probe, config, None, Dataset(None, None), "")
     with pytest.raises(preemption.Preempted):
         ev.run({}, {}, 3, should_stop=lambda: True)
     assert probe.keys == []                       # the plug-in never ran

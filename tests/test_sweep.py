@@ -21,7 +21,7 @@ import pytest
 
 from pretrainx.config import load as config_lib
 
-from pretrainx.run import history as run_history
+from pretrainx.run import rundir
 
 from pretrainx.tools import sweep
 
@@ -65,7 +65,7 @@ def read_csv(workdir):
 
 
 def assert_train_steps_logged_once(run_dir):
-    steps = [r["step"] for r in run_history.read_rows(run_dir) if "train/loss" in r]
+    steps = [r["step"] for r in rundir.read_rows(run_dir) if "train/loss" in r]
     assert len(steps) == len(set(steps)), f"{run_dir}: steps logged twice: {steps}"
 
 
@@ -210,7 +210,7 @@ def test_median_pruner_stops_a_learning_rate_100x_too_high(tmp_path):
     assert max(bad.intermediate_values) == 40 < STEPS
     assert bad.intermediate_values[40] > good.intermediate_values[40] + 0.3
     bad_dir = os.path.join(workdir, "trials", "001")
-    assert max(r["step"] for r in run_history.read_rows(bad_dir)) == 40
+    assert max(r["step"] for r in rundir.read_rows(bad_dir)) == 40
     assert checkpoint_steps(bad_dir) == [40]
     rows = {int(r["trial"]): r for r in read_csv(workdir)}
     assert rows[1]["status"] == "PRUNED" and rows[1]["note"] == "pruned at step 40"

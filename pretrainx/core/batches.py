@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import jax
 
+from pretrainx.core import rng as streams
 from pretrainx.data.base import batch_rng, shard_rows
 from pretrainx.objectives.base import BatchContext
 
-TRAIN_STREAM = 7   # host rng stream of the training batches' transform
-VAL_STREAM = 8     # ... of the validation batches': fixed, so every eval sees the same corruption
 
 
 def host_batch(source, objective, index: int, seed: int, *, step: int | None = None,
@@ -27,5 +26,5 @@ def host_batch(source, objective, index: int, seed: int, *, step: int | None = N
     ctx = BatchContext(step=index if step is None else step, index=index, total_steps=total_steps,
                        global_batch_size=source.batch_size,
                        rows=shard_rows(source.batch_size, shard), train=train)
-    rng = batch_rng(seed, index, TRAIN_STREAM if train else VAL_STREAM)
+    rng = batch_rng(seed, index, streams.TRANSFORM_TRAIN if train else streams.TRANSFORM_VAL)
     return objective.transform(batch, rng, ctx=ctx)

@@ -26,11 +26,12 @@ import jax
 import orbax.checkpoint as ocp
 
 from pretrainx.data.base import DataState
+from pretrainx.run import rundir
 
 log = logging.getLogger(__name__)
 
 
-FROZEN_DIR = "frozen"
+FROZEN_DIR = rundir.FROZEN
 
 
 class CheckpointError(RuntimeError):
@@ -39,7 +40,7 @@ class CheckpointError(RuntimeError):
 
 def has_checkpoint(workdir: str) -> bool:
     """Whether ``workdir`` holds a step checkpoint (a run to resume, not one to start)."""
-    directory = os.path.join(workdir, "checkpoints")
+    directory = rundir.path(workdir, rundir.CHECKPOINTS)
     return os.path.isdir(directory) and any(s.isdigit() for s in os.listdir(directory))
 
 
@@ -94,7 +95,7 @@ class Checkpointer:
         # Each manager gets its own barrier names: multi-process saves of the latest and the best
         # checkpoint of one step would otherwise both wait at "_async_commit_complete.<step>"
         # and fail ("Barrier ... is already ongoing").
-        self.latest = _manager(os.path.join(workdir, "checkpoints"), ocp.CheckpointManagerOptions(
+        self.latest = _manager(rundir.path(workdir, rundir.CHECKPOINTS), ocp.CheckpointManagerOptions(
             max_to_keep=int(ckpt_config.keep), enable_async_checkpointing=async_save,
             multiprocessing_options=_barriers("latest")))
         self.best = None
@@ -102,7 +103,7 @@ class Checkpointer:
             mode = ckpt_config.get("best_mode", "min")
             if mode not in ("min", "max"):
                 raise ValueError(f"checkpoint.best_mode must be 'min' or 'max', got {mode!r}")
-            self.best = _manager(os.path.join(workdir, "checkpoints_best"), ocp.CheckpointManagerOptions(
+            self.best = _manager(rundir.path(workdir, rundir.CHECKPOINTS_BEST), ocp.CheckpointManagerOptions(
                 max_to_keep=1, best_fn=lambda m: m[self.best_metric], best_mode=mode,
                 keep_checkpoints_without_metrics=False, enable_async_checkpointing=async_save,
                 multiprocessing_options=_barriers("best")))
@@ -163,7 +164,7 @@ class Checkpointer:
         return state.replace(frozen=restore_frozen(self.workdir, target_state.frozen)), data_state, step
 
     def _move_aside(self, steps: list[int], restored_step: int) -> None:
-        directory = os.path.join(self.workdir, "checkpoints")
+        directory = rundir.path(self.workdir, rundir.CHECKPOINTS)
         if jax.process_index() == 0:
             for step in steps:
                 target = os.path.join(directory, f"corrupt-{step}")
@@ -232,9 +233,9 @@ def restore_newest(manager: ocp.CheckpointManager, target_state, unreadable: lis
     return None
 
 
-def restore_for_inference(workdir: str, which: str, target_state):
-    """Read-only restore of the "latest" or "best" checkpoint of a run."""
-    sub = {"latest": "checkpoints", "best": "checkpoints_best"}[which]
+def restore_state_readonly(workdir: str, which: str, target_state):
+    """(TrainState, DataState, step) of the "latest" or "best" checkpoint of a run, read-only."""
+    sub = {"latest": rundir.CHECKPOINTS, "best": rundir.CHECKPOINTS_BEST}[which]
     directory = os.path.join(workdir, sub)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"no checkpoint directory {directory}")

@@ -13,22 +13,23 @@ import functools
 import jax
 import numpy as np
 
-from pretrainx.core import sharding as sharding_lib, step as step_lib, batches
-from pretrainx.core.batches import VAL_STREAM  # noqa: F401  (the validation batches' rng stream)
+from pretrainx.core import rng as streams, sharding as sharding_lib, step as step_lib, batches
 from pretrainx.objectives.base import DENOMINATOR, EvalContext
 from pretrainx.run.preemption import Preempted
 
 IN_FLIGHT = 2     # validation batches dispatched ahead of the one being read back
-EVAL_STREAM = 9   # fold_in constant of the evaluators' key
 
 
 def eval_key(seed: int, step: int) -> jax.Array:
     """The evaluators' key at ``step``: fold_in keeps (seed, step) pairs apart, where
     PRNGKey(seed + step) gave seed 1 at step 0 the key of seed 0 at step 1."""
-    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), EVAL_STREAM), step)
+    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), streams.EVALUATORS), step)
 
 
-class Evaluator:
+class EvalRunner:
+    """One periodic evaluation of a run: the pooled validation loss, then the objective's plug-in
+    evaluators (each an ``objectives.base.Evaluator``)."""
+
     def __init__(self, objective, config, mesh, dataset, workdir: str, *, host_batch=None):
         self.objective, self.config, self.mesh = objective, config, mesh
         self.dataset, self.workdir = dataset, workdir
@@ -50,7 +51,7 @@ class Evaluator:
             return {}
         sums: dict[str, float] = {}
         total = 0.0
-        rng = jax.random.PRNGKey(self.config.seed + VAL_STREAM)
+        rng = jax.random.PRNGKey(self.config.seed + streams.VAL_LOSS_SEED_OFFSET)
         aux = {} if aux is None else aux
         # A batch's result is read back only once IN_FLIGHT later batches are dispatched: the host
         # prepares the next batch while the device works (a device_get right after each dispatch

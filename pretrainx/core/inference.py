@@ -5,18 +5,20 @@ from __future__ import annotations
 import os
 
 
-def restore_for_inference(workdir: str, which: str):
-    """(objective, EvalContext) with the run's trained weights, for ``sample`` and ``eval``."""
+def load_trained_run(workdir: str, which: str):
+    """(objective, EvalContext holding the run's trained weights, config), for ``sample`` and
+    ``eval``; ``which``: the "latest" or the "best" checkpoint."""
     import jax
     from pretrainx import objectives
-    from pretrainx.core import checkpoint, optim, sharding, state as state_lib, train
+    from pretrainx.core import checkpoint, optim, sharding, state as state_lib
     from pretrainx.data import tokenizer as tokenizer_lib
     from pretrainx.data.base import Dataset
     from pretrainx.objectives.base import EvalContext
+    from pretrainx.run import rundir
 
-    config = train.load_config_json(workdir)
+    config = rundir.load_config(workdir)
     objective = objectives.get(config.objective)(config)
-    tok_path = os.path.join(workdir, tokenizer_lib.FILENAME)
+    tok_path = rundir.path(workdir, rundir.TOKENIZER)
     tok = tokenizer_lib.load(tok_path) if os.path.exists(tok_path) else None
     objective.bind_data(Dataset(train=None, val=None, tokenizer=tok))
     try:
@@ -26,7 +28,7 @@ def restore_for_inference(workdir: str, which: str):
     target = state_lib.abstract_train_state(
         objective, lambda p: optim.make_optimizer(config.optimizer, p)[0],
         ema=float(config.optimizer.ema_decay) > 0, mesh=mesh, axis_rules=sharding.rules(config.sharding))
-    state, _, step = checkpoint.restore_for_inference(workdir, which, target)
+    state, _, step = checkpoint.restore_state_readonly(workdir, which, target)
     ctx = EvalContext(params=state.eval_params(), frozen=state.frozen, step=step, workdir=workdir,
                       rng=jax.random.PRNGKey(0), mesh=mesh, val_data=None, tokenizer=tok,
                       aux=state.aux)

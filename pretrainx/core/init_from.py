@@ -31,6 +31,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from pretrainx.core import checkpoint as checkpoint_lib
+from pretrainx.run import rundir
 
 log = logging.getLogger(__name__)
 
@@ -80,18 +81,18 @@ def _step_dir(workdir: str, step: str) -> tuple[str, int]:
     if not os.path.isdir(workdir):
         raise InitFromError(f"init_from.workdir {workdir!r} does not exist")
     if step in ("latest", "best"):
-        sub = "checkpoints" if step == "latest" else "checkpoints_best"
+        sub = rundir.CHECKPOINTS if step == "latest" else rundir.CHECKPOINTS_BEST
         found = steps(sub)
         if not found:
             raise InitFromError(f"init_from: no checkpoint in {os.path.join(workdir, sub)}")
         return os.path.join(workdir, sub, str(found[-1])), found[-1]
     if not step.isdigit():
         raise InitFromError(f"init_from.step must be 'latest', 'best' or a step number, got {step!r}")
-    for sub in ("checkpoints", "checkpoints_best"):
+    for sub in (rundir.CHECKPOINTS, rundir.CHECKPOINTS_BEST):
         if int(step) in steps(sub):
             return os.path.join(workdir, sub, step), int(step)
     raise InitFromError(f"init_from: no checkpoint of step {step} in {workdir} (have "
-                        f"{steps('checkpoints') + steps('checkpoints_best')})")
+                        f"{steps(rundir.CHECKPOINTS) + steps(rundir.CHECKPOINTS_BEST)})")
 
 
 def _read_numpy(directory: str, roots: list[str] | None) -> dict:

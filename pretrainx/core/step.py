@@ -15,12 +15,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pretrainx.core import state as state_lib
+from pretrainx.core import rng as streams, state as state_lib
 from pretrainx.objectives.base import DENOMINATOR, StepContext
 
-#: fold_in constant of the rng ``prepare`` gets (the loss's rng is the step's rng itself, and
-#: micro-batch k's is fold_in(rng, k), as before ``prepare`` existed)
-PREPARE_STREAM = 1 << 30
 
 
 def split_denominator(metrics: dict):
@@ -115,7 +112,7 @@ def train_step(state, batch, *, objective, tx, grad_accum: int, ema_decay: float
     rng = step_key(state.rng, state.step, rng_impl)
     ctx = StepContext(step=state.step, aux=state.aux, total_steps=total_steps, train=True)
     batch = objective.prepare(state.params, state.frozen, batch,
-                              jax.random.fold_in(rng, PREPARE_STREAM), ctx)
+                              jax.random.fold_in(rng, streams.PREPARE), ctx)
     updater = Updater(objective, tx, state.frozen, ctx, grad_accum)
     params, opt_state, metrics = objective.update(state.params, state.opt_state, batch, rng, ctx,
                                                   updater)
@@ -145,7 +142,7 @@ def eval_step(params, frozen, aux, batch, rng, step, *, objective, total_steps: 
     (1 when the objective gives none), for the caller to pool."""
     ctx = StepContext(step=jnp.asarray(step, jnp.int32), aux=aux, total_steps=total_steps,
                       train=False)
-    batch = objective.prepare(params, frozen, batch, jax.random.fold_in(rng, PREPARE_STREAM), ctx)
+    batch = objective.prepare(params, frozen, batch, jax.random.fold_in(rng, streams.PREPARE), ctx)
     loss, metrics = objective.loss_fn(params, batch, rng, train=False, frozen=frozen, ctx=ctx)
     metrics, weight = split_denominator(metrics)
     return {**metrics, "loss": loss, DENOMINATOR: weight}

@@ -1,59 +1,36 @@
 """``run(config, workdir)``: the one training loop every objective goes through.
 
-Per step: host builds batch i (a pure function of (seed, i)), the objective's ``transform``
-corrupts it on the host, the batch is sharded over the mesh, and one jitted ``train_step``
-(``step.py``: explicit in/out shardings, donated state) updates the state. Metrics of step n are
-fetched after step n+1 is dispatched, so the host never stalls the device.
-
-A run starts from its workdir's latest checkpoint when there is one; else from
-``config.init_from`` (another run's arrays, ``init_from.py``) when set; else from scratch. It
-writes ``config.json`` and ``provenance.json`` (``provenance.py``) at every start.
+``setup`` builds a run from its config: objective, mesh, data, the sharded initial state and one
+jitted ``train_step`` (``step.py``: explicit in/out shardings, donated state). ``run`` locks the
+workdir, checks a resume's config, restores the newest checkpoint (else ``config.init_from``,
+``init_from.py``, when set; else the fresh state), rewrites the run's record (``run/rundir.py``,
+``run/provenance.py``) and hands over to ``loop.TrainLoop``, the loop as named phases.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import logging
-import math
 import os
-import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from pretrainx.core import checkpoint as checkpoint_lib
-from pretrainx.config import check as config_check
 from pretrainx import data as data_lib
 from pretrainx import objectives
-from pretrainx.core import evaluate, init_from
-from pretrainx.run import metrics as metrics_lib
-from pretrainx.core import optim
-from pretrainx.run import preemption, provenance, record as run_record, lock as workdir_lock
+from pretrainx.config import check as config_check
+from pretrainx.core import checkpoint as checkpoint_lib, init_from, optim
 from pretrainx.core import sharding as sharding_lib, state as state_lib
 from pretrainx.core.batches import host_batch
+# NonFinite*Error: callers (tests, sweeps) catch them as train.X
+from pretrainx.core.loop import (NonFiniteLossError, NonFiniteStateError,  # noqa: F401
+                                 RunResult, TrainLoop)
+from pretrainx.core.step import RNG_IMPLS, train_step
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.data.base import DataState
-from pretrainx.core.step import RNG_IMPLS, train_step
+from pretrainx.run import provenance, rundir, lock as workdir_lock
 
 log = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(FloatingPointError):
-    pass
-
-
-class NonFiniteStateError(NonFiniteLossError):
-    """The parameters (or optimiser state) are no longer finite: such a state is never saved."""
-
-
-@dataclasses.dataclass
-class RunResult:
-    """What ``run`` returns to callers (tests, sweeps): the final state and the logged history."""
-    state: state_lib.TrainState
-    history: list            # one dict per logged step, as written to metrics.jsonl
-    stopped_early: bool = False
-    preempted: bool = False   # stopped by SIGTERM after saving (``pretrainx train`` exits 75)
 
 
 @dataclasses.dataclass
@@ -74,7 +51,7 @@ def saved_tokenizer(workdir: str | None):
     (None otherwise): its ids cannot move even if the corpus or the tokenizer library changed."""
     if not workdir or not checkpoint_lib.has_checkpoint(workdir):
         return None                  # a fresh start fits or trains the tokenizer the config says
-    path = os.path.join(workdir, tokenizer_lib.FILENAME)
+    path = rundir.path(workdir, rundir.TOKENIZER)
     return tokenizer_lib.load(path) if os.path.exists(path) else None
 
 
@@ -141,17 +118,11 @@ def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) ->
 
     Before anything in the workdir is rewritten: the workdir is locked (one writer), relative
     paths are made absolute, the values are checked, and a resume's config is compared with the
-    saved one (``run_record.py``).
+    saved one (``rundir.check_resume``).
     """
     workdir_lock.prepare(workdir)
     with workdir_lock.WorkdirLock(workdir):
         return _run_locked(config_check.resolve_paths(config), workdir, stop_after, on_eval)
-
-
-def _all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-              if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
 def _restore_or_init(ckpt, state, shardings, objective, config, workdir: str):
@@ -179,168 +150,27 @@ def _restore_or_init(ckpt, state, shardings, objective, config, workdir: str):
 
 
 def _run_locked(config, workdir: str, stop_after, on_eval) -> RunResult:
-    changes = (run_record.check_resume(workdir, config)
-               if checkpoint_lib.has_checkpoint(workdir) else {})
+    changes = rundir.check_resume(workdir, config) if checkpoint_lib.has_checkpoint(workdir) else {}
     built = setup(config, workdir)
-    objective, mesh, dataset, shardings = built.objective, built.mesh, built.dataset, built.shardings
     state, built.state = built.state, None   # one reference, so a restore frees the fresh init
-    step_fn, make_batch = built.step_fn, built.host_batch
-
     ckpt = checkpoint_lib.Checkpointer(workdir, config.checkpoint)
     try:
-        state, data_state, restored = _restore_or_init(ckpt, state, shardings, objective, config,
-                                                       workdir)
+        state, data_state, restored = _restore_or_init(ckpt, state, built.shardings,
+                                                       built.objective, config, workdir)
     except BaseException:
         ckpt.close()       # no manager left running behind the error the user reads
         raise
-    # The run's record is rewritten only now, once the config and the restore are known good.
-    run_record.trim_metrics(workdir, restored[2] if restored else 0)
-    run_record.write_config(config, workdir)
-    provenance.write(workdir, restored[2] if restored else None, config_changes=changes)
+    restored_step = restored[2] if restored else None
+    _rewrite_record(config, workdir, built.dataset, restored_step, changes)
+    return TrainLoop(built, config, workdir, ckpt, state, data_state, last_saved=restored_step,
+                     stop_after=stop_after, on_eval=on_eval).run()
+
+
+def _rewrite_record(config, workdir: str, dataset, restored_step: int | None, changes) -> None:
+    """The run's record is rewritten only once the config and the restore are known good:
+    metrics past the restored step dropped, config, provenance and tokenizer written."""
+    rundir.trim_metrics(workdir, restored_step or 0)
+    rundir.write_config(config, workdir)
+    provenance.write(workdir, restored_step, config_changes=changes)
     if dataset.tokenizer is not None and jax.process_index() == 0:
         dataset.tokenizer.save(workdir)
-
-    first = make_batch(dataset.train, data_state.next_index)
-    evaluator = evaluate.Evaluator(objective, config, mesh, dataset, workdir)
-    if config.eval.every and dataset.val is None:
-        log.warning("no validation data (data.val_fraction is 0 or the split too short): evals "
-                    "report no val/ metrics")
-
-    total = int(config.train.steps)
-    start = int(jax.device_get(state.step))
-    writer = metrics_lib.MetricWriter(workdir, tensorboard=True, purge_step=start + 1 if start else None)
-    # The whole LR curve, computed once, is the one source of "train/lr": evaluating the schedule
-    # on the device each step would wait for the step queued before it and stall the pipeline.
-    host_lrs = np.asarray(jax.device_get(jax.jit(jax.vmap(built.schedule))(jnp.arange(total))))
-    tokens_per_step = (first[objective.tokens_key].size * jax.process_count()
-                       if objective.tokens_key in first else None)
-    flops = objective.flops_per_batch(first)           # of this process's rows
-    flops_per_step = flops * jax.process_count() if flops else None
-    progress = metrics_lib.Progress(total, start, bool(config.train.get("progress", True)))
-    clock = metrics_lib.Throughput(start)
-    history, pending, stopped_early, preempted, batch = [], None, False, False, first
-    evaluated = False
-    log_every = int(config.train.log_every)
-    last_saved = restored[2] if restored else None
-    started = time.perf_counter()   # "time/elapsed_s": wall seconds of this process's loop
-    all_finite = jax.jit(_all_finite)
-
-    def flush(pending_step, pending_metrics):
-        scalars = {f"train/{k}": float(v) for k, v in jax.device_get(pending_metrics).items()}
-        if not math.isfinite(scalars["train/loss"]):
-            raise NonFiniteLossError(
-                f"loss is {scalars['train/loss']} at step {pending_step}; stopped without saving "
-                f"(last good checkpoint: step {last_saved}). Lower the learning rate or check the data.")
-        scalars["train/lr"] = float(host_lrs[pending_step - 1])   # the LR that step used
-        rate = clock.measure(pending_step)
-        scalars["train/steps_per_sec"] = rate
-        scalars["time/elapsed_s"] = time.perf_counter() - started
-        if tokens_per_step:
-            scalars["train/tokens_per_sec"] = rate * tokens_per_step
-        u = metrics_lib.mfu(flops_per_step, rate, mesh.size)
-        if u is not None:
-            scalars["train/mfu"] = u
-        writer.write(pending_step, scalars)
-        history.append({"step": pending_step, **scalars})
-        post = {"loss": f"{scalars['train/loss']:.4f}"}
-        if tokens_per_step:
-            post["tok/s"] = f"{scalars['train/tokens_per_sec']:.3g}"
-        if flops_per_step:
-            post["mfu"] = f"{scalars['train/mfu']:.1%}" if "train/mfu" in scalars else "n/a"
-        progress.update(pending_step, post)
-
-    check_every = config.train.get("preemption_check_every", preemption.DEFAULT_CHECK_EVERY)
-    try:
-        with preemption.PreemptionWatch(check_every) as watch:
-            for step in range(start, total):
-                state, step_metrics = step_fn(state, sharding_lib.put_batch(batch, mesh))
-                data_state = DataState(data_state.next_index + 1)
-                done = step + 1
-                if pending is not None:
-                    flush(*pending)
-                    pending = None
-                if done % log_every == 0 or done == total:
-                    pending = (done, step_metrics)
-                else:   # the learning rate every step; logged steps get it in flush
-                    writer.write(done, {"train/lr": float(host_lrs[step])})
-                if done < total:   # prepare the next batch while the device works on this one
-                    batch = make_batch(dataset.train, data_state.next_index)
-                if stop_after is not None and done - start >= stop_after:
-                    stopped_early = True
-                    break
-                preempted = watch.stop_at(done)
-                eval_now = config.eval.every and (done % int(config.eval.every) == 0 or done == total)
-                save_now = done % ckpt.every == 0 or done == total or preempted
-                if eval_now or save_now:   # never evaluate or save a state whose loss was not checked
-                    if pending is not None:   # this step was logged: flush checks its loss
-                        flush(*pending)
-                        pending = None
-                    elif not math.isfinite(float(jax.device_get(step_metrics["loss"]))):
-                        flush(done, step_metrics)   # raises NonFiniteLossError: nothing is saved
-                    # The loss was measured before the update; the update itself may have broken
-                    # the weights (a huge step, an overflow): such a state is neither evaluated nor saved.
-                    if not bool(all_finite((state.params, state.ema_params, state.opt_state))):
-                        raise NonFiniteStateError(
-                            f"the parameters are not finite after step {done}; stopped without "
-                            f"saving (last good checkpoint: step {last_saved})")
-                if eval_now and not preempted:
-                    eval_started = time.perf_counter()
-                    try:
-                        with watch.interruptible():
-                            scalars = evaluator.run(
-                                state.eval_params(), state.frozen, done, final=done == total,
-                                aux=state.aux,
-                                should_stop=watch.should_stop if jax.process_count() > 1 else None)
-                    except preemption.Preempted:    # SIGTERM: save this step, skip its eval
-                        eval_now, save_now, preempted = False, True, True
-                        progress.write(f"SIGTERM during the eval at step {done}: eval skipped")
-                if eval_now and not preempted:
-                    scalars["time/eval_s"] = time.perf_counter() - eval_started
-                    scalars["time/elapsed_s"] = time.perf_counter() - started
-                    writer.write(done, scalars)
-                    history.append({"step": done, **scalars})
-                    # The train loss is measured before the update; a step can still wreck the
-                    # weights. A non-finite validation loss stops the run like a train NaN.
-                    for key in {"val/loss", ckpt.best_metric} & scalars.keys():
-                        if not math.isfinite(scalars[key]):
-                            raise NonFiniteLossError(
-                                f"{key} is {scalars[key]} at step {done}; stopped without saving "
-                                f"(last good checkpoint: step {last_saved})")
-                    progress.write(f"step {done}: " + ", ".join(
-                        f"{k}={v:.4f}" for k, v in scalars.items() if k.startswith("val/")))
-                    ckpt.save_best(done, state, data_state, scalars)
-                if save_now:
-                    ckpt.save(done, state, data_state)
-                    last_saved = done
-                if eval_now and not preempted and not evaluated:
-                    evaluated = True                 # the first eval: is the best metric there?
-                    if (problem := ckpt.check_best_metric(scalars)) is not None:
-                        raise config_check.ConfigError(problem)
-                if eval_now and not preempted and on_eval is not None:
-                    on_eval(done, scalars)
-                if preempted:
-                    progress.write(f"SIGTERM: saved step {done} and stopping")
-                    stopped_early = True
-                    break
-            if pending is not None:
-                flush(*pending)
-    finally:
-        # Saves already dispatched hold good states: let them land even when the loop raised.
-        # A failed save raises from wait(); the writers are closed (TensorBoard flushed) anyway.
-        try:
-            ckpt.wait()
-        finally:
-            progress.close()
-            writer.close()
-            ckpt.close()
-    return RunResult(state=state, history=history, stopped_early=stopped_early,
-                     preempted=preempted)
-
-
-def load_config_json(workdir: str):
-    """The resolved config a run wrote, for ``sample`` / ``eval`` on that workdir."""
-    import ml_collections
-    saved = run_record.read_config(workdir)     # a cut or garbled file: one line, not a traceback
-    if saved is None:
-        raise FileNotFoundError(f"no config.json in workdir {workdir!r}: is it a pretrainx run?")
-    return ml_collections.ConfigDict(saved)

@@ -25,6 +25,7 @@ import tarfile
 
 import numpy as np
 
+from pretrainx.core import rng as streams
 from pretrainx.data.base import Dataset, batch_rng, register, shard_rows
 from pretrainx.data.sources import ArraySource
 
@@ -67,7 +68,8 @@ class ImageSource:
         images = to_unit_range(batch["image"])
         if self.random_flip:
             # Drawn for the whole global batch, then sliced: the same flips whatever the sharding.
-            flips = batch_rng(self.seed, index, stream=2).random(self.batch_size) < 0.5
+            draws = batch_rng(self.seed, index, stream=streams.IMAGE_FLIPS)
+            flips = draws.random(self.batch_size) < 0.5
             mine = flips[shard_rows(self.batch_size, shard)]
             images = np.where(mine[:, None, None, None], images[:, :, ::-1], images)
         return {"image": np.ascontiguousarray(images), "label": batch["label"]}

@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from pretrainx.core import rng as streams
 from pretrainx.data.base import TOKENS, Batch, Dataset, batch_rng, raw_tokens, register, shard_rows
 
 
@@ -68,7 +69,8 @@ class TokenWindows:
     its own inputs and targets, e.g. masked LM or span corruption, asks for those)."""
 
     def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, seed: int = 0,
-                 sampling: str = "random", stream: int = 0, shift: bool = True):
+                 sampling: str = "random", stream: int = streams.WINDOW_STARTS_TRAIN,
+                 shift: bool = True):
         self.width = seq_len + 1 if shift else seq_len
         if len(tokens) <= self.width:
             raise ValueError(f"a stream of {len(tokens)} tokens is too short for windows of "
@@ -137,8 +139,10 @@ def build_numpy(config, *, batch_size, eval_batch_size, seq_len, seed, fields=No
         train_ids, val_ids = split_tail(data, val_fraction)
         sampling = config.get("sampling", "random")
         shift = not raw_tokens(fields)
-        train = TokenWindows(train_ids, batch_size, seq_len, seed, sampling, stream=0, shift=shift)
-        val = (TokenWindows(val_ids, eval_batch_size, seq_len, seed, sampling, stream=1, shift=shift)
+        train = TokenWindows(train_ids, batch_size, seq_len, seed, sampling,
+                             stream=streams.WINDOW_STARTS_TRAIN, shift=shift)
+        val = (TokenWindows(val_ids, eval_batch_size, seq_len, seed, sampling,
+                            stream=streams.WINDOW_STARTS_VAL, shift=shift)
                if len(val_ids) > seq_len + 1 else None)
         return Dataset(train, val, None, {"train_tokens": len(train_ids),
                                           "val_tokens": len(val_ids)})

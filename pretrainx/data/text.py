@@ -30,6 +30,7 @@ import logging
 
 import numpy as np
 
+from pretrainx.core import rng as streams
 from pretrainx.data import packing as packing_lib
 from pretrainx.data import readers
 from pretrainx.data import special_tokens as st
@@ -121,6 +122,21 @@ def _encode(tok, texts: list[str]) -> list[list[int]]:
     return encode_batch(texts) if encode_batch is not None else [tok.encode(t) for t in texts]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Rows:
+    """What both layouts need to cut encoded text into batches."""
+    tokenizer: object
+    opts: TextOptions
+    batch_size: int
+    eval_batch_size: int
+    seq_len: int
+    seed: int
+    shift: bool              # inputs/targets shifted by one (else raw rows of seq_len tokens)
+
+    def special(self, name: str):
+        return _special_id(self.tokenizer, name)
+
+
 def build_text_dataset(docs: list[str], data_config, *, batch_size: int, eval_batch_size: int,
                        seq_len: int, seed: int, fields=None, tokenizer=None,
                        special_tokens=()) -> Dataset:
@@ -137,60 +153,69 @@ def build_text_dataset(docs: list[str], data_config, *, batch_size: int, eval_ba
     # before any text is encoded, so a fresh and a resumed run (whose saved tokenizer has them
     # already) make the same rows
     tokenizer = tokenizer_lib.with_special_tokens(tokenizer, special_tokens)
-    bos = _special_id(tokenizer, st.BOS)
-    eos = _special_id(tokenizer, st.EOS)
-    shift = not raw_tokens(fields)
-    width = seq_len + 1 if shift else seq_len
+    layout = _Rows(tokenizer, opts, batch_size, eval_batch_size, seq_len, seed,
+                   shift=not raw_tokens(fields))
     info = {"chars": sum(len(d) for d in docs),
             "val_chars": sum(len(p.text) for p in val_pieces),
             "train_docs": len(train_pieces), "val_docs": len(val_pieces),
             "vocab_size": int(tokenizer.vocab_size), "split": opts.split, "packing": opts.packing}
+    build = _stream_dataset if opts.packing == "stream" else _packed_dataset
+    return build(layout, train_pieces, val_pieces, info)
 
-    if opts.packing == "stream":
-        def stream(pieces):
-            # EOS separates documents (GPT-2's <|endoftext|>): after each document's end but the
-            # stream's last. Char/byte vocabularies have none; the documents are then simply
-            # concatenated. One document (the "text" kind's corpus) is exactly nanoGPT's stream.
-            ids = _encode(tokenizer, [p.text for p in pieces])
-            last = len(pieces) - 1
-            parts = [np.asarray(s + ([eos] if eos is not None and p.ends and i < last else []),
-                                np.int32) for i, (s, p) in enumerate(zip(ids, pieces))]
-            return np.concatenate(parts) if parts else np.zeros((0,), np.int32)
 
-        train_ids, val_ids = stream(train_pieces), stream(val_pieces)
-        train = TokenWindows(train_ids, batch_size, seq_len, seed, opts.sampling, stream=0,
-                             shift=shift)
-        val = None
-        if len(val_ids) > width:
-            val = TokenWindows(val_ids, eval_batch_size, seq_len, seed, "random", stream=1,
-                               shift=shift)
-        elif len(val_ids):
-            log.warning("validation text has %d tokens, fewer than one window of %d: no "
-                        "validation", len(val_ids), width)
-        info.update(train_tokens=int(len(train_ids)), val_tokens=int(len(val_ids)))
-        return Dataset(train=train, val=val, tokenizer=tokenizer, info=info)
+def _stream_dataset(layout: _Rows, train_pieces, val_pieces, info: dict) -> Dataset:
+    """``data.packing = "stream"``: the documents joined into one stream read as windows."""
+    eos = layout.special(st.EOS)
 
-    pad = _special_id(tokenizer, st.PAD)
+    def stream(pieces):
+        # EOS separates documents (GPT-2's <|endoftext|>): after each document's end but the
+        # stream's last. Char/byte vocabularies have none; the documents are then simply
+        # concatenated. One document (the "text" kind's corpus) is exactly nanoGPT's stream.
+        ids = _encode(layout.tokenizer, [p.text for p in pieces])
+        last = len(pieces) - 1
+        parts = [np.asarray(s + ([eos] if eos is not None and p.ends and i < last else []),
+                            np.int32) for i, (s, p) in enumerate(zip(ids, pieces))]
+        return np.concatenate(parts) if parts else np.zeros((0,), np.int32)
+
+    train_ids, val_ids = stream(train_pieces), stream(val_pieces)
+    train = TokenWindows(train_ids, layout.batch_size, layout.seq_len, layout.seed,
+                         layout.opts.sampling, stream=streams.WINDOW_STARTS_TRAIN,
+                         shift=layout.shift)
+    val = None
+    width = layout.seq_len + 1 if layout.shift else layout.seq_len
+    if len(val_ids) > width:
+        val = TokenWindows(val_ids, layout.eval_batch_size, layout.seq_len, layout.seed, "random",
+                           stream=streams.WINDOW_STARTS_VAL, shift=layout.shift)
+    elif len(val_ids):
+        log.warning("validation text has %d tokens, fewer than one window of %d: no "
+                    "validation", len(val_ids), width)
+    info.update(train_tokens=int(len(train_ids)), val_tokens=int(len(val_ids)))
+    return Dataset(train=train, val=val, tokenizer=layout.tokenizer, info=info)
+
+
+def _packed_dataset(layout: _Rows, train_pieces, val_pieces, info: dict) -> Dataset:
+    """``data.packing`` one of ``packing.MODES``: documents packed into rows with segment ids."""
+    bos, eos, pad = layout.special(st.BOS), layout.special(st.EOS), layout.special(st.PAD)
     pad = 0 if pad is None else pad
 
     def rows(pieces):
         ids = [([bos] if bos is not None and p.starts else []) + s +
                ([eos] if eos is not None and p.ends else [])
-               for s, p in zip(_encode(tokenizer, [p.text for p in pieces]), pieces)]
-        packed = packing_lib.pack_documents(ids, seq_len, pad_id=pad, mode=opts.packing,
-                                            shift=shift)
+               for s, p in zip(_encode(layout.tokenizer, [p.text for p in pieces]), pieces)]
+        packed = packing_lib.pack_documents(ids, layout.seq_len, pad_id=pad,
+                                            mode=layout.opts.packing, shift=layout.shift)
         return packed, sum(len(s) for s in ids)
 
     train_rows, train_tokens = rows(train_pieces)
     val_rows, val_tokens = rows(val_pieces)
-    train = packing_lib.PackedBatches(train_rows, batch_size, seed, shuffle=True)
+    train = packing_lib.PackedBatches(train_rows, layout.batch_size, layout.seed, shuffle=True)
     num_val = len(next(iter(val_rows.values())))
-    val = (packing_lib.PackedBatches(val_rows, eval_batch_size, seed, shuffle=False,
-                                     drop_remainder=False) if num_val else None)
+    val = (packing_lib.PackedBatches(val_rows, layout.eval_batch_size, layout.seed,
+                                     shuffle=False, drop_remainder=False) if num_val else None)
     info.update(train_tokens=train_tokens, val_tokens=val_tokens,
                 train_rows=len(next(iter(train_rows.values()))),
                 packing_fill=round(train.fill, 4), bos_id=bos, eos_id=eos, pad_id=pad)
-    return Dataset(train=train, val=val, tokenizer=tokenizer, info=info)
+    return Dataset(train=train, val=val, tokenizer=layout.tokenizer, info=info)
 
 
 # ---- sources: data.kind -> documents ---------------------------------------------------------

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pretrainx.models import decoding, gpt
+from pretrainx.core import rng as streams
 
 #: batch keys of the "preferences" data kind (data/preferences.py)
 PAIR_KEYS = ("chosen", "chosen_mask", "chosen_response", "rejected", "rejected_mask",
@@ -20,7 +21,7 @@ def policy_key(config) -> jax.Array:
     """The key both the trained policy and its frozen reference are initialised with. Without
     ``init_from`` (a ``:smoke`` run from scratch) the reference is then the initial policy, as it
     would be after loading one pretrained run into both; ``init_from`` overwrites both anyway."""
-    return jax.random.PRNGKey(int(config.seed) + 7919)
+    return jax.random.PRNGKey(int(config.seed) + streams.POLICY_INIT_SEED_OFFSET)
 
 
 def token_logprobs(logits_BxTxV, tokens_BxT, temperature: float = 1.0):

@@ -9,7 +9,7 @@ Every piece is a part of the runner contract (objectives/base.py); train.py know
   value function and the frozen reference over prompt + response, the frozen reward model's score
   at the response's last token, per-token rewards r_t = −β·(log π − log π_ref) (+ score at the
   last token), GAE(γ, λ) advantages (whitened) and returns. Its rng is fold_in(key(seed, step),
-  PREPARE_STREAM): a resumed run draws the same rollouts.
+  core.rng.PREPARE): a resumed run draws the same rollouts.
 * ``update`` runs ``ppo.epochs`` × ``ppo.minibatches`` optimiser steps on the rollout batch (a
   fresh permutation each epoch), each on ``loss_fn``: the clipped policy loss + ``vf_coef`` ×
   the clipped value loss − ``entropy_coef`` × entropy.
@@ -34,13 +34,14 @@ responses go to ``workdir/samples/`` at each eval.
 """
 from __future__ import annotations
 
-import os
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pretrainx.core import rng as streams
+from pretrainx.run import rundir
 from pretrainx.models import decoding
 from pretrainx.models import gpt, transformer
 from pretrainx.objectives import lm_utils, rl_math
@@ -99,7 +100,7 @@ class PPOObjective(Objective):
         reward = self.scalar.init({"params": rng}, tokens)["params"]
         kernel = reward["head"]["kernel"]
         reward["head"]["kernel"] = kernel.replace_boxed(
-            jax.random.normal(jax.random.fold_in(rng, 1), kernel.value.shape)
+            jax.random.normal(jax.random.fold_in(rng, streams.REWARD_HEAD_INIT), kernel.value.shape)
             / jnp.sqrt(kernel.value.shape[0]))          # scores of order 1
         return {"reference": self.policy.init({"params": lm_utils.policy_key(self.config)},
                                               tokens)["params"], "reward": reward}
@@ -204,7 +205,7 @@ class PPOObjective(Objective):
             pick = jax.lax.dynamic_slice(order, ((i % num_mb) * size,), (size,))
             minibatch = jax.tree.map(lambda x: x[pick], batch)
             loss, metrics, grads = updater.loss_and_grad(params, minibatch,
-                                                         jax.random.fold_in(rng, 1000 + i))
+                                                         jax.random.fold_in(rng, streams.PPO_MINIBATCH_LOSS + i))
             params, opt_state = updater.apply(params, opt_state, grads)
             return (params, opt_state), {**metrics, "loss": loss, "grad_norm": updater.norm(grads)}
 
@@ -262,11 +263,10 @@ class ResponseSamples:
             best, score, _ = lm_utils.best_of_n(
                 obj.model_config, ctx.params["policy"], ctx.frozen["reward"], prompt.tolist(), n=1,
                 max_new_tokens=obj.max_new, temperature=obj.temperature, top_k=obj.top_k,
-                seed=ctx.step * 100 + i, eos_id=obj.eos_id, pool=obj.reward_pool)
+                seed=ctx.step * streams.PPO_SAMPLE_SEEDS_PER_STEP + i, eos_id=obj.eos_id, pool=obj.reward_pool)
             lines.append(f"[reward {score:+.3f}] {obj.tokenizer.decode(prompt.tolist())!r} -> "
                          f"{obj.tokenizer.decode(best[len(prompt):].tolist())!r}")
         if ctx.workdir and jax.process_index() == 0:
-            os.makedirs(os.path.join(ctx.workdir, "samples"), exist_ok=True)
-            with open(os.path.join(ctx.workdir, "samples", f"step_{ctx.step:06d}.txt"), "w") as f:
+            with open(rundir.sample_path(ctx.workdir, ctx.step, ".txt"), "w") as f:
                 f.write("\n".join(lines) + "\n")
         return []

@@ -86,7 +86,7 @@ def sample_responses(model_config, params, prompts: np.ndarray, *, max_new_token
 def make_pairs(workdir: str, out: str, *, prompts: int, samples: int, prompt_len: int,
                max_new_tokens: int, seed: int) -> dict:
     from pretrainx.core import inference, train
-    objective, ctx, config = inference.restore_for_inference(workdir, "latest")
+    objective, ctx, config = inference.load_trained_run(workdir, "latest")
     tokenizer = objective.tokenizer
     data = train.build_dataset(config, objective, workdir)
     windows = prompt_windows(data.train.tokens, prompts, prompt_len, seed)

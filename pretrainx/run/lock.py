@@ -19,10 +19,11 @@ import socket
 import jax
 
 from pretrainx.config.check import ConfigError
+from pretrainx.run import rundir
 
 log = logging.getLogger(__name__)
 
-FILENAME = "run.lock"
+FILENAME = rundir.LOCK
 
 
 class WorkdirError(ConfigError):

@@ -1,4 +1,4 @@
-"""Where numbers go: ``metrics.jsonl`` (one JSON object per logged step), TensorBoard events, and a
+"""Where numbers go: ``metrics.jsonl`` (its format: ``rundir``), TensorBoard events, and a
 progress bar with loss, tokens/s, MFU and ETA. Only process 0 writes.
 
 MFU = achieved FLOP/s over the summed peak dense bf16 FLOP/s of the devices in use. The FLOPs of
@@ -8,13 +8,13 @@ size, T sequence length).
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
 import time
 
 import jax
+
+from pretrainx.run import rundir
 
 # Peak dense bf16 FLOP/s per JAX device, from the vendors' data sheets. A name matches jax's
 # device_kind as a whole word ("L4" is not "L40S"); the longest matching name wins. TPU v2/v3
@@ -67,23 +67,22 @@ class MetricWriter:
 
     def __init__(self, workdir: str, tensorboard: bool = True, purge_step: int | None = None):
         """``purge_step``: a resumed run's first step; TensorBoard drops the events logged at
-        and after it by the killed run (metrics.jsonl is trimmed by ``run_record``)."""
+        and after it by the killed run (metrics.jsonl is trimmed by ``rundir.trim_metrics``)."""
         self.enabled = jax.process_index() == 0
         self.jsonl = None
         self.tb = None
         if not self.enabled:
             return
-        os.makedirs(workdir, exist_ok=True)
-        self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
+        self.jsonl = rundir.open_metrics(workdir)
         if tensorboard:
             from tensorboardX import SummaryWriter
-            self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=purge_step)
+            self.tb = SummaryWriter(rundir.path(workdir, rundir.TENSORBOARD), purge_step=purge_step)
 
     def write(self, step: int, scalars: dict) -> None:
         if not self.enabled:
             return
         clean = {k: float(v) for k, v in scalars.items()}
-        self.jsonl.write(json.dumps({"step": int(step), **clean}) + "\n")
+        self.jsonl.write(rundir.metrics_line(step, clean))
         if self.tb is not None:
             for k, v in clean.items():
                 if math.isfinite(v):

@@ -23,7 +23,9 @@ import sys
 
 import jax
 
-FILENAME = "provenance.json"
+from pretrainx.run import rundir
+
+FILENAME = rundir.PROVENANCE
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "numpy",
             "tokenizers", "tensorflow-datasets", "grain", "pretrainx")
 

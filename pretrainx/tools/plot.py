@@ -15,7 +15,7 @@ import os
 from matplotlib.figure import Figure   # no pyplot: no GUI backend, no global figure state
 from matplotlib.ticker import FuncFormatter
 
-from pretrainx.run import history as run_history
+from pretrainx.run import rundir
 
 
 def run_labels(workdirs: list[str]) -> list[str]:
@@ -48,19 +48,19 @@ def compare_figure(workdirs: list[str], *, metric: str = "val/loss",
     labels = labels or run_labels(workdirs)
     if len(labels) != len(workdirs):
         raise ValueError(f"{len(labels)} labels for {len(workdirs)} runs")
-    runs = [(label, run_history.read_rows(w)) for label, w in zip(labels, workdirs)]
-    if not any(run_history.curve(rows, metric)[0] for _, rows in runs):
-        known = sorted(set().union(*(run_history.metric_keys(r) for _, r in runs)))
+    runs = [(label, rundir.read_rows(w)) for label, w in zip(labels, workdirs)]
+    if not any(rundir.curve(rows, metric)[0] for _, rows in runs):
+        known = sorted(set().union(*(rundir.metric_keys(r) for _, r in runs)))
         raise ValueError(f"no run logged {metric!r} (logged: {', '.join(known)})")
 
     fig = Figure(figsize=(12, 4.8), layout="constrained")
     ax_train, ax_val = fig.subplots(1, 2)
     colors = [f"C{i % 10}" for i in range(len(runs))]
     for (label, rows), color in zip(runs, colors):
-        steps, vals = run_history.curve(rows, train_metric)
+        steps, vals = rundir.curve(rows, train_metric)
         if steps:
             draw_curve(ax_train, steps, vals, label=label, color=color, linewidth=1.0)
-        steps, vals = run_history.curve(rows, metric)
+        steps, vals = rundir.curve(rows, metric)
         if steps:
             draw_curve(ax_val, steps, vals, label=label, color=color, mark_best=mode,
                        marker="." if len(steps) < 30 else None)

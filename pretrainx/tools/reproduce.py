@@ -146,10 +146,10 @@ def measure(entry: Entry, workdir: str) -> float:
         objective = objectives.get(config.objective)(config)
         shapes = jax.eval_shape(objective.init, jax.random.key(0, impl="unsafe_rbg"))
         return float(state.count_params(shapes))
-    from pretrainx.run import history as run_history
+    from pretrainx.run import rundir
     from pretrainx.core import train
     train.run(config, workdir)
-    summary = run_history.summarize(workdir, entry.metric)
+    summary = rundir.summarize(workdir, entry.metric)
     if summary is None:
         raise ValueError(f"the run in {workdir} never logged {entry.metric!r}")
     return summary[entry.take]

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from pretrainx.tools import plot
 
-from pretrainx.run import history as run_history
+from pretrainx.run import rundir
 
 from pretrainx.tools import sweep_def
 
@@ -48,8 +48,8 @@ def rows(study: optuna.Study, sweep: sweep_def.Sweep, workdir: str) -> list[dict
         chain = sorted(attempts[number], key=lambda t: t.number)
         last = chain[-1]
         run_dir = os.path.join(workdir, "trials", f"{number:03d}")
-        summary = (run_history.summarize(run_dir, sweep.metric, sweep.mode)
-                   if os.path.exists(os.path.join(run_dir, run_history.FILENAME)) else None)
+        summary = (rundir.summarize(run_dir, sweep.metric, sweep.mode)
+                   if rundir.has_metrics(run_dir) else None)
         value = last.value if last.state == TrialState.COMPLETE else None
         if value is None and summary:   # pruned, failed or running: its best so far
             value = summary["best"] if sweep.value == "best" else summary["final"]
@@ -141,9 +141,9 @@ def plot_curves(table, sweep, workdir: str, out: str, best_number) -> str | None
     drawn = 0
     for i, row in enumerate(table):
         run_dir = os.path.join(workdir, "trials", f"{row['trial']:03d}")
-        if not os.path.exists(os.path.join(run_dir, run_history.FILENAME)):
+        if not rundir.has_metrics(run_dir):
             continue
-        steps, vals = run_history.curve(run_history.read_rows(run_dir), sweep.metric)
+        steps, vals = rundir.curve(rundir.read_rows(run_dir), sweep.metric)
         if not steps:
             continue
         label = f"{row['trial']:03d} {row['status'].lower()}: " + ", ".join(

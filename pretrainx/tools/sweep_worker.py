@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 
 from pretrainx.config import load as config_lib
 
-from pretrainx.run import history as run_history
+from pretrainx.run import rundir
 
 from pretrainx.tools import sweep_def
 
@@ -141,7 +141,7 @@ class TrialObjective:
             raise
         if result.stopped_early:
             raise Interrupted(f"trial {trial.number} saved and stopped (SIGTERM)")
-        summary = run_history.summarize(run_dir, self.sweep.metric, self.sweep.mode)
+        summary = rundir.summarize(run_dir, self.sweep.metric, self.sweep.mode)
         if summary is None:
             trial.set_user_attr("no_retry", True)
             raise ValueError(f"the run never logged {self.sweep.metric!r}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import jax
 
-from pretrainx.core import rng as streams
+from pretrainx.data import rng as streams
 from pretrainx.data.base import batch_rng, shard_rows
 from pretrainx.objectives.base import BatchContext
 

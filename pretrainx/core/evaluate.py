@@ -13,7 +13,8 @@ import functools
 import jax
 import numpy as np
 
-from pretrainx.core import rng as streams, sharding as sharding_lib, step as step_lib, batches
+from pretrainx.core import sharding as sharding_lib, step as step_lib, batches
+from pretrainx.data import rng as streams
 from pretrainx.objectives.base import DENOMINATOR, EvalContext
 from pretrainx.run.preemption import Preempted
 

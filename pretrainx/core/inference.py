@@ -18,7 +18,7 @@ def load_trained_run(workdir: str, which: str):
 
     config = rundir.load_config(workdir)
     objective = objectives.get(config.objective)(config)
-    tok_path = rundir.path(workdir, rundir.TOKENIZER)
+    tok_path = rundir.path(workdir, tokenizer_lib.FILENAME)
     tok = tokenizer_lib.load(tok_path) if os.path.exists(tok_path) else None
     objective.bind_data(Dataset(train=None, val=None, tokenizer=tok))
     try:

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pretrainx.core import rng as streams, state as state_lib
+from pretrainx.core import state as state_lib
+from pretrainx.data import rng as streams
 from pretrainx.objectives.base import DENOMINATOR, StepContext
 
 

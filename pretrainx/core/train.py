@@ -51,7 +51,7 @@ def saved_tokenizer(workdir: str | None):
     (None otherwise): its ids cannot move even if the corpus or the tokenizer library changed."""
     if not workdir or not checkpoint_lib.has_checkpoint(workdir):
         return None                  # a fresh start fits or trains the tokenizer the config says
-    path = rundir.path(workdir, rundir.TOKENIZER)
+    path = rundir.path(workdir, tokenizer_lib.FILENAME)
     return tokenizer_lib.load(path) if os.path.exists(path) else None
 
 

@@ -25,7 +25,7 @@ import tarfile
 
 import numpy as np
 
-from pretrainx.core import rng as streams
+from pretrainx.data import rng as streams
 from pretrainx.data.base import Dataset, batch_rng, register, shard_rows
 from pretrainx.data.sources import ArraySource
 

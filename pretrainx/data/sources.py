@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from pretrainx.core import rng as streams
+from pretrainx.data import rng as streams
 from pretrainx.data.base import TOKENS, Batch, Dataset, batch_rng, raw_tokens, register, shard_rows
 
 

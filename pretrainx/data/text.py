@@ -30,7 +30,7 @@ import logging
 
 import numpy as np
 
-from pretrainx.core import rng as streams
+from pretrainx.data import rng as streams
 from pretrainx.data import packing as packing_lib
 from pretrainx.data import readers
 from pretrainx.data import special_tokens as st

@@ -31,7 +31,6 @@ import numpy as np
 
 from pretrainx.data.images import ImageArrays, to_uint8, to_unit_range
 from pretrainx.evaluators.cache import computed_once
-from pretrainx.run import rundir
 
 
 def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -251,5 +250,5 @@ class SampleGridEvaluator:
         import jax
         images = self.generate(ctx.params, jax.random.key(self.seed), self.num)
         if jax.process_index() == 0:   # every process samples (collectives); one writes
-            save_image_grid(images, rundir.sample_path(ctx.workdir, ctx.step, ".png"))
+            save_image_grid(images, os.path.join(ctx.workdir, "samples", f"step_{ctx.step:06d}.png"))
         return []

@@ -11,6 +11,7 @@ perplexity and bits are derived from the pooled NLL (``finalize_metrics``).
 from __future__ import annotations
 
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +22,6 @@ from pretrainx.models import decoding
 from pretrainx.objectives import losses
 from pretrainx.models import gpt, transformer
 from pretrainx.objectives.base import DENOMINATOR, EvalContext, Objective, register
-from pretrainx.run import rundir
 
 LN2 = math.log(2.0)
 
@@ -140,6 +140,7 @@ class TextSampleEvaluator:
                                             temperature=float(s.temperature), top_k=int(s.top_k),
                                             seed=ctx.step)
         if ctx.workdir and jax.process_index() == 0:
-            with open(rundir.sample_path(ctx.workdir, ctx.step, ".txt"), "w") as f:
+            os.makedirs(os.path.join(ctx.workdir, "samples"), exist_ok=True)
+            with open(os.path.join(ctx.workdir, "samples", f"step_{ctx.step:06d}.txt"), "w") as f:
                 f.write(text)
         return []

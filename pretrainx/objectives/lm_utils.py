@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pretrainx.models import decoding, gpt
-from pretrainx.core import rng as streams
+from pretrainx.data import rng as streams
 
 #: batch keys of the "preferences" data kind (data/preferences.py)
 PAIR_KEYS = ("chosen", "chosen_mask", "chosen_response", "rejected", "rejected_mask",

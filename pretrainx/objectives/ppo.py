@@ -9,7 +9,7 @@ Every piece is a part of the runner contract (objectives/base.py); train.py know
   value function and the frozen reference over prompt + response, the frozen reward model's score
   at the response's last token, per-token rewards r_t = −β·(log π − log π_ref) (+ score at the
   last token), GAE(γ, λ) advantages (whitened) and returns. Its rng is fold_in(key(seed, step),
-  core.rng.PREPARE): a resumed run draws the same rollouts.
+  data.rng.PREPARE): a resumed run draws the same rollouts.
 * ``update`` runs ``ppo.epochs`` × ``ppo.minibatches`` optimiser steps on the rollout batch (a
   fresh permutation each epoch), each on ``loss_fn``: the clipped policy loss + ``vf_coef`` ×
   the clipped value loss − ``entropy_coef`` × entropy.
@@ -34,14 +34,14 @@ responses go to ``workdir/samples/`` at each eval.
 """
 from __future__ import annotations
 
+import os
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx.core import rng as streams
-from pretrainx.run import rundir
+from pretrainx.data import rng as streams
 from pretrainx.models import decoding
 from pretrainx.models import gpt, transformer
 from pretrainx.objectives import lm_utils, rl_math
@@ -267,6 +267,7 @@ class ResponseSamples:
             lines.append(f"[reward {score:+.3f}] {obj.tokenizer.decode(prompt.tolist())!r} -> "
                          f"{obj.tokenizer.decode(best[len(prompt):].tolist())!r}")
         if ctx.workdir and jax.process_index() == 0:
-            with open(rundir.sample_path(ctx.workdir, ctx.step, ".txt"), "w") as f:
+            os.makedirs(os.path.join(ctx.workdir, "samples"), exist_ok=True)
+            with open(os.path.join(ctx.workdir, "samples", f"step_{ctx.step:06d}.txt"), "w") as f:
                 f.write("\n".join(lines) + "\n")
         return []

@@ -27,8 +27,6 @@ import os
 import jax
 
 from pretrainx.config.check import ConfigError
-# the vocabulary a run saves at its first start (``Tokenizer.save`` writes it)
-from pretrainx.data.basic_tokenizers import FILENAME as TOKENIZER  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +39,13 @@ CHECKPOINTS_BEST = "checkpoints_best"
 FROZEN = "frozen"                  # the frozen arrays, written once at the first save
 TENSORBOARD = "tensorboard"
 SAMPLES = "samples"                # text samples and image grids, one file per step
+# tokenizer.json is named by the data layer (``data.tokenizer.FILENAME``: any saved vocabulary),
+# and samples/step_NNNNNN.* by the evaluators that write them (objectives may not import run/).
 
 
 def path(workdir: str, name: str) -> str:
     """``workdir/name`` for one of the names above."""
     return os.path.join(workdir, name)
-
-
-def sample_path(workdir: str, step: int, suffix: str) -> str:
-    """Where the samples of ``step`` go (``samples/step_000123.txt``); the folder is created."""
-    os.makedirs(path(workdir, SAMPLES), exist_ok=True)
-    return os.path.join(workdir, SAMPLES, f"step_{step:06d}{suffix}")
 
 
 # --- config.json -------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 A draw is a pure function of (seed, what it is for, an index): each use below has its own stream
 so no two uses ever share bits, and exact resume and the recorded numbers depend on every value
-staying as it is. This module imports nothing, so data, objectives and the loop may all use it.
+staying as it is. It sits in the lowest layer and imports nothing, so data, objectives and the
+loop may all use it; host streams seed ``data.base.batch_rng``, device ones are ``fold_in`` values.
 """
 from __future__ import annotations
 

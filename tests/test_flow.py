@@ -70,7 +70,7 @@ def test_flow_objective_trains_and_samples_deterministically():
     assert float(loss) == pytest.approx(4 / 3, rel=0.15) and "mse" in metrics
 
     kw = dict(sampler="euler", steps=2, guidance=1.5)
-    a = objective.generate(params, jax.random.key(5), 4, **kw)
-    b = objective.generate(params, jax.random.key(5), 4, **kw)
+    a = objective.sample_images(params, jax.random.key(5), 4, **kw)
+    b = objective.sample_images(params, jax.random.key(5), 4, **kw)
     assert a.shape == (4, 8, 8, 1)
     np.testing.assert_array_equal(a, b)

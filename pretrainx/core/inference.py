@@ -5,20 +5,28 @@ from __future__ import annotations
 import os
 
 
+def objective_of(workdir: str):
+    """(objective, config) of a run, built from its ``config.json`` and saved tokenizer (no
+    weights): what ``pretrainx sample`` asks for its flags before restoring anything."""
+    from pretrainx import objectives
+    from pretrainx.core import train
+    from pretrainx.data import tokenizer as tokenizer_lib
+
+    config = train.load_config_json(workdir)
+    objective_cls = objectives.get(config.objective)
+    tok_path = os.path.join(workdir, tokenizer_lib.FILENAME)
+    tok = tokenizer_lib.load(tok_path) if os.path.exists(tok_path) else None
+    return objective_cls(config, objectives.DataSpec(tokenizer=tok)), config
+
+
 def restore_for_inference(workdir: str, which: str):
     """(objective, EvalContext) with the run's trained weights, for ``sample`` and ``eval``."""
     import jax
-    from pretrainx import objectives
-    from pretrainx.core import checkpoint, optim, sharding, state as state_lib, train
-    from pretrainx.data import tokenizer as tokenizer_lib
-    from pretrainx.data.base import Dataset
+    from pretrainx.core import checkpoint, optim, sharding, state as state_lib
     from pretrainx.objectives.base import EvalContext
 
-    config = train.load_config_json(workdir)
-    objective = objectives.get(config.objective)(config)
-    tok_path = os.path.join(workdir, tokenizer_lib.FILENAME)
-    tok = tokenizer_lib.load(tok_path) if os.path.exists(tok_path) else None
-    objective.bind_data(Dataset(train=None, val=None, tokenizer=tok))
+    objective, config = objective_of(workdir)
+    tok = objective.tokenizer
     try:
         mesh = sharding.make_mesh(config.mesh)
     except ValueError:      # fewer devices than the run had: sample on what is here

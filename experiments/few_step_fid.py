@@ -42,7 +42,7 @@ def score_run(workdir: str, samplers, seeds, guidance, record=lambda row: None) 
         name = f"{sampler}:{steps}"
         for seed in seeds:
             started = time.perf_counter()
-            images = objective.generate(ctx.params, jax.random.key(seed), protocol.num_samples,
+            images = objective.sample_images(ctx.params, jax.random.key(seed), protocol.num_samples,
                                         sampler=sampler, steps=steps, guidance=guidance)
             seconds = time.perf_counter() - started
             value = scorer.score(images)
@@ -55,7 +55,7 @@ def score_run(workdir: str, samplers, seeds, guidance, record=lambda row: None) 
     one_step = [s for s, n in specs if n == 1]
     if one_step:
         labels = [k for k in range(max(objective.num_classes, 1)) for _ in range(10)]
-        images = objective.generate(ctx.params, jax.random.key(0), len(labels),
+        images = objective.sample_images(ctx.params, jax.random.key(0), len(labels),
                                     sampler=one_step[0], steps=1, guidance=guidance,
                                     labels=labels if objective.num_classes else None)
         out["grid"] = fid.save_image_grid(images, os.path.join(

@@ -2,8 +2,7 @@
 
   pretrainx train  --config configs/gpt/shakespeare_char.py[:smoke] --workdir DIR [--config.KEY=VALUE ...]
   pretrainx eval   --workdir DIR [--checkpoint latest|best] [--set data.KEY=VALUE|eval.KEY=VALUE ...]
-  pretrainx sample --workdir DIR [--prompt "ROMEO:"] [--max-new-tokens 200] [--temperature 0.8] [--top-k 200]
-                   [--best-of N] [--policy trained|reference]   (a PPO run: best of N by its reward model)
+  pretrainx sample --workdir DIR [the run's objective's flags: --workdir DIR --help lists them]
   pretrainx pairs  --workdir PRETRAINED --out PAIRS.jsonl [--prompts 4000] [--samples 4]  (VADER-labelled)
   pretrainx tokenizer train --corpus PATH --kind bpe --vocab-size 8000 --out DIR
   pretrainx ngram  --text PATH [--n 2]
@@ -143,31 +142,37 @@ exit codes: 0 finished, 2 a one-line error (bad input), 75 stopped by SIGTERM af
 
 
 
+SAMPLE_USAGE = """usage: pretrainx sample --workdir DIR [--checkpoint latest|best] [FLAGS OF THE RUN'S OBJECTIVE]
+
+  Generate with a run's trained weights. The flags after --workdir are the ones the run's
+  objective declares: `pretrainx sample --workdir DIR --help` lists them (a causal LM: --prompt,
+  --max-new-tokens, --temperature, --top-k, --seed; an image run: --sampler, --steps, ...)."""
+
+
 def _sample(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="pretrainx sample")
-    p.add_argument("--workdir", required=True)
+    from pretrainx.objectives import sample_flags
+    p = argparse.ArgumentParser(prog="pretrainx sample", add_help=False)
+    p.add_argument("--workdir")
     p.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
-    p.add_argument("--prompt")
-    p.add_argument("--max-new-tokens", type=int, dest="max_new_tokens")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--top-k", type=int, dest="top_k")
-    p.add_argument("--steps", type=int, help="sampler steps (diffusion / flow)")
-    p.add_argument("--sampler", help="e.g. ancestral | ddim | euler | heun")
-    p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
-    p.add_argument("--num-samples", type=int, dest="num_samples")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--best-of", type=int, dest="best_of",
-                   help="draw N and print the one the run's reward model scores highest")
-    p.add_argument("--policy", choices=("trained", "reference"),
-                   help="sample the trained policy or the frozen reference (RLHF runs)")
-    args = p.parse_args(argv)
-    # Checked before the restore: a negative count was accepted and printed an empty sample.
-    for name in ("max_new_tokens", "steps", "num_samples"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    args, rest = p.parse_known_args(argv)
+    wants_help = bool({"-h", "--help"} & set(rest))
+    if not args.workdir:
+        if wants_help:
+            print(SAMPLE_USAGE)
+            return 0
+        raise ValueError("sample needs --workdir DIR (--help with it lists the run's flags)")
+    # The run's objective, built from its config.json and tokenizer, declares the flags; they
+    # are checked here, before the (slower) restore of the weights.
+    objective, config = inference.objective_of(args.workdir)
+    options = objective.sample_options()
+    prog = f"pretrainx sample ({config.objective})"
+    if wants_help:
+        print(SAMPLE_USAGE.splitlines()[0] + "\n")
+        print(sample_flags.parser_for(options, prog).format_help())
+        return 0
+    values = sample_flags.parse(options, rest, prog)
     objective, ctx, _ = inference.load_trained_run(args.workdir, args.checkpoint)
-    options = {k: v for k, v in vars(args).items() if k not in ("workdir", "checkpoint")}
-    print(objective.sample_command(ctx, options))
+    print(objective.sample_command(ctx, values))
     return 0
 
 
@@ -187,13 +192,13 @@ def _eval(argv: list[str]) -> int:
                          f"{args.set}")
     objective, ctx, config = inference.load_trained_run(args.workdir, args.checkpoint)
     config = config_lib.override(config, updates)
-    dataset = train.build_dataset(config, objective, args.workdir)   # as the run made it
+    dataset = train.build_dataset(config, type(objective), args.workdir)   # as the run made it
     held_out, covered = dataset.info.get("val_pairs"), config.eval.num_batches * config.eval.batch_size
     if held_out and covered < held_out:
         raise ValueError(f"eval.num_batches x eval.batch_size = {covered} rows cover only part of "
                          f"the {held_out} held-out pairs: --set eval.num_batches="
                          f"{-(-held_out // config.eval.batch_size)}")
-    objective.bind_data(dataset)
+    objective = type(objective)(config, type(objective).data_spec(config, dataset))
     ev = evaluate.EvalRunner(objective, config, ctx.mesh, dataset, args.workdir)
     for k, v in sorted(ev.run(ctx.params, ctx.frozen, ctx.step, final=True, aux=ctx.aux).items()):
         print(f"{k} {v:.6f}")

@@ -1,5 +1,6 @@
 """The runner contract (objectives/base.py, step.py): weighted means, ``prepare``, the update
-override, the auxiliary state, FLOPs per batch, and objectives written before the contexts."""
+override, the auxiliary state, FLOPs per batch, and building an objective in one step."""
+import dataclasses
 import functools
 
 import jax
@@ -19,7 +20,7 @@ from pretrainx.core import sharding
 from pretrainx.core import step as step_lib
 
 from pretrainx.core import train
-from pretrainx.objectives.base import DENOMINATOR, Objective, StepContext
+from pretrainx.objectives.base import DENOMINATOR, StepContext
 
 import toy_objectives as toys
 from test_train import losses
@@ -209,17 +210,14 @@ def test_an_objective_asks_the_data_for_its_own_raw_length_and_fields():
     assert np.isfinite(float(m["loss"]))
 
 
-# ---- objectives written before the contexts ---------------------------------------------------
+# ---- built in one step ------------------------------------------------------------------------
 
-def test_an_objective_without_ctx_in_its_signatures_still_plugs_in():
-    class Old(Objective):
-        def transform(self, batch, rng):
-            return {**batch, "seen": True}
-
-        def loss_fn(self, params, batch, rng, *, train, frozen=None):
-            return params["w"] * batch["x"], {DENOMINATOR: 2.0}
-
-    old = Old(None)
-    assert old.transform({}, None, ctx=object())["seen"]
-    loss, m = old.loss_fn({"w": 2.0}, {"x": 3.0}, None, train=True, frozen={}, ctx=object())
-    assert loss == 6.0 and m[DENOMINATOR] == 2.0
+def test_the_runner_builds_the_objective_on_the_data_s_spec_and_nothing_rebinds_it():
+    built = train.setup(toys.config("toy_span_drop"))
+    spec = built.objective.spec
+    assert spec.tokenizer is built.dataset.tokenizer and dict(spec.info) == built.dataset.info
+    assert not hasattr(built.objective, "bind_data")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.tokenizer = None
+    with pytest.raises(TypeError):
+        spec.info["train_tokens"] = 0                  # a read-only view of the data's info

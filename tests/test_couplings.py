@@ -36,7 +36,7 @@ def objective_and_params():
 def reference(objective_and_params, tmp_path_factory):
     """One uninterrupted single-shard job."""
     out = str(tmp_path_factory.mktemp("couplings"))
-    counts = couplings.generate(*objective_and_params, out, **OPTIONS)
+    counts = couplings.write_couplings(*objective_and_params, out, **OPTIONS)
     assert counts == {"chunks": 3, "written": 3, "skipped": 0}
     return couplings.load(out)
 
@@ -58,16 +58,16 @@ def test_each_image_is_the_flows_sample_from_its_own_noise(objective_and_params,
 def test_same_seed_same_files_whatever_the_sharding_and_another_seed_differs(
         objective_and_params, reference, tmp_path):
     sharded = str(tmp_path / "sharded")
-    first = couplings.generate(*objective_and_params, sharded, **OPTIONS, shard=1, num_shards=2)
+    first = couplings.write_couplings(*objective_and_params, sharded, **OPTIONS, shard=1, num_shards=2)
     assert first == {"chunks": 3, "written": 1, "skipped": 0}       # chunk 1 only
     with pytest.raises(ValueError, match="lacks 2 of 3 chunks"):
         couplings.load(sharded)
-    couplings.generate(*objective_and_params, sharded, **OPTIONS, shard=0, num_shards=2)
+    couplings.write_couplings(*objective_and_params, sharded, **OPTIONS, shard=0, num_shards=2)
     again = couplings.load(sharded)
     for k in couplings.FIELDS:
         np.testing.assert_array_equal(again[k], reference[k])
     other = str(tmp_path / "other")
-    couplings.generate(*objective_and_params, other, **{**OPTIONS, "seed": 4})
+    couplings.write_couplings(*objective_and_params, other, **{**OPTIONS, "seed": 4})
     assert not np.allclose(couplings.load(other)["noise"], reference["noise"])
 
 
@@ -78,13 +78,13 @@ def test_a_killed_job_resumes_to_the_same_files(objective_and_params, reference,
         if chunk == 1:
             raise KeyboardInterrupt("killed")
     with pytest.raises(KeyboardInterrupt):
-        couplings.generate(*objective_and_params, out, **OPTIONS, on_chunk=kill_after_two)
+        couplings.write_couplings(*objective_and_params, out, **OPTIONS, on_chunk=kill_after_two)
     assert sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "chunk_*"))) == [
         "chunk_000000.npz", "chunk_000001.npz"]
     # a kill inside np.savez leaves only a temporary file, which is neither read nor counted
     with open(os.path.join(out, "chunk_000002.tmp123.npz"), "wb") as f:
         f.write(b"half a chunk")
-    counts = couplings.generate(*objective_and_params, out, **OPTIONS)
+    counts = couplings.write_couplings(*objective_and_params, out, **OPTIONS)
     assert counts == {"chunks": 3, "written": 1, "skipped": 2}
     resumed = couplings.load(out)
     for k in couplings.FIELDS:
@@ -93,13 +93,13 @@ def test_a_killed_job_resumes_to_the_same_files(objective_and_params, reference,
 
 def test_other_settings_in_the_same_folder_are_refused(objective_and_params, tmp_path):
     out = str(tmp_path / "c")
-    couplings.generate(*objective_and_params, out, **{**OPTIONS, "num": 4})
+    couplings.write_couplings(*objective_and_params, out, **{**OPTIONS, "num": 4})
     with open(os.path.join(out, couplings.MANIFEST)) as f:
         assert json.load(f)["steps"] == 2
     with pytest.raises(ValueError, match="other settings.*'steps': \\(2, 3\\)"):
-        couplings.generate(*objective_and_params, out, **{**OPTIONS, "num": 4, "steps": 3})
+        couplings.write_couplings(*objective_and_params, out, **{**OPTIONS, "num": 4, "steps": 3})
     with pytest.raises(ValueError, match="--shard 2"):
-        couplings.generate(*objective_and_params, out, **OPTIONS, shard=2, num_shards=2)
+        couplings.write_couplings(*objective_and_params, out, **OPTIONS, shard=2, num_shards=2)
 
 
 def test_the_flow_loss_uses_the_pairs_noise_and_end_time_distils(objective_and_params, reference):

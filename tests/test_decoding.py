@@ -21,7 +21,7 @@ DECODER = GPTDecoder(CFG)
 
 def generate(cfg, params, prompt, n, **kw):
     assert cfg == CFG
-    return decoding.generate(DECODER, params, prompt, n, **kw)
+    return decoding.continue_prompt(DECODER, params, prompt, n, **kw)
 
 
 @functools.lru_cache(maxsize=None)

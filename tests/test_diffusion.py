@@ -130,9 +130,9 @@ def test_ddpm_objective_trains_and_samples_deterministically():
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
 
     kw = dict(sampler="ddim", steps=3, guidance=2.0)            # guidance: the CFG path too
-    a = objective.generate(params, jax.random.key(5), 6, **kw)
-    b = objective.generate(params, jax.random.key(5), 6, **kw)
-    c = objective.generate(params, jax.random.key(6), 6, **kw)
+    a = objective.sample_images(params, jax.random.key(5), 6, **kw)
+    b = objective.sample_images(params, jax.random.key(5), 6, **kw)
+    c = objective.sample_images(params, jax.random.key(6), 6, **kw)
     assert a.shape == (6, 8, 8, 1) and np.all(np.abs(a) <= 1)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)

@@ -60,14 +60,14 @@ def check_sharded_generation(config, mesh_params, sampler="ddim", steps=3, check
     same images as sampling with host copies of the params on one device."""
     objective = objectives.get(config.objective)(config)
     key = jax.random.key(3)
-    sharded = objective.generate(mesh_params, key, 16, sampler=sampler, steps=steps, batch_size=16)
-    single = objective.generate(jax.device_get(mesh_params), key, 16, sampler=sampler, steps=steps,
+    sharded = objective.sample_images(mesh_params, key, 16, sampler=sampler, steps=steps, batch_size=16)
+    single = objective.sample_images(jax.device_get(mesh_params), key, 16, sampler=sampler, steps=steps,
                                 batch_size=16)
     assert sharded.shape == (16, 8, 8, 1) and np.abs(single).max() > 0.1
     np.testing.assert_allclose(sharded, single, atol=2e-4)
     if not check_hlo:
         return
-    (fn,) = [f for k, f in objective._generate_fns.items() if k[-1] is not None]
+    (fn,) = [f for k, f in objective._sampler_fns.items() if k[-1] is not None]
     mesh = jax.tree.leaves(mesh_params)[0].sharding.mesh
     hlo = fn.lower(mesh_params, np.zeros(2, np.uint32), np.zeros(16, np.int32)).compile().as_text()
     # After SPMD partitioning each device's program works on its 16 / 8 = 2 rows.

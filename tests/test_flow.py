@@ -70,7 +70,25 @@ def test_flow_objective_trains_and_samples_deterministically():
     assert float(loss) == pytest.approx(4 / 3, rel=0.15) and "mse" in metrics
 
     kw = dict(sampler="euler", steps=2, guidance=1.5)
-    a = objective.generate(params, jax.random.key(5), 4, **kw)
-    b = objective.generate(params, jax.random.key(5), 4, **kw)
+    a = objective.sample_images(params, jax.random.key(5), 4, **kw)
+    b = objective.sample_images(params, jax.random.key(5), 4, **kw)
     assert a.shape == (4, 8, 8, 1)
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_pretrainx_sample_takes_the_image_objective_s_own_flags(tmp_path, capsys):
+    from pretrainx import main
+    workdir = str(tmp_path / "run")
+    assert main.cli(["train", "--config", os.path.join(CONFIGS, "digits_smoke.py:flow_smoke"),
+                     "--workdir", workdir, "--config.train.steps=2", "--config.eval.every=0",
+                     "--config.checkpoint.every=2", "--config.eval.fid_num_samples=0",
+                     "--config.eval.grid_samples=0"]) == 0
+    capsys.readouterr()
+    assert main.cli(["sample", "--workdir", workdir, "--sampler", "heun", "--steps", "2",
+                     "--num-samples", "4", "--guidance", "1.5", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("wrote 4 samples (heun, 2 steps, guidance 1.5, seed 3)")
+    assert os.path.exists(os.path.join(workdir, "samples", "sample_heun2_g1.5_seed3.png"))
+    assert main.cli(["sample", "--workdir", workdir, "--sampler", "ddim"]) == 2
+    assert "invalid choice: 'ddim'" in capsys.readouterr().err       # flow's samplers only

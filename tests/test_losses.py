@@ -2,6 +2,7 @@
 import math
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from pretrainx.objectives import losses
@@ -30,6 +31,14 @@ def test_label_smoothing_mixes_in_the_uniform_cross_entropy():
     assert float(nll) == pytest.approx(-math.log(0.75))   # reported NLL is unsmoothed
 
 
-def test_mse():
-    assert float(losses.mse(jnp.array([1.0, 3.0]), jnp.array([0.0, 0.0]))) == pytest.approx(5.0)
-    assert float(losses.mse(jnp.array([1.0, 3.0]), jnp.zeros(2), jnp.array([1.0, 0.0]))) == 1.0
+def test_target_logprobs_match_a_hand_computation_and_the_cross_entropy():
+    logits = jnp.array([[[0.0, math.log(3.0)], [math.log(3.0), 0.0]]])    # p = (.25, .75), (.75, .25)
+    targets = jnp.array([[1, 1]])
+    logp, entropy = losses.target_logprobs(logits, targets)
+    np.testing.assert_allclose(logp, [[math.log(0.75), math.log(0.25)]], rtol=1e-6)
+    h = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    np.testing.assert_allclose(entropy, [[h, h]], rtol=1e-6)
+    _, nll, _, _ = losses.cross_entropy(logits, targets)
+    assert float(nll) == pytest.approx(float(-logp.mean()))
+    hot, _ = losses.target_logprobs(logits, targets, temperature=0.5)   # sharper: p(.75) -> .9
+    assert float(hot[0, 0]) == pytest.approx(math.log(0.9), rel=1e-5)

@@ -119,7 +119,7 @@ def test_loss_trains_and_samples_in_one_step(objective_and_params):
     assert np.isfinite(float(loss)) and {"mse", "mse_flow"} <= set(metrics)
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
     assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads))
-    one = objective.generate(params, jax.random.key(5), 4, sampler="meanflow", steps=1)
+    one = objective.sample_images(params, jax.random.key(5), 4, sampler="meanflow", steps=1)
     assert one.shape == (4, 8, 8, 1) and float(np.abs(one).max()) > 0.1
     with pytest.raises(ValueError, match="meanflow.r_mean"):
         meanflow.MeanFlow(config_lib.override(objective.config, {"meanflow.r_std": None}))

@@ -15,7 +15,7 @@ from pretrainx.data import masking
 from pretrainx.data import special_tokens as st
 from pretrainx.data.basic_tokenizers import CharTokenizer
 from pretrainx.objectives import mlm
-from pretrainx.objectives.base import BatchContext
+from pretrainx.objectives.base import BatchContext, DataSpec
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 SMOKE = os.path.join(ROOT, "configs/bert/bert_base.py:smoke")
@@ -159,9 +159,8 @@ def smoke_config(**updates):
 
 def test_transform_draws_depend_on_seed_and_step_only():
     c = smoke_config()
-    obj = mlm.MaskedLM(c)
-    obj._bind_tables(TOK, 32)
-    obj.cls_id = CLS
+    obj = mlm.MaskedLM(c, DataSpec(TOK))
+    assert obj.cls_id == CLS and obj.mask_id == MASK
     tokens = np.random.default_rng(4).integers(0, 27, (8, 31))
     out = [obj.transform({"tokens": tokens}, np.random.default_rng([0, s]),
                          ctx=BatchContext.single_process(8, step=s, total_steps=6))

@@ -14,6 +14,7 @@ from pretrainx.core import train
 from pretrainx.objectives import prefix_lm
 from pretrainx.objectives.base import BatchContext
 from resume_check import assert_kill_and_resume_is_exact, train_losses
+import specs
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 SMOKE = os.path.join(ROOT, "configs/ul2/prefix_lm_char.py:smoke")
@@ -94,19 +95,10 @@ MIX = os.path.join(ROOT, "configs/ul2/clm_mlm_char.py:smoke")
 
 def _bound_mixture(**overrides):
     """A small CLM+MLM mixture bound to a 65-character tokenizer ([MASK] = 65)."""
-    from pretrainx.data.basic_tokenizers import CharTokenizer
-    from pretrainx.data import tokenizer as tokenizer_lib
     from pretrainx.objectives import clm_mlm
     c = config_lib.override(config_lib.load(MIX), {
         "data.seq_len": 16, "model.max_len": 16, "model.embed_dim": 32, **overrides})
-    obj = clm_mlm.CausalMaskedMixture(c)
-    tok = tokenizer_lib.with_special_tokens(CharTokenizer([chr(i) for i in range(40, 105)]),
-                                            obj.data_request().special_tokens)
-
-    class Data:
-        tokenizer, info, train = tok, {}, None
-    obj.bind_data(Data())
-    return obj
+    return specs.built(clm_mlm.CausalMaskedMixture, c, [chr(i) for i in range(40, 105)])
 
 
 def test_clm_mlm_rows_and_component_losses():

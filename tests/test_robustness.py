@@ -186,11 +186,33 @@ def test_a_misspelt_best_metric_stops_at_the_first_eval_and_the_fixed_rerun_resu
     assert os.listdir(tmp_path / "checkpoints_best")                 # now a best one is kept
 
 
-@pytest.mark.parametrize("flag", ["--max-new-tokens", "--steps", "--num-samples"])
-def test_sample_refuses_a_count_below_one_before_restoring(tmp_path, capsys, flag):
-    # no run in tmp_path: the flag is checked first (a negative count printed an empty sample)
-    err = one_line_error(capsys, ["sample", "--workdir", str(tmp_path), flag, "-5"])
+def _run_without_checkpoint(workdir, config):
+    """A workdir holding only the run's config.json: what sample reads for its flags."""
+    (workdir / "config.json").write_text(json.dumps(config.to_dict()))
+    return str(workdir)
+
+
+@pytest.mark.parametrize("flag,config", [("--max-new-tokens", CONFIG), ("--steps", DIGITS),
+                                         ("--num-samples", DIGITS)])
+def test_sample_refuses_a_count_below_one_before_restoring(tmp_path, capsys, flag, config):
+    # no checkpoint: the flag is checked first (a negative count printed an empty sample)
+    workdir = _run_without_checkpoint(tmp_path, test_train.config_lib.load(config))
+    err = one_line_error(capsys, ["sample", "--workdir", workdir, flag, "-5"])
     assert f"{flag} must be >= 1, got -5" in err
+
+
+def test_sample_takes_only_the_flags_of_the_run_s_objective(tmp_path, capsys):
+    workdir = _run_without_checkpoint(tmp_path, test_train.config_lib.load(CONFIG))
+    err = one_line_error(capsys, ["sample", "--workdir", workdir, "--guidance", "2"])
+    assert "takes no '--guidance'" in err and "--prompt" in err and "--best-of" not in err
+    assert main.cli(["sample", "--workdir", workdir, "--help"]) == 0
+    listed = capsys.readouterr().out
+    assert "--temperature" in listed and "--sampler" not in listed
+    (tmp_path / "images").mkdir()
+    images = _run_without_checkpoint(tmp_path / "images", test_train.config_lib.load(DIGITS))
+    assert main.cli(["sample", "--workdir", images, "--help"]) == 0
+    listed = capsys.readouterr().out
+    assert "--sampler" in listed and "--guidance" in listed and "--temperature" not in listed
 
 
 def test_a_garbled_record_is_one_line_for_eval_and_kept_aside_by_a_resume(tmp_path, capsys):
@@ -231,10 +253,10 @@ def test_non_utf8_bytes_byte_tokenizer_keeps_them_char_warns_or_refuses(tmp_path
 
 def test_bits_per_char_uses_the_validation_split_s_own_ratio():
     from pretrainx.objectives.clm import CausalLM
-    objective = CausalLM(tiny_config())
+    from pretrainx.objectives.base import DataSpec
     # an ASCII training part (1 byte per char) and a Greek validation part (2 bytes per char)
-    objective.data_info = {"chars": 1100, "val_chars": 100, "train_tokens": 1000,
-                           "val_tokens": 200}
+    info = {"chars": 1100, "val_chars": 100, "train_tokens": 1000, "val_tokens": 200}
+    objective = CausalLM(tiny_config(), DataSpec(ByteTokenizer(), info))
     out = objective.finalize_metrics({"nll": np.float32(np.log(2.0))})
     assert float(out["bits_per_char"]) == pytest.approx(2.0)
 
@@ -251,15 +273,14 @@ def test_peak_flops_match_whole_names_per_jax_device():
 
 def test_text_samples_take_a_prompt_longer_than_the_context(tmp_path):
     from pretrainx.objectives.clm import CausalLM, TextSampleEvaluator
-    from pretrainx.objectives.base import EvalContext
+    from pretrainx.objectives.base import DataSpec, EvalContext
     cfg = tiny_config(**{"sample.prompt": "def long_function_name(argument_one, argument_two):",
                          "sample.max_new_tokens": 100})
-    objective = CausalLM(cfg)
-    objective.bind_data(Dataset(train=None, val=None, tokenizer=ByteTokenizer()))
+    objective = CausalLM(cfg, DataSpec(ByteTokenizer()))
     params = objective.init(jax.random.PRNGKey(0))
     ctx = EvalContext(params=params, frozen={}, step=3, workdir=str(tmp_path), rng=None,
                       mesh=None, val_data=None)
-    assert list(TextSampleEvaluator(objective)(ctx)) == []
+    assert list(TextSampleEvaluator(objective.policy)(ctx)) == []
     text = (tmp_path / "samples" / "step_000003.txt").read_text()
     assert text.startswith(cfg.sample.prompt[-16:])     # the prompt's last half-context, then more
 
@@ -269,7 +290,7 @@ class _KeyProbe:
     def __init__(self):
         self.keys = []
 
-    def data_request(self):
+    def data_request(self, config):
         from pretrainx.objectives.base import DataRequest
         return DataRequest(seq_len=None)
 

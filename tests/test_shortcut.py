@@ -101,8 +101,8 @@ def test_loss_splits_the_batch_and_trains_and_samples(objective_and_params):
     expected = (4 * metrics["mse_self_consistency"] + 12 * metrics["mse_flow"]) / 16
     assert float(loss) == pytest.approx(float(expected), rel=1e-5)
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
-    images = objective.generate(params, jax.random.key(5), 4, sampler="shortcut", steps=1)
-    again = objective.generate(params, jax.random.key(5), 4, sampler="shortcut", steps=1)
+    images = objective.sample_images(params, jax.random.key(5), 4, sampler="shortcut", steps=1)
+    again = objective.sample_images(params, jax.random.key(5), 4, sampler="shortcut", steps=1)
     assert images.shape == (4, 8, 8, 1)
     np.testing.assert_array_equal(images, again)
 

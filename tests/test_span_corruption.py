@@ -13,10 +13,9 @@ from pretrainx.config import load as config_lib
 from pretrainx.core import train
 from pretrainx.data import spans
 from pretrainx.data import special_tokens as st
-from pretrainx.data import tokenizer as tokenizer_lib
-from pretrainx.data.basic_tokenizers import CharTokenizer
 from pretrainx.objectives import span_corruption
 from pretrainx.objectives.base import BatchContext
+import specs
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 SMOKE = os.path.join(ROOT, "configs/t5/t5_small.py:smoke")
@@ -116,10 +115,10 @@ def test_span_corrupt_batch_lengths_and_reconstruction():
 
 def test_char_vocabulary_gets_sentinels_descending_from_the_top():
     c = config_lib.load(SMOKE)
-    obj = span_corruption.SpanCorruption(c)
-    request = obj.data_request()
+    request = span_corruption.SpanCorruption.data_request(c)
+    obj = specs.built(span_corruption.SpanCorruption, c, "abc")
     assert request.seq_len == obj.raw_length == 70 and obj.targets_length == 14
-    tok = tokenizer_lib.with_special_tokens(CharTokenizer(list("abc")), request.special_tokens)
+    tok = obj.tokenizer
     ids = st.sentinel_ids(tok, obj.num_spans)
     assert ids[0] == tok.vocab_size - 1 and ids == list(range(tok.vocab_size - 1,
                                                                tok.vocab_size - 1 - obj.num_spans, -1))
@@ -135,11 +134,9 @@ def smoke_config(**updates):
 
 def test_transform_makes_t5_batches():
     c = smoke_config()
-    obj = span_corruption.SpanCorruption(c)
-    tok = tokenizer_lib.with_special_tokens(CharTokenizer(list("abcdefgh")),
-                                            obj.data_request().special_tokens)
-    obj.pad_id, obj.eos_id = tok.token_id(st.PAD), tok.token_id(st.EOS)
-    obj.sentinel_ids = st.sentinel_ids(tok, obj.num_spans)
+    obj = specs.built(span_corruption.SpanCorruption, c, "abcdefgh")
+    tok = obj.tokenizer
+    assert (obj.pad_id, obj.eos_id) == (tok.token_id(st.PAD), tok.token_id(st.EOS))
     rows = np.random.default_rng(0).integers(0, 8, (4, obj.raw_length))
     ctx = BatchContext.single_process(4, step=2)
     a = obj.transform({"tokens": rows}, np.random.default_rng([0, 2]), ctx=ctx)

@@ -106,20 +106,13 @@ def test_packed_examples_equal_each_alone():
     np.testing.assert_allclose(packed[0, 2:], second[0], atol=1e-5)
 
 
-def test_shift_right_restarts_at_every_packed_example():
-    targets = np.asarray([[5, 6, 7, 8, 9, 0]])
-    np.testing.assert_array_equal(t5.shift_right(targets), [[0, 5, 6, 7, 8, 9]])
-    np.testing.assert_array_equal(t5.shift_right(targets, np.asarray([[1, 1, 2, 2, 2, 0]])),
-                                  [[0, 5, 0, 7, 8, 0]])
-
-
 def test_cached_decoding_equals_full_recompute():
     params = _params()
     enc = np.random.RandomState(0).randint(1, 32, (2, S)).astype(np.int32)
     mask = np.ones((2, S), bool)
     mask[1, 4:] = False
     encoded = t5.encoded_params(TINY, params, enc, mask)
-    out = decoding.generate(t5.T5Decoder(TINY), encoded, np.zeros((2, 1), np.int32), 6,
+    out = decoding.continue_prompt(t5.T5Decoder(TINY), encoded, np.zeros((2, 1), np.int32), 6,
                             rng=jax.random.key(0), temperature=0.0)
     full = jax.jit(lambda e, d: t5.T5(TINY).apply({"params": params}, e, d, encoder_mask=mask))
     padded = np.zeros((2, 7), np.int32)

@@ -12,24 +12,17 @@ from pretrainx.config import load as config_lib
 
 from pretrainx.core import train
 from pretrainx.data import special_tokens as st
-from pretrainx.data import tokenizer as tokenizer_lib
-from pretrainx.data.basic_tokenizers import CharTokenizer
 from pretrainx.objectives import ul2
 from pretrainx.objectives.base import BatchContext
+import specs
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 SMOKE = os.path.join(ROOT, "configs/ul2/ul2_small.py:smoke")
 
 
 def bound(config):
-    obj = ul2.UL2(config)
-    tok = tokenizer_lib.with_special_tokens(CharTokenizer([chr(i) for i in range(40, 100)]),
-                                            obj.data_request().special_tokens)
-
-    class Data:
-        tokenizer, info, train = tok, {}, None
-    obj.bind_data(Data())
-    return obj, tok
+    obj = specs.built(ul2.UL2, config, [chr(i) for i in range(40, 100)])
+    return obj, obj.tokenizer
 
 
 def test_rows_follow_their_denoiser():
@@ -91,7 +84,7 @@ def test_denoiser_config_is_checked():
     c = config_lib.load(SMOKE)
     c.ul2.denoisers = (("q", "span", 3.0, 0.15, 1.0),)
     with pytest.raises(ValueError, match="r/x/s"):
-        ul2.UL2(c)
+        ul2.UL2.data_request(c)          # asked before the data (and the objective) exist
 
 
 def smoke(**updates):

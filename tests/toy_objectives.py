@@ -23,7 +23,6 @@ import numpy as np
 
 from pretrainx.config import load as config_lib
 
-from pretrainx.objectives import losses
 from pretrainx.models import gpt, transformer
 from pretrainx.objectives.base import DENOMINATOR, DataRequest, Objective, register
 from pretrainx.objectives.clm import CausalLM
@@ -35,8 +34,9 @@ MASK_ID = 256          # one past the byte vocabulary: toy_masked_lm's models ha
 class ToyMaskedLM(CausalLM):
     """BERT-style masking of byte rows; the rate grows with the step (0.15 -> 0.3)."""
 
-    def data_request(self):
-        return DataRequest(seq_len=int(self.config.data.seq_len), fields=("tokens",))
+    @classmethod
+    def data_request(cls, config):
+        return DataRequest(seq_len=int(config.data.seq_len), fields=("tokens",))
 
     def rate(self, ctx):
         return 0.15 + 0.15 * ctx.step / max(ctx.total_steps, 1)
@@ -66,8 +66,9 @@ class ToySpanDrop(CausalLM):
     each row (as span corruption reads 568 raw tokens to make 512 inputs)."""
     SPAN = 8
 
-    def data_request(self):
-        return DataRequest(seq_len=int(self.config.data.seq_len) + 1 + self.SPAN, fields=("tokens",))
+    @classmethod
+    def data_request(cls, config):
+        return DataRequest(seq_len=int(config.data.seq_len) + 1 + cls.SPAN, fields=("tokens",))
 
     def transform(self, batch, rng, *, ctx):
         tokens = batch["tokens"]
@@ -97,11 +98,12 @@ class ToySampler(Objective):
     batch_keys = ("context", "target")
     num_samples = 4
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, spec=None):
+        super().__init__(config, spec)
         self.model = Policy()
 
-    def data_request(self):
+    @classmethod
+    def data_request(cls, config):
         return DataRequest(seq_len=None)
 
     def init(self, rng):
@@ -147,7 +149,8 @@ class ToyEpochs(Objective):
     batch_keys = ("x", "y")
     EPOCHS, MINIBATCHES = 2, 2
 
-    def data_request(self):
+    @classmethod
+    def data_request(cls, config):
         return DataRequest(seq_len=None)
 
     def init(self, rng):
@@ -191,8 +194,8 @@ class ToyValue(Objective):
     """Regress the share of spaces in a window from a GPT trunk, kept near a frozen reference."""
     batch_keys = ("inputs",)
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, spec=None):
+        super().__init__(config, spec)
         self.model_config = transformer.TransformerConfig.from_config(config.model)
         self.model = ValueModel(self.model_config)
         self.trunk = gpt.GPT(self.model_config)
@@ -215,7 +218,7 @@ class ToyValue(Objective):
         reference = self.trunk.apply({"params": frozen["reference"]}, batch["inputs"],
                                      features_only=True)
         target = (batch["inputs"] == ord(" ")).mean(axis=-1)
-        mse = losses.mse(value, target)
+        mse = jnp.mean(jnp.square(value - target))
         drift = jnp.mean((features - reference) ** 2)
         return mse + 0.01 * drift, {"mse": mse, "drift": drift}
 

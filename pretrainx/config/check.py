@@ -154,6 +154,9 @@ def resolve_paths(config):
     for source in (_get(config, "init_from.also") or {}).values():   # further runs to load
         if source.get("workdir"):
             source.workdir = absolute(source.workdir)
+    objective_file, sep, name = str(config.get("objective", "")).rpartition(":")
+    if sep and objective_file.endswith(".py"):      # an objective in a file of its own
+        config.objective = f"{absolute(objective_file)}:{name}"
     tokenizer = _get(config, "data.tokenizer")
     if isinstance(tokenizer, str) and os.path.exists(os.path.expanduser(tokenizer)):
         config.data.tokenizer = absolute(tokenizer)    # a saved tokenizer, not a kind like "char"

@@ -38,7 +38,7 @@ class EvalRunner:
         self.total_steps = int(config.train.steps)
         self.plugins = objective.evaluators()
         # (source, index, step) -> this process's transformed rows, as the runner makes them
-        fields = objective.data_request().fields
+        fields = objective.data_request(config).fields
         self.host_batch = host_batch or (lambda source, index, step: batches.host_batch(
             source, objective, index, config.seed, step=step, total_steps=self.total_steps,
             train=False, fields=fields))

@@ -5,22 +5,29 @@ from __future__ import annotations
 import os
 
 
+def objective_of(workdir: str):
+    """(objective, config) of a run, built from its ``config.json`` and saved tokenizer (no
+    weights): what ``pretrainx sample`` asks for its flags before restoring anything."""
+    from pretrainx import objectives
+    from pretrainx.data import tokenizer as tokenizer_lib
+    from pretrainx.run import rundir
+
+    config = rundir.load_config(workdir)
+    objective_cls = objectives.get(config.objective)
+    tok_path = rundir.path(workdir, tokenizer_lib.FILENAME)
+    tok = tokenizer_lib.load(tok_path) if os.path.exists(tok_path) else None
+    return objective_cls(config, objectives.DataSpec(tokenizer=tok)), config
+
+
 def load_trained_run(workdir: str, which: str):
     """(objective, EvalContext holding the run's trained weights, config), for ``sample`` and
     ``eval``; ``which``: the "latest" or the "best" checkpoint."""
     import jax
-    from pretrainx import objectives
     from pretrainx.core import checkpoint, optim, sharding, state as state_lib
-    from pretrainx.data import tokenizer as tokenizer_lib
-    from pretrainx.data.base import Dataset
     from pretrainx.objectives.base import EvalContext
-    from pretrainx.run import rundir
 
-    config = rundir.load_config(workdir)
-    objective = objectives.get(config.objective)(config)
-    tok_path = rundir.path(workdir, tokenizer_lib.FILENAME)
-    tok = tokenizer_lib.load(tok_path) if os.path.exists(tok_path) else None
-    objective.bind_data(Dataset(train=None, val=None, tokenizer=tok))
+    objective, config = objective_of(workdir)
+    tok = objective.tokenizer
     try:
         mesh = sharding.make_mesh(config.mesh)
     except ValueError:      # fewer devices than the run had: sample on what is here

@@ -55,10 +55,10 @@ def saved_tokenizer(workdir: str | None):
     return tokenizer_lib.load(path) if os.path.exists(path) else None
 
 
-def build_dataset(config, objective, workdir: str | None = None) -> data_lib.Dataset:
-    """The data of ``config`` as ``objective`` asks for it (raw length, fields), with the
+def build_dataset(config, objective_cls, workdir: str | None = None) -> data_lib.Dataset:
+    """The data of ``config`` as the objective class asks for it (raw length, fields), with the
     tokenizer ``workdir`` saved when there is one."""
-    request = objective.data_request()
+    request = objective_cls.data_request(config)
     return data_lib.build(config.data, batch_size=config.batch_size,
                           eval_batch_size=config.eval.batch_size, seq_len=request.seq_len,
                           seed=config.seed, fields=request.fields, tokenizer=saved_tokenizer(workdir),
@@ -69,7 +69,7 @@ def setup(config, workdir: str | None = None) -> Setup:
     """Objective, mesh, data, sharded initial state and the jitted step of ``config``.
     ``workdir``: a run's directory whose saved tokenizer the data should use."""
     config_check.check_values(config)
-    objective = objectives.get(config.objective)(config)
+    objective_cls = objectives.get(config.objective)
     mesh = sharding_lib.make_mesh(config.mesh)
     divisor = sharding_lib.batch_divisor(mesh)
     config_check.check_eval_batch(config, divisor, jax.process_count())
@@ -80,9 +80,9 @@ def setup(config, workdir: str | None = None) -> Setup:
     if config.batch_size % (divisor * accum):
         raise ValueError(f"config.batch_size {config.batch_size} must be divisible by the "
                          f"batch-sharded devices ({divisor}) times optimizer.grad_accum ({accum})")
-    request = objective.data_request()
-    dataset = build_dataset(config, objective, workdir)
-    objective.bind_data(dataset)
+    request = objective_cls.data_request(config)
+    dataset = build_dataset(config, objective_cls, workdir)
+    objective = objective_cls(config, objective_cls.data_spec(config, dataset))
     tx_factory = lambda p: optim.make_optimizer(config.optimizer, p)[0]
     state, shardings = state_lib.create_train_state(
         objective, tx_factory, seed=config.seed, ema=float(config.optimizer.ema_decay) > 0,

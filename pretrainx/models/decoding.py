@@ -132,9 +132,10 @@ def _decode_jit(decoder, params, prompt, mask, rng, temperature, *, max_new_toke
                   eos_id=eos_id, pad_id=pad_id)
 
 
-def generate(decoder: Decoder, params, prompt_ids, max_new_tokens: int, *, rng: jax.Array,
-             temperature: float = 1.0, top_k: int | None = None, vocab_size: int | None = None,
-             prompt_mask=None, eos_id: int | None = None) -> np.ndarray:
+def continue_prompt(decoder: Decoder, params, prompt_ids, max_new_tokens: int, *,
+                    rng: jax.Array, temperature: float = 1.0, top_k: int | None = None,
+                    vocab_size: int | None = None, prompt_mask=None,
+                    eos_id: int | None = None) -> np.ndarray:
     """Host-side convenience: prompt (1-D, or B x P left-padded with ``prompt_mask``) + new ids,
     as int32 numpy of shape (B, P + max_new_tokens). temperature == 0 is greedy; params may be
     boxed or a {"params": ...} dict. Compiled once per (decoder, shapes, options)."""

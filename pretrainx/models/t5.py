@@ -30,18 +30,6 @@ from pretrainx.models.transformer import (TransformerConfig, attention_mask,
                                           cross_attention_mask, embed, init_std, norm, normal_init)
 
 
-def shift_right(targets_BxT, segment_ids=None, start_id: int = 0):
-    """Decoder inputs for teacher forcing: the targets moved one step right, ``start_id`` (T5: 0,
-    the pad id) first, and first again at the start of every packed example."""
-    targets = jnp.asarray(targets_BxT)
-    shifted = jnp.concatenate([jnp.full_like(targets[:, :1], start_id), targets[:, :-1]], axis=1)
-    if segment_ids is not None:
-        segment_ids = jnp.asarray(segment_ids)
-        starts = segment_ids != jnp.pad(segment_ids[:, :-1], ((0, 0), (1, 0)))
-        shifted = jnp.where(starts, start_id, shifted)
-    return shifted
-
-
 class T5Stack(nn.Module):
     """The encoder (bidirectional) or the decoder (causal, with cross-attention) of T5: embeddings
     in, normalised hidden states out. decode=True (decoder only): a KV cache as in GPT."""

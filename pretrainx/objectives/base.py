@@ -34,24 +34,33 @@ The pieces:
   * ``finalize_metrics(metrics)``: metrics derived from pooled means (perplexity = exp(pooled NLL)).
   * ``adapt_init_from(source, target)``: head surgery when ``config.init_from`` loads another
     run's arrays (see ``pretrainx/core/init_from.py``).
-  * ``data_request()``: the raw sequence length and the batch fields to ask the data for.
+  * ``data_request(config)`` (a class method): the raw sequence length and the batch fields to
+    ask the data for.
   * ``flops_per_batch(batch)``: training FLOPs of these rows, for MFU (None: not reported).
   * ``evaluators()``: extra evaluations (FID, sample grids, text samples) every eval period.
 
-Objectives written before the contexts existed (``loss_fn`` / ``transform`` without ``ctx``)
-still work: the base class accepts and drops the ``ctx`` their signature does not name.
+Construction is one step: ``Objective(config, spec)``, ``spec`` a ``DataSpec`` (the tokenizer and
+the data set's info: sizes, image shape, number of classes), never changed afterwards. Before the
+data exists the runner asks the class: ``cls.data_request(config)`` says what to build,
+``cls.data_spec(config, dataset)`` what of the built data the objective keeps; inference builds
+the spec from the run's saved tokenizer. ``sample_options()`` declares the flags of
+``pretrainx sample`` (``sample_flags.py``).
+The registry (``registry.py``) also takes ``"path/to/file.py:name"``: an objective in a file of
+its own, imported before the lookup (docs/design.md, "A new objective").
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
-from typing import Any, Callable, Iterable, Protocol
+import types
+from typing import Any, Iterable, Mapping, Protocol
 
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from pretrainx.objectives.registry import get, names, register  # noqa: F401 (the plug-in point)
+from pretrainx.objectives.sample_flags import SampleOption
 
 Params = Any
 Batch = dict[str, Any]
@@ -126,6 +135,46 @@ class DataRequest:
     special_tokens: tuple[str, ...] = ()
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class DataSpec:
+    """What an objective knows of its data, fixed at construction: the tokenizer (None for
+    images) and the data set's ``info`` (``Dataset.info``: token and character counts,
+    ``image_shape``, ``num_classes``, ...; read-only). Empty for a run restored for inference
+    beyond its saved tokenizer, and for objectives built without data (tests, tools)."""
+    tokenizer: Any = None
+    info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "info", types.MappingProxyType(dict(self.info)))
+
+    @classmethod
+    def of(cls, dataset, **extra) -> "DataSpec":
+        """The spec of a built ``Dataset``; ``extra`` entries join its info."""
+        return cls(dataset.tokenizer, {**dataset.info, **extra})
+
+    @property
+    def vocab_size(self) -> int | None:
+        return getattr(self.tokenizer, "vocab_size", None)
+
+    def require_tokenizer(self, who: str):
+        if self.tokenizer is None:
+            raise ValueError(f"{who} needs a tokenizer: the data's, or the run's tokenizer.json")
+        return self.tokenizer
+
+    def token_id(self, token: str) -> int | None:
+        """The id of a special token; None without a tokenizer (an objective built for its
+        shapes only: parameter counts, restore targets; it can init but not corrupt text)."""
+        return None if self.tokenizer is None else self.tokenizer.token_id(token)
+
+    def check_vocab(self, model_vocab_size: int) -> None:
+        """The model must have a row for every id the tokenizer makes (special tokens too)."""
+        vocab = self.vocab_size
+        if vocab is not None and vocab > model_vocab_size:
+            raise ValueError(f"the tokenizer has {vocab} tokens (special tokens included) but "
+                             f"config.model.vocab_size is {model_vocab_size}; set "
+                             f"--config.model.vocab_size={vocab}")
+
+
 @dataclasses.dataclass
 class EvalContext:
     """What an evaluator gets: the weights to evaluate and where to put artefacts."""
@@ -148,14 +197,6 @@ class Evaluator(Protocol):
     def __call__(self, ctx: EvalContext) -> Iterable[tuple[str, float]]: ...
 
 
-def _drops_ctx(fn):
-    """``fn`` for an objective written before the contexts: accept ``ctx`` and drop it."""
-    @functools.wraps(fn)
-    def wrapper(*args, ctx=None, **kwargs):
-        return fn(*args, **kwargs)
-    return wrapper
-
-
 class Objective:
     """Base class with the defaults most objectives want; subclasses override what differs."""
 
@@ -164,27 +205,27 @@ class Objective:
     #: name of the token count in a batch, for tokens/s; None for non-token objectives.
     tokens_key: str | None = None
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        for name in ("loss_fn", "transform"):
-            fn = cls.__dict__.get(name)
-            if fn is not None and "ctx" not in inspect.signature(fn).parameters:
-                setattr(cls, name, _drops_ctx(fn))
-
-    def __init__(self, config):
+    def __init__(self, config, spec: DataSpec | None = None):
+        """Everything the objective needs, in one step; nothing is bound later."""
         self.config = config
-        self.tokenizer = None
-        self.data_info: dict = {}
+        self.spec = spec if spec is not None else DataSpec()
+
+    @property
+    def tokenizer(self):
+        return self.spec.tokenizer
 
     # --- data ---------------------------------------------------------------------------------
-    def data_request(self) -> DataRequest:
-        """The raw length and fields to ask the data for; by default ``data.seq_len`` and all."""
-        return DataRequest(seq_len=self.config.data.get("seq_len"), fields=None)
+    @classmethod
+    def data_request(cls, config) -> DataRequest:
+        """The raw length and fields to ask the data for; by default ``data.seq_len`` and all.
+        A class method: the runner asks it before the data (and so the objective) exists."""
+        return DataRequest(seq_len=config.data.get("seq_len"), fields=None)
 
-    def bind_data(self, dataset) -> None:
-        """Called once by the runner with the built ``Dataset`` (tokenizer, sizes) before init."""
-        self.tokenizer = dataset.tokenizer
-        self.data_info = dict(dataset.info)
+    @classmethod
+    def data_spec(cls, config, dataset) -> DataSpec:
+        """What of the built ``dataset`` the objective keeps (override to add a statistic of
+        the training data, e.g. the masked LM's most frequent token)."""
+        return DataSpec.of(dataset)
 
     def transform(self, batch: Batch, rng: np.random.Generator, *,
                   ctx: BatchContext | None = None) -> Batch:
@@ -250,10 +291,13 @@ class Objective:
     def evaluators(self) -> list[Evaluator]:
         return []
 
+    def sample_options(self) -> tuple[SampleOption, ...]:
+        """The flags ``pretrainx sample`` takes for this objective, with their defaults."""
+        return ()
+
     def sample_command(self, ctx: EvalContext, options: dict) -> str:
         """``pretrainx sample``: generate with trained weights (``ctx.params``); returns the text to
-        print. ``options`` holds the CLI's flags (prompt, max_new_tokens, temperature, top_k,
-        steps, sampler, guidance, num_samples, seed) with None for those not given."""
+        print. ``options`` holds a value for every option of ``sample_options()``."""
         raise NotImplementedError(f"objective {type(self).__name__} has no sampler")
 
     def flops_per_batch(self, batch: Batch) -> float | None:
@@ -262,24 +306,7 @@ class Objective:
         return None
 
 
-_REGISTRY: dict[str, Callable[..., Objective]] = {}
-
-
-def register(name: str):
-    """Class decorator: ``@register("clm")`` makes ``config.objective = "clm"`` pick the class."""
-    def wrap(cls):
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"objective {name!r} registered twice")
-        _REGISTRY[name] = cls
-        return cls
-    return wrap
-
-
-def get(name: str) -> Callable[..., Objective]:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown objective {name!r}; registered: {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
-
-
-def names() -> list[str]:
-    return sorted(_REGISTRY)
+def build(config, dataset) -> Objective:
+    """The objective ``config.objective`` names, built on ``dataset`` (a ``Dataset``)."""
+    cls = get(config.objective)
+    return cls(config, cls.data_spec(config, dataset))

@@ -19,11 +19,11 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from pretrainx.objectives import losses
 from pretrainx.data import special_tokens as st
 from pretrainx.models import bert, gpt, transformer
-from pretrainx.objectives import text_common
-from pretrainx.objectives.base import DENOMINATOR, DataRequest, Objective, register
+from pretrainx.objectives import losses
+from pretrainx.objectives.base import DENOMINATOR, DataRequest, register
+from pretrainx.objectives.text_lm import TextObjective
 
 ARCHS = ("bert", "gpt")
 
@@ -64,13 +64,12 @@ class Classifier(nn.Module):
 
 
 @register("classify")
-class Classify(Objective):
+class Classify(TextObjective):
     batch_keys = ("tokens", "input_mask", "label")
     tokens_key = "tokens"
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.model_config = transformer.TransformerConfig.from_config(config.model)
+    def __init__(self, config, spec=None):
+        super().__init__(config, spec)
         self.arch = config.model.get("arch", "bert")
         if self.arch not in ARCHS:
             raise ValueError(f"classify: config.model.arch must be one of {ARCHS}, "
@@ -82,14 +81,11 @@ class Classify(Objective):
         self.model = Classifier(self.model_config, self.arch, self.num_classes, pooling)
         self.seq_len = int(config.data.seq_len)
 
-    def data_request(self):
+    @classmethod
+    def data_request(cls, config):
         # the order the mlm objective asks them in, so a char vocabulary gets the same ids
-        return DataRequest(seq_len=self.seq_len, fields=None,
+        return DataRequest(seq_len=int(config.data.seq_len), fields=None,
                            special_tokens=(st.PAD, st.CLS, st.SEP, st.MASK))
-
-    def bind_data(self, dataset) -> None:
-        super().bind_data(dataset)
-        text_common.check_vocab(dataset.tokenizer, self.model_config.vocab_size)
 
     def init(self, rng):
         tokens = jnp.zeros((1, self.seq_len), jnp.int32)

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from pretrainx.objectives import losses
 from pretrainx.data import masking
 from pretrainx.data import special_tokens as st
-from pretrainx.objectives import text_common
+from pretrainx.objectives import losses, text_common
 from pretrainx.objectives.base import DENOMINATOR, register
 from pretrainx.objectives.clm import CausalLM
-from pretrainx.objectives.mlm import MaskingMixin
+from pretrainx.objectives.masking_mixin import MaskingMixin
 
 COMPONENTS = ("clm", "mlm")
 
@@ -35,8 +34,8 @@ COMPONENTS = ("clm", "mlm")
 class CausalMaskedMixture(MaskingMixin, CausalLM):
     batch_keys = ("inputs", "targets", "weights", "prefix_mask", "is_masked")
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, spec=None):
+        super().__init__(config, spec)
         if self.model_config.attention_kind != "prefix":
             raise ValueError("clm_mlm needs config.model.attention_kind='prefix' (a masked row "
                              "attends both ways, a causal row causally)")
@@ -53,12 +52,9 @@ class CausalMaskedMixture(MaskingMixin, CausalLM):
         self._init_masking(config)
         self.seq_len = int(config.data.seq_len)
 
-    def data_request(self):
-        return text_common.raw_request(self.config, self.seq_len + 1, (st.MASK,))
-
-    def bind_data(self, dataset) -> None:
-        super().bind_data(dataset)
-        self._bind_tables(dataset.tokenizer, self.model_config.vocab_size)
+    @classmethod
+    def data_request(cls, config):
+        return text_common.raw_request(config, int(config.data.seq_len) + 1, (st.MASK,))
 
     def init(self, rng):
         import jax.numpy as jnp
@@ -87,7 +83,7 @@ class CausalMaskedMixture(MaskingMixin, CausalLM):
         loss, nll, acc, count = losses.cross_entropy(logits, batch["targets"], weights=w,
                                                      label_smoothing=self.label_smoothing)
         metrics = {"nll": nll, "accuracy": acc, DENOMINATOR: count}
-        token_nll = text_common.token_nll(logits, batch["targets"])
+        token_nll = -losses.target_logprobs(logits, batch["targets"])[0]
         masked = batch["is_masked"][:, None]
         text_common.add_component(metrics, "clm", token_nll, w * (1.0 - masked), count)
         text_common.add_component(metrics, "mlm", token_nll, w * masked, count)

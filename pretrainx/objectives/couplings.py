@@ -81,7 +81,7 @@ def _chunk(params, key_data, labels, *, objective, rows, sampler, steps, guidanc
     return noise, image
 
 
-def generate(objective, params, out_dir: str, *, num: int, seed: int, sampler: str, steps: int,
+def write_couplings(objective, params, out_dir: str, *, num: int, seed: int, sampler: str, steps: int,
              guidance: float = 1.0, chunk_size: int = 256, shard: int = 0, num_shards: int = 1,
              source: dict | None = None, on_chunk=None) -> dict:
     """Write this shard's missing chunks of ``num`` couplings to ``out_dir``; returns counts.
@@ -93,7 +93,7 @@ def generate(objective, params, out_dir: str, *, num: int, seed: int, sampler: s
         raise ValueError(f"--shard {shard} is not in [0, --num-shards {num_shards})")
     if num < 1 or chunk_size < 1:
         raise ValueError(f"--num ({num}) and --chunk-size ({chunk_size}) must be positive")
-    sampler, steps, guidance = objective.sample_options(sampler, steps, guidance)
+    sampler, steps, guidance = objective.sampler_settings(sampler, steps, guidance)
     os.makedirs(out_dir, exist_ok=True)
     _write_manifest(out_dir, {
         "source": source or {}, "num": num, "seed": seed, "sampler": sampler, "steps": steps,
@@ -174,7 +174,7 @@ def main(argv: list[str], restore) -> int:
     p.add_argument("--num-shards", type=int, default=1, dest="num_shards")
     args = p.parse_args(argv)
     objective, ctx, _ = restore(args.workdir, args.checkpoint)
-    counts = generate(
+    counts = write_couplings(
         objective, ctx.params, args.out, num=args.num, seed=args.seed, sampler=args.sampler,
         steps=args.steps, guidance=args.guidance, chunk_size=args.chunk_size, shard=args.shard,
         num_shards=args.num_shards, on_chunk=lambda c: print(f"chunk {c} written", flush=True),

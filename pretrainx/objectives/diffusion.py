@@ -160,8 +160,8 @@ class DDPM(ImageGenerativeObjective):
     section = "diffusion"
     samplers = ("ancestral", "ddim")
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, spec=None):
+        super().__init__(config, spec)
         d = config.diffusion
         self.schedule = make_schedule(d.get("schedule", "linear"), d.get("timesteps", 1000))
         self.prediction = d.get("prediction", "eps")

@@ -1,8 +1,9 @@
 """``dpo``: Direct Preference Optimisation (Rafailov et al. 2023), or IPO by option, on preference
 pairs against a frozen reference policy.
 
-The policy is a causal LM with the parameters of ``clm`` (so ``pretrainx sample`` and the text
-sample evaluator work on a DPO run as on a pretraining run); ``frozen["reference"]`` is a copy
+The policy is a causal LM with the parameters of ``clm`` and the same sampler
+(``text_lm.CausalPolicy``: ``pretrainx sample`` and the text sample evaluator work on a DPO run as
+on a pretraining run); ``frozen["reference"]`` is a copy
 that never trains. Load both from a pretrained run with
 ``init_from.mapping = (("params", "params"), ("params", "frozen/reference"))``; without
 ``init_from`` both start from the same key, so the reference is the initial policy.
@@ -20,28 +21,31 @@ import jax.numpy as jnp
 
 from pretrainx.objectives import lm_utils, rl_math
 from pretrainx.objectives.base import DENOMINATOR, DataRequest, register
-from pretrainx.objectives.clm import CausalLM
+from pretrainx.objectives.text_lm import CausalPolicy, TextObjective, TextSampleEvaluator
 
 
 @register("dpo")
-class DPOObjective(CausalLM):
+class DPOObjective(TextObjective):
     batch_keys = lm_utils.PAIR_KEYS
     tokens_key = "chosen"
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, spec=None):
+        super().__init__(config, spec)
+        self.policy = CausalPolicy(self.model_config, self.tokenizer, config.sample)
+        self.model = self.policy.model
         opts = config.get("dpo", {})
         self.beta = float(opts.get("beta", 0.1))
         self.ipo = bool(opts.get("ipo", False))
 
-    def data_request(self):
-        return DataRequest(seq_len=int(self.config.data.seq_len), fields=None)
+    @classmethod
+    def data_request(cls, config):
+        return DataRequest(seq_len=int(config.data.seq_len), fields=None)
 
     def init(self, rng):
-        return super().init(lm_utils.policy_key(self.config))
+        return self.policy.init(lm_utils.policy_key(self.config), int(self.config.data.seq_len))
 
     def init_frozen(self, rng):
-        return {"reference": super().init(lm_utils.policy_key(self.config))}
+        return {"reference": self.init(rng)}
 
     def response_logprobs(self, params, batch, rng, *, train):
         """Summed log-probabilities of the chosen and the rejected responses (B each)."""
@@ -65,9 +69,15 @@ class DPOObjective(CausalLM):
             "chosen_reward": mean(self.beta * (pol_c - ref_c)),
             "rejected_reward": mean(self.beta * (pol_r - ref_r)), DENOMINATOR: weight.sum()}
 
-    def finalize_metrics(self, metrics):
-        return metrics          # no token NLL to turn into perplexity
-
     def flops_per_batch(self, batch):
         # policy forward + backward and the reference's forward over both sides
         return self.flops_per_token() * batch["chosen"].size * 2 * (6 + 2) / 6
+
+    def sample_options(self):
+        return self.policy.sample_options()
+
+    def sample_command(self, ctx, options):
+        return self.policy.sample_command(ctx.params, options)
+
+    def evaluators(self):
+        return [TextSampleEvaluator(self.policy)]

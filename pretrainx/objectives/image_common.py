@@ -1,5 +1,5 @@
 """What the image objectives (ddpm, flow) share: the backbone (UNet or DiT), label dropout and
-classifier-free guidance, chunked jitted generation, the FID / sample-grid evaluators and
+classifier-free guidance, chunked jitted sampling (``sample_images``), the FID / sample-grid evaluators and
 ``pretrainx sample``.
 
 A subclass supplies only its loss and ``run_sampler(predict, noise, rng, sampler, steps)``, where
@@ -30,7 +30,7 @@ from pretrainx.evaluators import fid
 from pretrainx.core import sharding as sharding_lib
 from pretrainx.models.dit import DiT
 from pretrainx.models.unet import UNet
-from pretrainx.objectives.base import EvalContext, Objective
+from pretrainx.objectives.base import EvalContext, Objective, SampleOption
 
 
 def build_unet(model_config, interval_embedding: bool = False) -> UNet:
@@ -82,13 +82,14 @@ class ImageGenerativeObjective(Objective):
     samplers: tuple[str, ...] = ()     # sampler names run_sampler accepts
     interval_conditioned = False       # True: the network also takes the interval (few-step)
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, spec=None):
+        super().__init__(config, spec)
         self.image_shape = tuple(config.model.image_shape)            # (H, W, C)
         self.num_classes = int(config.model.get("num_classes", 0))
         self.cfg_drop = float(config[self.section].get("cfg_drop", 0.0))
         self.model = build_model(config.model, self.interval_conditioned)
-        self._generate_fns = {}
+        self._check_data()
+        self._sampler_fns = {}
 
     # --- subclass hooks ---------------------------------------------------------------------
     def model_time(self, t):
@@ -101,14 +102,13 @@ class ImageGenerativeObjective(Objective):
     def run_sampler(self, predict, noise, rng, sampler: str, steps: int):
         raise NotImplementedError
 
-    def bind_data(self, dataset) -> None:
+    def _check_data(self) -> None:
         """Fail early, with the fix, when the config's model does not fit the data."""
-        super().bind_data(dataset)
-        shape = self.data_info.get("image_shape")
+        shape = self.spec.info.get("image_shape")
         if shape is not None and tuple(shape) != self.image_shape:
             raise ValueError(f"config.model.image_shape is {self.image_shape} but the data's "
                              f"images are {tuple(shape)}: set model.image_shape = {tuple(shape)}")
-        classes = self.data_info.get("num_classes", 0)
+        classes = self.spec.info.get("num_classes", 0)
         if self.num_classes and classes and self.num_classes < classes:
             raise ValueError(f"config.model.num_classes = {self.num_classes} but the data has "
                              f"{classes} classes")
@@ -166,7 +166,8 @@ class ImageGenerativeObjective(Objective):
         return predict
 
     # --- generation -------------------------------------------------------------------------
-    def sample_options(self, sampler=None, steps=None, guidance=None):
+    def sampler_settings(self, sampler=None, steps=None, guidance=None):
+        """(sampler, steps, guidance): the ones given, else the run's ``config.sample``."""
         s = self.config.sample
         sampler = sampler or s.sampler
         if sampler not in self.samplers:
@@ -174,19 +175,19 @@ class ImageGenerativeObjective(Objective):
         guidance = s.get("guidance", 1.0) if guidance is None else guidance
         return sampler, int(steps or s.steps), float(guidance)
 
-    def _generate_fn(self, num, sampler, steps, guidance, mesh):
+    def _sampler_fn(self, num, sampler, steps, guidance, mesh):
         """Jitted (params, key_data, labels) -> images. On a mesh (the one the params live on)
         the chunk's rows are split over the batch axes, so every device samples its share, and
         the images come back replicated: any process can read them, also in multi-process runs."""
         key = (num, sampler, steps, guidance, mesh)
-        if key not in self._generate_fns:
+        if key not in self._sampler_fns:
             rows = None
             if mesh is not None:
                 split = num % sharding_lib.batch_divisor(mesh) == 0
                 rows = (sharding_lib.batch_sharding(mesh, 1 + len(self.image_shape)) if split
                         else sharding_lib.replicated(mesh))
 
-            def generate(params, key_data, labels):
+            def sample_chunk(params, key_data, labels):
                 noise_rng, sampler_rng = jax.random.split(jax.random.wrap_key_data(key_data))
                 noise = jax.random.normal(noise_rng, (num, *self.image_shape), jnp.float32)
                 if rows is not None:
@@ -194,15 +195,15 @@ class ImageGenerativeObjective(Objective):
                 predict = self.guided_predictor(params, labels, guidance)
                 return self.run_sampler(predict, noise, sampler_rng, sampler, steps)
             out = None if mesh is None else sharding_lib.replicated(mesh)
-            self._generate_fns[key] = jax.jit(generate, out_shardings=out)
-        return self._generate_fns[key]
+            self._sampler_fns[key] = jax.jit(sample_chunk, out_shardings=out)
+        return self._sampler_fns[key]
 
-    def generate(self, params, rng, num: int, *, sampler=None, steps=None, guidance=None,
+    def sample_images(self, params, rng, num: int, *, sampler=None, steps=None, guidance=None,
                  labels=None, batch_size=None) -> np.ndarray:
         """``num`` images in [-1, 1] as numpy, made in chunks of ``sample.batch_size``; a pure
         function of (params, rng, options). Conditional models get balanced labels 0..K-1 unless
         ``labels`` are given."""
-        sampler, steps, guidance = self.sample_options(sampler, steps, guidance)
+        sampler, steps, guidance = self.sampler_settings(sampler, steps, guidance)
         batch_size = batch_size or self.config.sample.get("batch_size", 256)
         if self.num_classes and labels is None:
             labels = np.arange(num) % self.num_classes
@@ -217,7 +218,7 @@ class ImageGenerativeObjective(Objective):
             # on the mesh itself, which a multi-process run needs.
             chunk_labels = None if labels is None else labels[start:start + n].astype(np.int32)
             key_data = np.asarray(jax.random.key_data(jax.random.fold_in(rng, i)))
-            fn = self._generate_fn(n, sampler, steps, guidance, mesh)
+            fn = self._sampler_fn(n, sampler, steps, guidance, mesh)
             chunks.append(np.asarray(fn(params, key_data, chunk_labels)))
         return np.clip(np.concatenate(chunks), -1.0, 1.0)
 
@@ -235,30 +236,38 @@ class ImageGenerativeObjective(Objective):
         specs = self.config.eval.get("fid_samplers", ())
         if specs:
             return [parse_sampler(s) for s in specs]
-        return [self.sample_options()[:2]]
+        return [self.sampler_settings()[:2]]
 
     def evaluators(self):
         e = self.config.eval
         evaluators = []
         if e.get("grid_samples", 64):
-            evaluators.append(fid.SampleGridEvaluator(self.generate, e.get("grid_samples", 64),
+            evaluators.append(fid.SampleGridEvaluator(self.sample_images, e.get("grid_samples", 64),
                                                       seed=self.config.sample.get("seed", 0)))
         if e.get("fid_num_samples", 0):
-            evaluators.append(fid.FidEvaluator(self.generate, self.config.data,
+            evaluators.append(fid.FidEvaluator(self.sample_images, self.config.data,
                                                self.fid_protocol(), self.fid_samplers(),
                                                e.get("fid_cache_dir", ""),
                                                e.get("fid_extra_at", "final")))
         return evaluators
 
-    def sample_command(self, ctx: EvalContext, options: dict) -> str:
+    def sample_options(self):
         s = self.config.sample
-        num = options.get("num_samples") or s.get("num_samples", 64)
-        seed = s.get("seed", 0) if options.get("seed") is None else options["seed"]
-        sampler, steps, guidance = self.sample_options(options.get("sampler"),
-                                                       options.get("steps"),
-                                                       options.get("guidance"))
-        images = self.generate(ctx.params, jax.random.key(seed), num, sampler=sampler,
-                               steps=steps, guidance=guidance)
+        return (
+            SampleOption("sampler", str, "how to integrate", s.sampler, choices=self.samplers),
+            SampleOption("steps", int, "sampler steps", int(s.steps), minimum=1),
+            SampleOption("guidance", float, "classifier-free guidance scale (1: the plain "
+                         "conditional model)", s.get("guidance", 1.0)),
+            SampleOption("num_samples", int, "images in the grid", s.get("num_samples", 64),
+                         minimum=1),
+            SampleOption("seed", int, "random seed of the noise", s.get("seed", 0)))
+
+    def sample_command(self, ctx: EvalContext, options: dict) -> str:
+        num, seed = options["num_samples"], options["seed"]
+        sampler, steps, guidance = self.sampler_settings(options["sampler"], options["steps"],
+                                                         options["guidance"])
+        images = self.sample_images(ctx.params, jax.random.key(seed), num, sampler=sampler,
+                                    steps=steps, guidance=guidance)
         path = os.path.join(ctx.workdir, "samples",
                             f"sample_{sampler}{steps}_g{guidance:g}_seed{seed}.png")
         fid.save_image_grid(images, path)

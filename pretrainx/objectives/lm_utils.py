@@ -1,6 +1,6 @@
 """Pieces the preference objectives (``reward``, ``dpo``, ``ppo``) share: token log-probabilities
 of a causal LM, reading a per-position output at a row's last real token, the policy's init key,
-text generation and best-of-N sampling against a reward model."""
+sampled continuations and best-of-N sampling against a reward model."""
 from __future__ import annotations
 
 import functools
@@ -11,6 +11,7 @@ import numpy as np
 
 from pretrainx.models import decoding, gpt
 from pretrainx.data import rng as streams
+from pretrainx.objectives import losses
 
 #: batch keys of the "preferences" data kind (data/preferences.py)
 PAIR_KEYS = ("chosen", "chosen_mask", "chosen_response", "rejected", "rejected_mask",
@@ -27,9 +28,7 @@ def policy_key(config) -> jax.Array:
 def token_logprobs(logits_BxTxV, tokens_BxT, temperature: float = 1.0):
     """(log p(token t | tokens < t), entropy of that next-token distribution) at every position
     t >= 1, as B x T with position 0 (nothing predicts it) set to 0."""
-    logp_all = jax.nn.log_softmax(logits_BxTxV[:, :-1].astype(jnp.float32) / temperature)
-    logp = jnp.take_along_axis(logp_all, tokens_BxT[:, 1:, None], axis=-1)[..., 0]
-    entropy = -(jnp.exp(logp_all) * logp_all).sum(-1)
+    logp, entropy = losses.target_logprobs(logits_BxTxV[:, :-1], tokens_BxT[:, 1:], temperature)
     pad = jnp.zeros_like(logp[:, :1])
     return jnp.concatenate([pad, logp], 1), jnp.concatenate([pad, entropy], 1)
 
@@ -68,8 +67,9 @@ def reward_scores(reward_model: gpt.GPTScalar, params, tokens_BxT, mask_BxT, *, 
     return at_index(out_BxT, last_real_index(mask_BxT))
 
 
-def generate(model_config, params, prompt_ids: list[int], *, num_samples: int, max_new_tokens: int,
-             temperature: float, top_k: int | None, seed: int, eos_id: int | None = None):
+def sample_continuations(model_config, params, prompt_ids: list[int], *, num_samples: int,
+                         max_new_tokens: int, temperature: float, top_k: int | None, seed: int,
+                         eos_id: int | None = None):
     """``num_samples`` continuations of one prompt: (B x (P + N) ids, B new-token lengths)."""
     prompts = np.tile(np.asarray(prompt_ids, np.int32)[None], (num_samples, 1))
     decoder = gpt.GPTDecoder(model_config)
@@ -93,9 +93,9 @@ def best_of_n(model_config, policy_params, reward_params, prompt_ids: list[int],
     """Draw ``n`` continuations and keep the one the reward model scores highest, the baseline
     every RLHF method is compared with at matched KL (its KL to the sampler is at most
     log n − (n − 1)/n). Returns (best row's ids, its score, all scores)."""
-    rows, lengths = generate(model_config, policy_params, prompt_ids, num_samples=n,
-                             max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                             seed=seed, eos_id=eos_id)
+    rows, lengths = sample_continuations(model_config, policy_params, prompt_ids, num_samples=n,
+                                         max_new_tokens=max_new_tokens, temperature=temperature,
+                                         top_k=top_k, seed=seed, eos_id=eos_id)
     mask = np.arange(rows.shape[1])[None] < (len(prompt_ids) + lengths)[:, None]
     scores = np.asarray(_scorer(model_config, pool)(reward_params, jnp.asarray(rows), jnp.asarray(mask)))
     best = int(np.argmax(scores))

@@ -29,8 +29,11 @@ def cross_entropy(logits, targets, *, weights=None, label_smoothing: float = 0.0
             (correct * weights).sum() / denom, weights.sum())
 
 
-def mse(pred, target, weights=None):
-    err = jnp.square(pred.astype(jnp.float32) - target.astype(jnp.float32))
-    if weights is None:
-        return err.mean()
-    return (err * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+def target_logprobs(logits_BxTxV, targets_BxT, temperature: float = 1.0):
+    """(log p(target) at every position, the entropy of each position's distribution), float32,
+    under softmax(logits / temperature). The one token log-probability of the objectives: the
+    NLL of a mixture's components is its negative, a policy's next-token log-probabilities read
+    it one position shifted (``lm_utils.token_logprobs``); unused entropy costs nothing in jit."""
+    log_probs = jax.nn.log_softmax(logits_BxTxV.astype(jnp.float32) / temperature, axis=-1)
+    logp = jnp.take_along_axis(log_probs, targets_BxT[..., None], axis=-1)[..., 0]
+    return logp, -(jnp.exp(log_probs) * log_probs).sum(-1)

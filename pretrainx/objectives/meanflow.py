@@ -77,8 +77,8 @@ class MeanFlow(ImageGenerativeObjective):
     samplers = ("meanflow", "euler")
     interval_conditioned = True
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, spec=None):
+        super().__init__(config, spec)
         m = config.meanflow
         self.time_kw = dict(mean=float(m.get("mean", -0.4)), std=float(m.get("std", 1.0)),
                             equal_fraction=float(m.get("equal_fraction", 0.75)),

@@ -17,78 +17,51 @@ training token on the same positions: the baseline), ``mask_rate`` and ``selecte
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx.objectives import losses
 from pretrainx.data import masking
 from pretrainx.data import special_tokens as st
-from pretrainx.models import bert, transformer
-from pretrainx.objectives import text_common
-from pretrainx.objectives.base import DENOMINATOR, EvalContext, Objective, register
+from pretrainx.models import bert
+from pretrainx.objectives import losses, sample_flags, text_common
+from pretrainx.objectives.base import DENOMINATOR, DataSpec, EvalContext, register
+from pretrainx.objectives.masking_mixin import MaskingMixin
+from pretrainx.objectives.text_lm import TextObjective
 
-
-class MaskingMixin:
-    """The masking half of an objective: config, vocabulary tables, the rate of a step."""
-
-    def _init_masking(self, config):
-        m = config.get("mlm", {})
-        self.rate_end = float(m.get("rate", 0.15))
-        self.rate_start = float(m.get("rate_start", self.rate_end))
-        self.schedule = m.get("rate_schedule", "constant")
-        self.eval_rate = float(m.get("eval_rate", 0.15))
-        self.whole_word = bool(m.get("whole_word", False))
-        masking.masking_rate(self.schedule, self.rate_start, self.rate_end, 0.0)   # checks names
-        for name, r in (("rate", self.rate_end), ("rate_start", self.rate_start),
-                        ("eval_rate", self.eval_rate)):
-            if not 0.0 < r < 1.0:
-                raise ValueError(f"config.mlm.{name} must be in (0, 1), got {r}")
-        self.tables = None
-
-    def rate(self, ctx) -> float:
-        """The masking rate of the batch for ``ctx`` (a BatchContext): the schedule's at the
-        train step, ``eval_rate`` for validation."""
-        if not ctx.train:
-            return self.eval_rate
-        return masking.masking_rate(self.schedule, self.rate_start, self.rate_end,
-                                    ctx.step / max(ctx.total_steps, 1))
-
-    def _bind_tables(self, tokenizer, vocab_size: int):
-        self.tables = masking.vocab_tables(tokenizer, vocab_size)
-        self.mask_id = self.tables.mask_id
+#: the spec's info key of the most frequent ordinary training token (``MaskedLM.data_spec``)
+MOST_FREQUENT = "most_frequent_token"
 
 
 @register("mlm")
-class MaskedLM(MaskingMixin, Objective):
+class MaskedLM(MaskingMixin, TextObjective):
     batch_keys = ("inputs", "targets", "weights")
     tokens_key = "inputs"
     special_tokens = (st.PAD, st.CLS, st.SEP, st.MASK)
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.model_config = transformer.TransformerConfig.from_config(config.model)
+    def __init__(self, config, spec: DataSpec | None = None):
+        super().__init__(config, spec)
         self.model = bert.Bert(self.model_config)
         self.seq_len = int(config.data.seq_len)
         self.packed = config.data.get("packing", "stream") != "stream"
         self.label_smoothing = float(config.get("loss", {}).get("label_smoothing", 0.0))
         self._init_masking(config)
-        self.most_frequent = 0
+        self.cls_id = self.spec.token_id(st.CLS)
+        self.most_frequent = int(self.spec.info.get(MOST_FREQUENT, 0))
 
-    def data_request(self):
+    @classmethod
+    def data_request(cls, config):
         # a stream row gets [CLS] in front (the token a classifier later pools), so it reads one
         # token less; packed rows carry their documents' own BOS/EOS
-        raw = self.seq_len if self.packed else self.seq_len - 1
-        return text_common.raw_request(self.config, raw, self.special_tokens)
+        packed = config.data.get("packing", "stream") != "stream"
+        seq_len = int(config.data.seq_len)
+        return text_common.raw_request(config, seq_len if packed else seq_len - 1,
+                                       cls.special_tokens)
 
-    def bind_data(self, dataset) -> None:
-        super().bind_data(dataset)
-        text_common.check_vocab(dataset.tokenizer, self.model_config.vocab_size)
-        self._bind_tables(dataset.tokenizer, self.model_config.vocab_size)
-        self.cls_id = dataset.tokenizer.token_id(st.CLS)
-        if dataset.train is not None:
-            self.most_frequent = text_common.most_frequent_token(dataset,
-                                                                 self.model_config.vocab_size)
+    @classmethod
+    def data_spec(cls, config, dataset) -> DataSpec:
+        """The data's spec and its most frequent ordinary token (the unigram baseline)."""
+        most = text_common.most_frequent_token(dataset, int(config.model.vocab_size))
+        return DataSpec.of(dataset, **{MOST_FREQUENT: most})
 
     def transform(self, batch, rng, *, ctx):
         tokens = np.asarray(batch["tokens"])
@@ -128,15 +101,14 @@ class MaskedLM(MaskingMixin, Objective):
         return metrics
 
     def flops_per_batch(self, batch):
-        if not hasattr(self, "_flops_per_token"):
-            abstract = jax.eval_shape(self.init, jax.random.PRNGKey(0))
-            self._flops_per_token = text_common.flops_per_token(self.model_config, abstract,
-                                                                self.seq_len)
-        return self._flops_per_token * batch["inputs"].size
+        return self.flops_per_token(self.seq_len) * batch["inputs"].size
+
+    def sample_options(self):
+        return (sample_flags.prompt(f"To be or not to {st.MASK} that is the question"),)
 
     def sample_command(self, ctx: EvalContext, options: dict) -> str:
         """Fill the [MASK] tokens of ``--prompt`` with the model's most likely tokens."""
-        prompt = options.get("prompt") or f"To be or not to {st.MASK} that is the question"
+        prompt = options["prompt"]
         ids = [self.cls_id] + self.tokenizer.encode(prompt)
         if len(ids) > self.model_config.max_len:
             raise ValueError(f"the prompt has {len(ids)} tokens; the model reads at most "

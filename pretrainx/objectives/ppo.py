@@ -44,8 +44,8 @@ import numpy as np
 from pretrainx.data import rng as streams
 from pretrainx.models import decoding
 from pretrainx.models import gpt, transformer
-from pretrainx.objectives import lm_utils, rl_math
-from pretrainx.objectives.base import DataRequest, Objective, register
+from pretrainx.objectives import lm_utils, rl_math, sample_flags
+from pretrainx.objectives.base import DataRequest, Objective, SampleOption, register
 
 ROLLOUT_KEYS = ("sequence", "mask", "old_logp", "old_values", "advantages", "returns")
 
@@ -54,8 +54,8 @@ ROLLOUT_KEYS = ("sequence", "mask", "old_logp", "old_values", "advantages", "ret
 class PPOObjective(Objective):
     batch_keys = ("tokens",)
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, spec=None):
+        super().__init__(config, spec)
         self.model_config = transformer.TransformerConfig.from_config(config.model)
         self.policy = gpt.GPT(self.model_config)
         self.scalar = gpt.GPTScalar(self.model_config)
@@ -65,21 +65,17 @@ class PPOObjective(Objective):
         self.prompt_len, self.max_new = int(o.prompt_len), int(o.max_new_tokens)
         self.temperature, self.top_k = float(o.temperature), int(o.get("top_k", 0)) or None
         self.shared = o.get("value_head", "separate") == "shared"
-        self.eos_id = None
+        eos = o.get("eos", "")
+        self.eos_id = int(self.spec.require_tokenizer("ppo.eos").encode(eos)[0]) if eos else None
         self.reward_pool = o.get("reward_pool", "last")   # as the reward run's reward.pool
         if self.prompt_len + self.max_new > self.model_config.max_len:
             raise ValueError(f"ppo.prompt_len + ppo.max_new_tokens = {self.prompt_len + self.max_new}"
                              f" exceeds model.max_len {self.model_config.max_len}")
 
     # --- data and state -----------------------------------------------------------------------
-    def data_request(self):
-        return DataRequest(seq_len=self.prompt_len, fields=("tokens",))
-
-    def bind_data(self, dataset) -> None:
-        super().bind_data(dataset)
-        eos = self.config.ppo.get("eos", "")
-        if eos:
-            self.eos_id = int(dataset.tokenizer.encode(eos)[0])
+    @classmethod
+    def data_request(cls, config):
+        return DataRequest(seq_len=int(config.ppo.prompt_len), fields=("tokens",))
 
     def init(self, rng):
         tokens = jnp.zeros((1, 8), jnp.int32)
@@ -144,7 +140,7 @@ class PPOObjective(Objective):
         return jnp.concatenate([prompts_BxP, out.tokens], axis=1), mask
 
     def vocab_size(self):
-        vocab = getattr(self.tokenizer, "vocab_size", None)
+        vocab = self.spec.vocab_size
         return min(int(vocab), self.model_config.vocab_size) if vocab else None
 
     def prepare(self, params, frozen, batch, rng, ctx):
@@ -225,19 +221,26 @@ class PPOObjective(Objective):
     def evaluators(self):
         return [ResponseSamples(self)]
 
+    def sample_options(self):
+        s = self.config.sample
+        return (sample_flags.prompt(s.prompt), sample_flags.max_new_tokens(self.max_new),
+                sample_flags.temperature(self.temperature), sample_flags.top_k(self.top_k),
+                sample_flags.seed(0),
+                SampleOption("best_of", int, "draw N and print the one the reward model scores "
+                             "highest", 1, minimum=1),
+                SampleOption("policy", str, "sample the trained policy or the frozen reference",
+                             "trained", choices=("trained", "reference")))
+
     def sample_command(self, ctx, options):
         """A continuation of the prompt from the trained policy (``--policy reference``: from the
         frozen reference); with ``--best-of N``, the one of N the reward model scores highest."""
-        s = self.config.sample
-        pick = lambda k, d: d if options.get(k) is None else options[k]
-        ids = self.tokenizer.encode(pick("prompt", s.prompt))
-        which = pick("policy", "trained")
+        ids = self.tokenizer.encode(options["prompt"])
+        which, n = options["policy"], int(options["best_of"])
         params = ctx.frozen["reference"] if which == "reference" else ctx.params["policy"]
-        n = int(pick("best_of", 1))
-        kw = dict(max_new_tokens=min(int(pick("max_new_tokens", self.max_new)),
+        kw = dict(max_new_tokens=min(int(options["max_new_tokens"]),
                                      self.model_config.max_len - len(ids)),
-                  temperature=float(pick("temperature", self.temperature)),
-                  top_k=pick("top_k", self.top_k), seed=int(pick("seed", 0)), eos_id=self.eos_id)
+                  temperature=float(options["temperature"]), top_k=options["top_k"],
+                  seed=int(options["seed"]), eos_id=self.eos_id)
         best, score, scores = lm_utils.best_of_n(self.model_config, params, ctx.frozen["reward"],
                                                  ids, n=n, pool=self.reward_pool, **kw)
         return (f"{self.tokenizer.decode(best.tolist())}\n"

@@ -37,8 +37,8 @@ def draw_prefix_lengths(draws, rows: int, length: int, min_length: int = 1,
 class PrefixLM(CausalLM):
     batch_keys = ("inputs", "targets", "prefix_length", "weights")
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, spec=None):
+        super().__init__(config, spec)
         if self.model_config.attention_kind != "prefix":
             raise ValueError("prefix_lm needs config.model.attention_kind='prefix'")
         if config.data.get("packing", "stream") != "stream":

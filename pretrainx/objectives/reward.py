@@ -16,34 +16,28 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from pretrainx.models import gpt, transformer
+from pretrainx.models import gpt
 from pretrainx.objectives import lm_utils, rl_math
-from pretrainx.objectives.base import DENOMINATOR, DataRequest, Objective, register
+from pretrainx.objectives.base import DENOMINATOR, DataRequest, register
+from pretrainx.objectives.text_lm import TextObjective
 
 
 @register("reward")
-class RewardObjective(Objective):
+class RewardObjective(TextObjective):
     batch_keys = lm_utils.PAIR_KEYS
     tokens_key = "chosen"
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.model_config = transformer.TransformerConfig.from_config(config.model)
+    def __init__(self, config, spec=None):
+        super().__init__(config, spec)
         self.model = gpt.GPTScalar(self.model_config)
         opts = config.get("reward", {})
         self.margin = float(opts.get("margin", 0.0))
         self.centring = float(opts.get("centring", 0.0))
         self.pool = str(opts.get("pool", "last"))       # "last" token | "mean" over real tokens
 
-    def data_request(self):
-        return DataRequest(seq_len=int(self.config.data.seq_len), fields=None)
-
-    def bind_data(self, dataset) -> None:
-        super().bind_data(dataset)
-        vocab = getattr(dataset.tokenizer, "vocab_size", None)
-        if vocab is not None and vocab > self.model_config.vocab_size:
-            raise ValueError(f"the tokenizer has {vocab} tokens but config.model.vocab_size is "
-                             f"{self.model_config.vocab_size}")
+    @classmethod
+    def data_request(cls, config):
+        return DataRequest(seq_len=int(config.data.seq_len), fields=None)
 
     def init(self, rng):
         tokens = jnp.zeros((1, int(self.config.data.seq_len)), jnp.int32)

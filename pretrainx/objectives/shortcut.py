@@ -73,8 +73,8 @@ class ShortcutModel(ImageGenerativeObjective):
     samplers = ("shortcut", "euler")
     interval_conditioned = True
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, spec=None):
+        super().__init__(config, spec)
         s = config.shortcut
         self.max_steps = int(s.get("max_steps", 128))
         if self.max_steps < 2 or self.max_steps & (self.max_steps - 1):

@@ -88,7 +88,7 @@ def make_pairs(workdir: str, out: str, *, prompts: int, samples: int, prompt_len
     from pretrainx.core import inference, train
     objective, ctx, config = inference.load_trained_run(workdir, "latest")
     tokenizer = objective.tokenizer
-    data = train.build_dataset(config, objective, workdir)
+    data = train.build_dataset(config, type(objective), workdir)
     windows = prompt_windows(data.train.tokens, prompts, prompt_len, seed)
     rows = np.repeat(windows, samples, axis=0)
     responses = sample_responses(objective.model_config, ctx.params, rows,

@@ -1,6 +1,6 @@
-"""What the text objectives beyond ``clm`` share: the model's vocabulary check, the raw-token
-data request, the most frequent training token (the unigram baseline of a prediction), FLOPs per
-token, and exact pooling of a component's mean inside a mixture.
+"""What the text objectives beyond ``clm`` share: the raw-token data request, the most frequent
+training token (the unigram baseline of a prediction), and exact pooling of a component's mean
+inside a mixture.
 
 Component metrics of a mixture (``ul2_r_loss``, ``clm_loss``): the runner pools a step's
 micro-batches and the validation batches weighted by the step's denominator (all target
@@ -10,23 +10,12 @@ component c, ``c_loss_share`` = (c's summed loss) / (all tokens) and ``c_share``
 """
 from __future__ import annotations
 
-import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from pretrainx.data import special_tokens as st
 from pretrainx.data.base import TOKENS
-from pretrainx.models import gpt
 from pretrainx.objectives.base import DataRequest
-
-
-def check_vocab(tokenizer, model_vocab_size: int) -> None:
-    vocab = getattr(tokenizer, "vocab_size", None)
-    if vocab is not None and vocab > model_vocab_size:
-        raise ValueError(f"the tokenizer has {vocab} tokens (special tokens included) but "
-                         f"config.model.vocab_size is {model_vocab_size}; set "
-                         f"--config.model.vocab_size={vocab}")
 
 
 def raw_request(config, seq_len: int, special_tokens=()) -> DataRequest:
@@ -58,12 +47,6 @@ def most_frequent_token(dataset, vocab_size: int) -> int:
     return int(np.argmax(counts))
 
 
-def flops_per_token(model_config, abstract_params, seq_len: int) -> float:
-    """nanoGPT's 6N + 12·L·H·Q·T (N without position tables), the same estimate for encoders."""
-    n = gpt.param_count(nn.unbox(abstract_params), non_embedding=True)
-    return float(gpt.flops_per_token(model_config, n, seq_len))
-
-
 def add_component(metrics: dict, name: str, token_loss_BxT, weights_BxT, total):
     """Put component ``name``'s pooled-exact shares into ``metrics`` (module docstring)."""
     total = jnp.maximum(total, 1.0)
@@ -82,9 +65,3 @@ def component_means(metrics: dict, names) -> dict:
             continue
         out[f"{name}_loss"] = jnp.where(share > 0, loss_share / jnp.maximum(share, 1e-12), jnp.nan)
     return out
-
-
-def token_nll(logits_BxTxV, targets_BxT):
-    """Per-token negative log-likelihood, float32."""
-    log_probs = jax.nn.log_softmax(logits_BxTxV.astype(jnp.float32), axis=-1)
-    return -jnp.take_along_axis(log_probs, targets_BxT[..., None], axis=-1)[..., 0]

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from pretrainx.objectives import losses
 from pretrainx.data import spans
 from pretrainx.data import special_tokens as st
-from pretrainx.objectives import text_common
+from pretrainx.objectives import losses, text_common
 from pretrainx.objectives.base import DENOMINATOR, register
-from pretrainx.objectives.span_corruption import EncoderDecoderObjective
+from pretrainx.objectives.encoder_decoder import EncoderDecoderObjective
 
 MODE_OF_GROUP = {"r": st.NLU, "x": st.NLG, "s": st.S2S}
 DEFAULT_DENOISERS = (("r", "span", 3.0, 0.15, 0.4), ("x", "span", 32.0, 0.5, 0.4),
@@ -54,42 +53,26 @@ def largest_fitting_raw(inputs_room: int, targets_room: int, density: float,
 class UL2(EncoderDecoderObjective):
     batch_keys = ("inputs", "targets", "decoder_inputs", "weights", "encoder_mask", "denoiser")
 
-    def __init__(self, config):
-        super().__init__(config)
-        u = config.get("ul2", {})
-        self.targets_length = int(u.get("targets_length", self.inputs_length))
-        self.denoisers = [tuple(d) for d in u.get("denoisers", DEFAULT_DENOISERS)]
+    def __init__(self, config, spec=None):
+        super().__init__(config, spec)
+        self.targets_length = targets_length(config)
+        self.denoisers = [tuple(d) for d in config.get("ul2", {}).get("denoisers",
+                                                                      DEFAULT_DENOISERS)]
         self.names = [f"ul2_{d[0]}" for d in self.denoisers]
-        if len(set(self.names)) != len(self.names):
-            raise ValueError(f"config.ul2.denoisers: names must differ, got {self.names}")
+        self.raw_lengths, self.num_spans = raw_lengths(config)      # checks the denoisers
         weights = np.asarray([float(d[4]) for d in self.denoisers])
-        if (weights < 0).any() or weights.sum() <= 0:
-            raise ValueError(f"config.ul2.denoisers: weights must be >= 0, not all 0: {weights}")
         self.cumulative = np.cumsum(weights / weights.sum())
-        self.raw_lengths, self.num_spans = [], 1
-        room_in, room_out = self.inputs_length - 1, self.targets_length   # a mode token first
-        for name, kind, mean_span, density, _ in self.denoisers:
-            if name[0] not in MODE_OF_GROUP or kind not in ("span", "prefix"):
-                raise ValueError(f"denoiser {name!r}: name starts with r/x/s, kind span|prefix")
-            raw = 0
-            if kind == "span":
-                raw = largest_fitting_raw(room_in, room_out, float(density), float(mean_span))
-                self.num_spans = max(self.num_spans,
-                                     spans.span_counts(raw, float(density), float(mean_span))[1])
-            self.raw_lengths.append(raw)
-        self.raw_length = max(self.raw_lengths) or room_in
-        self.raw_lengths = [r or self.raw_length for r in self.raw_lengths]
+        self.raw_length = max(self.raw_lengths)
+        self.sentinel_ids = (None if self.tokenizer is None
+                             else st.sentinel_ids(self.tokenizer, self.num_spans))
+        self.mode_ids = [self.spec.token_id(MODE_OF_GROUP[d[0][0]]) for d in self.denoisers]
 
-    def data_request(self):
-        sentinels = [st.sentinel(i) for i in reversed(range(self.num_spans))]
-        return text_common.raw_request(self.config, self.raw_length,
+    @classmethod
+    def data_request(cls, config):
+        lengths, num_spans = raw_lengths(config)
+        sentinels = [st.sentinel(i) for i in reversed(range(num_spans))]
+        return text_common.raw_request(config, max(lengths),
                                        (st.PAD, st.EOS, *st.MODES, *sentinels))
-
-    def bind_data(self, dataset) -> None:
-        super().bind_data(dataset)
-        tok = dataset.tokenizer
-        self.sentinel_ids = st.sentinel_ids(tok, self.num_spans)
-        self.mode_ids = [tok.token_id(MODE_OF_GROUP[d[0][0]]) for d in self.denoisers]
 
     def _corrupt(self, k: int, draws, tokens_BxL):
         """Denoiser k on every row: lists of input and target rows (mode token, EOS included)."""
@@ -125,7 +108,7 @@ class UL2(EncoderDecoderObjective):
             inputs[b, :len(x)], targets[b, :len(y)] = x, y
         in_len = np.asarray([len(made[choice[b]][0][b]) for b in range(B)])
         out_len = np.asarray([len(made[choice[b]][1][b]) for b in range(B)])
-        return {"inputs": inputs, "targets": targets, "decoder_inputs": self.shift(targets),
+        return {"inputs": inputs, "targets": targets, "decoder_inputs": self.shift_right(targets),
                 "encoder_mask": np.arange(self.inputs_length)[None] < in_len[:, None],
                 "weights": (np.arange(self.targets_length)[None] < out_len[:, None]
                             ).astype(np.float32),
@@ -137,7 +120,7 @@ class UL2(EncoderDecoderObjective):
         loss, nll, acc, count = losses.cross_entropy(logits, batch["targets"], weights=weights,
                                                      label_smoothing=self.label_smoothing)
         metrics = {"nll": nll, "accuracy": acc, DENOMINATOR: count}
-        token_nll = text_common.token_nll(logits, batch["targets"])
+        token_nll = -losses.target_logprobs(logits, batch["targets"])[0]
         for k, name in enumerate(self.names):
             mine = weights * (batch["denoiser"] == k)[:, None]
             text_common.add_component(metrics, name, token_nll, mine, count)
@@ -148,7 +131,34 @@ class UL2(EncoderDecoderObjective):
 
     def sample_command(self, ctx, options):
         """Span filling behind [NLU] when the prompt holds sentinels, else continuation [S2S]."""
-        prompt = options.get("prompt") or self.config.sample.prompt
-        n = options.get("max_new_tokens") or self.config.sample.max_new_tokens or self.targets_length
+        prompt = options["prompt"]
         mode = st.NLU if "<extra_id_" in prompt else st.S2S
-        return self.fill_spans(ctx.params, prompt, int(n), [self.tokenizer.token_id(mode)])
+        return self.fill_spans(ctx.params, prompt, int(options["max_new_tokens"]),
+                               [self.tokenizer.token_id(mode)])
+
+
+def targets_length(config) -> int:
+    return int(config.get("ul2", {}).get("targets_length", int(config.data.seq_len)))
+
+
+def raw_lengths(config) -> tuple[list[int], int]:
+    """(raw tokens each denoiser reads, the most sentinels a span denoiser needs), checked."""
+    denoisers = [tuple(d) for d in config.get("ul2", {}).get("denoisers", DEFAULT_DENOISERS)]
+    names = [f"ul2_{d[0]}" for d in denoisers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"config.ul2.denoisers: names must differ, got {names}")
+    weights = np.asarray([float(d[4]) for d in denoisers])
+    if (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"config.ul2.denoisers: weights must be >= 0, not all 0: {weights}")
+    lengths, num_spans = [], 1
+    room_in, room_out = int(config.data.seq_len) - 1, targets_length(config)   # a mode token first
+    for name, kind, mean_span, density, _ in denoisers:
+        if name[0] not in MODE_OF_GROUP or kind not in ("span", "prefix"):
+            raise ValueError(f"denoiser {name!r}: name starts with r/x/s, kind span|prefix")
+        raw = 0
+        if kind == "span":
+            raw = largest_fitting_raw(room_in, room_out, float(density), float(mean_span))
+            num_spans = max(num_spans, spans.span_counts(raw, float(density), float(mean_span))[1])
+        lengths.append(raw)
+    longest = max(lengths) or room_in
+    return [r or longest for r in lengths], num_spans

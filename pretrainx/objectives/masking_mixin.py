@@ -1,0 +1,35 @@
+"""The masking half of the masked objectives (``mlm``, ``clm_mlm``): the ``config.mlm`` settings,
+the vocabulary tables the corruption draws from, and the masking rate of a batch. The corruption
+itself is pure and lives in ``data/masking.py``."""
+from __future__ import annotations
+
+from pretrainx.data import masking
+
+
+class MaskingMixin:
+    """Mixed into a text objective whose ``tokenizer`` and ``model_config`` are set."""
+
+    def _init_masking(self, config):
+        m = config.get("mlm", {})
+        self.rate_end = float(m.get("rate", 0.15))
+        self.rate_start = float(m.get("rate_start", self.rate_end))
+        self.schedule = m.get("rate_schedule", "constant")
+        self.eval_rate = float(m.get("eval_rate", 0.15))
+        self.whole_word = bool(m.get("whole_word", False))
+        masking.masking_rate(self.schedule, self.rate_start, self.rate_end, 0.0)   # checks names
+        for name, r in (("rate", self.rate_end), ("rate_start", self.rate_start),
+                        ("eval_rate", self.eval_rate)):
+            if not 0.0 < r < 1.0:
+                raise ValueError(f"config.mlm.{name} must be in (0, 1), got {r}")
+        self.tables = self.mask_id = None                 # no tokenizer: shapes only
+        if self.tokenizer is not None:
+            self.tables = masking.vocab_tables(self.tokenizer, self.model_config.vocab_size)
+            self.mask_id = self.tables.mask_id
+
+    def rate(self, ctx) -> float:
+        """The masking rate of the batch for ``ctx`` (a BatchContext): the schedule's at the
+        train step, ``eval_rate`` for validation."""
+        if not ctx.train:
+            return self.eval_rate
+        return masking.masking_rate(self.schedule, self.rate_start, self.rate_end,
+                                    ctx.step / max(ctx.total_steps, 1))

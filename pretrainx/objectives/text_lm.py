@@ -1,0 +1,114 @@
+"""The base of the transformer text objectives, and the causal policy they compose.
+
+``TextObjective`` holds what every text objective on a ``TransformerConfig`` shares: the model
+config, the one vocabulary check (the tokenizer of the spec must fit ``model.vocab_size``), and
+the one lazy count of parameter shapes that FLOPs estimates read.
+
+``CausalPolicy`` is a GPT with the run's tokenizer and ``config.sample``: it continues a prompt
+(``continue_text``), declares and runs ``pretrainx sample`` for a causal LM, and writes the text
+sample at each eval. ``clm`` (and its variants) and ``dpo`` each hold one, so DPO samples as a
+pretraining run does without being a kind of ``clm``.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pretrainx.models import decoding, gpt, transformer
+from pretrainx.objectives import sample_flags
+from pretrainx.objectives.base import DataSpec, EvalContext, Objective
+
+
+class TextObjective(Objective):
+    """A text objective on a transformer: model config, vocabulary check, parameter shapes."""
+
+    def __init__(self, config, spec: DataSpec | None = None):
+        super().__init__(config, spec)
+        self.model_config = transformer.TransformerConfig.from_config(config.model)
+        self.spec.check_vocab(self.model_config.vocab_size)
+
+    @functools.cached_property
+    def param_shapes(self):
+        """``init``'s parameters as unboxed shapes, computed once (for FLOPs counts)."""
+        return nn.unbox(jax.eval_shape(self.init, jax.random.PRNGKey(0)))
+
+    def flops_per_token(self, seq_len: int | None = None) -> float:
+        """nanoGPT's 6N + 12·L·H·Q·T, N without position tables, T = ``data.seq_len`` unless
+        given; the same estimate for encoders."""
+        n = gpt.param_count(self.param_shapes, non_embedding=True)
+        seq_len = int(self.config.data.seq_len) if seq_len is None else seq_len
+        return float(gpt.flops_per_token(self.model_config, n, seq_len))
+
+
+class CausalPolicy:
+    """A GPT that continues text: the sampler of ``clm`` and ``dpo``."""
+
+    def __init__(self, model_config: transformer.TransformerConfig, tokenizer, sample_config):
+        self.model_config = model_config
+        self.model = gpt.GPT(model_config)
+        self.tokenizer = tokenizer
+        self.sample_config = sample_config
+
+    def init(self, rng, seq_len: int):
+        tokens = jnp.zeros((1, seq_len), jnp.int32)
+        return self.model.init({"params": rng}, tokens, train=False)["params"]
+
+    def continue_text(self, params, prompt: str, *, max_new_tokens: int, temperature: float,
+                      top_k: int | None, seed: int) -> str:
+        """The prompt and ``max_new_tokens`` more tokens sampled from the model, as text."""
+        if self.tokenizer is None:
+            raise ValueError("no tokenizer: sampling needs the run's tokenizer.json")
+        ids = self.tokenizer.encode(prompt) or [0]
+        vocab = min(self.tokenizer.vocab_size, self.model_config.vocab_size)
+        out = decoding.continue_prompt(gpt.GPTDecoder(self.model_config), params,
+                                       np.asarray(ids, np.int32), max_new_tokens,
+                                       rng=jax.random.PRNGKey(seed), temperature=temperature,
+                                       top_k=min(top_k, vocab) if top_k else None,
+                                       vocab_size=vocab)
+        return self.tokenizer.decode(np.asarray(out)[0].tolist())
+
+    def sample_options(self):
+        s = self.sample_config
+        return (sample_flags.prompt(s.prompt), sample_flags.max_new_tokens(s.max_new_tokens),
+                sample_flags.temperature(s.temperature), sample_flags.top_k(s.top_k),
+                sample_flags.seed(0))
+
+    def sample_command(self, params, options: dict) -> str:
+        """A continuation of ``--prompt``, cut to the room the context leaves."""
+        max_len = self.model_config.max_len
+        budget = max_len - len(self.tokenizer.encode(options["prompt"]))
+        if budget <= 0:
+            raise ValueError(f"the prompt is {max_len - budget} tokens, the model's context "
+                             f"{max_len}: shorten it")
+        return self.continue_text(params, options["prompt"],
+                                  max_new_tokens=min(options["max_new_tokens"], budget),
+                                  temperature=options["temperature"], top_k=options["top_k"],
+                                  seed=options["seed"])
+
+
+class TextSampleEvaluator:
+    """Writes a short sample to ``workdir/samples/step_N.txt`` at each eval: a look, not a metric."""
+    name = "text_sample"
+
+    def __init__(self, policy: CausalPolicy):
+        self.policy = policy
+
+    def __call__(self, ctx: EvalContext):
+        s, tokenizer = self.policy.sample_config, self.policy.tokenizer
+        max_len = self.policy.model_config.max_len
+        # A prompt of any length: its last half-context at most, and room for the rest.
+        prompt = tokenizer.decode(tokenizer.encode(s.prompt)[-(max_len // 2):])
+        n = min(int(s.max_new_tokens), max_len - max(len(tokenizer.encode(prompt)), 1))
+        text = self.policy.continue_text(ctx.params, prompt, max_new_tokens=n,
+                                         temperature=float(s.temperature), top_k=int(s.top_k),
+                                         seed=ctx.step)
+        if ctx.workdir and jax.process_index() == 0:
+            os.makedirs(os.path.join(ctx.workdir, "samples"), exist_ok=True)
+            with open(os.path.join(ctx.workdir, "samples", f"step_{ctx.step:06d}.txt"), "w") as f:
+                f.write(text)
+        return []

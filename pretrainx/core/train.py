@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pretrainx.core import checkpoint as checkpoint_lib
-from pretrainx.config import check as config_check
+from pretrainx.config import base as config_base, check as config_check
 from pretrainx import data as data_lib
 from pretrainx import objectives
 from pretrainx.core import evaluate, init_from
@@ -91,13 +91,14 @@ def build_dataset(config, objective, workdir: str | None = None) -> data_lib.Dat
 def setup(config, workdir: str | None = None) -> Setup:
     """Objective, mesh, data, sharded initial state and the jitted step of ``config``.
     ``workdir``: a run's directory whose saved tokenizer the data should use."""
+    config = config_base.with_defaults(config)    # a field the config lacks reads as the base's
     config_check.check_values(config)
     objective = objectives.get(config.objective)(config)
     mesh = sharding_lib.make_mesh(config.mesh)
     divisor = sharding_lib.batch_divisor(mesh)
     config_check.check_eval_batch(config, divisor, jax.process_count())
-    accum = int(config.optimizer.get("grad_accum", 1))
-    rng_impl = config.train.get("rng_impl", "threefry")
+    accum = int(config.optimizer.grad_accum)
+    rng_impl = config.train.rng_impl
     if rng_impl not in RNG_IMPLS:
         raise ValueError(f"unknown train.rng_impl {rng_impl!r} (known: {', '.join(RNG_IMPLS)})")
     if config.batch_size % (divisor * accum):
@@ -145,7 +146,8 @@ def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) ->
     """
     workdir_lock.prepare(workdir)
     with workdir_lock.WorkdirLock(workdir):
-        return _run_locked(config_check.resolve_paths(config), workdir, stop_after, on_eval)
+        config = config_check.resolve_paths(config_base.with_defaults(config))
+        return _run_locked(config, workdir, stop_after, on_eval)
 
 
 def _all_finite(tree) -> jax.Array:
@@ -216,7 +218,7 @@ def _run_locked(config, workdir: str, stop_after, on_eval) -> RunResult:
                        if objective.tokens_key in first else None)
     flops = objective.flops_per_batch(first)           # of this process's rows
     flops_per_step = flops * jax.process_count() if flops else None
-    progress = metrics_lib.Progress(total, start, bool(config.train.get("progress", True)))
+    progress = metrics_lib.Progress(total, start, bool(config.train.progress))
     clock = metrics_lib.Throughput(start)
     history, pending, stopped_early, preempted, batch = [], None, False, False, first
     evaluated = False
@@ -249,7 +251,7 @@ def _run_locked(config, workdir: str, stop_after, on_eval) -> RunResult:
             post["mfu"] = f"{scalars['train/mfu']:.1%}" if "train/mfu" in scalars else "n/a"
         progress.update(pending_step, post)
 
-    check_every = config.train.get("preemption_check_every", preemption.DEFAULT_CHECK_EVERY)
+    check_every = config.train.preemption_check_every
     try:
         with preemption.PreemptionWatch(check_every) as watch:
             for step in range(start, total):
@@ -339,8 +341,7 @@ def _run_locked(config, workdir: str, stop_after, on_eval) -> RunResult:
 
 def load_config_json(workdir: str):
     """The resolved config a run wrote, for ``sample`` / ``eval`` on that workdir."""
-    import ml_collections
     saved = run_record.read_config(workdir)     # a cut or garbled file: one line, not a traceback
     if saved is None:
         raise FileNotFoundError(f"no config.json in workdir {workdir!r}: is it a pretrainx run?")
-    return ml_collections.ConfigDict(saved)
+    return config_base.with_defaults(saved)    # a run older than a field reads its default

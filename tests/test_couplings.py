@@ -23,7 +23,7 @@ OPTIONS = dict(num=10, seed=3, sampler="euler", steps=2, chunk_size=4)
 
 @pytest.fixture(scope="module")
 def objective_and_params():
-    config = config_lib.load(os.path.join(CONFIGS, "digits_smoke.py:flow_smoke"))
+    config = config_lib.load(os.path.join(CONFIGS, "digits_smoke.py:flow,smoke"))
     objective = flow.FlowMatching(config)
     params = nn.meta.unbox(jax.jit(objective.init)(jax.random.key(0, impl="unsafe_rbg")))
     rng = np.random.default_rng(0)    # the last conv starts at zero: make the net a real function

@@ -58,7 +58,7 @@ def test_time_sampling_lies_in_the_unit_interval():
 
 @pytest.mark.slow
 def test_flow_objective_trains_and_samples_deterministically():
-    config = config_lib.load(os.path.join(CONFIGS, "digits_smoke.py:flow_smoke"))
+    config = config_lib.load(os.path.join(CONFIGS, "digits_smoke.py:flow,smoke"))
     objective = flow.FlowMatching(config)
     params = jax.jit(objective.init)(jax.random.key(0, impl="unsafe_rbg"))
     batch = {"image": jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (8, 8, 8, 1)),

@@ -2,19 +2,16 @@
 import math
 
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
+from pretrainx.config import base as config_base
 from pretrainx.core import optim
 
 
 def opt(**kw):
-    base = dict(lr=1e-3, end_lr=1e-4, schedule="cosine", warmup_steps=100, decay_steps=5000,
-                decay_rate=0.1, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.1, decay_mask="matrices",
-                clip_norm=1.0, grad_accum=1, ema_decay=0.0)
-    base.update(kw)
-    return ml_collections.ConfigDict(base)
+    """The base optimizer section at shakespeare_char's values, with ``kw`` changed."""
+    return config_base.change(config_base.optimizer(), {"b2": 0.99, "weight_decay": 0.1, **kw})
 
 
 def test_cosine_matches_nanogpt_get_lr():

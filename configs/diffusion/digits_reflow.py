@@ -17,13 +17,10 @@ reflow initialised from it, uniform t. Scaled down: 2,048 pairs from 32 Euler st
 millions, RK45), 600 steps at Adam 3e-4 cosine (a fine-tune; the base run trained at 1e-3).
 Budget (experiments/few_step.md counts it): the base run's 3000 steps, plus the pairs (2,048 x 32
 network evaluations, forward only), plus these steps.
-":smoke": digits_smoke.py's :flow_smoke with the same fields (tests give the paths).
+":smoke": digits_smoke.py's :flow,smoke with the same fields (tests give the paths).
 """
-import os
+from pretrainx.config import base, images, variants
 
-from pretrainx.config import load as config_lib
-
-VARIANTS = ("", "distill", "smoke")
 STEPS = 600
 DISTILL_STEPS = 300
 BASE_RUN = "workdirs/fs_flow_s0"
@@ -32,24 +29,18 @@ REFLOW_RUN = "workdirs/fs_reflow_s0"
 
 
 def get_config(arg: str = ""):
-    if arg not in VARIANTS:
-        raise ValueError(f"unknown variant {arg!r} of digits_reflow (known: distill, smoke)")
-    here = os.path.dirname(__file__)
-    if arg == "smoke":
-        c = config_lib.load(os.path.join(here, "digits_smoke.py:flow_smoke"))
+    flags = variants.parse(arg, __file__, "distill", "smoke")
+    if "smoke" in flags:              # tests give the paths
+        c = images.digits("flow", {"smoke"})
         c.data.couplings = ""
         return c
-    c = config_lib.load(os.path.join(here, "digits_few_step.py"))
-    c.data.couplings = PAIRS              # the training pairs; the real digits still validate
-    c.init_from.workdir = BASE_RUN if arg == "" else REFLOW_RUN
-    c.init_from.mapping = (("ema_params", "params"),)
-    c.optimizer.lr = 3e-4
-    steps = STEPS if arg == "" else DISTILL_STEPS
-    if arg == "distill":
-        c.flow.time_sampling = "end"      # t = 1 only
-        c.flow.cfg_drop = 0.0             # the pairs are conditional samples (guidance 1)
-        c.eval.fid_samplers = ("euler:1",)
-        c.sample.steps = 1
-    c = config_lib.override(c, {"train.steps": steps, "optimizer.decay_steps": steps,
-                                "eval.every": steps, "checkpoint.every": steps})
+    distill = "distill" in flags
+    c = images.few_step("flow", steps=DISTILL_STEPS if distill else STEPS)
+    c.data.couplings = PAIRS          # the training pairs; the real digits still validate
+    c = base.change(c, {"init_from.workdir": REFLOW_RUN if distill else BASE_RUN,
+                        "optimizer.lr": 3e-4})
+    if distill:
+        c = base.change(c, {"flow.time_sampling": "end",   # t = 1 only
+                            "flow.cfg_drop": 0.0,   # the pairs are conditional samples (guidance 1)
+                            "eval.fid_samplers": ("euler:1",), "sample.steps": 1})
     return c

@@ -16,55 +16,21 @@ dropped, the pooler and the 10-way head start fresh). `:smoke` trains the same c
 scratch (no parent: it runs standalone) for 60 steps; it is also the from-scratch arm of the
 experiment when run for as many steps as the fine-tune.
 """
-import os
-
-import ml_collections
-
-from pretrainx.config import load as config_lib
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
+from pretrainx.config import base, sections, variants, text
 
 
 def get_config(arg: str = ""):
-    if arg not in ("", "smoke"):
-        raise ValueError(f"unknown variant {arg!r} of speakers_bert (known: smoke)")
-    c = config_lib.load(os.path.join(_HERE, "..", "bert", "bert_base.py") + ":smoke")
-    c.objective = "classify"
-    c.seed = 0
-    c.batch_size = 32
-    c.data = ml_collections.ConfigDict()
-    c.data.kind = "speeches"
-    c.data.path = os.path.normpath(os.path.join(_HERE, "..", "..", "..", "shared", "data",
-                                                "tinyshakespeare", "input.txt"))
-    c.data.tokenizer = "char"         # or the parent's workdir (its tokenizer.json)
-    c.data.top_speakers = 10
-    c.data.val_fraction = 0.2
-    c.data.split_seed = 0
-    c.data.seq_len = 128              # [CLS] + the first 127 characters of the speech
-    c.model.max_len = 128
-    c.model.dropout = 0.1
-    c.classify = ml_collections.ConfigDict()
-    c.classify.num_classes = 10
-    c.classify.pooling = "default"    # BERT's pooled [CLS] | "mean" over the real tokens
+    flags = variants.parse(arg, __file__, "smoke")
+    c = text.bert({"smoke"}, objective="classify")   # the parent's model block
+    c.data = sections.speeches_data(seq_len=128)
+    c.classify = sections.classify(num_classes=10)
     c.init_from.mapping = (("params", "params/backbone"),)
-    c.optimizer.lr = 1e-3
-    c.optimizer.warmup_steps = 30
-    c.optimizer.decay_steps = 400
-    c.optimizer.weight_decay = 0.01
-    c.optimizer.layer_decay = 1.0     # < 1: layer-wise LR decay (head 1, top block d, ... embeddings d^(L+1))
-    c.train.steps = 400               # ~10 epochs of 1,229 speeches
-    c.train.log_every = 20
-    c.eval.every = 100
-    c.eval.batch_size = 307           # the whole held-out split in one batch
-    c.eval.num_batches = 1
-    c.checkpoint.every = 100
-    c.checkpoint.best_metric = "val/accuracy"
-    c.checkpoint.best_mode = "max"
-    del c["mlm"]
-    del c["sample"]
-    if arg == "smoke":
-        c.train.steps = 60
-        c.optimizer.decay_steps = 60
-        c.eval.every = 30
-        c.checkpoint.every = 30
+    c = base.change(c, {"model.max_len": 128, "model.dropout": 0.1,
+                        "optimizer.lr": 1e-3, "optimizer.warmup_steps": 30,
+                        "eval.batch_size": 307,   # the whole held-out split in one batch
+                        "eval.num_batches": 1, "train.log_every": 20,
+                        "checkpoint.best_metric": "val/accuracy", "checkpoint.best_mode": "max"})
+    c = base.length(c, 400, every=100)        # ~10 epochs of 1,229 speeches
+    if "smoke" in flags:
+        c = base.length(c, 60, every=30)
     return c

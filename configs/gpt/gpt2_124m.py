@@ -8,47 +8,26 @@ Training on your own BPE tokens:
       --config.data.path=/path/to/corpus.txt --config.data.tokenizer=/path/to/bpe50k
 The `:smoke` variant keeps the recipe but shrinks every size so it runs on a CPU.
 """
-import os
-
-from pretrainx.config import load as config_lib
+from pretrainx.config import base, text, variants
 
 
 def get_config(arg: str = ""):
-    if arg not in ("", "smoke"):
-        raise ValueError(f"unknown variant {arg!r} of gpt2_124m (known: smoke)")
-    c = config_lib.load(os.path.join(os.path.dirname(__file__), "shakespeare_char.py"))
-    c.seed = 0
-    c.batch_size = 32
-    c.data.path = "stdlib"            # needs no file; point it at your corpus
-    c.data.tokenizer = "byte"
-    c.data.seq_len = 1024
-    c.model.vocab_size = 50304
-    c.model.num_layers = 12
-    c.model.num_heads = 12
-    c.model.embed_dim = 768
-    c.model.max_len = 1024
-    c.model.dropout = 0.0
-    c.model.attention_dropout = 0.0
-    c.model.use_bias = True
-    c.model.dtype = "bfloat16"
-    c.optimizer.lr = 6e-4             # nanoGPT train_gpt2.py
-    c.optimizer.end_lr = 6e-5
-    c.optimizer.warmup_steps = 2000
-    c.optimizer.decay_steps = 600000
-    c.optimizer.b2 = 0.95
-    c.train.steps = 600000
-    c.eval.every = 2000
-    c.eval.num_batches = 50
-    c.eval.batch_size = 32
-    c.checkpoint.every = 2000
-    if arg == "smoke":
-        c.batch_size = 8
-        c.data.seq_len = c.model.max_len = 64
-        c.data.max_bytes = 1_000_000
-        c.model.num_layers, c.model.num_heads, c.model.embed_dim = 2, 4, 64
-        c.model.dtype = "float32"
-        c.train.steps = 20
-        c.eval.every = 0
-        c.checkpoint.every = 20
-        c.eval.batch_size = 8
+    flags = variants.parse(arg, __file__, "smoke")
+    c = text.gpt()
+    c = base.change(c, {
+        "seed": 0, "batch_size": 32,
+        "data.path": "stdlib",        # needs no file; point it at your corpus
+        "data.tokenizer": "byte", "data.seq_len": 1024,
+        "model.vocab_size": 50304, "model.num_layers": 12, "model.num_heads": 12, "model.embed_dim": 768,
+        "model.max_len": 1024, "model.dropout": 0.0, "model.attention_dropout": 0.0,
+        "model.use_bias": True, "model.dtype": "bfloat16",
+        "optimizer.lr": 6e-4, "optimizer.end_lr": 6e-5,   # nanoGPT train_gpt2.py
+        "optimizer.warmup_steps": 2000, "optimizer.b2": 0.95,
+        "eval.num_batches": 50, "eval.batch_size": 32})
+    c = base.length(c, 600000, every=2000)
+    if "smoke" in flags:
+        c = base.change(c, {"batch_size": 8, "data.seq_len": 64, "model.max_len": 64,
+                            "data.max_bytes": 1_000_000, "model.num_layers": 2, "model.num_heads": 4,
+                            "model.embed_dim": 64, "model.dtype": "float32", "train.steps": 20,
+                            "eval.every": 0, "checkpoint.every": 20, "eval.batch_size": 8})
     return c

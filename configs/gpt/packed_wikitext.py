@@ -13,39 +13,22 @@ split of WikiText-2 is in ../shared/data, so it is both train and val source her
 position). The BPE vocabulary ("bpe:8000") is trained on the training paragraphs when the data
 set is built (about 1 s) and saved with the run.
 """
-import os
-
-from pretrainx.config import load as config_lib
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_SHARED = os.path.join(_HERE, "..", "..", "..", "shared", "data")
+from pretrainx.config import base, text, variants
 
 
 def get_config(arg: str = ""):
-    if arg not in ("", "smoke"):
-        raise ValueError(f"unknown variant {arg!r} of packed_wikitext (known: smoke)")
-    # model / optimiser / mesh layout as shakespeare_char (the same variant)
-    c = config_lib.load(os.path.join(_HERE, "shakespeare_char.py") + (f":{arg}" if arg else ""))
-    c.data.kind = "text"
-    c.data.path = os.path.normpath(os.path.join(_SHARED, "wikitext-2", "valid.txt"))
-    c.data.doc_separator = "\n"       # one paragraph or heading per line
-    c.data.split = "documents"        # whole paragraphs validate
-    c.data.packing = "greedy"         # "greedy" | "concat" | "pad" (see packing.py)
-    c.data.tokenizer = "bpe:8000"     # trained now on the training paragraphs; or a saved dir
-    c.data.max_bytes = 0
-    c.data.val_fraction = 0.1
-    c.data.seq_len = 256
-    c.model.vocab_size = 8000         # the tokenizer's vocab_size, specials included
-    c.model.max_len = 256
-    c.model.dropout = 0.1
-    c.model.attention_dropout = 0.1
-    if arg == "smoke":
-        c.data.seq_len = 64
-        c.model.max_len = 64
-        c.data.tokenizer = "bpe:2048"  # a smaller output layer keeps the smoke run short on CPU
-        c.model.vocab_size = 2048
-        c.train.steps = 200
-        c.optimizer.decay_steps = 200
-        c.eval.every = 100
-        c.checkpoint.every = 100
+    flags = variants.parse(arg, __file__, "smoke")
+    c = base.change(text.gpt(flags), {   # model / optimiser / mesh as shakespeare_char
+        "data.path": text.WIKITEXT,
+        "data.doc_separator": "\n",   # one paragraph or heading per line
+        "data.split": "documents",    # whole paragraphs validate
+        "data.packing": "greedy",     # "greedy" | "concat" | "pad" (see packing.py)
+        "data.tokenizer": "bpe:8000",  # trained now on the training paragraphs; or a saved dir
+        "data.seq_len": 256, "model.max_len": 256,
+        "model.vocab_size": 8000,     # the tokenizer's vocab_size, specials included
+        "model.dropout": 0.1, "model.attention_dropout": 0.1})
+    if "smoke" in flags:              # a smaller output layer keeps the smoke run short on CPU
+        c = base.change(c, {"data.seq_len": 64, "model.max_len": 64, "data.tokenizer": "bpe:2048",
+                            "model.vocab_size": 2048})
+        c = base.length(c, 200, every=100)
     return c

@@ -7,22 +7,13 @@ Real text that every Python install carries, so it runs on a fresh machine with 
 
 Everything not set here is the shakespeare_char recipe (configs/gpt/shakespeare_char.py).
 """
-import os
-
-from pretrainx.config import load as config_lib
+from pretrainx.config import base, text, variants
 
 
 def get_config(arg: str = ""):
-    variant = "smoke" if arg == "smoke" else ""
-    if arg not in ("", "smoke"):
-        raise ValueError(f"unknown variant {arg!r} of pycode_char (known: smoke)")
-    c = config_lib.load(os.path.join(os.path.dirname(__file__), "shakespeare_char.py") +
-                        (f":{variant}" if variant else ""))
-    c.data.path = "stdlib"            # the running interpreter's Lib/**/*.py, sorted
-    c.data.max_bytes = 20_000_000     # ~20 MB of code
-    c.data.tokenizer = "byte"         # UTF-8 bytes: any source file round-trips
-    c.model.vocab_size = 256
-    c.sample.prompt = "def "
-    if variant == "smoke":
-        c.data.max_bytes = 2_000_000
-    return c
+    flags = variants.parse(arg, __file__, "smoke")
+    return base.change(text.gpt(flags), {
+        "data.path": "stdlib",        # the running interpreter's Lib/**/*.py, sorted
+        "data.max_bytes": 2_000_000 if flags else 20_000_000,   # ~2 / ~20 MB of code
+        "data.tokenizer": "byte",     # UTF-8 bytes: any source file round-trips
+        "model.vocab_size": 256, "sample.prompt": "def "})

@@ -12,23 +12,14 @@ Everything not listed here is shakespeare_char's recipe (same model, optimiser, 
 tokens per byte, so a 256-token block sees ~830 characters. Losses are per BPE token: compare
 with the char model in bits per character (loss / ln 2 * tokens / chars), not nats per token.
 """
-import os
+from pretrainx.config import base, text, variants
 
-from pretrainx.config import load as config_lib
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_TOKENIZER = os.path.normpath(os.path.join(_HERE, "..", "..", "workdirs", "tokenizers",
-                                           "shakespeare_bpe4k"))
+_TOKENIZER = text.checkout_path("workdirs", "tokenizers", "shakespeare_bpe4k")
 
 
 def get_config(arg: str = ""):
-    if arg not in ("", "smoke"):
-        raise ValueError(f"unknown variant {arg!r} of shakespeare_bpe (known: smoke)")
-    c = config_lib.load(os.path.join(_HERE, "shakespeare_char.py") + (f":{arg}" if arg else ""))
-    c.data.tokenizer = _TOKENIZER     # a dir holding tokenizer.json (see the docstring)
-    c.model.vocab_size = 4096         # must cover the tokenizer's vocab_size (4096 as trained)
-    if arg == "smoke":
-        # Self-contained: a 1024-token BPE trained on the training 90 % when the data is built.
-        c.data.tokenizer = "bpe:1024"
-        c.model.vocab_size = 1024
-    return c
+    flags = variants.parse(arg, __file__, "smoke")
+    if "smoke" in flags:              # self-contained: a 1024-token BPE trained on the training 90 %
+        return base.change(text.gpt(flags), {"data.tokenizer": "bpe:1024", "model.vocab_size": 1024})
+    # a dir holding tokenizer.json (see the docstring); the model covers its 4096 tokens
+    return base.change(text.gpt(flags), {"data.tokenizer": _TOKENIZER, "model.vocab_size": 4096})

@@ -5,23 +5,15 @@
   pretrainx train --config configs/t5/t5_base.py --workdir workdirs/t5_base   # a GPU
   pretrainx train --config configs/t5/t5_base.py:smoke --workdir /tmp/t5b     # = t5_small's smoke
 """
-import os
-
-from pretrainx.config import load as config_lib
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
+from pretrainx.config import base, sections, text, variants
 
 
 def get_config(arg: str = ""):
-    if arg not in ("", "v1_0", "smoke"):
-        raise ValueError(f"unknown variant {arg!r} of t5_base (known: v1_0, smoke)")
-    c = config_lib.load(os.path.join(_HERE, "t5_small.py") + (f":{arg}" if arg else ""))
-    if arg == "smoke":
+    flags = variants.parse(arg, __file__, "v1_0", "smoke")
+    c = text.t5(flags)
+    c.span = sections.span()
+    if "smoke" in flags:              # t5_small's smoke
         return c
-    c.model.num_layers = 12
-    c.model.num_decoder_layers = 12
-    c.model.embed_dim = 768
-    c.model.num_heads = 12
-    c.model.head_size = 64
-    c.model.mlp_dim = 2048 if arg == "" else 3072
-    return c
+    return base.change(c, {"model.num_layers": 12, "model.num_decoder_layers": 12,
+                           "model.embed_dim": 768, "model.num_heads": 12, "model.head_size": 64,
+                           "model.mlp_dim": 3072 if "v1_0" in flags else 2048})

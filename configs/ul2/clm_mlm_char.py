@@ -10,34 +10,13 @@ seeds' hybrid claim: compare ``val/clm_loss`` at the same token budget, with
 ``experiments/seed_claims.sh``). [MASK] is appended to
 the 65 characters (id 65), so the vocabulary is 66.
 """
-import os
-
-import ml_collections
-
-from pretrainx.config import load as config_lib
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
+from pretrainx.config import base, sections, text, variants
 
 
 def get_config(arg: str = ""):
-    if arg not in ("", "smoke"):
-        raise ValueError(f"unknown variant {arg!r} of clm_mlm_char (known: smoke)")
-    c = config_lib.load(os.path.join(_HERE, "..", "gpt", "shakespeare_char.py") +
-                        (":smoke" if arg else ""))
-    c.objective = "clm_mlm"
-    c.model.attention_kind = "prefix"
-    c.model.vocab_size = 66
-    c.mixture = ml_collections.ConfigDict()
-    c.mixture.mlm_weight = 0.5
-    c.mixture.eval_mlm_weight = -1.0  # validation rows' chance of masking; < 0: mlm_weight
-    c.mlm = ml_collections.ConfigDict()
-    c.mlm.rate = 0.15
-    c.mlm.rate_schedule = "constant"
-    c.mlm.rate_start = 0.15
-    c.mlm.eval_rate = 0.15
-    c.mlm.whole_word = False
-    c.sample.prompt = "ROMEO:"
-    c.sample.max_new_tokens = 40 if arg else 500
-    if "sweep" in c:
-        del c["sweep"]
-    return c
+    flags = variants.parse(arg, __file__, "smoke")
+    c = text.gpt(flags, objective="clm_mlm")
+    c.mixture = sections.mixture()
+    c.mlm = sections.mlm()
+    return base.change(c, {"model.attention_kind": "prefix", "model.vocab_size": 66,
+                           "sample.prompt": "ROMEO:", "sample.max_new_tokens": 40 if flags else 500})

@@ -15,17 +15,18 @@ class ConfigError(ValueError):
     """A config value that cannot run; the message names the field."""
 
 
-def _get(config, dotted: str, default=None):
+def _get(config, dotted: str):
+    """The field's value, None where the config has no such field."""
     node = config
     for part in dotted.split("."):
         if not hasattr(node, "get") or part not in node:
-            return default
+            return None
         node = node[part]
     return node
 
 
-def _integer(config, dotted: str, *, minimum: int, default=None) -> int | None:
-    value = _get(config, dotted, default)
+def _integer(config, dotted: str, *, minimum: int) -> int | None:
+    value = _get(config, dotted)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value:
@@ -58,36 +59,52 @@ def _choice(config, dotted: str, choices: tuple) -> None:
 
 
 def check_values(config) -> None:
-    """Every runner field with a wrong type or an impossible value -> ``ConfigError``."""
-    _integer(config, "batch_size", minimum=1)
-    _integer(config, "train.steps", minimum=1)
-    _integer(config, "train.log_every", minimum=1)
-    _integer(config, "checkpoint.every", minimum=1)
-    _integer(config, "checkpoint.keep", minimum=1)
-    _integer(config, "eval.every", minimum=0)
-    _integer(config, "eval.num_batches", minimum=0)
-    _integer(config, "eval.batch_size", minimum=1)
-    _integer(config, "seed", minimum=0)
-    _integer(config, "optimizer.grad_accum", minimum=1, default=1)
+    """Every runner field with a wrong type or an impossible value -> ``ConfigError``. A field the
+    config lacks is not checked (a section another objective reads, or a test's partial config)."""
+    _check_runner(config)
+    _check_optimizer(config)
+    _check_data_and_samples(config)
+    _check_model(config)
+
+
+def _check_runner(config) -> None:
+    for dotted in ("batch_size", "train.steps", "train.log_every", "checkpoint.every",
+                   "checkpoint.keep", "eval.batch_size", "train.preemption_check_every"):
+        _integer(config, dotted, minimum=1)
+    for dotted in ("eval.every", "eval.num_batches", "seed"):
+        _integer(config, dotted, minimum=0)
+    _choice(config, "checkpoint.best_mode", ("min", "max"))
+
+
+def _check_optimizer(config) -> None:
+    _integer(config, "optimizer.grad_accum", minimum=1)
     _integer(config, "optimizer.warmup_steps", minimum=0)
-    _number(config, "optimizer.lr", low=0.0)
-    _number(config, "optimizer.weight_decay", low=0.0)
-    _number(config, "optimizer.clip_norm", low=0.0)
-    _number(config, "optimizer.ema_decay", low=0.0, high=1.0, high_open=True)
+    _integer(config, "optimizer.decay_steps", minimum=0)
+    for dotted in ("optimizer.lr", "optimizer.weight_decay", "optimizer.clip_norm",
+                   "optimizer.end_lr", "optimizer.decay_rate", "optimizer.eps"):
+        _number(config, dotted, low=0.0)
+    for dotted in ("optimizer.ema_decay", "optimizer.b1", "optimizer.b2"):
+        _number(config, dotted, low=0.0, high=1.0, high_open=True)
+
+
+def _check_data_and_samples(config) -> None:
     _integer(config, "data.max_bytes", minimum=0)
     _integer(config, "data.max_docs", minimum=0)
     _number(config, "data.val_fraction", low=0.0, high=1.0, high_open=True)
+    _choice(config, "data.decode_errors", ("replace", "strict"))
     # Used by the text samples at every eval: a bad one would stop the run after its training.
     _number(config, "sample.temperature", low=0.0)
     _integer(config, "sample.top_k", minimum=0)
     _integer(config, "sample.max_new_tokens", minimum=0)
-    _integer(config, "train.preemption_check_every", minimum=1)
-    _integer(config, "optimizer.decay_steps", minimum=0)
-    _number(config, "optimizer.end_lr", low=0.0)
-    _number(config, "optimizer.decay_rate", low=0.0)
-    _number(config, "optimizer.b1", low=0.0, high=1.0, high_open=True)
-    _number(config, "optimizer.b2", low=0.0, high=1.0, high_open=True)
-    _number(config, "optimizer.eps", low=0.0)
+    for dotted in ("sample.steps", "sample.batch_size"):
+        _integer(config, dotted, minimum=1)
+    _integer(config, "sample.num_samples", minimum=0)
+    _number(config, "sample.eta", low=0.0)
+    for dotted in ("eval.grid_samples", "eval.fid_num_samples", "eval.fid_num_reference"):
+        _integer(config, dotted, minimum=0)
+
+
+def _check_model(config) -> None:
     # Sizes a model is built from: a 0 would be a ZeroDivisionError (heads) or a model of nothing.
     for dotted in ("model.vocab_size", "model.num_layers", "model.num_heads", "model.embed_dim",
                    "model.ch", "model.norm_groups"):
@@ -98,14 +115,6 @@ def check_values(config) -> None:
         _number(config, dotted, low=0.0, high=1.0, high_open=True)   # p = 1 drops everything
     _number(config, "diffusion.cfg_drop", low=0.0, high=1.0)
     _integer(config, "diffusion.timesteps", minimum=2)
-    for dotted in ("sample.steps", "sample.batch_size"):
-        _integer(config, dotted, minimum=1)
-    _integer(config, "sample.num_samples", minimum=0)
-    _number(config, "sample.eta", low=0.0)
-    for dotted in ("eval.grid_samples", "eval.fid_num_samples", "eval.fid_num_reference"):
-        _integer(config, dotted, minimum=0)
-    _choice(config, "checkpoint.best_mode", ("min", "max"))
-    _choice(config, "data.decode_errors", ("replace", "strict"))
     _choice(config, "model.dtype", ("float32", "bfloat16", "float16"))   # jnp dtype names
     num_heads, embed_dim = _get(config, "model.num_heads"), _get(config, "model.embed_dim")
     _integer(config, "model.head_size", minimum=0)
@@ -124,7 +133,7 @@ def check_values(config) -> None:
 def check_eval_batch(config, divisor: int, processes: int) -> None:
     """The validation batch splits over the batch-sharded devices like the training batch: caught
     here rather than at the first eval, after the training it would waste."""
-    if not int(_get(config, "eval.every", 0) or 0) or not int(_get(config, "eval.num_batches", 0) or 0):
+    if not int(config.eval.every) or not int(config.eval.num_batches):
         return
     size = int(config.eval.batch_size)
     if size % divisor or size % processes:
@@ -152,7 +161,7 @@ def resolve_paths(config):
         if node is not None and leaf in node:
             node[leaf] = absolute(node[leaf])
     for source in (_get(config, "init_from.also") or {}).values():   # further runs to load
-        if source.get("workdir"):
+        if source.workdir:
             source.workdir = absolute(source.workdir)
     objective_file, sep, name = str(config.get("objective", "")).rpartition(":")
     if sep and objective_file.endswith(".py"):      # an objective in a file of its own

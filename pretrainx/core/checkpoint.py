@@ -90,8 +90,8 @@ class Checkpointer:
         self.workdir = workdir
         self.frozen_saved = False     # frozen/ holds this run's frozen parameters
         self.every = int(ckpt_config.every)
-        self.best_metric = ckpt_config.get("best_metric", "")
-        async_save = bool(ckpt_config.get("async_save", True))
+        self.best_metric = ckpt_config.best_metric
+        async_save = bool(ckpt_config.async_save)
         # Each manager gets its own barrier names: multi-process saves of the latest and the best
         # checkpoint of one step would otherwise both wait at "_async_commit_complete.<step>"
         # and fail ("Barrier ... is already ongoing").
@@ -100,7 +100,7 @@ class Checkpointer:
             multiprocessing_options=_barriers("latest")))
         self.best = None
         if self.best_metric:
-            mode = ckpt_config.get("best_mode", "min")
+            mode = ckpt_config.best_mode
             if mode not in ("min", "max"):
                 raise ValueError(f"checkpoint.best_mode must be 'min' or 'max', got {mode!r}")
             self.best = _manager(rundir.path(workdir, rundir.CHECKPOINTS_BEST), ocp.CheckpointManagerOptions(

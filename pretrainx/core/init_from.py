@@ -51,15 +51,19 @@ class InitFrom:
 
     @classmethod
     def from_config(cls, config) -> "InitFrom | None":
-        c = config.get("init_from")
-        if c is None or not c.get("workdir"):
+        return cls.from_section(config.init_from)
+
+    @classmethod
+    def from_section(cls, c) -> "InitFrom | None":
+        """An ``init_from`` section (workdir, step, mapping); None when its workdir is ""."""
+        if not c.workdir:
             return None
-        mapping = tuple((str(s), str(d)) for s, d in c.get("mapping", cls.mapping))
+        mapping = tuple((str(s), str(d)) for s, d in c.mapping)
         for src, dst in mapping:
             if src.split("/")[0] not in SOURCE_ROOTS or dst.split("/")[0] not in TARGET_ROOTS:
                 raise InitFromError(f"init_from.mapping pair ({src!r}, {dst!r}): a source starts "
                                     f"with one of {SOURCE_ROOTS}, a target with one of {TARGET_ROOTS}")
-        return cls(str(c.workdir), str(c.get("step", "latest")), mapping)
+        return cls(str(c.workdir), str(c.step), mapping)
 
     @classmethod
     def all_from_config(cls, config) -> "list[InitFrom]":
@@ -67,9 +71,9 @@ class InitFrom:
         workdir, step, mapping) with a workdir set: a stage that loads several runs (PPO takes
         its policy from one and its reward model from another) applies them in turn."""
         sources = [cls.from_config(config)]
-        also = (config.get("init_from") or {}).get("also") or {}
+        also = config.init_from.also
         for name in sorted(also):
-            sources.append(cls.from_config({"init_from": also[name]}))
+            sources.append(cls.from_section(also[name]))
         return [s for s in sources if s is not None]
 
 

@@ -121,7 +121,7 @@ class TrainLoop:
                                                purge_step=self.start + 1 if self.start else None)
         self._measure_rates(built, config)
         self.progress = metrics_lib.Progress(self.cadence.total, self.start,
-                                             bool(config.train.get("progress", True)))
+                                             bool(config.train.progress))
         self.clock = metrics_lib.Throughput(self.start)
         self.history, self.pending, self.evaluated = [], None, False
         self.started = time.perf_counter()   # "time/elapsed_s": wall seconds of this loop
@@ -139,8 +139,7 @@ class TrainLoop:
 
     def run(self) -> RunResult:
         plan = None
-        check_every = self.config.train.get("preemption_check_every",
-                                            preemption.DEFAULT_CHECK_EVERY)
+        check_every = self.config.train.preemption_check_every
         try:
             with preemption.PreemptionWatch(check_every) as watch:
                 for step in range(self.start, self.cadence.total):

@@ -109,7 +109,7 @@ def make_optimizer(opt, params) -> tuple[optax.GradientTransformation, optax.Sch
     schedule = learning_rate_schedule(opt)
     # Adam's first moment in bf16 halves its memory and traffic (a speed option for large models;
     # the second moment stays float32, whose range bf16's 8-bit mantissa would hurt most).
-    mu_dtype = opt.get("mu_dtype", "float32")
+    mu_dtype = opt.mu_dtype
     if mu_dtype not in MU_DTYPES:
         raise ValueError(f"unknown optimizer.mu_dtype {mu_dtype!r} (known: {', '.join(MU_DTYPES)})")
     parts = []
@@ -118,7 +118,7 @@ def make_optimizer(opt, params) -> tuple[optax.GradientTransformation, optax.Sch
     parts.append(optax.adamw(schedule, b1=float(opt.b1), b2=float(opt.b2), eps=float(opt.eps),
                              weight_decay=float(opt.weight_decay), mu_dtype=jnp.dtype(mu_dtype),
                              mask=weight_decay_mask(params, opt.decay_mask)))
-    decay = float(opt.get("layer_decay", 1.0))
+    decay = float(opt.layer_decay)
     if not 0.0 < decay <= 1.0:
         raise ValueError(f"optimizer.layer_decay must be in (0, 1], got {decay}")
     if decay < 1.0:                   # layer-wise LR decay (fine-tuning), after AdamW's step

@@ -20,7 +20,7 @@ BATCH_AXES = ("data", "fsdp")
 
 def mesh_shape(mesh_config, num_devices: int) -> tuple[int, int, int]:
     """Sizes of (data, fsdp, tensor); one axis may be -1: whatever devices the others leave."""
-    sizes = [int(mesh_config.get(a, 1)) for a in AXES]
+    sizes = [int(mesh_config[a]) for a in AXES]
     if sizes.count(-1) > 1:
         raise ValueError(f"config.mesh: only one axis may be -1, got {dict(zip(AXES, sizes))}")
     if -1 in sizes:

@@ -18,7 +18,7 @@ import numpy as np
 
 from pretrainx import data as data_lib
 from pretrainx import objectives
-from pretrainx.config import check as config_check
+from pretrainx.config import base as config_base, check as config_check
 from pretrainx.core import checkpoint as checkpoint_lib, init_from, optim
 from pretrainx.core import sharding as sharding_lib, state as state_lib
 from pretrainx.core.batches import host_batch
@@ -68,13 +68,14 @@ def build_dataset(config, objective_cls, workdir: str | None = None) -> data_lib
 def setup(config, workdir: str | None = None) -> Setup:
     """Objective, mesh, data, sharded initial state and the jitted step of ``config``.
     ``workdir``: a run's directory whose saved tokenizer the data should use."""
+    config = config_base.with_defaults(config)    # a field the config lacks reads as the base's
     config_check.check_values(config)
     objective_cls = objectives.get(config.objective)
     mesh = sharding_lib.make_mesh(config.mesh)
     divisor = sharding_lib.batch_divisor(mesh)
     config_check.check_eval_batch(config, divisor, jax.process_count())
-    accum = int(config.optimizer.get("grad_accum", 1))
-    rng_impl = config.train.get("rng_impl", "threefry")
+    accum = int(config.optimizer.grad_accum)
+    rng_impl = config.train.rng_impl
     if rng_impl not in RNG_IMPLS:
         raise ValueError(f"unknown train.rng_impl {rng_impl!r} (known: {', '.join(RNG_IMPLS)})")
     if config.batch_size % (divisor * accum):
@@ -122,7 +123,8 @@ def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) ->
     """
     workdir_lock.prepare(workdir)
     with workdir_lock.WorkdirLock(workdir):
-        return _run_locked(config_check.resolve_paths(config), workdir, stop_after, on_eval)
+        config = config_check.resolve_paths(config_base.with_defaults(config))
+        return _run_locked(config, workdir, stop_after, on_eval)
 
 
 def _restore_or_init(ckpt, state, shardings, objective, config, workdir: str):

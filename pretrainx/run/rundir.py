@@ -26,6 +26,7 @@ import os
 
 import jax
 
+from pretrainx.config import base as config_base
 from pretrainx.config.check import ConfigError
 
 log = logging.getLogger(__name__)
@@ -117,11 +118,10 @@ def read_config(workdir: str) -> dict | None:
 
 def load_config(workdir: str):
     """The resolved config a run wrote, as a ConfigDict, for ``sample`` / ``eval`` on that run."""
-    import ml_collections
     saved = read_config(workdir)     # a cut or garbled file: one line, not a traceback
     if saved is None:
         raise FileNotFoundError(f"no {CONFIG} in workdir {workdir!r}: is it a pretrainx run?")
-    return ml_collections.ConfigDict(saved)
+    return config_base.with_defaults(saved)    # a run older than a field reads its default
 
 
 def kept_checkpoint_steps(directory: str) -> list[str]:

@@ -189,7 +189,7 @@ def check(sweep: Sweep, config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"mode is {sweep.mode!r}; it must be 'min' or 'max'")
     if sweep.value not in ("best", "final"):
         raise ValueError(f"value is {sweep.value!r}; it must be 'best' or 'final'")
-    if not int(config.eval.get("every", 0)):
+    if not int(config.eval.every):
         raise ValueError(f"the sweep's metric {sweep.metric!r} comes from evals, but "
                          f"config.eval.every is 0")
     make_pruner(sweep, int(config.train.steps))   # unknown pruner or option -> ValueError

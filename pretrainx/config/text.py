@@ -1,0 +1,211 @@
+"""Text family presets: the data section, GPT / BERT / T5 models, their sharding and samples.
+
+``gpt``, ``bert`` and ``t5`` are whole runs (``base.runner`` plus the family's sections) at the
+size of the family's reference recipe in ``configs/``, with its ``smoke`` (and ``cpu``) sizes; a
+recipe calls one and states what differs. Every default a text run reads is shown here.
+"""
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from pretrainx.config import base
+
+_CHECKOUT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+
+def shared_data(*parts: str) -> str:
+    """A file of the shared data folder beside a checkout of this repository (../shared/data)."""
+    return os.path.normpath(os.path.join(_CHECKOUT, "..", "shared", "data", *parts))
+
+
+def checkout_path(*parts: str) -> str:
+    """A path inside this checkout, e.g. a tokenizer trained into workdirs/tokenizers."""
+    return os.path.normpath(os.path.join(_CHECKOUT, *parts))
+
+
+SHAKESPEARE = shared_data("tinyshakespeare", "input.txt")
+WIKITEXT = shared_data("wikitext-2", "valid.txt")
+
+
+def text_data(path: str = SHAKESPEARE, tokenizer: str = "char", seq_len: int = 256) -> ml_collections.ConfigDict:
+    d = ml_collections.ConfigDict()
+    d.kind = "text"
+    d.path = path                     # a text file, a folder of them, "stdlib" (Python's own source)
+    d.tfds_name = ""                  # e.g. "tiny_shakespeare": read through TFDS instead of path
+    d.tfds_data_dir = ""
+    d.tfds_text_key = "text"
+    d.max_bytes = 0                   # 0: the whole corpus
+    d.tokenizer = tokenizer           # "char" | "byte" | "bpe:N" (trained now) | a saved tokenizer's dir
+    d.val_fraction = 0.1              # nanoGPT: first 90 % train, last 10 % val
+    d.split = "chars"                 # nanoGPT's split by character position | "documents"
+    d.doc_separator = ""              # "": the corpus is one document; "\n\n" would cut paragraphs
+    d.packing = "stream"              # one token stream read as windows | "greedy"/"concat"/"pad" rows
+    d.seq_len = seq_len
+    d.sampling = "random"             # "random": nanoGPT's random windows | "sequential"
+    d.decode_errors = "replace"       # bytes that are not UTF-8 (non-byte tokenizers): "replace"
+                                      # with U+FFFD and warn with their count | "strict": refuse
+    return d
+
+
+def gpt_model() -> ml_collections.ConfigDict:
+    """nanoGPT's shakespeare_char GPT (10.7M parameters)."""
+    m = ml_collections.ConfigDict()
+    m.vocab_size = 65                 # the 65 distinct characters of Tiny Shakespeare
+    m.num_layers = 6
+    m.num_heads = 6
+    m.embed_dim = 384
+    m.mlp_ratio = 4
+    m.max_len = 256                   # learned position table
+    m.dropout = 0.2                   # residual and embedding dropout
+    m.attention_dropout = 0.2         # nanoGPT drops the attention weights with the same p
+    m.use_bias = False                # nanoGPT's shakespeare_char sets bias=False
+    m.tie_embeddings = True
+    m.rope = False                    # learned absolute positions, as GPT-2
+    m.dtype = "float32"               # compute dtype; "bfloat16" keeps fp32 master weights
+    m.remat = False
+    m.attention = "auto"              # "auto" | "xla" | "cudnn" (jax.nn.dot_product_attention)
+    m.embed_lookup = "auto"           # one-hot matmul for small tables, any on a GPU | "gather" | "onehot"
+    m.logits_dtype = "float32"        # "float32" | "compute" (bf16 logits under bf16 compute)
+    m.attention_kind = "causal"       # "causal" | "bidirectional" | "prefix" (models/transformer.py)
+    return m
+
+
+def _encoder_fields(m: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The fields BERT and T5 add to the GPT's, at BERT-base's values (Devlin et al. 2019)."""
+    m.arch = "bert"                   # the network a `classify` head sits on (mlm is BERT)
+    m.mlp_dim = 0                     # 0: mlp_ratio * embed_dim
+    m.head_size = 0                   # 0: embed_dim // num_heads
+    m.type_vocab_size = 2             # sentence A/B embeddings (all A without NSP)
+    m.norm = "layernorm"              # "layernorm" | "rmsnorm"
+    m.norm_eps = 1e-12
+    m.norm_position = "post"          # "post" as the paper | "pre" (trains more stably when deep)
+    m.mlp_activation = "gelu"         # the erf GELU of the paper | "gelu_tanh" | "relu"
+    m.mlp_gated = False
+    m.scaled_attention = True         # 1/sqrt(d) in the attention logits
+    m.init_style = "bert"             # N(0, 0.02) everywhere | "t5"
+    m.relative_buckets = 0            # T5's relative position buckets; 0: none
+    m.relative_max_distance = 128
+    m.num_decoder_layers = 0          # > 0: an encoder-decoder (T5)
+    return m
+
+
+def bert_model() -> ml_collections.ConfigDict:
+    """BERT-base: 12 layers, 768 wide, 12 heads, 110M parameters."""
+    m = _encoder_fields(gpt_model())
+    return base.change(m, {"vocab_size": 30522, "num_layers": 12, "num_heads": 12, "embed_dim": 768,
+                           "max_len": 512, "dropout": 0.1, "attention_dropout": 0.1, "use_bias": True,
+                           "attention_kind": "bidirectional", "dtype": "bfloat16"})
+
+
+def t5_model() -> ml_collections.ConfigDict:
+    """T5-small v1.1: 8+8 layers, 512 wide, 6 heads of 64, gated-GELU MLP of 1024, untied output."""
+    return base.change(bert_model(), {
+        "arch": "t5", "vocab_size": 32128, "num_layers": 8, "num_decoder_layers": 8, "num_heads": 6,
+        "head_size": 64, "embed_dim": 512, "mlp_dim": 1024,
+        "mlp_activation": "gelu_tanh", "mlp_gated": True,   # T5 v1.1's gated GELU (tanh, as mesh TF)
+        "dropout": 0.0, "attention_dropout": 0.0, "use_bias": False, "tie_embeddings": False,
+        "norm": "rmsnorm", "norm_eps": 1e-6, "norm_position": "pre",
+        "scaled_attention": False,    # T5 folds 1/sqrt(d) into its init
+        "init_style": "t5", "relative_buckets": 32, "type_vocab_size": 0})
+
+
+def text_rules(*extra) -> tuple:
+    """Logical axis -> mesh axes. Parameters carry the logical names (models/transformer.py)."""
+    return (("batch", ("data", "fsdp")), ("vocab", "tensor"), ("embed", "fsdp"), ("mlp", "tensor"),
+            ("heads", "tensor"), ("kv", None), ("length", None)) + extra
+
+
+def text_sample(prompt: str = "\n", max_new_tokens: int = 500, temperature: float = 0.8,
+                top_k: int = 200) -> ml_collections.ConfigDict:
+    """What the text samples at each eval and ``pretrainx sample`` show (temperature 0: greedy)."""
+    return ml_collections.ConfigDict(dict(prompt=prompt, max_new_tokens=max_new_tokens,
+                                          temperature=temperature, top_k=top_k))
+
+
+def _text_run(objective, model, data, *, seed=0, batch_size=32) -> ml_collections.ConfigDict:
+    c = base.runner(objective, seed=seed, batch_size=batch_size)
+    c.data = data
+    c.model = model
+    c.loss = ml_collections.ConfigDict({"label_smoothing": 0.0})
+    c.sharding = ml_collections.ConfigDict({"rules": text_rules()})
+    return c
+
+
+def gpt(flags=frozenset(), objective: str = "clm") -> ml_collections.ConfigDict:
+    """nanoGPT's train_shakespeare_char (configs/gpt/shakespeare_char.py); ``smoke``: < 1 minute on
+    2 CPU cores, still learns real structure; ``cpu``: nanoGPT README's CPU "baby GPT"."""
+    c = _text_run(objective, gpt_model(), text_data(), seed=1337, batch_size=64)
+    c.sample = text_sample()
+    c = base.change(c, {"optimizer.b2": 0.99, "optimizer.weight_decay": 0.1, "train.log_every": 10,
+                        "eval.num_batches": 200})        # nanoGPT eval_iters
+    if "smoke" in flags:
+        c = base.change(c, {"batch_size": 32, "data.seq_len": 64, "model.max_len": 64,
+                            "model.num_layers": 2, "model.num_heads": 4, "model.embed_dim": 128,
+                            "model.dropout": 0.0, "model.attention_dropout": 0.0,
+                            "optimizer.lr": 3e-3, "optimizer.end_lr": 3e-4, "optimizer.warmup_steps": 20,
+                            "train.log_every": 20, "eval.num_batches": 10, "eval.batch_size": 32,
+                            "sample.max_new_tokens": 100})
+        c = base.length(c, 400, every=200)
+    elif "cpu" in flags:
+        # --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000
+        # --lr_decay_iters=2000 --dropout=0.0 --eval_iters=20; nanoGPT reports val loss 1.88
+        c = base.change(c, {"batch_size": 12, "data.seq_len": 64, "model.max_len": 64,
+                            "model.num_layers": 4, "model.num_heads": 4, "model.embed_dim": 128,
+                            "model.dropout": 0.0, "model.attention_dropout": 0.0,
+                            "eval.num_batches": 20, "eval.batch_size": 12})
+        c = base.length(c, 2000)
+    return c
+
+
+def bert(flags=frozenset(), objective: str = "mlm") -> ml_collections.ConfigDict:
+    """BERT-base's run (configs/bert/bert_base.py) without its objective section and samples.
+    ``smoke``: a 2-layer, 64-wide BERT on Tiny Shakespeare characters (~1 minute on 2 CPU cores)."""
+    tokenizer = checkout_path("workdirs", "tokenizers", "wikitext2_wp30k")
+    c = _text_run(objective, bert_model(), text_data(WIKITEXT, tokenizer, seq_len=512), batch_size=256)
+    c.sharding.rules = text_rules(("token_types", None), ("embed_out", None), ("relpos_buckets", None),
+                                  ("classes", None))
+    c = base.change(c, {"optimizer.lr": 1e-4, "optimizer.end_lr": 0.0, "optimizer.warmup_steps": 10000,
+                        "optimizer.eps": 1e-6, "optimizer.weight_decay": 0.01,
+                        "eval.num_batches": 50, "eval.batch_size": 256})
+    c = base.length(c, 1_000_000, every=10_000)
+    if "smoke" in flags:              # 65 characters + [PAD] [CLS] [SEP] [MASK]
+        c = base.change(c, {"batch_size": 32, "data.path": SHAKESPEARE, "data.tokenizer": "char",
+                            "data.seq_len": 64, "model.vocab_size": 72, "model.max_len": 64,
+                            "model.num_layers": 2, "model.num_heads": 4, "model.embed_dim": 64,
+                            "model.rope": True,   # on top of the learned table: 300 steps learn neighbours
+                            "model.dropout": 0.0, "model.attention_dropout": 0.0, "model.dtype": "float32",
+                            "optimizer.lr": 2e-3, "optimizer.warmup_steps": 30, "train.log_every": 20,
+                            "eval.num_batches": 8, "eval.batch_size": 32})
+        c = base.length(c, 300, every=150)
+    return c
+
+
+def t5(flags=frozenset(), objective: str = "span_corruption") -> ml_collections.ConfigDict:
+    """T5-small v1.1's run (configs/t5/t5_small.py) without its objective section. ``v1_0``: the
+    paper's T5-small; ``smoke``: 2+2 layers, 64 wide, on Tiny Shakespeare characters; ``cpu``: the
+    smoke's T5 for 3,000 steps."""
+    tokenizer = checkout_path("workdirs", "tokenizers", "wikitext2_uni32k")
+    c = _text_run(objective, t5_model(), text_data(WIKITEXT, tokenizer, seq_len=512), batch_size=128)
+    c.sharding.rules = text_rules(("relpos_buckets", None))
+    c.sample = text_sample("The <extra_id_0> of the river <extra_id_1> the town", 32, 0.0, 0)
+    c = base.change(c, {"optimizer.end_lr": 1e-5, "optimizer.warmup_steps": 10000,
+                        "eval.num_batches": 50, "eval.batch_size": 128})
+    c = base.length(c, 524288, every=10_000)           # 2^19, the paper's pretraining length
+    if "v1_0" in flags:
+        c = base.change(c, {"model.num_layers": 6, "model.num_decoder_layers": 6, "model.num_heads": 8,
+                            "model.head_size": 0, "model.mlp_dim": 2048, "model.mlp_activation": "relu",
+                            "model.mlp_gated": False, "model.tie_embeddings": True, "model.dropout": 0.1})
+    elif flags & {"smoke", "cpu"}:    # 65 characters + [PAD] </s> and 3 sentinels; 70 raw -> 64 + 14
+        c = base.change(c, {"batch_size": 32, "data.path": SHAKESPEARE, "data.tokenizer": "char",
+                            "data.seq_len": 64, "model.vocab_size": 80, "model.num_layers": 2,
+                            "model.num_decoder_layers": 2, "model.num_heads": 4, "model.head_size": 16,
+                            "model.embed_dim": 64, "model.mlp_dim": 128, "model.max_len": 64,
+                            "model.dtype": "float32", "optimizer.lr": 3e-3, "optimizer.warmup_steps": 20,
+                            "train.log_every": 20, "eval.num_batches": 8, "eval.batch_size": 32,
+                            "sample.prompt": "ROMEO: I <extra_id_0> thee, <extra_id_1>."})
+        c = base.length(c, 200, every=100)
+    if "cpu" in flags:                # past the smoke's plateau: val 2.58 (step 100) -> 1.87
+        c = base.change(base.length(c, 3000), {"checkpoint.every": 1000})
+    return c

@@ -1,0 +1,89 @@
+"""The redesigned configs resolve to what the pre-redesign recipes did, field by field (issue 20).
+
+``fixtures/resolved_configs_pre_redesign.json`` holds every recipe:variant resolved by commit
+c1b918f (tuples as lists; the checkout's parent folder written as ``<CHECKOUT_PARENT>`` by a plain
+text replace, which also turned the ``/work`` of ``/workdirs`` into it: see ``_fixture_text``).
+Each difference must be one of the two kinds listed here, or the test fails:
+
+- ``RENAMED_VARIANTS``: a variant spelt in the one naming scheme of ``pretrainx/config/variants.py``;
+- ``ADDED_DEFAULTS``: a field the base or a family preset now shows that an old recipe left out,
+  with the value the library used when it was absent (the ``.get(key, default)`` it read).
+"""
+import json
+import os
+
+import pytest
+
+from pretrainx.config import load as config_lib
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
+PARENT = os.path.dirname(ROOT)
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "resolved_configs_pre_redesign.json")
+OLD = json.load(open(FIXTURE))
+
+#: old "recipe:variant" -> the same config under the composable flags
+RENAMED_VARIANTS = {
+    "configs/diffusion/digits_smoke.py:flow_smoke": "configs/diffusion/digits_smoke.py:flow,smoke",
+    "configs/diffusion/fashion_mnist_dit.py:flow_cond": "configs/diffusion/fashion_mnist_dit.py:flow,cond",
+    "configs/diffusion/fashion_mnist_dit.py:flow_smoke":
+        "configs/diffusion/fashion_mnist_dit.py:flow,smoke",
+}
+
+#: field -> the library's default when a config lacked it (where the library read it)
+ADDED_DEFAULTS = {
+    "train.preemption_check_every": 10,    # core/train.py: preemption.DEFAULT_CHECK_EVERY
+    "optimizer.layer_decay": 1.0,          # core/optim.py: opt.get("layer_decay", 1.0)
+    "data.decode_errors": "replace",       # data/text.py: TextOptions.decode_errors
+    "data.dev_fraction": 0.0,              # data/preferences.py: config.get("dev_fraction", 0.0)
+    "data.eval_split": "test",             # data/preferences.py: config.get("eval_split", "test")
+    "data.min_margin": 0.0,                # data/preferences.py: config.get("min_margin", 0.0)
+    "init_from.also": {},                  # core/init_from.py: (config.get("init_from") or {}).get("also") or {}
+    "reward.pool": "last",                 # objectives/reward.py: opts.get("pool", "last")
+    "model.name": "unet",                  # objectives/image_common.py: model_config.get("name", "unet")
+    "eval.fid_reference_split": "train",   # objectives/image_common.py: e.get("fid_reference_split", "train")
+}
+
+
+def flatten(tree, prefix=""):
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _fixture_text(value):
+    """The fixture's placeholders back to this checkout's paths."""
+    if not isinstance(value, str):
+        return value
+    return (value.replace("<CHECKOUT_PARENT>/main<CHECKOUT_PARENT>dirs", os.path.join(ROOT, "workdirs"))
+            .replace("<CHECKOUT_PARENT>/main", ROOT).replace("<CHECKOUT_PARENT>", PARENT))
+
+
+def _same(old, new):
+    # bool is an int to Python: a True where 1 was (or 1.0 where 1 was) is a changed field
+    return old == new and type(old) is type(new)
+
+
+@pytest.mark.parametrize("old_spec", sorted(OLD))
+def test_recipe_resolves_to_its_pre_redesign_config(old_spec):
+    spec = RENAMED_VARIANTS.get(old_spec, old_spec)
+    old = {k: _fixture_text(v) for k, v in flatten(OLD[old_spec]).items()}
+    new = flatten(json.loads(config_lib.load(os.path.join(ROOT, spec)).to_json()))
+    problems = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in sorted(old.keys() & new.keys())
+                if not _same(old[k], new[k])]
+    problems += [f"{k}: dropped (was {old[k]!r})" for k in sorted(old.keys() - new.keys())]
+    problems += [f"{k}: added as {new[k]!r}" for k in sorted(new.keys() - old.keys())
+                 if k not in ADDED_DEFAULTS or not _same(ADDED_DEFAULTS[k], new[k])]
+    assert not problems, f"{spec}:\n  " + "\n  ".join(problems)
+
+
+def test_every_fixture_recipe_and_no_other_variant_is_compared():
+    """A new recipe file is not silently left out of the comparison above."""
+    files = {spec.partition(":")[0] for spec in OLD}
+    on_disk = {os.path.relpath(os.path.join(d, f), ROOT)
+               for d, _, names in os.walk(os.path.join(ROOT, "configs")) for f in names
+               if f.endswith(".py")}
+    assert on_disk == files

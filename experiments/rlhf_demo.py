@@ -26,7 +26,7 @@ import numpy as np
 from pretrainx.core import inference, train
 from pretrainx.models import gpt
 from pretrainx.objectives import lm_utils
-from pretrainx.objectives.synthetic_prefs import (bootstrap_diff, distinct_2, prompt_windows,
+from pretrainx.tools.synthetic_prefs import (bootstrap_diff, distinct_2, prompt_windows,
                                        repeated_token_share, sample_responses, true_score)
 
 

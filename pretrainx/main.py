@@ -11,7 +11,7 @@
   pretrainx plot   WORKDIR [WORKDIR ...] [--metric val/loss] [--log-x] [--out FILE.png]
   pretrainx reproduce NAME [--workdir DIR] [--log FILE] [--force] | --list
   pretrainx generate-couplings --workdir RUN --out DIR --num N [--seed S] [--sampler euler --steps 32]
-                   [--shard K --num-shards N]     (reflow pairs, pretrainx/objectives/couplings.py)
+                   [--shard K --num-shards N]     (reflow pairs, pretrainx/tools/couplings.py)
 """
 from __future__ import annotations
 
@@ -216,7 +216,7 @@ def _ngram(argv: list[str]) -> int:
 
 
 def _pairs(argv: list[str]) -> int:
-    from pretrainx.objectives import synthetic_prefs
+    from pretrainx.tools import synthetic_prefs
     return synthetic_prefs.cli(argv)
 
 
@@ -290,7 +290,7 @@ def _reproduce(argv: list[str]) -> int:
 
 
 def _generate_couplings(argv: list[str]) -> int:
-    from pretrainx.objectives import couplings
+    from pretrainx.tools import couplings
     return couplings.main(argv, inference.load_trained_run)
 
 

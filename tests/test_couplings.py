@@ -15,7 +15,8 @@ import pytest
 
 from pretrainx.config import load as config_lib
 
-from pretrainx.objectives import couplings, flow
+from pretrainx.objectives import flow
+from pretrainx.tools import couplings
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "diffusion")
 OPTIONS = dict(num=10, seed=3, sampler="euler", steps=2, chunk_size=4)

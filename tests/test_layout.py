@@ -96,10 +96,6 @@ ALLOWED = {
 EXCEPTIONS = {
     # the mesh helpers are a leaf module (jax only); samplers place their rows on the run's mesh
     ("objectives", "core.sharding"),
-    # to move out of objectives/ (the reader into data/, the commands into tools/)
-    ("data", "objectives.couplings"),
-    ("objectives", "core.inference"),
-    ("objectives", "core.train"),
 }
 
 

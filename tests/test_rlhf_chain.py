@@ -14,7 +14,7 @@ from pretrainx import main
 from pretrainx.core import checkpoint
 
 from pretrainx.core import init_from
-from pretrainx.objectives.synthetic_prefs import distinct_2, repeated_token_share, true_score
+from pretrainx.tools.synthetic_prefs import distinct_2, repeated_token_share, true_score
 from conftest import SHARED_DATA
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))

@@ -8,7 +8,7 @@ of the base flow run, and its optional 1-step distillation; digits_few_step.py's
   pretrainx train --config configs/diffusion/digits_reflow.py:smoke --workdir /tmp/digits_reflow \
       --config.data.couplings=DIR --config.init_from.workdir=RUN
 
-"" trains the flow objective on the fixed pairs in data.couplings (``pretrainx/objectives/couplings.py``),
+"" trains the flow objective on the fixed pairs in data.couplings (``pretrainx/tools/couplings.py``),
 starting from the base run's EMA weights (init_from); validation loss and FID use the real digits
 as in every few-step run. ":distill" starts from the reflow run and trains only at t = 1 on the
 same pairs (flow.time_sampling = "end": one Euler step maps a pair's noise to its sample), the

@@ -248,7 +248,7 @@ def _load_uncached(key, data_config) -> ImageArrays:
 def build_image_dataset(data_config, *, batch_size, eval_batch_size, seq_len=None, seed=0):
     arrays = load_image_arrays(data_config)
     if data_config.get("couplings"):      # reflow: fixed (noise, sample) pairs (couplings.py)
-        from pretrainx.objectives.couplings import CouplingSource
+        from pretrainx.data.couplings import CouplingSource
         train = CouplingSource(data_config.couplings, batch_size, seed)
     else:
         train = ImageSource(arrays.train_images, arrays.train_labels, batch_size, seed,

@@ -12,7 +12,7 @@ sample.{sampler ("euler" | "heun"), steps, guidance}. Everything else: image_com
 
 As for ddpm, the path is built in ``loss_fn`` from the device rng (t and eps cost nothing to draw
 there and the host ships only the clean images). Reflow (``data.couplings``, see
-``pretrainx/objectives/couplings.py``) ships fixed pairs instead: a batch with "noise" uses it.
+``pretrainx/tools/couplings.py``) ships fixed pairs instead: a batch with "noise" uses it.
 """
 from __future__ import annotations
 

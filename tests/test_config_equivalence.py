@@ -38,6 +38,12 @@ ADDED_DEFAULTS = {
     "data.eval_split": "test",             # data/preferences.py: config.get("eval_split", "test")
     "data.min_margin": 0.0,                # data/preferences.py: config.get("min_margin", 0.0)
     "init_from.also": {},                  # core/init_from.py: (config.get("init_from") or {}).get("also") or {}
+    "data.text_key": "text",               # data/text.py: TextOptions.text_key
+    "data.max_docs": 0,                    # data/text.py: TextOptions.max_docs
+    "data.couplings": "",                  # data/images.py: if data_config.get("couplings")
+    "data.image_key": "image",             # data/images.py: cfg.get("image_key", "image")
+    "data.label_key": "label",             # data/images.py: cfg.get("label_key", "label")
+    "meanflow.time_scale": 1.0,            # objectives/meanflow.py: m.get("time_scale", 1.0)
     "reward.pool": "last",                 # objectives/reward.py: opts.get("pool", "last")
     "model.name": "unet",                  # objectives/image_common.py: model_config.get("name", "unet")
     "eval.fid_reference_split": "train",   # objectives/image_common.py: e.get("fid_reference_split", "train")

@@ -7,7 +7,7 @@ import pytest
 
 from pretrainx.config import check as config_check
 
-from pretrainx.config import load as config_lib
+from pretrainx.config import load as config_lib, variants as config_variants
 
 from pretrainx.core import train
 from conftest import SHARED_DATA
@@ -39,6 +39,25 @@ def test_config_loads_and_rejects_unknown_variants(path):
 
 
 SMOKES = [p for p in CONFIGS if "smoke" in variants(p)]
+
+
+def test_variant_flags_compose_in_any_order_and_an_unknown_one_names_the_known():
+    known = ("smoke", "flow", "flow,smoke")
+    assert config_variants.parse("smoke,flow", "x/digits.py", *known) == {"flow", "smoke"}
+    assert config_variants.parse("", "x/digits.py", *known) == frozenset()
+    with pytest.raises(ValueError, match=r"unknown variant 'cond' of digits \(known: smoke, flow, flow,smoke\)"):
+        config_variants.parse("cond", "x/digits.py", *known)
+    dit = os.path.join(ROOT, "configs/diffusion/fashion_mnist_dit.py")
+    assert (config_lib.load(dit + ":smoke,flow").to_dict() == config_lib.load(dit + ":flow,smoke").to_dict())
+    assert config_lib.load(dit + ":flow,smoke").objective == "flow"
+
+
+def test_every_smoke_variant_is_cpu_sized():
+    """``:smoke`` is always the small standalone run: no init_from parent, float32, short."""
+    for path in SMOKES:
+        c = config_lib.load(os.path.join(ROOT, path) + ":smoke")
+        assert c.train.steps <= 400 and c.batch_size <= 64, path
+        assert c.model.dtype == "float32" and not c.init_from.workdir, path
 
 
 def test_command_line_overrides_parse_literals_and_keep_text():

@@ -31,13 +31,11 @@ REFLOW_RUN = "workdirs/fs_reflow_s0"
 def get_config(arg: str = ""):
     flags = variants.parse(arg, __file__, "distill", "smoke")
     if "smoke" in flags:              # tests give the paths
-        c = images.digits("flow", {"smoke"})
-        c.data.couplings = ""
-        return c
+        return images.digits("flow", {"smoke"})
     distill = "distill" in flags
     c = images.few_step("flow", steps=DISTILL_STEPS if distill else STEPS)
-    c.data.couplings = PAIRS          # the training pairs; the real digits still validate
-    c = base.change(c, {"init_from.workdir": REFLOW_RUN if distill else BASE_RUN,
+    c = base.change(c, {"data.couplings": PAIRS,   # the training pairs; the real digits still validate
+                        "init_from.workdir": REFLOW_RUN if distill else BASE_RUN,
                         "optimizer.lr": 3e-4})
     if distill:
         c = base.change(c, {"flow.time_sampling": "end",   # t = 1 only

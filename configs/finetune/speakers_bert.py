@@ -16,7 +16,7 @@ dropped, the pooler and the 10-way head start fresh). `:smoke` trains the same c
 scratch (no parent: it runs standalone) for 60 steps; it is also the from-scratch arm of the
 experiment when run for as many steps as the fine-tune.
 """
-from pretrainx.config import base, sections, variants, text
+from pretrainx.config import base, sections, text, variants
 
 
 def get_config(arg: str = ""):

@@ -30,7 +30,8 @@ def digits_data(heldout_fraction: float = 0.1) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         kind="digits", pad=0, image_size=0,
         heldout_fraction=heldout_fraction,   # a fixed held-out split (0.1: 180 images)
-        random_flip=False))           # digits are not mirror-symmetric
+        random_flip=False,            # digits are not mirror-symmetric
+        couplings=""))                # reflow: a folder of fixed (noise, sample) training pairs
 
 
 def tfds_images_data(name: str) -> ml_collections.ConfigDict:
@@ -38,7 +39,8 @@ def tfds_images_data(name: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         kind="tfds_images", tfds_name=name,
         tfds_data_dir="",             # "": TFDS's default (~/tensorflow_datasets)
-        train_split="train", heldout_split="test", path="", pad=0, image_size=0, random_flip=True))
+        train_split="train", heldout_split="test", path="", pad=0, image_size=0, random_flip=True,
+        image_key="image", label_key="label"))   # the fields of each TFDS record
 
 
 def unet_model() -> ml_collections.ConfigDict:
@@ -97,6 +99,7 @@ def objective_section(objective: str, cfg_drop: float) -> ml_collections.ConfigD
     m.equal_fraction = 0.25           # share of rows with r = t (plain flow matching)
     m.norm_p, m.norm_eps = 0.75, 1e-3  # adaptive weight 1 / (||err||^2 + eps)^p
     m.omega, m.kappa = 1.0, 0.0       # trained-in guidance (eq. 19); 1, 0: none
+    m.time_scale = 1.0                # t and t - r enter the embedding unscaled (official code)
     m.cfg_drop = cfg_drop
     return m
 

@@ -37,6 +37,8 @@ def text_data(path: str = SHAKESPEARE, tokenizer: str = "char", seq_len: int = 2
     d.tfds_data_dir = ""
     d.tfds_text_key = "text"
     d.max_bytes = 0                   # 0: the whole corpus
+    d.text_key = "text"               # kind "jsonl": the field of each record that holds the text
+    d.max_docs = 0                    # kind "jsonl": 0 reads every record
     d.tokenizer = tokenizer           # "char" | "byte" | "bpe:N" (trained now) | a saved tokenizer's dir
     d.val_fraction = 0.1              # nanoGPT: first 90 % train, last 10 % val
     d.split = "chars"                 # nanoGPT's split by character position | "documents"

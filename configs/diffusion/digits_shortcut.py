@@ -21,7 +21,7 @@ from pretrainx.config import load as config_lib
 
 VARIANTS = ("", "smoke")
 # The flow baseline's 3000 steps x 7.23 GFLOP in steps of 8.44 GFLOP (the same training FLOPs;
-# experiments/train_step_flops.py counts them).
+# pretrainx flops counts them).
 STEPS = 2570
 
 

@@ -86,3 +86,7 @@ def test_busy_time_counts_overlapping_kernels_once():
     assert profile.busy_time(events) == 15 + 5
     assert profile.kind_of("fusion.12") == "elementwise fusion"
     assert profile.kind_of("sm90_xmma_gemm_bf16") == "matmul"
+
+
+def test_the_measured_peak_is_a_positive_rate():
+    assert bench.measured_matmul_flops(n=64, reps=2) > 0

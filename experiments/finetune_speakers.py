@@ -5,8 +5,10 @@
   python experiments/finetune_speakers.py --no-baselines RUN_DIR ...  # the runs only (the
       bag-of-words grid search takes ~5 min on the shared 2-core CPU)
 
-Run directories named ``ARM_seedN`` are also pooled by arm: the mean over seeds, the standard
-deviation and the range (max - min), the spread a "beats" claim has to clear.
+Runs are also pooled by arm: the trials of a sweep (``experiments/seed_studies.py:speakers``,
+``:c1ft_speakers``) by their config (fine-tuned or from scratch), run directories named
+``ARM_seedN`` by name; per arm the mean over seeds, the standard deviation and the range
+(max - min), the spread a "beats" claim has to clear.
 
 The split is ``pretrainx.data.speeches.speaker_task`` (split seed 0), the one the ``classify``
 runs train and validate on. Bag of words: scikit-learn's CountVectorizer (word unigrams and
@@ -45,9 +47,17 @@ def bag_of_words(train, val, prefix_chars: int = 0) -> float:
 
 
 def run_accuracy(workdir: str) -> tuple[int, float]:
-    rows = rundir.read_rows(workdir)
-    last = [r for r in rows if "val/accuracy" in r][-1]
-    return last["step"], last["val/accuracy"]
+    steps, accuracies = rundir.curve(rundir.read_rows(workdir), "val/accuracy")
+    return steps[-1], accuracies[-1]
+
+
+def arm_of(workdir: str) -> str | None:
+    """A sweep trial's arm from its config; else the ARM of a folder named ARM_seedN."""
+    name = os.path.basename(os.path.normpath(workdir))
+    config = rundir.read_config(workdir) if "_seed" not in name else None
+    if config is not None:
+        return "finetuned" if config["init_from"]["workdir"] else "scratch"
+    return name.rsplit("_seed", 1)[0] if "_seed" in name else None
 
 
 def main(argv):
@@ -66,9 +76,8 @@ def main(argv):
     for w in argv:
         step, acc = run_accuracy(w)
         print(f"{w}: val/accuracy {acc:.4f} at step {step}")
-        name = os.path.basename(os.path.normpath(w))
-        if "_seed" in name:
-            arms.setdefault(name.rsplit("_seed", 1)[0], []).append(acc)
+        if arm_of(w) is not None:
+            arms.setdefault(arm_of(w), []).append(acc)
     for arm, accs in arms.items():
         a = np.asarray(accs)
         print(f"{arm}: mean {a.mean():.4f} over {len(a)} seeds, std {a.std(ddof=1) if len(a) > 1 else 0:.4f}, "

@@ -50,12 +50,12 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 export JAX_COMPILATION_CACHE_DIR=$WORK/jax_cache
 command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 "$PY" -c "import jax, flax, optax, orbax.checkpoint as o; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'orbax', o.__version__, jax.devices())"
-train() { "$PY" -m pretrainx.main train "$@"; }
+px() { "$PY" -m pretrainx.main "$@"; }   # the pretrainx command, without an install
 stamp() { date +%s; }
 t_phase=$(stamp)
 bench() {   # bench NAME CONFIG STEPS ARGS...: one variant, its JSON kept for the summary
   local name=$1 cfg=$2 steps=$3; shift 3
-  timeout -k 10 150 "$PY" experiments/bench_throughput.py --config "$cfg" --steps "$steps" \
+  timeout -k 10 150 "$PY" -m pretrainx.main bench --config "$cfg" --steps "$steps" \
     --json "$WORK/lever_$name.json" "$@" > "$WORK/lever_$name.log" 2>&1 \
     || { echo "lever $name failed:"; tail -n 3 "$WORK/lever_$name.log"; }
 }
@@ -64,11 +64,9 @@ bench() {   # bench NAME CONFIG STEPS ARGS...: one variant, its JSON kept for th
 # have it; "auto" attention is then cuDNN's kernel for evaluation (training drops attention
 # weights, so it runs the explicit path).
 sc=configs/gpt/shakespeare_char.py; g2=configs/gpt/gpt2_124m.py; sc_steps=100; g2_steps=50; k=10
-sc_data=(--set data.path="$DATA_DIR/tinyshakespeare/input.txt" --set model.dtype=bfloat16)
 sc_set=(--config.data.path="$DATA_DIR/tinyshakespeare/input.txt" --config.model.dtype=bfloat16)
 if [ -n "$smoke" ]; then
   sc=$sc:smoke; g2=$g2:smoke; sc_steps=8; g2_steps=4; k=4
-  sc_data=(--set data.path="$DATA_DIR/tinyshakespeare/input.txt")
   sc_set=(--config.data.path="$DATA_DIR/tinyshakespeare/input.txt")
 fi
 summarize_levers() {   # the table of every lever_*.json, kept in $OUT/$1
@@ -88,9 +86,9 @@ case "$phase" in
 gpt)
   sc_limit=${SC_LIMIT:-$([ -n "$smoke" ] && echo 300 || echo 400)}
   for attention in auto xla; do
-    "$PY" experiments/bench_throughput.py --config "$g2" --steps "$g2_steps" \
-      --set model.attention=$attention --json "$WORK/bench_gpt2_$attention.json" \
-      $( [ "$attention" = auto ] && echo --measure-peak )
+    px bench --config "$g2" --steps "$g2_steps" \
+      --config.model.attention=$attention --json "$WORK/bench_gpt2_$attention.json" \
+      $( [ "$attention" = auto ] && [ -z "$smoke" ] && echo --measure-peak )   # 8192^3: GPU only
   done
   t0=$(stamp)
   timeout -k 20 -s TERM "$sc_limit" "$PY" -m pretrainx.main train --config "$sc" \
@@ -131,11 +129,10 @@ diffusion)
   fi
   # Train the FID classifier once, before the two runs would both do it.
   "$PY" experiments/prepare_fid.py --config "$ddpm_cfg" --json "$WORK/fid_protocol.json" \
-    --set data.path="$DATA_DIR/fashion-mnist" \
-    $( [ -n "$smoke" ] && echo --set eval.fid_num_samples=200 --set eval.fid_num_reference=500 --set eval.fid_classifier_steps=50 )
-  "$PY" experiments/bench_throughput.py --config "$ddpm_cfg" --steps $([ -n "$smoke" ] && echo 3 || echo 30) \
-    --warmup 2 --set data.path="$DATA_DIR/fashion-mnist" --set model.dtype=${DTYPE:-float32} \
-    --json "$WORK/bench_ddpm.json"
+    --config.data.path="$DATA_DIR/fashion-mnist" \
+    $( [ -n "$smoke" ] && echo "${common[@]}" )
+  px bench --config "$ddpm_cfg" --steps $([ -n "$smoke" ] && echo 3 || echo 30) \
+    --warmup 2 "${data_set[@]}" --json "$WORK/bench_ddpm.json"
   # Steps that fit train_s, two runs sharing the GPU each assumed 1.8x slower than alone, rounded
   # to 500 (to 10 in a dry run); decay_steps follows, so the LR schedule ends with the run.
   objectives=${OBJECTIVES:-flow ddpm}; set -- $objectives
@@ -179,14 +176,14 @@ EOF
 levers)
   # Where the time goes and which speed options pay, each against the plain step in the same call:
   # profiles of both GPT steps, then benches that change one thing at a time.
-  timeout -k 10 150 "$PY" experiments/profile_step.py --config "$g2" --steps 5 \
+  timeout -k 10 150 "$PY" -m pretrainx.main profile --config "$g2" --steps 5 \
     --json "$OUT/profile_gpt2.json" --trace-dir "$WORK/trace_gpt2"
-  timeout -k 10 150 "$PY" experiments/profile_step.py --config "$sc" --steps 20 "${sc_data[@]}" \
+  timeout -k 10 150 "$PY" -m pretrainx.main profile --config "$sc" --steps 20 "${sc_set[@]}" \
     --json "$OUT/profile_sc.json" --trace-dir "$WORK/trace_sc"
-  bench sc_plain "$sc" $sc_steps "${sc_data[@]}" --steps-per-dispatch $k
-  bench sc_rbg "$sc" $sc_steps "${sc_data[@]}" --set train.rng_impl=unsafe_rbg --steps-per-dispatch $k
-  bench sc_nodrop "$sc" $sc_steps "${sc_data[@]}" --set model.dropout=0.0 --set model.attention_dropout=0.0
-  bench g2_mu_bf16 "$g2" $g2_steps --set optimizer.mu_dtype=bfloat16
+  bench sc_plain "$sc" $sc_steps "${sc_set[@]}" --steps-per-dispatch $k
+  bench sc_rbg "$sc" $sc_steps "${sc_set[@]}" --config.train.rng_impl=unsafe_rbg --steps-per-dispatch $k
+  bench sc_nodrop "$sc" $sc_steps "${sc_set[@]}" --config.model.dropout=0.0 --config.model.attention_dropout=0.0
+  bench g2_mu_bf16 "$g2" $g2_steps --config.optimizer.mu_dtype=bfloat16
   XLA_FLAGS="--xla_gpu_enable_triton_gemm=false" bench g2_cublas "$g2" $g2_steps
   XLA_FLAGS="--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL" \
     bench g2_cmdbuf "$g2" $g2_steps
@@ -196,7 +193,7 @@ fast)
   # After the one-hot embedding lookup (2026-11-30: the embeddings' scatter-add gradient was 34 of
   # shakespeare_char's 43 ms per step): the small step, the whole recipe, GPT-2, then profiles.
   sc_limit=${SC_LIMIT:-$([ -n "$smoke" ] && echo 120 || echo 240)}
-  bench sc_auto "$sc" $sc_steps "${sc_data[@]}" --steps-per-dispatch $k
+  bench sc_auto "$sc" $sc_steps "${sc_set[@]}" --steps-per-dispatch $k
   t0=$(stamp)
   timeout -k 20 -s TERM "$sc_limit" "$PY" -m pretrainx.main train --config "$sc" \
     --workdir "$WORK/shakespeare_char" --config.train.progress=False "${sc_set[@]}" \
@@ -205,20 +202,20 @@ fast)
   tail -n 4 "$WORK/sc_train.log"
   "$PY" experiments/summarize_run.py "$WORK/shakespeare_char" --json "$OUT/sc_summary.json" > /dev/null
   bench g2_auto "$g2" $g2_steps
-  timeout -k 10 120 "$PY" experiments/profile_step.py --config "$sc" --steps 20 "${sc_data[@]}" \
+  timeout -k 10 120 "$PY" -m pretrainx.main profile --config "$sc" --steps 20 "${sc_set[@]}" \
     --json "$OUT/profile_sc.json" --trace-dir "$WORK/trace_sc" | head -n 20   # JSON is written first
-  timeout -k 10 120 "$PY" experiments/profile_step.py --config "$g2" --steps 5 \
+  timeout -k 10 120 "$PY" -m pretrainx.main profile --config "$g2" --steps 5 \
     --json "$OUT/profile_gpt2.json" --trace-dir "$WORK/trace_gpt2" | head -n 20
-  bench g2_onehot "$g2" $g2_steps --set model.embed_lookup=onehot
+  bench g2_onehot "$g2" $g2_steps --config.model.embed_lookup=onehot
   summarize_levers fast_summary.json
   ;;
 levers2)
   # GPT-2's next levers (gpt_shakespeare.md: ~15 ms of its 79 ms step go to the one-hot lookup of
   # the 50K-row table, ~7 ms to float32 logits), each against the one-hot step in this call.
-  bench g2_onehot "$g2" $g2_steps --set model.embed_lookup=onehot
-  bench g2_matmul_grad "$g2" $g2_steps --set model.embed_lookup=matmul_grad
-  bench g2_bf16_logits "$g2" $g2_steps --set model.embed_lookup=onehot --set model.logits_dtype=compute
-  bench g2_both "$g2" $g2_steps --set model.embed_lookup=matmul_grad --set model.logits_dtype=compute
+  bench g2_onehot "$g2" $g2_steps --config.model.embed_lookup=onehot
+  bench g2_matmul_grad "$g2" $g2_steps --config.model.embed_lookup=matmul_grad
+  bench g2_bf16_logits "$g2" $g2_steps --config.model.embed_lookup=onehot --config.model.logits_dtype=compute
+  bench g2_both "$g2" $g2_steps --config.model.embed_lookup=matmul_grad --config.model.logits_dtype=compute
   summarize_levers levers2_summary.json
   ;;
 *) echo "unknown phase $phase (gpt | diffusion | levers | fast | levers2)"; exit 2 ;;

@@ -1,7 +1,8 @@
 """Train (once) and cache the FID feature classifier of an image config's data, then print the
 protocol's real-data floor and the classifier's held-out accuracy.
 
-  python experiments/prepare_fid.py --config configs/diffusion/fashion_mnist_ddpm.py
+  python experiments/prepare_fid.py --config configs/diffusion/fashion_mnist_ddpm.py \
+      [--config.eval.fid_num_samples=5000 ...]
 
 Training runs do this themselves at their first FID eval; run it first when several runs on the
 same data start together (so that they do not all train the classifier at once), or to read the
@@ -14,23 +15,22 @@ import argparse
 import glob
 import json
 import os
+import sys
 import time
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="an image config, e.g. configs/diffusion/X.py[:arg]")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. eval.fid_num_samples=5000 (repeatable)")
-    p.add_argument("--json", help="also write the result to this file")
-    args = p.parse_args()
-
     from pretrainx import objectives
-
     from pretrainx.config import load as config_lib
     from pretrainx.evaluators import fid
     from pretrainx.data.images import load_image_arrays
-    config = config_lib.override(config_lib.load(args.config), config_lib.parse_overrides(args.set))
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="--config.KEY=VALUE overrides the config, as in pretrainx train")
+    p.add_argument("--config", required=True, help="an image config, e.g. configs/diffusion/X.py[:arg]")
+    p.add_argument("--json", help="also write the result to this file")
+    rest, pairs = config_lib.split_override_args(sys.argv[1:])
+    args = p.parse_args(rest)
+    config = config_lib.apply_overrides(config_lib.load(args.config), pairs)
     objective = objectives.get(config.objective)(config)
     if not hasattr(objective, "fid_protocol"):
         raise SystemExit(f"prepare_fid: objective {config.objective!r} has no FID protocol")

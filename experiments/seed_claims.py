@@ -1,5 +1,7 @@
-"""Tables of issue 14's two claims of the seeds from the runs of ``experiments/seed_claims.sh``
-(each workdir's metrics.jsonl; workdirs named ``<arm>_seed<n>``).
+"""Tables of issue 14's two claims of the seeds from the trials of the sweeps in
+``experiments/seed_studies.py`` (each trial's config.json says its arm and seed; its
+metrics.jsonl holds the curve). Run folders named ``<arm>_seed<n>`` (the bash loop's layout
+before the sweeps) are read too.
 
   PYTHONPATH=. python experiments/seed_claims.py 1 workdirs/seed_claims/c1
   PYTHONPATH=. python experiments/seed_claims.py 2 workdirs/seed_claims/c2
@@ -28,15 +30,35 @@ def val_curve(workdir: str) -> dict[int, dict]:
     return dict(sorted(out.items()))
 
 
+def arm_of(config: dict) -> str:
+    """The arm's name in the tables: the masking schedule (claim 1) or the MLM weight (claim 2)."""
+    if "mixture" in config:
+        return f"mlm_weight{config['mixture']['mlm_weight']:g}"
+    mlm = config["mlm"]
+    return ("constant" if mlm["rate_schedule"] == "constant"
+            else f"{mlm['rate_schedule']}{round(100 * mlm['rate_start'])}")
+
+
+def _labelled_runs(root: str):
+    """(arm, seed, workdir) of every run under ``root``: sweep trials, else ARM_seedN folders."""
+    for wd in sorted(glob.glob(os.path.join(root, "trials", "*"))):
+        config = rundir.read_config(wd)
+        if config is not None:
+            yield arm_of(config), int(config["seed"]), wd
+    for wd in sorted(glob.glob(os.path.join(root, "*_seed*"))):
+        m = re.fullmatch(r"(.+)_seed(\d+)", os.path.basename(wd))
+        if m:
+            yield m.group(1), int(m.group(2)), wd
+
+
 def runs(root: str) -> dict[str, dict[int, dict]]:
     """{arm: {seed: val curve}}."""
     out: dict = {}
-    for wd in sorted(glob.glob(os.path.join(root, "*_seed*"))):
-        m = re.fullmatch(r"(.+)_seed(\d+)", os.path.basename(wd))
-        if m and rundir.has_metrics(wd):
+    for arm, seed, wd in _labelled_runs(root):
+        if rundir.has_metrics(wd):
             curve = val_curve(wd)
             if curve:
-                out.setdefault(m.group(1), {})[int(m.group(2))] = curve
+                out.setdefault(arm, {})[seed] = curve
     return out
 
 

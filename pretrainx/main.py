@@ -1,7 +1,7 @@
 """The ``pretrainx`` command: a thin entry point; all logic lives in importable modules.
 
   pretrainx train  --config configs/gpt/shakespeare_char.py[:smoke] --workdir DIR [--config.KEY=VALUE ...]
-  pretrainx eval   --workdir DIR [--checkpoint latest|best] [--set data.KEY=VALUE|eval.KEY=VALUE ...]
+  pretrainx eval   --workdir DIR [--checkpoint latest|best] [--config.data.KEY=VALUE|--config.eval.KEY=VALUE ...]
   pretrainx sample --workdir DIR [the run's objective's flags: --workdir DIR --help lists them]
   pretrainx pairs  --workdir PRETRAINED --out PAIRS.jsonl [--prompts 4000] [--samples 4]  (VADER-labelled)
   pretrainx tokenizer train --corpus PATH --kind bpe --vocab-size 8000 --out DIR
@@ -9,7 +9,12 @@
   pretrainx sweep  --config FILE[:arg] --workdir DIR [--storage URL] [--parallel N] [--trials K]
                    [--pruner median|successive_halving|hyperband|none] [--config.KEY=VALUE ...]
   pretrainx plot   WORKDIR [WORKDIR ...] [--metric val/loss] [--log-x] [--out FILE.png]
-  pretrainx reproduce NAME [--workdir DIR] [--log FILE] [--force] | --list
+  pretrainx reproduce NAME [--workdir DIR] [--log FILE] [--force] [--config.KEY=VALUE ...] | --list
+  pretrainx bench  --config FILE[:arg] [--steps 30] [--steps-per-dispatch K] [--measure-peak]
+                   [--json OUT] [--config.KEY=VALUE ...]   (tokens|examples/s, MFU, peak memory)
+  pretrainx profile --config FILE[:arg] [--steps 5] [--trace-dir DIR] [--json OUT] [--config.KEY=VALUE ...]
+  pretrainx flops  FILE[:arg] [FILE[:arg] ...] [--json OUT] [--config.KEY=VALUE ...]
+                   (XLA's FLOPs per train step; steps for the first config's FLOP budget)
   pretrainx generate-couplings --workdir RUN --out DIR --num N [--seed S] [--sampler euler --steps 32]
                    [--shard K --num-shards N]     (reflow pairs, pretrainx/tools/couplings.py)
 """
@@ -51,74 +56,44 @@ def raised_on_purpose(error: BaseException) -> bool:
     return linecache.getline(filename, tb.tb_lineno).lstrip().startswith("raise")
 
 
-def _check_config_args(argv: list[str]) -> None:
-    """Fail with one clear line on a missing config file or an unknown ``--config.KEY`` before
-    absl sees them (its own messages span lines or arrive late)."""
+def load_config(spec: str, pairs: list[str]):
+    """The config of ``FILE.py[:arg]`` with the ``--config.KEY=VALUE`` overrides applied, locked
+    (a typo that would add a key fails instead), as every command that takes a config reads it."""
     from pretrainx.config import load as config_lib
-    spec = None
-    for i, a in enumerate(argv):
-        if a == "--config" and i + 1 < len(argv):
-            spec = argv[i + 1]
-        elif a.startswith("--config="):
-            spec = a.split("=", 1)[1]
-    if spec is None:
-        return
-    config = config_lib.load(spec)   # FileNotFoundError naming the file
-    for a in argv:
-        if not a.startswith("--config."):
-            continue
-        key = a[len("--config."):].split("=", 1)[0]
-        node, walked = config, []
-        for part in key.split("."):
-            if not hasattr(node, "keys") or part not in node:
-                known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else ""
-                where = ".".join(walked) or "the config"
-                raise KeyError(f"unknown config key {key!r} ({part!r} is not in {where}; "
-                               f"known: {known})")
-            node, walked = node[part], walked + [part]
+    config = config_lib.apply_overrides(config_lib.load(spec), pairs)
+    config.lock()
+    return config
 
 
 def _train(argv: list[str]) -> int:
-    from absl import flags
-    from ml_collections import config_flags
-
+    from pretrainx.config import load as config_lib
     if {"-h", "--help", "--helpfull"} & set(argv):
         print(TRAIN_HELP)
         return 0
-    _check_config_args(argv)
-    fv = flags.FlagValues()
-    # sys_argv: config_flags pre-parses the command line to learn the config's override flags.
-    config_flags.DEFINE_config_file("config", None, "experiment config file (path.py[:variant])",
-                                    flag_values=fv, lock_config=True, sys_argv=["pretrainx"] + argv)
-    flags.DEFINE_string("workdir", None, "output directory (created; resumed if it has checkpoints)",
-                        flag_values=fv)
-    flags.DEFINE_bool("distributed", False, "multi-process run: call jax.distributed.initialize() "
-                      "first (TPU pods, SLURM, ... find their peers; elsewhere give the three flags "
-                      "below, which imply --distributed)", flag_values=fv)
-    flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0's coordinator",
-                        flag_values=fv)
-    flags.DEFINE_integer("num_processes", None, "number of processes in the run", flag_values=fv)
-    flags.DEFINE_integer("process_id", None, "this process's index, 0 .. num_processes-1",
-                         flag_values=fv)
-    try:
-        fv(["pretrainx"] + argv)
-        config = fv.config
-    except flags.Error as e:
-        raise ValueError(str(e).splitlines()[0]) from None
-    except OSError as e:   # config_flags' "failed loading config file ..."
-        raise FileNotFoundError(" ".join(str(e).split())) from None
-    if config is None or not fv.workdir:
+    rest, pairs = config_lib.split_override_args(argv)
+    p = argparse.ArgumentParser(prog="pretrainx train", add_help=False)
+    p.add_argument("--config")
+    p.add_argument("--workdir")
+    p.add_argument("--distributed", action="store_true")
+    p.add_argument("--coordinator_address")
+    p.add_argument("--num_processes", type=int)
+    p.add_argument("--process_id", type=int)
+    args, unknown = p.parse_known_args(rest)
+    if unknown:
+        raise ValueError(f"unrecognized argument {unknown[0]!r} (see pretrainx train --help)")
+    if not args.config or not args.workdir:
         raise ValueError("train needs --config PATH.py[:variant] and --workdir DIR")
-    explicit = (fv.coordinator_address, fv.num_processes, fv.process_id)
-    if fv.distributed or any(v is not None for v in explicit):
+    config = load_config(args.config, pairs)
+    explicit = (args.coordinator_address, args.num_processes, args.process_id)
+    if args.distributed or any(v is not None for v in explicit):
         from pretrainx.core import distributed
         distributed.initialize(*explicit)
     from pretrainx.run import preemption
     from pretrainx.core import train
-    result = train.run(config, fv.workdir)
+    result = train.run(config, args.workdir)
     vals = [h["val/loss"] for h in result.history if "val/loss" in h]
     if vals:
-        print(f"best val/loss {min(vals):.4f}; workdir {fv.workdir}")
+        print(f"best val/loss {min(vals):.4f}; workdir {args.workdir}")
     if result.preempted:
         print(f"pretrainx: stopped by SIGTERM after saving; rerun the same command to resume "
               f"(exit {preemption.PREEMPTED_EXIT_CODE})", file=sys.stderr)
@@ -177,26 +152,26 @@ def _sample(argv: list[str]) -> int:
 
 
 def _eval(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="pretrainx eval")
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
-    p.add_argument("--set", action="append", default=[], metavar="data.KEY=VALUE",
-                   help="evaluate on other data than the run's, e.g. data.eval_split=test "
-                        "(data.* and eval.* keys; eval.num_batches to cover a larger split)")
-    args = p.parse_args(argv)
     from pretrainx.config import load as config_lib
     from pretrainx.core import evaluate, train
-    updates = config_lib.parse_overrides(args.set)
-    if any(not k.startswith(("data.", "eval.")) for k in updates):
-        raise ValueError(f"--set changes only data.* and eval.* keys (the weights are the run's): "
-                         f"{args.set}")
+    p = argparse.ArgumentParser(prog="pretrainx eval", epilog="--config.data.KEY=VALUE or "
+                                "--config.eval.KEY=VALUE: evaluate on other data than the run's, "
+                                "e.g. --config.data.eval_split=test (eval.num_batches to cover a "
+                                "larger split)")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
+    rest, pairs = config_lib.split_override_args(argv)
+    args = p.parse_args(rest)
+    if any(not pair.startswith(("data.", "eval.")) for pair in pairs):
+        raise ValueError(f"eval overrides only --config.data.* and --config.eval.* (the weights "
+                         f"are the run's): {pairs}")
     objective, ctx, config = inference.load_trained_run(args.workdir, args.checkpoint)
-    config = config_lib.override(config, updates)
+    config = config_lib.apply_overrides(config, pairs)
     dataset = train.build_dataset(config, type(objective), args.workdir)   # as the run made it
     held_out, covered = dataset.info.get("val_pairs"), config.eval.num_batches * config.eval.batch_size
     if held_out and covered < held_out:
         raise ValueError(f"eval.num_batches x eval.batch_size = {covered} rows cover only part of "
-                         f"the {held_out} held-out pairs: --set eval.num_batches="
+                         f"the {held_out} held-out pairs: --config.eval.num_batches="
                          f"{-(-held_out // config.eval.batch_size)}")
     objective = type(objective)(config, type(objective).data_spec(config, dataset))
     ev = evaluate.EvalRunner(objective, config, ctx.mesh, dataset, args.workdir)
@@ -222,7 +197,7 @@ def _pairs(argv: list[str]) -> int:
 
 def _sweep(argv: list[str]) -> int:
     from pretrainx.config import load as config_lib
-    from pretrainx.tools import sweep
+    from pretrainx.tools import sweep, sweep_def
     p = argparse.ArgumentParser(prog="pretrainx sweep",
                                 epilog="--config.KEY=VALUE overrides the base config of every trial")
     p.add_argument("--config", required=True, help="config file with get_sweep(arg): FILE.py[:arg]")
@@ -239,11 +214,12 @@ def _sweep(argv: list[str]) -> int:
                    "database storage; a trial silent for twice that is failed and retried")
     p.add_argument("--worker-index", type=int, dest="worker_index", help=argparse.SUPPRESS)
     p.add_argument("--no-report", action="store_false", dest="report", help=argparse.SUPPRESS)
-    args, rest = p.parse_known_args(argv)
-    bad = [a for a in rest if not (a.startswith("--config.") and "=" in a)]
+    rest, pairs = config_lib.split_override_args(argv)
+    args, bad = p.parse_known_args(rest)
     if bad:
         raise ValueError(f"unrecognized argument {bad[0]!r} (overrides are --config.KEY=VALUE)")
-    overrides = config_lib.parse_overrides([a[len("--config."):] for a in rest])
+    # Typed by the fields of the config the trials start from, as train types its overrides.
+    overrides = config_lib.parse_overrides(pairs, sweep_def.load(args.config)[1])
     try:
         return sweep.run_sweep(args.config, args.workdir, argv=argv, overrides=overrides,
                                storage=args.storage, parallel=args.parallel, trials=args.trials,
@@ -271,14 +247,18 @@ def _reproduce(argv: list[str]) -> int:
     p.add_argument("--log", default=reproduce.LOG, help="results log, one JSON line per run")
     p.add_argument("--registry", default=reproduce.REGISTRY)
     p.add_argument("--force", action="store_true", help="run a GPU entry on this CPU anyway")
-    args = p.parse_args(argv)
+    p.epilog = ("--config.KEY=VALUE changes a config entry's run (e.g. where its data lie); "
+                "the results log keeps the overrides")
+    from pretrainx.config import load as config_lib
+    rest, pairs = config_lib.split_override_args(argv)
+    args = p.parse_args(rest)
     entries = reproduce.load_registry(args.registry)
     if args.list:
         print(reproduce.status_table(entries, args.log))
         return 0
     if not args.name:
         raise ValueError("reproduce needs NAME or --list")
-    entry = reproduce.find(entries, args.name)
+    entry = reproduce.with_overrides(reproduce.find(entries, args.name), pairs)
     workdir = args.workdir or os.path.join("workdirs", "reproduce", entry.name)
     try:
         result = reproduce.reproduce(entry, workdir, args.log, force=args.force)
@@ -289,6 +269,21 @@ def _reproduce(argv: list[str]) -> int:
     return 0 if result["passed"] is not False else 1
 
 
+def _bench(argv: list[str]) -> int:
+    from pretrainx.tools import bench
+    return bench.bench_main(argv)
+
+
+def _flops(argv: list[str]) -> int:
+    from pretrainx.tools import bench
+    return bench.flops_main(argv)
+
+
+def _profile(argv: list[str]) -> int:
+    from pretrainx.tools import profile
+    return profile.main(argv)
+
+
 def _generate_couplings(argv: list[str]) -> int:
     from pretrainx.tools import couplings
     return couplings.main(argv, inference.load_trained_run)
@@ -296,7 +291,8 @@ def _generate_couplings(argv: list[str]) -> int:
 
 COMMANDS = {"train": _train, "eval": _eval, "sample": _sample, "tokenizer": _tokenizer,
             "ngram": _ngram, "sweep": _sweep, "plot": _plot, "reproduce": _reproduce,
-            "generate-couplings": _generate_couplings, "pairs": _pairs}
+            "generate-couplings": _generate_couplings, "pairs": _pairs, "bench": _bench,
+            "flops": _flops, "profile": _profile}
 
 
 def cli(argv: list[str] | None = None) -> int:

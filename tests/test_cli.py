@@ -100,6 +100,18 @@ def test_eval_reports_val_metrics_of_the_trained_run(reference_run, capsys):
     assert 0 < float(lines["val/loss"]) < 5.55    # below a uniform guess over 256 bytes (ln 256)
 
 
+def test_eval_takes_data_and_eval_overrides_in_the_one_syntax(reference_run, capsys):
+    assert main.cli(["eval", "--workdir", str(reference_run), "--config.eval.num_batches=1"]) == 0
+    one_batch = dict(line.split() for line in capsys.readouterr().out.strip().splitlines())
+    assert 0 < float(one_batch["val/loss"]) < 5.55
+    err = one_line_error(capsys, ["eval", "--workdir", str(reference_run),
+                                  "--config.eval.nonsense=1"])
+    assert "nonsense" in err and "known:" in err
+    err = one_line_error(capsys, ["eval", "--workdir", str(reference_run),
+                                  "--config.optimizer.lr=1.0"])
+    assert "only --config.data.* and --config.eval.*" in err
+
+
 def one_line_error(capsys, argv):
     code = main.cli(argv)
     err = capsys.readouterr().err.strip()

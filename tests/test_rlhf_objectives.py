@@ -269,14 +269,15 @@ def test_margins_are_read_from_the_rule_scores_and_required_by_the_filter(tmp_pa
     assert len(train_part) == 3 and len(held_out) == 1       # no filter: no scores needed
 
 
-def test_eval_set_changes_only_data_and_eval_keys(tmp_path, capsys):
+def test_eval_overrides_change_only_data_and_eval_keys(tmp_path, capsys):
     from pretrainx import main
-    code = main.cli(["eval", "--workdir", str(tmp_path), "--set", "optimizer.lr=1.0"])
-    assert code == main.EXIT_USER_ERROR and "only data.* and eval.* keys" in capsys.readouterr().err
+    code = main.cli(["eval", "--workdir", str(tmp_path), "--config.optimizer.lr=1.0"])
+    assert (code == main.EXIT_USER_ERROR
+            and "only --config.data.* and --config.eval.*" in capsys.readouterr().err)
 
 
 @pytest.mark.slow
-def test_a_reward_run_chosen_on_dev_is_scored_on_the_held_out_pairs_by_eval_set(tmp_path, capsys):
+def test_a_reward_run_chosen_on_dev_is_scored_on_the_held_out_pairs_by_eval_overrides(tmp_path, capsys):
     from pretrainx import main
     path = tmp_path / "scored.jsonl"
     with open(path, "w") as f:
@@ -292,11 +293,11 @@ def test_a_reward_run_chosen_on_dev_is_scored_on_the_held_out_pairs_by_eval_set(
     assert 0 < info["train_pairs"] < 24 and 0 < info["val_pairs"] < 12 and info["read_pairs"] == 48
     train.run(c, str(tmp_path / "run"))
     capsys.readouterr()
-    assert main.cli(["eval", "--workdir", str(tmp_path / "run"), "--set", "data.eval_split=test",
-                     "--set", "data.min_margin=0"]) == 0
+    assert main.cli(["eval", "--workdir", str(tmp_path / "run"), "--config.data.eval_split=test",
+                     "--config.data.min_margin=0"]) == 0
     lines = dict(line.split() for line in capsys.readouterr().out.strip().splitlines())
     assert float(lines["val/accuracy"]) == 1.0 and float(lines["val/loss"]) < 0.7 * math.log(2)
     # 1 batch of 8 rows would score 8 of the 12 held-out pairs: refused, naming the fix
-    assert main.cli(["eval", "--workdir", str(tmp_path / "run"), "--set", "data.eval_split=test",
-                     "--set", "data.min_margin=0", "--set", "eval.num_batches=1"]) == main.EXIT_USER_ERROR
-    assert "--set eval.num_batches=2" in capsys.readouterr().err
+    assert main.cli(["eval", "--workdir", str(tmp_path / "run"), "--config.data.eval_split=test",
+                     "--config.data.min_margin=0", "--config.eval.num_batches=1"]) == main.EXIT_USER_ERROR
+    assert "--config.eval.num_batches=2" in capsys.readouterr().err

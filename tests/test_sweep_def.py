@@ -90,6 +90,30 @@ def test_bad_sweep_definition_is_a_one_line_error(tmp_path, capsys, body, messag
     assert not (tmp_path / "w" / "trials").exists()   # nothing trained
 
 
+def test_the_seed_studies_are_grids_of_three_seeds_per_arm():
+    """experiments/seed_studies.py (the bash loops of earlier releases): every study checks
+    against its config, has 3 seeds per arm, and the fine-tunes start from their own parent."""
+    study = os.path.join(ROOT, "experiments", "seed_studies.py")
+    sizes = {"c1": 6, "c1ft": 6, "c1ft_speakers": 6, "c2": 9, "c2mlm": 9, "speakers_parent": 1,
+             "speakers": 6}
+    for arg, size in sizes.items():
+        sweep, config = sd.load(f"{study}:{arg}")
+        sd.check(sweep, config)
+        assert len(sweep.points) == size and sweep.value == "final", arg
+        assert config.train.progress is False and config.eval.every > 0
+        seeds = [p["seed"] for p in sweep.points]
+        assert sorted(seeds) == sorted([0, 1, 2] * (size // 3)) or arg == "speakers_parent"
+    c1, _ = sd.load(f"{study}:c1")
+    assert c1.points[1] == {"seed": 0, "mlm.rate_schedule": "linear", "mlm.rate_start": 0.3}
+    fine_tunes, _ = sd.load(f"{study}:c1ft_speakers@/runs/c1ft")
+    parents, _ = sd.load(f"{study}:c1ft")
+    for i, point in enumerate(fine_tunes.points):     # trial i of c1ft is the same seed and arm
+        assert point["init_from.workdir"] == point["data.tokenizer"] == f"/runs/c1ft/trials/{i:03d}"
+        assert point["seed"] == parents.points[i]["seed"]
+    mlm, config = sd.load(f"{study}:c2mlm")
+    assert config.mixture.eval_mlm_weight == 1.0 and mlm.metric == "val/mlm_loss"
+
+
 def test_bad_command_line_is_a_one_line_error(tmp_path, capsys):
     grid = _sweep_file(tmp_path, "sd.grid(sd.values('optimizer.lr', [1e-3, 2e-3]))")
     for extra, message in ((["--trials", "3"], "the grid has 2 points"),

@@ -18,7 +18,7 @@ the adaptively weighted one (watch train/mse for the raw error).
 from pretrainx.config import images, variants
 
 # The flow baseline's 3000 steps x 7.23 GFLOP in steps of 9.67 GFLOP (the same training FLOPs;
-# experiments/train_step_flops.py counts them).
+# pretrainx flops counts them).
 STEPS = 2242
 
 

@@ -16,7 +16,7 @@ loss_fn). Guidance: off (shortcut.guidance = 1) so the table compares unguided s
 from pretrainx.config import images, variants
 
 # The flow baseline's 3000 steps x 7.23 GFLOP in steps of 8.44 GFLOP (the same training FLOPs;
-# experiments/train_step_flops.py counts them).
+# pretrainx flops counts them).
 STEPS = 2570
 
 

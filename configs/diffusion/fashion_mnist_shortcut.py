@@ -6,7 +6,7 @@
 
 Everything but the objective is fashion_mnist_flow.py's (same variant: UNet, data, optimiser, EMA,
 30k steps, FID protocol), so its FIDs compare with the flow run's Euler 32/4/2/1 at the same step
-count (the step costs differ: experiments/train_step_flops.py). Its shortcut section, shown in
+count (the step costs differ: pretrainx flops). Its shortcut section, shown in
 pretrainx/config/images.py, is digits_shortcut.py's (which states the paper's hyperparameters
 and the scaling down) with this variant's label dropout. FID at 1, 2, 4 and 32 steps of the
 shortcut sampler. `:smoke` is fashion_mnist_flow.py's CPU-sized smoke run with this objective

@@ -5,7 +5,7 @@ speeches, split by speech with a fixed seed; ``experiments/text_objectives.md``)
   # the parent: the smoke BERT at length 128, longer, on the play without the held-out speeches
   pretrainx train --config configs/bert/bert_base.py:smoke --workdir workdirs/bert_char128 \
       --config.data.kind=speeches_text --config.data.seq_len=128 --config.model.max_len=128 \
-      --config.train.steps=3000 --config.optimizer.decay_steps=3000   # experiments/speakers_3seeds.sh
+      --config.train.steps=3000 --config.optimizer.decay_steps=3000   # experiments/seed_studies.py
   pretrainx train --config configs/finetune/speakers_bert.py --workdir workdirs/speakers_ft \
       --config.init_from.workdir=workdirs/bert_char128 --config.data.tokenizer=workdirs/bert_char128
   pretrainx train --config configs/finetune/speakers_bert.py:smoke --workdir /tmp/speakers_smoke

@@ -2,7 +2,7 @@
 vocab 50304 (50257 padded to a multiple of 64), batch 32, bf16 compute, fp32 master weights.
 
 Throughput benchmark (what nanoGPT's bench.py measures; data are random windows of a real corpus):
-  python experiments/bench_throughput.py --config configs/gpt/gpt2_124m.py --steps 30
+  pretrainx bench --config configs/gpt/gpt2_124m.py --steps 30
 Training on your own BPE tokens:
   pretrainx train --config configs/gpt/gpt2_124m.py --workdir workdirs/gpt2 \
       --config.data.path=/path/to/corpus.txt --config.data.tokenizer=/path/to/bpe50k

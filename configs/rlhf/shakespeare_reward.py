@@ -7,7 +7,7 @@ GPT's own samples (``pretrainx pairs``), a scalar head on the pretrained trunk.
 (the whole chain: configs/rlhf/shakespeare_ppo.py and experiments/rlhf.md; the model that meets
 the held-out bar, "rm-v2" there, adds --config.reward.pool=mean, 34k pairs and 2,400 steps, chosen
 with --config.data.dev_fraction=0.1 --config.data.eval_split=dev and scored once with
-``pretrainx eval --checkpoint best --set data.eval_split=test``). The tokenizer must be
+``pretrainx eval --checkpoint best --config.data.eval_split=test``). The tokenizer must be
 the pretraining run's, so that the policy's token ids mean the same to the reward model.
 
 ``:smoke`` trains from scratch and says so: it reads the 300 pairs committed in

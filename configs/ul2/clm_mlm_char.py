@@ -7,7 +7,7 @@
 ``mixture.mlm_weight`` = 0 is pure clm on the same rows, 1 pure masked LM (the arms of the
 seeds' hybrid claim: compare ``val/clm_loss`` at the same token budget, with
 ``mixture.eval_mlm_weight`` = 0 so every arm's validation rows are all causal; see
-``experiments/seed_claims.sh``). [MASK] is appended to
+``experiments/seed_studies.py``). [MASK] is appended to
 the 65 characters (id 65), so the vocabulary is 66.
 """
 from pretrainx.config import base, sections, text, variants

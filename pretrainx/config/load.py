@@ -20,31 +20,93 @@ def load(spec: str) -> ml_collections.ConfigDict:
 
 
 def override(config: ml_collections.ConfigDict, updates: dict) -> ml_collections.ConfigDict:
-    """A copy with dotted keys replaced; an unknown key is an error naming it."""
+    """A copy with dotted keys replaced; an unknown key is an error naming it and the known ones."""
     config = ml_collections.ConfigDict(config.to_dict())
     for dotted, value in updates.items():
         *parents, leaf = dotted.split(".")
-        node = config
-        for p in parents:
-            if p not in node:
-                raise KeyError(f"unknown config key {dotted!r} ({p!r} is not in the config)")
-            node = node[p]
+        node = _node(config, dotted, parents)
         if leaf not in node:
-            raise KeyError(f"unknown config key {dotted!r}")
+            raise KeyError(_unknown(dotted, leaf, node, parents))
         node[leaf] = value
     return config
 
 
-def parse_overrides(pairs: list[str]) -> dict:
+def _node(config, dotted: str, parents: list[str]):
+    node = config
+    for i, part in enumerate(parents):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            raise KeyError(_unknown(dotted, part, node, parents[:i]))
+        node = node[part]
+    if not isinstance(node, ml_collections.ConfigDict):
+        raise KeyError(f"unknown config key {dotted!r} ({'.'.join(parents)} is a value)")
+    return node
+
+
+def _unknown(dotted: str, part: str, node, walked: list[str]) -> str:
+    where = ".".join(walked) or "the config"
+    known = ", ".join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else ""
+    return f"unknown config key {dotted!r} ({part!r} is not in {where}; known: {known})"
+
+
+# --- the one override syntax of every command: --config.KEY=VALUE ---------------------------
+OVERRIDE_FLAG = "--config."
+
+
+def split_override_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the other arguments, the ``KEY=VALUE`` texts of the ``--config.KEY=VALUE`` ones): every
+    command takes its config overrides so, before its own flags are parsed."""
+    rest, pairs = [], []
+    for arg in argv:
+        if arg.startswith(OVERRIDE_FLAG):
+            if "=" not in arg:
+                raise ValueError(f"{arg!r}: a config override is --config.KEY=VALUE")
+            pairs.append(arg[len(OVERRIDE_FLAG):])
+        elif arg == "--set" or arg.startswith("--set="):   # the syntax of earlier releases
+            raise ValueError("--set KEY=VALUE is gone: write --config.KEY=VALUE")
+        else:
+            rest.append(arg)
+    return rest, pairs
+
+
+def parse_overrides(pairs: list[str], config: ml_collections.ConfigDict | None = None) -> dict:
     """``["model.dtype=bfloat16", "train.steps=10"]`` -> ``{"model.dtype": "bfloat16", ...}`` for
-    ``override``: a value that reads as a Python literal becomes one, anything else stays text."""
+    ``override``: a value that reads as a Python literal becomes one, anything else stays text.
+    Given ``config``, a text field takes the text as written (``--config.data.tokenizer=1`` is
+    the string "1") and a bool field also reads true / false."""
     updates = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
-        if not sep:
+        if not sep or not key:
             raise ValueError(f"config override {pair!r} is not KEY=VALUE")
-        try:
-            updates[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
+        field = _field(config, key) if config is not None else None
+        if isinstance(field, str):
             updates[key] = text
+        elif isinstance(field, bool) and text.lower() in ("true", "false"):
+            updates[key] = text.lower() == "true"
+        else:
+            try:
+                updates[key] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                updates[key] = text
     return updates
+
+
+def _field(config, dotted: str):
+    *parents, leaf = dotted.split(".")
+    node = _node(config, dotted, parents)
+    if leaf not in node:
+        raise KeyError(_unknown(dotted, leaf, node, parents))
+    return node[leaf]
+
+
+def apply_overrides(config: ml_collections.ConfigDict, pairs: list[str]) -> ml_collections.ConfigDict:
+    """``config`` with the ``KEY=VALUE`` texts of ``--config.KEY=VALUE`` flags applied; a value
+    of the wrong type is a one-line error naming the key."""
+    updates = parse_overrides(pairs, config)
+    for key, value in updates.items():
+        try:
+            config = override(config, {key: value})
+        except TypeError:
+            raise ValueError(f"--config.{key}={value!r}: the config's field is "
+                             f"{type(_field(config, key)).__name__}") from None
+    return config

@@ -18,11 +18,11 @@ for DPO). ``data.info["cut_pairs"]`` counts the pairs cut.
 The split is by seed: the pairs are shuffled with ``config.seed`` and the last ``val_fraction``
 are the held-out (test) pairs. ``dev_fraction`` > 0 sets aside the ``dev_fraction`` before them as
 a development split that never trains, so settings can be chosen on it (``eval_split="dev"``)
-and the held-out pairs read once (``eval_split="test"``, the default; ``pretrainx eval --set
-data.eval_split=test``). ``min_margin`` > 0 keeps only pairs whose two rule scores (the
+and the held-out pairs read once (``eval_split="test"``, the default; ``pretrainx eval
+--config.data.eval_split=test``). ``min_margin`` > 0 keeps only pairs whose two rule scores (the
 ``"scores"`` of ``pretrainx pairs``) differ by at least that much, in every split *after*
 splitting: the filtered held-out pairs are a subset of the unfiltered ones, so one run is
-scored on both (``pretrainx eval --set data.min_margin=0``). Validation batches cover every held-out pair exactly once: the last batch is topped up
+scored on both (``pretrainx eval --config.data.min_margin=0``). Validation batches cover every held-out pair exactly once: the last batch is topped up
 with rows of ``pair_weight`` 0, and batches past the end hold only such rows, so a pooled
 accuracy is the accuracy over the held-out pairs whatever ``eval.num_batches`` is.
 """

@@ -1,13 +1,14 @@
-"""``pretrainx reproduce``: published (and our own recorded) numbers, checked by running them.
+"""``pretrainx reproduce``: published numbers, and our own pinned ones, checked by running them.
 
-  pretrainx reproduce NAME [--workdir DIR] [--log FILE] [--force]
+  pretrainx reproduce NAME [--workdir DIR] [--log FILE] [--force] [--config.KEY=VALUE ...]
   pretrainx reproduce --list
 
-The entries live in ``experiments/registry.py``: each names what to run (a config and its
+The entries live in ``pretrainx/tools/registry.py``: each names what to run (a config and its
 overrides, an n-gram baseline, or a parameter count), the metric, the expected value with its
-tolerance, the source (paper or repository, and where in it), the hardware it needs and its
-last recorded result (value, date, device) or "not yet run". A run prints PASS or FAIL with the
-numbers and appends a JSON line to the results log.
+tolerance, the hardware it needs, its last recorded result (value, date, device) or "not yet
+run", and either its ``source`` (a paper or a peer's run, where in it) or its ``pin`` (our own
+number, kept to catch regressions). A run prints PASS or FAIL with the numbers and appends a JSON
+line to the results log; a pin's line says it is one, never "reproduced".
 """
 from __future__ import annotations
 
@@ -20,14 +21,14 @@ import platform
 import time
 
 REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
-REGISTRY = os.path.join(REPO, "experiments", "registry.py")
-LOG = os.path.join(REPO, "experiments", "reproduce_log.jsonl")
-KINDS = ("train", "ngram", "params", "unbuilt")
+REGISTRY = os.path.join(os.path.dirname(__file__), "registry.py")
+LOG = os.path.join(REPO, "workdirs", "reproduce", "log.jsonl")
+KINDS = ("train", "ngram", "params")
 HARDWARE = ("cpu", "1 GPU", "pod")
 
 
 class NotRunnable(Exception):
-    """The entry cannot run yet (its model is not built) or not here (it needs a GPU)."""
+    """The entry cannot run here (it needs a GPU)."""
 
 
 def number(v: float) -> str:
@@ -71,10 +72,11 @@ class Recorded:
 class Entry:
     name: str
     what: str                       # one line: what is being reproduced
-    kind: str                       # train | ngram | params | unbuilt
+    kind: str                       # train | ngram | params
     metric: str                     # e.g. "val/loss", "params"
-    source: str                     # paper or repository, and where in it
     hardware: str                   # cpu | 1 GPU | pod
+    source: str = ""                # external: paper or peer run, and where in it (table, figure)
+    pin: str = ""                   # or: our own number, kept to catch regressions (and where from)
     target: Target | None = None    # None: no number to check against yet
     config: str = ""                # "configs/x.py[:arg]" (train, params)
     overrides: dict = dataclasses.field(default_factory=dict)
@@ -82,9 +84,11 @@ class Entry:
     options: dict = dataclasses.field(default_factory=dict)   # ngram: text, n, k, val_fraction
     recorded: Recorded | str = "not yet run"   # the last recorded result, or why there is none
     cpu_minutes: float = 0.0        # rough wall time on 2 CPU cores (tests run those under 1)
+    extra_overrides: tuple = ()     # set by ``with_overrides`` (the command line), never here
 
     def command(self) -> str:
         return f"pretrainx reproduce {self.name}"
+
 
 
 def load_registry(path: str = REGISTRY) -> list[Entry]:
@@ -102,6 +106,9 @@ def load_registry(path: str = REGISTRY) -> list[Entry]:
         if e.kind not in KINDS or e.hardware not in HARDWARE:
             raise ValueError(f"registry entry {e.name!r}: kind {e.kind!r} / hardware {e.hardware!r} "
                              f"(kinds: {KINDS}; hardware: {HARDWARE})")
+        if bool(e.source) == bool(e.pin):
+            raise ValueError(f"registry entry {e.name!r} must name exactly one of source= (a "
+                             f"published number) or pin= (our own number)")
     return entries
 
 
@@ -119,6 +126,19 @@ def load_config(entry: Entry):
                                entry.overrides)
 
 
+def with_overrides(entry: Entry, pairs: list[str]) -> Entry:
+    """``entry`` with ``--config.KEY=VALUE`` texts added to its overrides (typed by its config's
+    fields); the results log records them, so such a run is never mistaken for the entry's own."""
+    if not pairs:
+        return entry
+    if not entry.config:
+        raise ValueError(f"{entry.name} runs no config: --config overrides do not apply")
+    from pretrainx.config import load as config_lib
+    added = config_lib.parse_overrides(pairs, load_config(entry))
+    return dataclasses.replace(entry, overrides={**entry.overrides, **added},
+                               extra_overrides=tuple(pairs))
+
+
 def this_device() -> tuple[str, str]:
     """(hardware class, device name) of this machine, as the registry writes them."""
     import jax
@@ -130,8 +150,6 @@ def this_device() -> tuple[str, str]:
 
 def measure(entry: Entry, workdir: str) -> float:
     """Run the entry and return its number."""
-    if entry.kind == "unbuilt":
-        raise NotRunnable("not yet runnable: model not built")
     if entry.kind == "ngram":
         from pretrainx.tools import ngram
         opts = dict(entry.options)
@@ -169,6 +187,8 @@ def reproduce(entry: Entry, workdir: str, log_path: str = LOG, force: bool = Fal
               "date": datetime.date.today().isoformat(), "device": device,
               "seconds": round(time.perf_counter() - started, 1),
               "workdir": workdir if entry.kind == "train" else None}
+    if entry.extra_overrides:
+        result["overrides"] = list(entry.extra_overrides)
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     with open(log_path, "a") as f:
         f.write(json.dumps(result) + "\n")
@@ -195,28 +215,32 @@ def _recorded_text(entry: Entry) -> str:
 
 
 def status_table(entries: list[Entry], log_path: str = LOG) -> str:
-    """Markdown table of every entry: target, hardware, recorded result, last run in the log."""
+    """Markdown table of every entry: whether its number is an external source or our own pin,
+    target, hardware, recorded result, last run in the log, and where the number comes from."""
     last = last_results(log_path)
-    lines = ["| name | metric | target | hardware | recorded | last run here | source |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| name | number | metric | target | hardware | recorded | last run here | from |",
+             "|---|---|---|---|---|---|---|---|"]
     for e in entries:
         target = e.target.describe() if e.target else "none yet"
-        if e.kind == "unbuilt":
-            here = "not yet runnable: model not built"
-        elif e.name in last:
+        here = "-"
+        if e.name in last:
             r = last[e.name]
             verdict = "no target" if r["passed"] is None else "PASS" if r["passed"] else "FAIL"
             here = f"{verdict} {number(r['value'])} ({r['date']}, {r['device']})"
-        else:
-            here = "-"
-        lines.append(f"| {e.name} | {e.metric} | {target} | {e.hardware} | {_recorded_text(e)} | "
-                     f"{here} | {e.source} |")
+        kind = "source" if e.source else "pin (ours)"
+        lines.append(f"| {e.name} | {kind} | {e.metric} | {target} | {e.hardware} | "
+                     f"{_recorded_text(e)} | {here} | {e.source or e.pin} |")
     return "\n".join(lines)
 
 
 def format_result(entry: Entry, result: dict) -> str:
+    """One line: PASS / FAIL, the number against its target and, for a pin, that it is one."""
     verdict = ("NO TARGET YET" if result["passed"] is None else
                "PASS" if result["passed"] else "FAIL")
     target = f"target {result['target']}" if result["target"] else "no target recorded yet"
+    kind = (f"reproduces {entry.source}" if entry.source and result["passed"]
+            else "a regression pin of our own number, not a reproduction" if entry.pin
+            else f"source: {entry.source}")
     return (f"{verdict} {entry.name}: {entry.metric} = {number(result['value'])} ({target}; "
-            f"recorded: {_recorded_text(entry)}) in {result['seconds']} s on {result['device']}")
+            f"recorded: {_recorded_text(entry)}) in {result['seconds']} s on {result['device']}"
+            f"; {kind}")

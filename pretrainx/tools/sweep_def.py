@@ -26,7 +26,6 @@ import itertools
 import json
 import os
 import warnings
-from typing import Any
 
 import ml_collections
 import optuna
@@ -272,7 +271,3 @@ def fingerprint(sweep: Sweep, config) -> str:
             "sampler": sweep.sampler, "metric": sweep.metric, "mode": sweep.mode,
             "value": sweep.value, "config": json.loads(config.to_json())}
     return json.dumps(body, sort_keys=True, default=repr)
-
-
-def overrides_text(overrides: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in sorted(overrides.items()))

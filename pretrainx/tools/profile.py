@@ -1,12 +1,14 @@
-"""Where a train step's time goes: trace N steps with jax.profiler and summarise by kernel.
+"""``pretrainx profile``: where a train step's time goes, traced with jax.profiler and summed by
+kernel.
 
-  python experiments/profile_step.py --config configs/gpt/gpt2_124m.py --steps 5
-  python experiments/profile_step.py --config configs/gpt/shakespeare_char.py \
-      --set model.dtype=bfloat16 --steps 20 --json /tmp/sc_profile.json
+  pretrainx profile --config configs/gpt/gpt2_124m.py --steps 5
+  pretrainx profile --config configs/gpt/shakespeare_char.py --config.model.dtype=bfloat16 \
+      --steps 20 --json /tmp/sc_profile.json
 
+The steps run on ``tools.bench.prepare``'s setup and batches, as the bench times them.
 The trace (TensorBoard / Perfetto files) stays in --trace-dir for a closer look. The summary reads
 the Perfetto JSON that jax.profiler writes: on a GPU every kernel is an event on a "/device:GPU:N"
-stream; on a CPU the XLA ops run on the client's threads (good enough to test the script, not to
+stream; on a CPU the XLA ops run on the client's threads (good enough to test the command, not to
 tune). Printed: device-busy time per step against wall time per step (the gap is launch and host
 overhead, which several steps per dispatch can hide), time by kind (matmul, attention, random
 bits, fusions, copies, collectives), and the top kernels.
@@ -136,48 +138,40 @@ def load_trace(trace_dir: str) -> dict:
         return json.load(f)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True)
+def trace_steps(prep, steps: int, warmup: int, trace_dir: str) -> float:
+    """Compile and warm up untraced, then trace ``steps`` pipelined steps; their wall seconds."""
+    from pretrainx.tools import bench
+    state, _, _ = bench.run_steps(prep, prep.setup.state, warmup + 1)   # the first call compiles
+    prep.setup.state = None   # donated
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+        t = time.perf_counter()
+        bench.run_steps(prep, state, steps)   # pipelined, as the runner's loop dispatches
+        return time.perf_counter() - t
+
+
+def main(argv: list[str]) -> int:
+    from pretrainx.config import load as config_lib
+    from pretrainx.tools import bench
+    rest, pairs = config_lib.split_override_args(argv)
+    p = argparse.ArgumentParser(prog="pretrainx profile", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="FILE.py[:arg]")
     p.add_argument("--steps", type=int, default=5, help="traced steps")
     p.add_argument("--warmup", type=int, default=3, help="untraced steps after compilation")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. model.dtype=bfloat16 (repeatable)")
     p.add_argument("--trace-dir", help="where the trace goes (default: a new temporary folder)")
     p.add_argument("--top", type=int, default=25, help="kernels listed")
     p.add_argument("--json", help="also write the summary to this file")
-    args = p.parse_args()
-
-    from pretrainx.config import load as config_lib
-
-    from pretrainx.core import sharding
-
-    from pretrainx.core import train
-    config = config_lib.override(config_lib.load(args.config), config_lib.parse_overrides(args.set))
-    built = train.setup(config)
-    batches = [sharding.put_batch(built.host_batch(built.dataset.train, i), built.mesh)
-               for i in range(min(args.steps + args.warmup + 1, 8))]
-    state = built.state
-    for i in range(args.warmup + 1):   # the first call compiles
-        state, m = built.step_fn(state, batches[i % len(batches)])
-    jax.block_until_ready(m)
+    args = p.parse_args(rest)
+    if args.steps < 1 or args.warmup < 0:
+        raise ValueError("--steps must be >= 1 and --warmup >= 0")
+    prep = bench.prepare(args.config, pairs)
     trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="pretrainx_profile_")
-    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
-        t = time.perf_counter()
-        for i in range(args.steps):   # pipelined, as the runner's loop dispatches
-            state, m = built.step_fn(state, batches[i % len(batches)])
-        jax.block_until_ready(m)
-        wall_s = time.perf_counter() - t
+    wall_s = trace_steps(prep, args.steps, args.warmup, trace_dir)
     trace = load_trace(trace_dir)
     summary = summarise(trace, args.steps, wall_s, args.top)
     summary["trace_lines"] = trace_lines(trace)
-    summary.update(config=args.config, overrides=args.set, device=jax.devices()[0].device_kind,
+    summary.update(config=args.config, overrides=pairs, device=jax.devices()[0].device_kind,
                    trace_dir=trace_dir)
-    if args.json:    # first: a reader that closes stdout early (| head) must not lose it
-        with open(args.json, "w") as f:
-            json.dump(summary, f, indent=2)
+    bench.write_json(args.json, summary)
     print_summary(summary)
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -69,8 +69,9 @@ def shard_rows(batch_size: int, shard: tuple[int, int]) -> slice:
     return slice(index * per, (index + 1) * per)
 
 
-def batch_rng(seed: int, index: int, stream: int = 0) -> np.random.Generator:
-    """The numpy generator for batch ``index``: independent of any other batch, so resumable."""
+def batch_rng(seed: int, index: int, stream: int) -> np.random.Generator:
+    """The numpy generator for batch ``index``: independent of any other batch, so resumable.
+    ``stream``: what the draws are for, one of the host streams named in ``data/rng.py``."""
     return np.random.default_rng([seed, stream, index])
 
 

@@ -116,9 +116,9 @@ def test_every_param_has_logical_names_that_map_to_the_mesh():
     assert block["out"]["kernel"].spec == P("tensor", None, "fsdp")
     assert block["fc"]["kernel"].spec == P("fsdp", "tensor")
 
-    # the backbone registry: "unet" when model.name is absent, an error for unknown names
+    # the backbone registry: the UNet recipes name "unet" (the base shows it), an error for unknown names
     unet_config = config_lib.load(os.path.join(ROOT, "configs/diffusion/fashion_mnist_ddpm.py"))
-    assert "name" not in unet_config.model and isinstance(build_model(unet_config.model), UNet)
+    assert unet_config.model.name == "unet" and isinstance(build_model(unet_config.model), UNet)
     c.model.name = "vit"
     with pytest.raises(ValueError, match="image backbones"):
         build_model(c.model)

@@ -49,7 +49,7 @@ def test_bench_reports_rates_and_the_objectives_own_flops(tmp_path, capsys):
 @pytest.mark.slow
 def test_bench_of_an_image_objective_reports_images_per_second(tmp_path, capsys):
     result = _cli_json(tmp_path, capsys, "bench", "--config",
-                       "configs/diffusion/digits_smoke.py:flow_smoke", "--steps", "2",
+                       "configs/diffusion/digits_smoke.py:flow,smoke", "--steps", "2",
                        "--warmup", "0", "--config.batch_size=16")
     assert result["examples_per_step"] == 16 and result["examples_per_sec"] > 0
     assert "tokens_per_sec" not in result and result["step_ms_pipelined"] > 0

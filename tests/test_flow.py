@@ -80,7 +80,7 @@ def test_flow_objective_trains_and_samples_deterministically():
 def test_pretrainx_sample_takes_the_image_objective_s_own_flags(tmp_path, capsys):
     from pretrainx import main
     workdir = str(tmp_path / "run")
-    assert main.cli(["train", "--config", os.path.join(CONFIGS, "digits_smoke.py:flow_smoke"),
+    assert main.cli(["train", "--config", os.path.join(CONFIGS, "digits_smoke.py:flow,smoke"),
                      "--workdir", workdir, "--config.train.steps=2", "--config.eval.every=0",
                      "--config.checkpoint.every=2", "--config.eval.fid_num_samples=0",
                      "--config.eval.grid_samples=0"]) == 0

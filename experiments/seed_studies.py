@@ -41,21 +41,20 @@ SEEDS = (0, 1, 2)
 BERT_SMOKE = "bert/bert_base.py:smoke"
 SPEAKERS = "finetune/speakers_bert.py"
 # A BERT that reads the play without the held-out speeches, 128 characters at a time.
-SPEECHES_TEXT = {"data.kind": "speeches_text", "data.seq_len": 128, "model.max_len": 128}
+SPEAKERS_PARENT = "finetune/speakers_bert.py:parent"
 MASKING_ARMS = [{"mlm.rate_schedule": "constant", "mlm.rate_start": 0.15},   # "constant"
                 {"mlm.rate_schedule": "linear", "mlm.rate_start": 0.30}]     # "linear30"
 # study -> (recipe, overrides of every trial, eval every, the sweep's metric and mode)
 STUDIES = {
     "c1": (BERT_SMOKE, {"checkpoint.every": 300}, 25, "val/loss", "min"),
-    "c1ft": (BERT_SMOKE, {"checkpoint.every": 300, **SPEECHES_TEXT}, 25, "val/loss", "min"),
+    "c1ft": (SPEAKERS_PARENT, {"train.steps": 300, "optimizer.decay_steps": 300,
+                               "checkpoint.every": 300}, 25, "val/loss", "min"),
     "c1ft_speakers": (SPEAKERS, {"classify.pooling": "mean"}, 100, "val/accuracy", "max"),
     "c2": ("ul2/clm_mlm_char.py:smoke", {"checkpoint.every": 400,
                                          "mixture.eval_mlm_weight": 0.0}, 50, "val/clm_loss", "min"),
     "c2mlm": ("ul2/clm_mlm_char.py:smoke", {"checkpoint.every": 400,
                                             "mixture.eval_mlm_weight": 1.0}, 50, "val/mlm_loss", "min"),
-    "speakers_parent": (BERT_SMOKE, {**SPEECHES_TEXT, "train.steps": 3000,
-                                     "optimizer.decay_steps": 3000, "checkpoint.every": 500,
-                                     "train.log_every": 100}, 500, "val/loss", "min"),
+    "speakers_parent": (SPEAKERS_PARENT, {}, 500, "val/loss", "min"),
     "speakers": (SPEAKERS, {}, 100, "val/accuracy", "max"),
 }
 DEFAULT_PARENTS = {"c1ft_speakers": "workdirs/seed_claims/c1ft",

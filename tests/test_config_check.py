@@ -7,6 +7,7 @@ import os
 import ml_collections
 import pytest
 
+from conftest import data_config
 from pretrainx.config import check as config_check
 
 from pretrainx.config import load as config_lib
@@ -79,7 +80,7 @@ def test_fields_a_config_does_not_have_are_not_required():
 def test_a_missing_or_empty_file_names_its_field(tmp_path, field, value, words):
     from pretrainx.data import build
     (tmp_path / "empty.txt").write_text("")
-    data = ml_collections.ConfigDict({"kind": "text", "path": "stdlib", "max_bytes": 20000,
+    data = data_config(**{"kind": "text", "path": "stdlib", "max_bytes": 20000,
                                       "tokenizer": "byte", "val_fraction": 0.1})
     data[field] = str(tmp_path / "empty.txt") if value == "EMPTY" else value
     with pytest.raises((FileNotFoundError, ValueError)) as e:

@@ -3,11 +3,11 @@ real-data floor, and the evaluators' outputs."""
 import dataclasses
 import os
 
-import ml_collections
 import numpy as np
 import pytest
 import scipy.linalg
 
+from conftest import data_config
 from pretrainx.evaluators import fid
 from pretrainx.data.images import load_image_arrays, to_unit_range
 from pretrainx.objectives.base import EvalContext
@@ -43,7 +43,7 @@ def test_sample_statistics_converge_to_the_population_distance():
         6.0, rel=0.05)
 
 
-DIGITS = ml_collections.ConfigDict({"kind": "digits", "heldout_fraction": 0.1})
+DIGITS = data_config(**{"kind": "digits", "heldout_fraction": 0.1})
 PROTOCOL = fid.FidProtocol(num_samples=180, num_reference=0, seed=0, classifier_steps=60)
 
 
@@ -79,8 +79,7 @@ def test_generated_float_images_are_scored_as_uint8_like_the_real_ones(cache_dir
 def test_heldout_reference_swaps_the_roles_of_the_splits(cache_dir):
     # digits with 120 held out: the classifier and reference on those 120, the floor from the
     # first 120 training images (what a generator that copied its training set would score)
-    arrays = load_image_arrays(ml_collections.ConfigDict(
-        {"kind": "digits", "heldout_fraction": 120 / 1797}))
+    arrays = load_image_arrays(data_config(kind="digits", heldout_fraction=120 / 1797))
     protocol = dataclasses.replace(PROTOCOL, num_samples=120, reference_split="heldout")
     scorer = fid.FidScorer(arrays, protocol, cache_dir)
     assert scorer.cache_dir.endswith("digits-heldout120-heldout-reference")
@@ -99,7 +98,7 @@ def test_evaluators_write_grids_and_report_fid(cache_dir, tmp_path):
         calls.append((num, sampler, steps))
         return to_unit_range(arrays.heldout_images[:num])        # a perfect "generator"
     ctx = EvalContext(params=None, frozen={}, step=1200, workdir=str(tmp_path), rng=None,
-                      mesh=None, val_data=None)
+                      mesh=None, val_data=None, samples_dir=str(tmp_path / "samples"))
     grid = fid.SampleGridEvaluator(generate, num=10)
     assert list(grid(ctx)) == []
     from PIL import Image

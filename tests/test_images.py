@@ -4,12 +4,12 @@ import gzip
 import os
 import shutil
 
-import ml_collections
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, data_config
 from pretrainx.data import base
+from pretrainx.config import images as image_presets
 from pretrainx.data import images as images_lib
 
 FMNIST = os.path.join(SHARED_DATA, "fashion-mnist")
@@ -21,7 +21,7 @@ needs_cifar = pytest.mark.skipif(not os.path.isdir(CIFAR_JPEG),
 
 
 def _build(**data):
-    return base.build(ml_collections.ConfigDict(data), batch_size=16, eval_batch_size=8,
+    return base.build(data_config(**data), batch_size=16, eval_batch_size=8,
                       seq_len=None, seed=3)
 
 
@@ -55,7 +55,7 @@ def test_digits_source_and_fixed_heldout_split():
     assert batch["image"].shape == (16, 16, 16, 1) and batch["label"].dtype == np.int32
     assert batch["image"][:, :4].max() == -1.0            # the padding is background
     val = dataset.val.get_batch(0)
-    other_seed = base.build(ml_collections.ConfigDict({"kind": "digits", "pad": 4}),
+    other_seed = base.build(data_config(**{"kind": "digits", "pad": 4}),
                             batch_size=16, eval_batch_size=8, seq_len=None, seed=99)
     np.testing.assert_array_equal(other_seed.val.get_batch(0)["image"], val["image"])
 
@@ -66,8 +66,7 @@ def test_image_folder_of_class_folders(tmp_path):
         os.makedirs(tmp_path / cls)
         for i in range(5):
             Image.fromarray(np.full((6, 6, 3), 40 * i, np.uint8)).save(tmp_path / cls / f"{i}.png")
-    arrays = images_lib.load_image_arrays(ml_collections.ConfigDict(
-        {"kind": "image_archive", "path": str(tmp_path), "heldout_fraction": 0.2}))
+    arrays = images_lib.load_image_arrays(image_presets.image_archive_data(str(tmp_path), 0.2))
     assert arrays.class_names == ("ants", "bees")
     assert len(arrays.train_images) == 8 and len(arrays.heldout_images) == 2
     assert arrays.train_images.shape[1:] == (6, 6, 3)
@@ -106,5 +105,5 @@ def test_batches_resume_exactly_shard_consistently_and_flip_deterministically():
 def test_tfds_images_fails_fast_and_clearly_when_absent(tmp_path):
     pytest.importorskip("tensorflow_datasets")
     with pytest.raises(FileNotFoundError, match="not prepared"):
-        images_lib.load_image_arrays(ml_collections.ConfigDict(
-            {"kind": "tfds_images", "tfds_name": "cifar10", "tfds_data_dir": str(tmp_path)}))
+        images_lib.load_image_arrays(
+            data_config(kind="tfds_images", tfds_name="cifar10", tfds_data_dir=str(tmp_path)))

@@ -130,7 +130,9 @@ def test_few_step_objectives_trace_on_the_dit_backbone(objective_name):
     # shapes only (no compile): the loss and its gradient go through the DiT's interval input
     from pretrainx import objectives
     config = config_lib.load(os.path.join(CONFIGS, f"digits_{objective_name}.py:smoke"))
-    config.model.update(name="dit", patch_size=2, hidden_size=32, depth=1, num_heads=2)
+    from pretrainx.config import images
+    config.model = images.dit_model(config.model)
+    config.model.update(hidden_size=32, depth=1, num_heads=2)
     objective = objectives.get(objective_name)(config)
     params = jax.eval_shape(objective.init, jax.random.key(0))
     assert "interval_embed0" in params

@@ -1,11 +1,10 @@
 """Packing with segment ids: hand-computed rows, builder, and exact resume."""
 import os
 
-import ml_collections
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, data_config
 from pretrainx.data import base, packing
 
 WIKITEXT = os.path.join(SHARED_DATA, "wikitext-2", "valid.txt")
@@ -78,7 +77,7 @@ def test_packed_batches_resume_and_shard():
 
 @pytest.mark.skipif(not os.path.exists(WIKITEXT), reason=f"real data not found at {WIKITEXT}")
 def test_packed_rows_on_wikitext_paragraphs():
-    cfg = ml_collections.ConfigDict({"kind": "text", "path": WIKITEXT, "split": "documents",
+    cfg = data_config(**{"kind": "text", "path": WIKITEXT, "split": "documents",
                                      "doc_separator": "\n", "tokenizer": "bpe:2000",
                                      "val_fraction": 0.1, "packing": "greedy",
                                      "max_bytes": 300_000})

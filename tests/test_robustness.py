@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from conftest import data_config
 from pretrainx import main
 
 from pretrainx.core import checkpoint
@@ -238,7 +239,7 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
 def test_non_utf8_bytes_byte_tokenizer_keeps_them_char_warns_or_refuses(tmp_path, caplog):
     path = tmp_path / "latin1.txt"
     path.write_bytes(("caf\xe9 na\xefve " * 400).encode("latin-1"))   # é, ï: not UTF-8
-    data = ml_collections.ConfigDict({"kind": "text", "path": str(path), "tokenizer": "byte",
+    data = data_config(**{"kind": "text", "path": str(path), "tokenizer": "byte",
                                       "val_fraction": 0.1, "decode_errors": "replace"})
     build = lambda d: build_data(d, batch_size=2, eval_batch_size=2, seq_len=8, seed=0)
     ids = build(data).train.tokens
@@ -279,7 +280,7 @@ def test_text_samples_take_a_prompt_longer_than_the_context(tmp_path):
     objective = CausalLM(cfg, DataSpec(ByteTokenizer()))
     params = objective.init(jax.random.PRNGKey(0))
     ctx = EvalContext(params=params, frozen={}, step=3, workdir=str(tmp_path), rng=None,
-                      mesh=None, val_data=None)
+                      mesh=None, val_data=None, samples_dir=str(tmp_path / "samples"))
     assert list(TextSampleEvaluator(objective.policy)(ctx)) == []
     text = (tmp_path / "samples" / "step_000003.txt").read_text()
     assert text.startswith(cfg.sample.prompt[-16:])     # the prompt's last half-context, then more

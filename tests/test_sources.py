@@ -3,11 +3,10 @@ import gzip
 import json
 import os
 
-import ml_collections
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, data_config
 from pretrainx.data import base, readers, sources
 
 HH = os.path.join(SHARED_DATA, "hh-rlhf", "harmless-base-test.jsonl.gz")
@@ -84,20 +83,20 @@ def test_token_windows_shift_and_resume(sampling):
 def test_numpy_builder_stream_rows_and_npz(tmp_path):
     stream = tmp_path / "ids.npy"
     np.save(stream, (np.arange(5000) % 50).astype(np.uint16))
-    cfg = ml_collections.ConfigDict({"kind": "numpy", "path": str(stream), "val_fraction": 0.1,
+    cfg = data_config(**{"kind": "numpy", "path": str(stream), "val_fraction": 0.1,
                                      "sampling": "random"})
     ds = base.build(cfg, batch_size=4, eval_batch_size=2, seq_len=32, seed=0)
     assert ds.info["train_tokens"] == 4500 and ds.val.get_batch(0)["inputs"].shape == (2, 32)
     rows = tmp_path / "rows.npy"
     np.save(rows, np.arange(20 * 9).reshape(20, 9))
-    ds = base.build(ml_collections.ConfigDict({"kind": "numpy", "path": str(rows),
+    ds = base.build(data_config(**{"kind": "numpy", "path": str(rows),
                                                "val_fraction": 0.2}),
                     batch_size=4, eval_batch_size=4, seq_len=8, seed=0)
     b = ds.train.get_batch(0)
     assert np.array_equal(b["targets"], b["inputs"] + 1)
     arrays = tmp_path / "images.npz"
     np.savez(arrays, image=np.zeros((30, 2, 2), np.float32), label=np.arange(30))
-    ds = base.build(ml_collections.ConfigDict({"kind": "numpy", "path": str(arrays),
+    ds = base.build(data_config(**{"kind": "numpy", "path": str(arrays),
                                                "val_fraction": 0.1}),
                     batch_size=5, eval_batch_size=5, seq_len=None, seed=0)
     assert ds.train.get_batch(3)["image"].shape == (5, 2, 2) and ds.info["val_rows"] == 3
@@ -108,7 +107,7 @@ def test_jsonl_and_text_files_builders(tmp_path):
     path = tmp_path / "docs.jsonl.gz"
     with gzip.open(path, "wt") as f:
         f.writelines(json.dumps(d) + "\n" for d in docs)
-    cfg = ml_collections.ConfigDict({"kind": "jsonl", "path": str(path), "text_key": "text",
+    cfg = data_config(**{"kind": "jsonl", "path": str(path), "text_key": "text",
                                      "tokenizer": "byte", "val_fraction": 0.1, "split": "documents",
                                      "sampling": "random", "packing": "stream"})
     ds = base.build(cfg, batch_size=2, eval_batch_size=2, seq_len=16, seed=0)
@@ -120,7 +119,7 @@ def test_jsonl_and_text_files_builders(tmp_path):
         base.build(cfg, batch_size=2, eval_batch_size=2, seq_len=16, seed=0)
     for i in range(3):
         (tmp_path / f"part{i}.txt").write_text(f"file {i} " * 50)
-    ds = base.build(ml_collections.ConfigDict({"kind": "text_files",
+    ds = base.build(data_config(**{"kind": "text_files",
                                                "path": str(tmp_path / "part*.txt"),
                                                "tokenizer": "char", "val_fraction": 0.34,
                                                "split": "documents"}),
@@ -132,7 +131,7 @@ def test_jsonl_and_text_files_builders(tmp_path):
 
 @pytest.mark.skipif(not os.path.exists(HH), reason=f"real data not found at {HH}")
 def test_jsonl_on_hh_rlhf_with_eos_and_resume():
-    cfg = ml_collections.ConfigDict({"kind": "jsonl", "path": HH, "text_key": "chosen",
+    cfg = data_config(**{"kind": "jsonl", "path": HH, "text_key": "chosen",
                                      "tokenizer": "bpe:2000", "val_fraction": 0.1, "split": "documents",
                                      "max_docs": 400, "packing": "stream"})
     ds = base.build(cfg, batch_size=4, eval_batch_size=4, seq_len=64, seed=0)

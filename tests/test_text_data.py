@@ -1,13 +1,12 @@
 """The "text" data builder: nanoGPT's split, determinism, clear errors."""
 import os
 
-import ml_collections
 import numpy as np
 import pytest
 
 from pretrainx import data
 from pretrainx.data import readers
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, data_config
 
 SHAKESPEARE = os.path.join(SHARED_DATA, "tinyshakespeare", "input.txt")
 
@@ -16,7 +15,7 @@ def cfg(**kw):
     base = dict(kind="text", path="stdlib", tfds_name="", tfds_data_dir="", tfds_text_key="text",
                 max_bytes=100_000, tokenizer="byte", val_fraction=0.1, seq_len=16, sampling="random")
     base.update(kw)
-    return ml_collections.ConfigDict(base)
+    return data_config(**base)
 
 
 def build(c, bs=4):

@@ -26,7 +26,6 @@ def get_config(arg: str = ""):
                         "sample.sampler": "ancestral"})
     c = base.change(base.length(c, 800000, every=50000), {"checkpoint.every": 10000})
     if "jpeg" in flags:
-        c.data.heldout_fraction = 0.1   # 9000 train / 1000 held out, a fixed split
-        c = base.change(c, {"data.kind": "image_archive", "data.path": text.shared_data("cifar10-test-jpeg"),
-                            "eval.fid_num_samples": 1000, "eval.fid_num_reference": 9000})
+        c.data = images.image_archive_data(text.shared_data("cifar10-test-jpeg"))   # 9000 / 1000 held out
+        c = base.change(c, {"eval.fid_num_samples": 1000, "eval.fid_num_reference": 9000})
     return c

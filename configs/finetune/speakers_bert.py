@@ -3,9 +3,7 @@ Shakespeare speaks a speech (``data.kind = "speeches"``: 1,229 training and 307 
 speeches, split by speech with a fixed seed; ``experiments/text_objectives.md``).
 
   # the parent: the smoke BERT at length 128, longer, on the play without the held-out speeches
-  pretrainx train --config configs/bert/bert_base.py:smoke --workdir workdirs/bert_char128 \
-      --config.data.kind=speeches_text --config.data.seq_len=128 --config.model.max_len=128 \
-      --config.train.steps=3000 --config.optimizer.decay_steps=3000   # experiments/seed_studies.py
+  pretrainx train --config configs/finetune/speakers_bert.py:parent --workdir workdirs/bert_char128
   pretrainx train --config configs/finetune/speakers_bert.py --workdir workdirs/speakers_ft \
       --config.init_from.workdir=workdirs/bert_char128 --config.data.tokenizer=workdirs/bert_char128
   pretrainx train --config configs/finetune/speakers_bert.py:smoke --workdir /tmp/speakers_smoke
@@ -19,8 +17,19 @@ experiment when run for as many steps as the fine-tune.
 from pretrainx.config import base, sections, text, variants
 
 
+def parent():
+    """The masked-LM parent (experiments/seed_studies.py's speakers_parent): 3,000 steps."""
+    c = text.bert({"smoke"})
+    c.mlm = sections.mlm()
+    c.data = sections.speeches_text_data(seq_len=128)
+    c = base.change(c, {"model.max_len": 128, "checkpoint.every": 500, "train.log_every": 100})
+    return base.length(c, 3000, every=500)
+
+
 def get_config(arg: str = ""):
-    flags = variants.parse(arg, __file__, "smoke")
+    flags = variants.parse(arg, __file__, "smoke", "parent")
+    if "parent" in flags:
+        return parent()
     c = text.bert({"smoke"}, objective="classify")   # the parent's model block
     c.data = sections.speeches_data(seq_len=128)
     c.classify = sections.classify(num_classes=10)

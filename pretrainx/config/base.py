@@ -1,8 +1,9 @@
 """The runner's sections, every default written once: what a recipe starts from.
 
 Why it lives in the package and not in ``configs/``: the library fills the fields a run's saved
-``config.json`` lacks from here (``with_defaults``: a run started before a field existed still
-resumes, samples and evaluates), and an installed package has no ``configs/`` folder. The family
+``config.json`` lacks from here and the family presets (``defaults.with_defaults``: a run started
+before a field existed still resumes, samples and evaluates), and an installed package has no
+``configs/`` folder. The family
 presets beside it (``text.py``: GPT, BERT, T5; ``images.py``: UNet, DiT and the image
 objectives; ``sections.py``: the other objectives' sections) add the model, data, sample and
 sharding sections, and a recipe in ``configs/`` states only what differs from them.
@@ -117,20 +118,3 @@ def length(config, steps: int, every: int | None = None) -> ml_collections.Confi
     if every is not None:
         changes.update({"eval.every": every, "checkpoint.every": every})
     return change(config, changes)
-
-
-def with_defaults(config) -> ml_collections.ConfigDict:
-    """A copy of ``config`` with every runner field it lacks set to the base's value: a run's
-    ``config.json`` written before a field existed reads as if it had the default."""
-    filled = ml_collections.ConfigDict(config.to_dict() if hasattr(config, "to_dict") else config)
-    defaults = runner("")          # no objective is filled: a run always names one
-    _fill(filled, defaults)
-    return filled
-
-
-def _fill(node, defaults) -> None:
-    for key, value in defaults.items():
-        if key not in node:
-            node[key] = value
-        elif isinstance(value, ml_collections.ConfigDict) and isinstance(node[key], ml_collections.ConfigDict):
-            _fill(node[key], value)

@@ -22,7 +22,8 @@ def idx_data(path: str) -> ml_collections.ConfigDict:
         kind="idx", path=path,
         pad=0,                        # pixels of background added on each side
         image_size=0,                 # 0: native size
-        random_flip=True))            # left-right flips are label-preserving for clothes
+        random_flip=True,             # left-right flips are label-preserving for clothes
+        couplings=""))                # reflow: a folder of fixed (noise, sample) training pairs
 
 
 def digits_data(heldout_fraction: float = 0.1) -> ml_collections.ConfigDict:
@@ -34,13 +35,22 @@ def digits_data(heldout_fraction: float = 0.1) -> ml_collections.ConfigDict:
         couplings=""))                # reflow: a folder of fixed (noise, sample) training pairs
 
 
+def image_archive_data(path: str, heldout_fraction: float = 0.1) -> ml_collections.ConfigDict:
+    """A folder of class folders, or of tar/tar.gz archives, of PNG/JPEG images."""
+    return ml_collections.ConfigDict(dict(
+        kind="image_archive", path=path, pad=0, image_size=0,
+        heldout_fraction=heldout_fraction,   # a fixed held-out split by seed 0
+        random_flip=True, couplings=""))
+
+
 def tfds_images_data(name: str) -> ml_collections.ConfigDict:
     """An image data set prepared for TFDS beforehand (nothing is downloaded)."""
     return ml_collections.ConfigDict(dict(
         kind="tfds_images", tfds_name=name,
         tfds_data_dir="",             # "": TFDS's default (~/tensorflow_datasets)
         train_split="train", heldout_split="test", path="", pad=0, image_size=0, random_flip=True,
-        image_key="image", label_key="label"))   # the fields of each TFDS record
+        image_key="image", label_key="label",   # the fields of each TFDS record
+        couplings=""))   # the fields of each TFDS record
 
 
 def unet_model() -> ml_collections.ConfigDict:

@@ -78,10 +78,10 @@ def parse_overrides(pairs: list[str], config: ml_collections.ConfigDict | None =
         key, sep, text = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"config override {pair!r} is not KEY=VALUE")
-        field = _field(config, key) if config is not None else None
-        if isinstance(field, str):
+        current = field(config, key) if config is not None else None
+        if isinstance(current, str):
             updates[key] = text
-        elif isinstance(field, bool) and text.lower() in ("true", "false"):
+        elif isinstance(current, bool) and text.lower() in ("true", "false"):
             updates[key] = text.lower() == "true"
         else:
             try:
@@ -91,7 +91,8 @@ def parse_overrides(pairs: list[str], config: ml_collections.ConfigDict | None =
     return updates
 
 
-def _field(config, dotted: str):
+def field(config, dotted: str):
+    """The value (or section) at ``dotted``; an unknown key is a KeyError naming the known ones."""
     *parents, leaf = dotted.split(".")
     node = _node(config, dotted, parents)
     if leaf not in node:
@@ -108,5 +109,5 @@ def apply_overrides(config: ml_collections.ConfigDict, pairs: list[str]) -> ml_c
             config = override(config, {key: value})
         except TypeError:
             raise ValueError(f"--config.{key}={value!r}: the config's field is "
-                             f"{type(_field(config, key)).__name__}") from None
+                             f"{type(field(config, key)).__name__}") from None
     return config

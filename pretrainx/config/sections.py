@@ -114,3 +114,14 @@ def speeches_data(seq_len: int = 128) -> ml_collections.ConfigDict:
                     top_speakers=10, val_fraction=0.2,
                     split_seed=0,          # the speeches' split, apart from the run's seed
                     seq_len=seq_len)       # [CLS] + the first seq_len - 1 characters
+
+
+def speeches_text_data(seq_len: int = 128) -> ml_collections.ConfigDict:
+    """The play's text without the held-out speeches of the speaker task (data/speeches.py): what
+    the classifier's parent pretrains on, so that no test speech is seen before it is classified."""
+    d = text.text_data(text.SHAKESPEARE, "char", seq_len)
+    d.kind = "speeches_text"
+    d.top_speakers = 10               # the speaker task's split, as speeches_data's:
+    d.val_fraction_speeches = 0.2     # its held-out share of the speeches (val_fraction: the text's)
+    d.split_seed = 0
+    return d

@@ -51,6 +51,16 @@ def text_data(path: str = SHAKESPEARE, tokenizer: str = "char", seq_len: int = 2
     return d
 
 
+def numpy_data(path: str, seq_len: int = 256) -> ml_collections.ConfigDict:
+    """Arrays already made (data/sources.py): a .npy token stream read as windows, or a .npz of
+    named rows."""
+    return ml_collections.ConfigDict(dict(
+        kind="numpy", path=path,
+        val_fraction=0.1,             # the last rows (or tokens) are the validation split
+        sampling="random",            # token streams: "random" windows | "sequential"
+        seq_len=seq_len))
+
+
 def gpt_model() -> ml_collections.ConfigDict:
     """nanoGPT's shakespeare_char GPT (10.7M parameters)."""
     m = ml_collections.ConfigDict()

@@ -16,6 +16,7 @@ import numpy as np
 from pretrainx.core import sharding as sharding_lib, step as step_lib, batches
 from pretrainx.data import rng as streams
 from pretrainx.objectives.base import DENOMINATOR, EvalContext
+from pretrainx.run import rundir
 from pretrainx.run.preemption import Preempted
 
 IN_FLIGHT = 2     # validation batches dispatched ahead of the one being read back
@@ -86,7 +87,7 @@ class EvalRunner:
         ctx = EvalContext(params=params, frozen=frozen, step=step, workdir=self.workdir,
                           rng=eval_key(int(self.config.seed), step), mesh=self.mesh,
                           val_data=self.dataset.val, tokenizer=self.dataset.tokenizer, final=final,
-                          aux=aux)
+                          aux=aux, samples_dir=rundir.path(self.workdir, rundir.SAMPLES) if self.workdir else "")
         for plugin in self.plugins:
             if should_stop is not None and should_stop():
                 raise Preempted(f"SIGTERM during the evaluation at step {step}")

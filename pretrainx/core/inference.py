@@ -25,6 +25,7 @@ def load_trained_run(workdir: str, which: str):
     import jax
     from pretrainx.core import checkpoint, optim, sharding, state as state_lib
     from pretrainx.objectives.base import EvalContext
+    from pretrainx.run import rundir
 
     objective, config = objective_of(workdir)
     tok = objective.tokenizer
@@ -38,5 +39,5 @@ def load_trained_run(workdir: str, which: str):
     state, _, step = checkpoint.restore_state_readonly(workdir, which, target)
     ctx = EvalContext(params=state.eval_params(), frozen=state.frozen, step=step, workdir=workdir,
                       rng=jax.random.PRNGKey(0), mesh=mesh, val_data=None, tokenizer=tok,
-                      aux=state.aux)
+                      aux=state.aux, samples_dir=rundir.path(workdir, rundir.SAMPLES))
     return objective, ctx, config

@@ -18,7 +18,7 @@ import numpy as np
 
 from pretrainx import data as data_lib
 from pretrainx import objectives
-from pretrainx.config import base as config_base, check as config_check
+from pretrainx.config import check as config_check, defaults as config_defaults
 from pretrainx.core import checkpoint as checkpoint_lib, init_from, optim
 from pretrainx.core import sharding as sharding_lib, state as state_lib
 from pretrainx.core.batches import host_batch
@@ -68,7 +68,7 @@ def build_dataset(config, objective_cls, workdir: str | None = None) -> data_lib
 def setup(config, workdir: str | None = None) -> Setup:
     """Objective, mesh, data, sharded initial state and the jitted step of ``config``.
     ``workdir``: a run's directory whose saved tokenizer the data should use."""
-    config = config_base.with_defaults(config)    # a field the config lacks reads as the base's
+    config = config_defaults.with_defaults(config)    # a field the config lacks reads as the base's
     config_check.check_values(config)
     objective_cls = objectives.get(config.objective)
     mesh = sharding_lib.make_mesh(config.mesh)
@@ -123,7 +123,7 @@ def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) ->
     """
     workdir_lock.prepare(workdir)
     with workdir_lock.WorkdirLock(workdir):
-        config = config_check.resolve_paths(config_base.with_defaults(config))
+        config = config_check.resolve_paths(config_defaults.with_defaults(config))
         return _run_locked(config, workdir, stop_after, on_eval)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import io
+import json
 import os
 import tarfile
 
@@ -121,7 +122,7 @@ def _load_digits(cfg) -> ImageArrays:
     from sklearn.datasets import load_digits   # bundled with scikit-learn: no download
     digits = load_digits()
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    fraction = cfg.get("heldout_fraction", 0.1)
+    fraction = cfg.heldout_fraction
     parts = _split_fixed(images, digits.target.astype(np.int32), fraction)
     # The name keys the FID cache (classifier, reference statistics): another split, another name.
     name = "digits" if fraction == 0.1 else f"digits-heldout{len(parts[2])}"
@@ -174,7 +175,7 @@ def _load_archive(cfg) -> ImageArrays:
     images = np.stack(images)
     if images.ndim == 3:
         images = images[..., None]
-    parts = _split_fixed(images, labels, cfg.get("heldout_fraction", 0.1))
+    parts = _split_fixed(images, labels, cfg.heldout_fraction)
     return ImageArrays(os.path.basename(os.path.normpath(cfg.path)), *parts, classes)
 
 
@@ -183,21 +184,21 @@ def _load_tfds(cfg) -> ImageArrays:
         import tensorflow_datasets as tfds
     except ImportError as e:
         raise ImportError("data.kind='tfds_images' needs tensorflow-datasets installed") from e
-    data_dir = cfg.get("tfds_data_dir") or None
+    data_dir = cfg.tfds_data_dir or None
     builder = tfds.builder(cfg.tfds_name, data_dir=data_dir)
     if not builder.is_prepared():
         raise FileNotFoundError(
             f"TFDS data set {cfg.tfds_name!r} is not prepared under {builder.data_dir!r}; this "
             f"framework never downloads: prepare it elsewhere and set config.data.tfds_data_dir")
-    image_key, label_key = cfg.get("image_key", "image"), cfg.get("label_key", "label")
+    image_key, label_key = cfg.image_key, cfg.label_key
 
     def split(name):
         source = tfds.data_source(cfg.tfds_name, split=name, data_dir=data_dir, download=False)
         rows = [source[i] for i in range(len(source))]
         return (np.stack([r[image_key] for r in rows]).astype(np.uint8),
                 np.array([r[label_key] for r in rows], np.int32))
-    train_x, train_y = split(cfg.get("train_split", "train"))
-    test_x, test_y = split(cfg.get("heldout_split", "test"))
+    train_x, train_y = split(cfg.train_split)
+    test_x, test_y = split(cfg.heldout_split)
     label_names = builder.info.features[label_key].names
     return ImageArrays(cfg.tfds_name, train_x, train_y, test_x, test_y, tuple(label_names))
 
@@ -221,23 +222,23 @@ def _pad_and_resize(images: np.ndarray, pad: int, size: int) -> np.ndarray:
 
 def load_image_arrays(data_config) -> ImageArrays:
     """The data set's uint8 train and held-out arrays, after the configured padding/resizing."""
-    key = (data_config.kind, data_config.get("path", ""), data_config.get("tfds_name", ""),
-           data_config.get("tfds_data_dir", ""), float(data_config.get("heldout_fraction", 0.1)),
-           int(data_config.get("pad", 0)), int(data_config.get("image_size", 0)))
+    # every field but those of the training batches (flips, reflow's pairs) picks the arrays
+    key = json.dumps({k: v for k, v in data_config.items() if k not in ("random_flip", "couplings")},
+                     sort_keys=True, default=str)
     if key not in _CACHE:
         _CACHE.clear()          # one data set at a time: CIFAR-sized arrays are not small
-        _CACHE[key] = _load_uncached(key, data_config)
+        _CACHE[key] = _load_uncached(data_config)
     return _CACHE[key]
 
 
 _CACHE: dict = {}
 
 
-def _load_uncached(key, data_config) -> ImageArrays:
+def _load_uncached(data_config) -> ImageArrays:
     if data_config.kind not in _LOADERS:
         raise ValueError(f"unknown image data kind {data_config.kind!r}; known {sorted(_LOADERS)}")
     arrays = _LOADERS[data_config.kind](data_config)
-    pad, size = key[-2], key[-1]
+    pad, size = int(data_config.pad), int(data_config.image_size)
     if pad or size:
         arrays.train_images = _pad_and_resize(arrays.train_images, pad, size)
         arrays.heldout_images = _pad_and_resize(arrays.heldout_images, pad, size)
@@ -247,12 +248,12 @@ def _load_uncached(key, data_config) -> ImageArrays:
 
 def build_image_dataset(data_config, *, batch_size, eval_batch_size, seq_len=None, seed=0):
     arrays = load_image_arrays(data_config)
-    if data_config.get("couplings"):      # reflow: fixed (noise, sample) pairs (couplings.py)
+    if data_config.couplings:      # reflow: fixed (noise, sample) pairs (couplings.py)
         from pretrainx.data.couplings import CouplingSource
         train = CouplingSource(data_config.couplings, batch_size, seed)
     else:
         train = ImageSource(arrays.train_images, arrays.train_labels, batch_size, seed,
-                            random_flip=bool(data_config.get("random_flip", False)))
+                            random_flip=bool(data_config.random_flip))
     # Validation reads the held-out split in order and unflipped: the same rows every eval.
     val = ImageSource(arrays.heldout_images, arrays.heldout_labels, eval_batch_size, seed,
                       shuffle=False)

@@ -153,19 +153,19 @@ def split_pairs(pairs: list[dict], *, seed: int, val_fraction: float, dev_fracti
 @register("preferences")
 def build_preferences(config, *, batch_size, eval_batch_size, seq_len, seed, fields=None,
                       tokenizer=None) -> Dataset:
-    pairs = read_pairs(config.path, config.get("format", "auto"), config.get("max_pairs", 0))
+    pairs = read_pairs(config.path, config.format, config.max_pairs)
     train_pairs, val_pairs = split_pairs(
-        pairs, seed=seed, val_fraction=float(config.get("val_fraction", 0.2)),
-        dev_fraction=float(config.get("dev_fraction", 0.0)),
-        eval_split=config.get("eval_split", "test"),
-        min_margin=float(config.get("min_margin", 0.0)))
+        pairs, seed=seed, val_fraction=float(config.val_fraction),
+        dev_fraction=float(config.dev_fraction),
+        eval_split=config.eval_split,
+        min_margin=float(config.min_margin))
     if not train_pairs:
         raise ValueError(f"no training pairs left of the {len(pairs)} in {config.path!r}")
     ordered = train_pairs + val_pairs
     cut = len(train_pairs)
     if tokenizer is None:
         texts = [p[k] for p in ordered for k in ("prompt", "chosen", "rejected", "rejected_prompt")]
-        tokenizer = tokenizer_lib.from_spec(config.get("tokenizer", "byte"), texts[:4 * cut], texts)
+        tokenizer = tokenizer_lib.from_spec(config.tokenizer, texts[:4 * cut], texts)
     arrays, cut_pairs = encode_pairs(ordered, tokenizer, seq_len)
     train = ArraySource({k: v[:cut] for k, v in arrays.items()}, batch_size, seed)
     val = HeldOutPairs({k: v[cut:] for k, v in arrays.items()}, eval_batch_size) if val_pairs else None
@@ -173,5 +173,5 @@ def build_preferences(config, *, batch_size, eval_batch_size, seq_len, seed, fie
             "vocab_size": int(tokenizer.vocab_size), "read_pairs": len(pairs)}
     log.info("preference pairs: %d read, %d train, %d held out (%s split, min margin %s), "
              "%d cut to %d tokens from the left", len(pairs), cut, len(val_pairs),
-             config.get("eval_split", "test"), config.get("min_margin", 0.0), cut_pairs, seq_len)
+             config.eval_split, config.min_margin, cut_pairs, seq_len)
     return Dataset(train=train, val=val, tokenizer=tokenizer, info=info)

@@ -111,9 +111,9 @@ def read_tfds_text(data_config) -> str:
     """Every split of a prepared TFDS text data set, in order (``data.tfds_name``): TFDS
     tiny_shakespeare's 90/5/5 train/validation/test then splits 90/10 exactly as the file does."""
     from pretrainx.data import tfds_text  # lazy: tensorflow_datasets is slow to import
-    return tfds_text.load_text(data_config.tfds_name, data_config.get("tfds_data_dir") or None,
+    return tfds_text.load_text(data_config.tfds_name, data_config.tfds_data_dir or None,
                                split="train+validation+test",
-                               text_key=data_config.get("tfds_text_key", "text"))
+                               text_key=data_config.tfds_text_key)
 
 
 def decode_policy(docs: list[str], *, keep_bytes: bool, policy: str, where) -> list[str]:

@@ -127,7 +127,7 @@ def load_arrays(path: str) -> dict[str, np.ndarray] | np.ndarray:
 def build_numpy(config, *, batch_size, eval_batch_size, seq_len, seed, fields=None,
                 tokenizer=None) -> Dataset:
     data = load_arrays(config.path)
-    val_fraction = config.get("val_fraction", 0.1)
+    val_fraction = config.val_fraction
     if isinstance(data, dict):                                  # .npz: rows of named arrays
         n = len(next(iter(data.values())))
         cut = n - int(round(n * val_fraction))
@@ -137,7 +137,7 @@ def build_numpy(config, *, batch_size, eval_batch_size, seq_len, seed, fields=No
         return Dataset(train, val, None, {"train_rows": cut, "val_rows": n - cut})
     if data.ndim == 1:                                          # a token stream
         train_ids, val_ids = split_tail(data, val_fraction)
-        sampling = config.get("sampling", "random")
+        sampling = config.sampling
         shift = not raw_tokens(fields)
         train = TokenWindows(train_ids, batch_size, seq_len, seed, sampling,
                              stream=streams.WINDOW_STARTS_TRAIN, shift=shift)

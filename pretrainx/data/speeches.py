@@ -83,9 +83,9 @@ def text_without_held_out(text: str, top_speakers: int = 10, val_fraction: float
 
 def _pretraining_documents(data_config) -> list[str]:
     return [text_without_held_out(readers.read_corpus(data_config.path),
-                                  int(data_config.get("top_speakers", 10)),
-                                  float(data_config.get("val_fraction_speeches", 0.2)),
-                                  int(data_config.get("split_seed", 0)))]
+                                  int(data_config.top_speakers),
+                                  float(data_config.val_fraction_speeches),
+                                  int(data_config.split_seed))]
 
 
 #: ``data.kind = "speeches_text"``: the text pipeline over the play without the held-out speeches
@@ -120,11 +120,11 @@ def encode_rows(tok, examples, seq_len: int):
 def build_speeches(data_config, *, batch_size, eval_batch_size, seq_len, seed, fields=None,
                    tokenizer=None, special_tokens=()) -> Dataset:
     text = readers.read_corpus(data_config.path)
-    train, val, names = speaker_task(text, int(data_config.get("top_speakers", 10)),
-                                     float(data_config.get("val_fraction", 0.2)),
-                                     int(data_config.get("split_seed", 0)))
+    train, val, names = speaker_task(text, int(data_config.top_speakers),
+                                     float(data_config.val_fraction),
+                                     int(data_config.split_seed))
     if tokenizer is None:
-        tokenizer = tokenizer_lib.from_spec(data_config.get("tokenizer", "char"), [text])
+        tokenizer = tokenizer_lib.from_spec(data_config.tokenizer, [text])
     tokenizer = tokenizer_lib.with_special_tokens(tokenizer, special_tokens or (st.PAD, st.CLS))
     balance = lambda ex: np.bincount([y for _, y in ex], minlength=len(names)).tolist()
     info = {"speakers": names, "train_speeches": len(train), "val_speeches": len(val),

@@ -46,23 +46,21 @@ LAYOUTS = ("stream",) + packing_lib.MODES
 
 @dataclasses.dataclass(frozen=True)
 class TextOptions:
-    """The pipeline's fields of ``config.data`` and their defaults, in one place."""
-    tokenizer: str = "byte"
-    val_fraction: float = 0.1
-    split: str = "chars"
-    packing: str = "stream"
-    sampling: str = "random"
-    doc_separator: str = ""
-    text_key: str = "text"
-    max_docs: int = 0
-    max_bytes: int = 0
-    decode_errors: str = "replace"     # bytes that are not UTF-8: "replace" (warn) | "strict"
+    """The pipeline's fields of ``config.data`` (their defaults: ``config/text.py``'s text_data)."""
+    tokenizer: str
+    val_fraction: float
+    split: str
+    packing: str
+    sampling: str
+    doc_separator: str
+    text_key: str
+    max_docs: int
+    max_bytes: int
+    decode_errors: str                 # bytes that are not UTF-8: "replace" (warn) | "strict"
 
     @classmethod
     def from_config(cls, data_config) -> "TextOptions":
-        get = data_config.get if hasattr(data_config, "get") else data_config.__dict__.get
-        opts = cls(**{f.name: get(f.name, f.default) for f in dataclasses.fields(cls)
-                      if get(f.name, None) is not None})
+        opts = cls(**{f.name: data_config[f.name] for f in dataclasses.fields(cls)})
         packing = "greedy" if opts.packing == "packed" else opts.packing   # the old name of greedy
         opts = dataclasses.replace(opts, packing=packing)
         if opts.split not in SPLITS:
@@ -145,7 +143,7 @@ def build_text_dataset(docs: list[str], data_config, *, batch_size: int, eval_ba
     keep_bytes = (isinstance(tokenizer, tokenizer_lib.ByteTokenizer) if tokenizer is not None
                   else opts.tokenizer == "byte")
     docs = readers.decode_policy(docs, keep_bytes=keep_bytes, policy=opts.decode_errors,
-                                 where=data_config.get("path"))
+                                 where=data_config.path)
     train_pieces, val_pieces = split_documents(docs, opts.val_fraction, opts.split)
     if tokenizer is None:
         tokenizer = tokenizer_lib.from_spec(opts.tokenizer, [p.text for p in train_pieces],
@@ -221,17 +219,17 @@ def _packed_dataset(layout: _Rows, train_pieces, val_pieces, info: dict) -> Data
 # ---- sources: data.kind -> documents ---------------------------------------------------------
 
 def _corpus_documents(data_config) -> list[str]:
-    if data_config.get("tfds_name"):
+    if data_config.tfds_name:
         text = readers.read_tfds_text(data_config)
     else:
-        text = readers.read_corpus(data_config.path, data_config.get("max_bytes", 0))
-    separator = data_config.get("doc_separator", "")
+        text = readers.read_corpus(data_config.path, data_config.max_bytes)
+    separator = data_config.doc_separator
     return readers.split_on_separator(text, separator) if separator else [text]
 
 
 def _jsonl_documents(data_config) -> list[str]:
-    return readers.read_jsonl(data_config.path, data_config.get("text_key", "text"),
-                              data_config.get("max_docs", 0))
+    return readers.read_jsonl(data_config.path, data_config.text_key,
+                              data_config.max_docs)
 
 
 def _file_documents(data_config) -> list[str]:
@@ -247,7 +245,7 @@ def _builder(read_documents):
               tokenizer=None, special_tokens=()) -> Dataset:
         docs = read_documents(data_config)
         if not docs:
-            raise ValueError(f"no documents in {data_config.get('path')!r} (config.data)")
+            raise ValueError(f"no documents in {data_config.path!r} (config.data)")
         return build_text_dataset(docs, data_config, batch_size=batch_size,
                                   eval_batch_size=eval_batch_size, seq_len=seq_len, seed=seed,
                                   fields=fields, tokenizer=tokenizer,

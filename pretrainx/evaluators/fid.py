@@ -249,6 +249,6 @@ class SampleGridEvaluator:
     def __call__(self, ctx):
         import jax
         images = self.generate(ctx.params, jax.random.key(self.seed), self.num)
-        if jax.process_index() == 0:   # every process samples (collectives); one writes
-            save_image_grid(images, os.path.join(ctx.workdir, "samples", f"step_{ctx.step:06d}.png"))
+        if ctx.samples_dir and jax.process_index() == 0:   # every process samples; one writes
+            save_image_grid(images, ctx.sample_path(".png"))
         return []

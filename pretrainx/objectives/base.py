@@ -51,6 +51,7 @@ its own, imported before the lookup (docs/design.md, "A new objective").
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 from typing import Any, Iterable, Mapping, Protocol
 
@@ -188,6 +189,15 @@ class EvalContext:
     tokenizer: Any = None
     final: bool = False       # the run's last eval (or `pretrainx eval`): costly extras run here
     aux: Any = None           # the auxiliary state (init_aux) of the evaluated step
+    samples_dir: str = ""     # the run's samples folder (run/rundir.py); "": write none
+
+    def sample_path(self, ext: str, name: str = "") -> str:
+        """The file for this step's samples, ``step_000123.ext`` (or ``name``) in the samples
+        folder, which is made here; "" when the context has no folder to write to."""
+        if not self.samples_dir:
+            return ""
+        os.makedirs(self.samples_dir, exist_ok=True)
+        return os.path.join(self.samples_dir, name or f"step_{self.step:06d}{ext}")
 
 
 class Evaluator(Protocol):

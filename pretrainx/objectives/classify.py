@@ -70,12 +70,12 @@ class Classify(TextObjective):
 
     def __init__(self, config, spec=None):
         super().__init__(config, spec)
-        self.arch = config.model.get("arch", "bert")
+        self.arch = config.model.arch
         if self.arch not in ARCHS:
             raise ValueError(f"classify: config.model.arch must be one of {ARCHS}, "
                              f"got {self.arch!r}")
         self.num_classes = int(config.classify.num_classes)
-        pooling = config.classify.get("pooling", "default")
+        pooling = config.classify.pooling
         if pooling not in ("default", "mean"):
             raise ValueError(f"classify.pooling must be 'default' or 'mean', got {pooling!r}")
         self.model = Classifier(self.model_config, self.arch, self.num_classes, pooling)

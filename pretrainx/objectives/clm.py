@@ -30,7 +30,7 @@ class CausalLM(TextObjective):
         super().__init__(config, spec)
         self.policy = CausalPolicy(self.model_config, self.tokenizer, config.sample)
         self.model = self.policy.model
-        self.label_smoothing = float(config.get("loss", {}).get("label_smoothing", 0.0))
+        self.label_smoothing = float(config.loss.label_smoothing)
 
     def init(self, rng):
         return self.policy.init(rng, int(self.config.data.seq_len))

@@ -39,11 +39,11 @@ class CausalMaskedMixture(MaskingMixin, CausalLM):
         if self.model_config.attention_kind != "prefix":
             raise ValueError("clm_mlm needs config.model.attention_kind='prefix' (a masked row "
                              "attends both ways, a causal row causally)")
-        if config.data.get("packing", "stream") != "stream":
+        if config.data.packing != "stream":
             raise ValueError("clm_mlm reads whole rows: set config.data.packing='stream'")
-        mixture = config.get("mixture", {})
-        self.mlm_weight = float(mixture.get("mlm_weight", 0.5))
-        self.eval_mlm_weight = float(mixture.get("eval_mlm_weight", -1.0))
+        mixture = config.mixture
+        self.mlm_weight = float(mixture.mlm_weight)
+        self.eval_mlm_weight = float(mixture.eval_mlm_weight)
         if self.eval_mlm_weight < 0:
             self.eval_mlm_weight = self.mlm_weight
         for name, w in (("mlm_weight", self.mlm_weight), ("eval_mlm_weight", self.eval_mlm_weight)):

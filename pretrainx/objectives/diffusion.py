@@ -163,8 +163,8 @@ class DDPM(ImageGenerativeObjective):
     def __init__(self, config, spec=None):
         super().__init__(config, spec)
         d = config.diffusion
-        self.schedule = make_schedule(d.get("schedule", "linear"), d.get("timesteps", 1000))
-        self.prediction = d.get("prediction", "eps")
+        self.schedule = make_schedule(d.schedule, d.timesteps)
+        self.prediction = d.prediction
 
     def model_time(self, t):
         return t
@@ -186,9 +186,9 @@ class DDPM(ImageGenerativeObjective):
 
     def run_sampler(self, predict, noise, rng, sampler, steps):
         s = self.config.sample
-        clip = bool(s.get("clip_x0", True))
+        clip = bool(s.clip_x0)
         if sampler == "ancestral":
             return ancestral_sample(predict, noise, rng, self.schedule, prediction=self.prediction,
-                                    variance=s.get("variance", "beta"), clip_x0=clip)
-        return ddim_sample(predict, noise, rng, self.schedule, steps, eta=s.get("eta", 0.0),
+                                    variance=s.variance, clip_x0=clip)
+        return ddim_sample(predict, noise, rng, self.schedule, steps, eta=s.eta,
                            prediction=self.prediction, clip_x0=clip)

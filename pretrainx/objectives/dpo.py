@@ -33,9 +33,9 @@ class DPOObjective(TextObjective):
         super().__init__(config, spec)
         self.policy = CausalPolicy(self.model_config, self.tokenizer, config.sample)
         self.model = self.policy.model
-        opts = config.get("dpo", {})
-        self.beta = float(opts.get("beta", 0.1))
-        self.ipo = bool(opts.get("ipo", False))
+        opts = config.dpo
+        self.beta = float(opts.beta)
+        self.ipo = bool(opts.ipo)
 
     @classmethod
     def data_request(cls, config):

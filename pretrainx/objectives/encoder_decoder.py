@@ -27,8 +27,8 @@ class EncoderDecoderObjective(TextObjective):
     def __init__(self, config, spec: DataSpec | None = None):
         super().__init__(config, spec)
         self.model = t5.T5(self.model_config)
-        self.label_smoothing = float(config.get("loss", {}).get("label_smoothing", 0.0))
-        if config.data.get("packing", "stream") != "stream":
+        self.label_smoothing = float(config.loss.label_smoothing)
+        if config.data.packing != "stream":
             raise ValueError(f"{type(self).__name__} corrupts fixed raw rows: set "
                              f"config.data.packing='stream'")
         self.inputs_length = int(config.data.seq_len)

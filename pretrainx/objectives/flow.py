@@ -96,8 +96,8 @@ class FlowMatching(ImageGenerativeObjective):
         x0 = batch["image"].astype(jnp.float32)
         t_rng, noise_rng, drop_rng, label_rng = jax.random.split(rng, 4)
         f = self.config.flow
-        t = sample_times(t_rng, x0.shape[0], f.get("time_sampling", "uniform"),
-                         f.get("logit_mean", 0.0), f.get("logit_std", 1.0))
+        t = sample_times(t_rng, x0.shape[0], f.time_sampling,
+                         f.logit_mean, f.logit_std)
         if "noise" in batch:          # reflow: the pair's own noise (data.couplings)
             noise = batch["noise"].astype(jnp.float32)
         else:

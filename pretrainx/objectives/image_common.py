@@ -19,7 +19,6 @@ fid_samplers, fid_cache_dir, grid_samples}; data (for the FID reference).
 """
 from __future__ import annotations
 
-import os
 
 import flax.linen as nn
 import jax
@@ -37,18 +36,18 @@ def build_unet(model_config, interval_embedding: bool = False) -> UNet:
     return UNet(interval_embedding=interval_embedding, ch=model_config.ch, ch_mult=tuple(model_config.ch_mult),
                 num_res_blocks=model_config.num_res_blocks,
                 attn_resolutions=tuple(model_config.attn_resolutions),
-                dropout=model_config.dropout, num_heads=model_config.get("num_heads", 1),
-                num_classes=model_config.get("num_classes", 0),
-                norm_groups=model_config.get("norm_groups", 32),
-                dtype=jnp.dtype(model_config.get("dtype", "float32")))
+                dropout=model_config.dropout, num_heads=model_config.num_heads,
+                num_classes=model_config.num_classes,
+                norm_groups=model_config.norm_groups,
+                dtype=jnp.dtype(model_config.dtype))
 
 
 def build_dit(model_config, interval_embedding: bool = False) -> DiT:
     return DiT(interval_embedding=interval_embedding, patch_size=model_config.patch_size, hidden_size=model_config.hidden_size,
                depth=model_config.depth, num_heads=model_config.num_heads,
-               mlp_ratio=model_config.get("mlp_ratio", 4),
-               num_classes=model_config.get("num_classes", 0),
-               dtype=jnp.dtype(model_config.get("dtype", "float32")))
+               mlp_ratio=model_config.mlp_ratio,
+               num_classes=model_config.num_classes,
+               dtype=jnp.dtype(model_config.dtype))
 
 
 BACKBONES = {"unet": build_unet, "dit": build_dit}     # config.model.name -> builder
@@ -57,7 +56,7 @@ BACKBONES = {"unet": build_unet, "dit": build_dit}     # config.model.name -> bu
 def build_model(model_config, interval_embedding: bool = False) -> nn.Module:
     """The image backbone config.model.name picks ("unet" when absent); ``interval_embedding``
     gives it the second time input of the few-step objectives."""
-    name = model_config.get("name", "unet")
+    name = model_config.name
     if name not in BACKBONES:
         raise ValueError(f"config.model.name is {name!r}; image backbones: {sorted(BACKBONES)}")
     return BACKBONES[name](model_config, interval_embedding)
@@ -85,8 +84,8 @@ class ImageGenerativeObjective(Objective):
     def __init__(self, config, spec=None):
         super().__init__(config, spec)
         self.image_shape = tuple(config.model.image_shape)            # (H, W, C)
-        self.num_classes = int(config.model.get("num_classes", 0))
-        self.cfg_drop = float(config[self.section].get("cfg_drop", 0.0))
+        self.num_classes = int(config.model.num_classes)
+        self.cfg_drop = float(config[self.section].cfg_drop)
         self.model = build_model(config.model, self.interval_conditioned)
         self._check_data()
         self._sampler_fns = {}
@@ -172,7 +171,7 @@ class ImageGenerativeObjective(Objective):
         sampler = sampler or s.sampler
         if sampler not in self.samplers:
             raise ValueError(f"{type(self).__name__} samplers are {self.samplers}, not {sampler!r}")
-        guidance = s.get("guidance", 1.0) if guidance is None else guidance
+        guidance = s.guidance if guidance is None else guidance
         return sampler, int(steps or s.steps), float(guidance)
 
     def _sampler_fn(self, num, sampler, steps, guidance, mesh):
@@ -204,7 +203,7 @@ class ImageGenerativeObjective(Objective):
         function of (params, rng, options). Conditional models get balanced labels 0..K-1 unless
         ``labels`` are given."""
         sampler, steps, guidance = self.sampler_settings(sampler, steps, guidance)
-        batch_size = batch_size or self.config.sample.get("batch_size", 256)
+        batch_size = batch_size or self.config.sample.batch_size
         if self.num_classes and labels is None:
             labels = np.arange(num) % self.num_classes
         labels = None if labels is None or not self.num_classes else np.asarray(labels)
@@ -225,15 +224,15 @@ class ImageGenerativeObjective(Objective):
     # --- evaluation -------------------------------------------------------------------------
     def fid_protocol(self) -> fid.FidProtocol:
         e = self.config.eval
-        return fid.FidProtocol(num_samples=e.get("fid_num_samples", 10000),
-                               num_reference=e.get("fid_num_reference", 10000),
-                               seed=e.get("fid_seed", 0),
-                               extractor=e.get("fid_extractor", "classifier"),
-                               classifier_steps=e.get("fid_classifier_steps", 1500),
-                               reference_split=e.get("fid_reference_split", "train"))
+        return fid.FidProtocol(num_samples=e.fid_num_samples,
+                               num_reference=e.fid_num_reference,
+                               seed=e.fid_seed,
+                               extractor=e.fid_extractor,
+                               classifier_steps=e.fid_classifier_steps,
+                               reference_split=e.fid_reference_split)
 
     def fid_samplers(self) -> list[tuple[str, int]]:
-        specs = self.config.eval.get("fid_samplers", ())
+        specs = self.config.eval.fid_samplers
         if specs:
             return [parse_sampler(s) for s in specs]
         return [self.sampler_settings()[:2]]
@@ -241,14 +240,14 @@ class ImageGenerativeObjective(Objective):
     def evaluators(self):
         e = self.config.eval
         evaluators = []
-        if e.get("grid_samples", 64):
-            evaluators.append(fid.SampleGridEvaluator(self.sample_images, e.get("grid_samples", 64),
-                                                      seed=self.config.sample.get("seed", 0)))
-        if e.get("fid_num_samples", 0):
+        if e.grid_samples:
+            evaluators.append(fid.SampleGridEvaluator(self.sample_images, e.grid_samples,
+                                                      seed=self.config.sample.seed))
+        if e.fid_num_samples:
             evaluators.append(fid.FidEvaluator(self.sample_images, self.config.data,
                                                self.fid_protocol(), self.fid_samplers(),
-                                               e.get("fid_cache_dir", ""),
-                                               e.get("fid_extra_at", "final")))
+                                               e.fid_cache_dir,
+                                               e.fid_extra_at))
         return evaluators
 
     def sample_options(self):
@@ -257,10 +256,10 @@ class ImageGenerativeObjective(Objective):
             SampleOption("sampler", str, "how to integrate", s.sampler, choices=self.samplers),
             SampleOption("steps", int, "sampler steps", int(s.steps), minimum=1),
             SampleOption("guidance", float, "classifier-free guidance scale (1: the plain "
-                         "conditional model)", s.get("guidance", 1.0)),
-            SampleOption("num_samples", int, "images in the grid", s.get("num_samples", 64),
+                         "conditional model)", s.guidance),
+            SampleOption("num_samples", int, "images in the grid", s.num_samples,
                          minimum=1),
-            SampleOption("seed", int, "random seed of the noise", s.get("seed", 0)))
+            SampleOption("seed", int, "random seed of the noise", s.seed))
 
     def sample_command(self, ctx: EvalContext, options: dict) -> str:
         num, seed = options["num_samples"], options["seed"]
@@ -268,8 +267,7 @@ class ImageGenerativeObjective(Objective):
                                                          options["guidance"])
         images = self.sample_images(ctx.params, jax.random.key(seed), num, sampler=sampler,
                                     steps=steps, guidance=guidance)
-        path = os.path.join(ctx.workdir, "samples",
-                            f"sample_{sampler}{steps}_g{guidance:g}_seed{seed}.png")
+        path = ctx.sample_path(".png", f"sample_{sampler}{steps}_g{guidance:g}_seed{seed}.png")
         fid.save_image_grid(images, path)
         return (f"wrote {num} samples ({sampler}, {steps} steps, guidance {guidance:g}, seed "
                 f"{seed}) to {path}; pixel mean {images.mean():.3f} std {images.std():.3f}")

@@ -10,12 +10,12 @@ class MaskingMixin:
     """Mixed into a text objective whose ``tokenizer`` and ``model_config`` are set."""
 
     def _init_masking(self, config):
-        m = config.get("mlm", {})
-        self.rate_end = float(m.get("rate", 0.15))
-        self.rate_start = float(m.get("rate_start", self.rate_end))
-        self.schedule = m.get("rate_schedule", "constant")
-        self.eval_rate = float(m.get("eval_rate", 0.15))
-        self.whole_word = bool(m.get("whole_word", False))
+        m = config.mlm
+        self.rate_end = float(m.rate)
+        self.rate_start = float(m.rate_start)
+        self.schedule = m.rate_schedule
+        self.eval_rate = float(m.eval_rate)
+        self.whole_word = bool(m.whole_word)
         masking.masking_rate(self.schedule, self.rate_start, self.rate_end, 0.0)   # checks names
         for name, r in (("rate", self.rate_end), ("rate_start", self.rate_start),
                         ("eval_rate", self.eval_rate)):

@@ -80,17 +80,17 @@ class MeanFlow(ImageGenerativeObjective):
     def __init__(self, config, spec=None):
         super().__init__(config, spec)
         m = config.meanflow
-        self.time_kw = dict(mean=float(m.get("mean", -0.4)), std=float(m.get("std", 1.0)),
-                            equal_fraction=float(m.get("equal_fraction", 0.75)),
-                            r_mean=m.get("r_mean", None), r_std=m.get("r_std", None))
+        self.time_kw = dict(mean=float(m.mean), std=float(m.std),
+                            equal_fraction=float(m.equal_fraction),
+                            r_mean=m.r_mean, r_std=m.r_std)
         if not 0.0 <= self.time_kw["equal_fraction"] <= 1.0:
             raise ValueError(f"meanflow.equal_fraction must be in [0, 1], got "
                              f"{self.time_kw['equal_fraction']}")
         if (self.time_kw["r_mean"] is None) != (self.time_kw["r_std"] is None):
             raise ValueError("set both meanflow.r_mean and meanflow.r_std, or neither")
-        self.norm_p, self.norm_eps = float(m.get("norm_p", 1.0)), float(m.get("norm_eps", 1e-3))
-        self.omega, self.kappa = float(m.get("omega", 1.0)), float(m.get("kappa", 0.0))
-        self.time_scale = float(m.get("time_scale", 1.0))
+        self.norm_p, self.norm_eps = float(m.norm_p), float(m.norm_eps)
+        self.omega, self.kappa = float(m.omega), float(m.kappa)
+        self.time_scale = float(m.time_scale)
         if (self.omega, self.kappa) != (1.0, 0.0) and not self.num_classes:
             raise ValueError("meanflow.omega / kappa (guidance) need a class-conditional model "
                              "(model.num_classes > 0)")

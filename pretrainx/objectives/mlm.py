@@ -42,8 +42,8 @@ class MaskedLM(MaskingMixin, TextObjective):
         super().__init__(config, spec)
         self.model = bert.Bert(self.model_config)
         self.seq_len = int(config.data.seq_len)
-        self.packed = config.data.get("packing", "stream") != "stream"
-        self.label_smoothing = float(config.get("loss", {}).get("label_smoothing", 0.0))
+        self.packed = config.data.packing != "stream"
+        self.label_smoothing = float(config.loss.label_smoothing)
         self._init_masking(config)
         self.cls_id = self.spec.token_id(st.CLS)
         self.most_frequent = int(self.spec.info.get(MOST_FREQUENT, 0))
@@ -52,7 +52,7 @@ class MaskedLM(MaskingMixin, TextObjective):
     def data_request(cls, config):
         # a stream row gets [CLS] in front (the token a classifier later pools), so it reads one
         # token less; packed rows carry their documents' own BOS/EOS
-        packed = config.data.get("packing", "stream") != "stream"
+        packed = config.data.packing != "stream"
         seq_len = int(config.data.seq_len)
         return text_common.raw_request(config, seq_len if packed else seq_len - 1,
                                        cls.special_tokens)

@@ -34,7 +34,6 @@ responses go to ``workdir/samples/`` at each eval.
 """
 from __future__ import annotations
 
-import os
 
 import flax.linen as nn
 import jax
@@ -63,11 +62,11 @@ class PPOObjective(Objective):
             ("embed", None)), bias_init=transformer.zeros_init((None,)))
         o = config.ppo
         self.prompt_len, self.max_new = int(o.prompt_len), int(o.max_new_tokens)
-        self.temperature, self.top_k = float(o.temperature), int(o.get("top_k", 0)) or None
-        self.shared = o.get("value_head", "separate") == "shared"
-        eos = o.get("eos", "")
+        self.temperature, self.top_k = float(o.temperature), int(o.top_k) or None
+        self.shared = o.value_head == "shared"
+        eos = o.eos
         self.eos_id = int(self.spec.require_tokenizer("ppo.eos").encode(eos)[0]) if eos else None
-        self.reward_pool = o.get("reward_pool", "last")   # as the reward run's reward.pool
+        self.reward_pool = o.reward_pool   # as the reward run's reward.pool
         if self.prompt_len + self.max_new > self.model_config.max_len:
             raise ValueError(f"ppo.prompt_len + ppo.max_new_tokens = {self.prompt_len + self.max_new}"
                              f" exceeds model.max_len {self.model_config.max_len}")
@@ -154,7 +153,7 @@ class PPOObjective(Objective):
         full_mask = jnp.concatenate([jnp.ones(prompts.shape, jnp.float32), mask], axis=1)
         score = lm_utils.reward_scores(self.scalar, frozen["reward"], sequence, full_mask,
                                        pool=self.reward_pool)
-        scaled = rl_math.whiten(score, jnp.ones_like(score)) if o.get("whiten_rewards") else score
+        scaled = rl_math.whiten(score, jnp.ones_like(score)) if o.whiten_rewards else score
         kl = rl_math.per_token_kl(old_logp, ref_logp) * mask
         rewards = rl_math.token_rewards(scaled, kl, mask, ctx.aux["kl_coef"])
         advantages, returns = rl_math.gae(rewards, old_values, mask, gamma=float(o.gamma),
@@ -178,7 +177,7 @@ class PPOObjective(Objective):
         value_loss = rl_math.clipped_value_loss(values, batch["old_values"], batch["returns"],
                                                 mask, float(o.value_clip))
         entropy = rl_math.masked_mean(entropy, mask)
-        loss = policy_loss + float(o.vf_coef) * value_loss - float(o.get("entropy_coef", 0.0)) * entropy
+        loss = policy_loss + float(o.vf_coef) * value_loss - float(o.entropy_coef) * entropy
         metrics = {"policy_loss": policy_loss, "value_loss": value_loss,
                    "clip_fraction": clip_fraction, "entropy": entropy,
                    "approx_kl": rl_math.masked_mean(0.5 * (logp - batch["old_logp"]) ** 2, mask)}
@@ -211,11 +210,11 @@ class PPOObjective(Objective):
 
     def update_aux(self, aux, metrics, ctx):
         o = self.config.ppo
-        if not o.get("kl_target"):
+        if not o.kl_target:
             return aux
         return {**aux, "kl_coef": rl_math.adaptive_kl_coef(
             aux["kl_coef"], metrics["kl"], target=float(o.kl_target),
-            horizon=float(o.get("kl_horizon", 10000)), batch_size=int(self.config.batch_size))}
+            horizon=float(o.kl_horizon), batch_size=int(self.config.batch_size))}
 
     # --- evaluation and sampling ---------------------------------------------------------------
     def evaluators(self):
@@ -269,8 +268,7 @@ class ResponseSamples:
                 seed=ctx.step * streams.PPO_SAMPLE_SEEDS_PER_STEP + i, eos_id=obj.eos_id, pool=obj.reward_pool)
             lines.append(f"[reward {score:+.3f}] {obj.tokenizer.decode(prompt.tolist())!r} -> "
                          f"{obj.tokenizer.decode(best[len(prompt):].tolist())!r}")
-        if ctx.workdir and jax.process_index() == 0:
-            os.makedirs(os.path.join(ctx.workdir, "samples"), exist_ok=True)
-            with open(os.path.join(ctx.workdir, "samples", f"step_{ctx.step:06d}.txt"), "w") as f:
+        if ctx.samples_dir and jax.process_index() == 0:
+            with open(ctx.sample_path(".txt"), "w") as f:
                 f.write("\n".join(lines) + "\n")
         return []

@@ -41,11 +41,11 @@ class PrefixLM(CausalLM):
         super().__init__(config, spec)
         if self.model_config.attention_kind != "prefix":
             raise ValueError("prefix_lm needs config.model.attention_kind='prefix'")
-        if config.data.get("packing", "stream") != "stream":
+        if config.data.packing != "stream":
             raise ValueError("prefix_lm cuts whole rows: set config.data.packing='stream'")
-        p = config.get("prefix", {})
-        self.min_length = int(p.get("min_length", 1))
-        self.max_fraction = float(p.get("max_fraction", 1.0))
+        p = config.prefix
+        self.min_length = int(p.min_length)
+        self.max_fraction = float(p.max_fraction)
         if not 1 <= self.min_length < int(config.data.seq_len):
             raise ValueError(f"config.prefix.min_length must be in [1, seq_len), "
                              f"got {self.min_length}")

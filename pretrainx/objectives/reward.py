@@ -30,10 +30,10 @@ class RewardObjective(TextObjective):
     def __init__(self, config, spec=None):
         super().__init__(config, spec)
         self.model = gpt.GPTScalar(self.model_config)
-        opts = config.get("reward", {})
-        self.margin = float(opts.get("margin", 0.0))
-        self.centring = float(opts.get("centring", 0.0))
-        self.pool = str(opts.get("pool", "last"))       # "last" token | "mean" over real tokens
+        opts = config.reward
+        self.margin = float(opts.margin)
+        self.centring = float(opts.centring)
+        self.pool = str(opts.pool)       # "last" token | "mean" over real tokens
 
     @classmethod
     def data_request(cls, config):

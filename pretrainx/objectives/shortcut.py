@@ -76,14 +76,14 @@ class ShortcutModel(ImageGenerativeObjective):
     def __init__(self, config, spec=None):
         super().__init__(config, spec)
         s = config.shortcut
-        self.max_steps = int(s.get("max_steps", 128))
+        self.max_steps = int(s.max_steps)
         if self.max_steps < 2 or self.max_steps & (self.max_steps - 1):
             raise ValueError(f"shortcut.max_steps must be a power of two >= 2, got {self.max_steps}")
-        self.bootstrap_fraction = float(s.get("bootstrap_fraction", 0.25))
+        self.bootstrap_fraction = float(s.bootstrap_fraction)
         if not 0.0 <= self.bootstrap_fraction < 1.0:
             raise ValueError(f"shortcut.bootstrap_fraction must be in [0, 1), got "
                              f"{self.bootstrap_fraction}")
-        self.guidance = float(s.get("guidance", 1.0))
+        self.guidance = float(s.guidance)
 
     def model_time(self, t):
         return MODEL_TIME_SCALE * t

@@ -55,9 +55,9 @@ class SpanCorruption(EncoderDecoderObjective):
 
 def span_settings(config) -> tuple[float, float]:
     """(noise density, mean span length) of ``config.span``, checked."""
-    s = config.get("span", {})
-    density = float(s.get("noise_density", 0.15))
-    mean_span = float(s.get("mean_span_length", 3.0))
+    s = config.span
+    density = float(s.noise_density)
+    mean_span = float(s.mean_span_length)
     if not 0.0 < density < 1.0 or mean_span < 1.0:
         raise ValueError(f"config.span: noise_density in (0, 1) and mean_span_length >= 1, "
                          f"got {density}, {mean_span}")

@@ -21,7 +21,7 @@ from pretrainx.objectives.base import DataRequest
 def raw_request(config, seq_len: int, special_tokens=()) -> DataRequest:
     """Raw token rows of ``seq_len``, with their segment ids and positions when the data packs
     documents into rows."""
-    packed = config.data.get("packing", "stream") != "stream"
+    packed = config.data.packing != "stream"
     fields = (TOKENS, "segment_ids", "positions") if packed else (TOKENS,)
     return DataRequest(seq_len=int(seq_len), fields=fields, special_tokens=tuple(special_tokens))
 

@@ -12,7 +12,6 @@ pretraining run does without being a kind of ``clm``.
 from __future__ import annotations
 
 import functools
-import os
 
 import flax.linen as nn
 import jax
@@ -107,8 +106,7 @@ class TextSampleEvaluator:
         text = self.policy.continue_text(ctx.params, prompt, max_new_tokens=n,
                                          temperature=float(s.temperature), top_k=int(s.top_k),
                                          seed=ctx.step)
-        if ctx.workdir and jax.process_index() == 0:
-            os.makedirs(os.path.join(ctx.workdir, "samples"), exist_ok=True)
-            with open(os.path.join(ctx.workdir, "samples", f"step_{ctx.step:06d}.txt"), "w") as f:
+        if ctx.samples_dir and jax.process_index() == 0:
+            with open(ctx.sample_path(".txt"), "w") as f:
                 f.write(text)
         return []

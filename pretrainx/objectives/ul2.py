@@ -31,8 +31,6 @@ from pretrainx.objectives.base import DENOMINATOR, register
 from pretrainx.objectives.encoder_decoder import EncoderDecoderObjective
 
 MODE_OF_GROUP = {"r": st.NLU, "x": st.NLG, "s": st.S2S}
-DEFAULT_DENOISERS = (("r", "span", 3.0, 0.15, 0.4), ("x", "span", 32.0, 0.5, 0.4),
-                     ("s", "prefix", 0.0, 0.25, 0.2))
 
 
 def largest_fitting_raw(inputs_room: int, targets_room: int, density: float,
@@ -56,8 +54,7 @@ class UL2(EncoderDecoderObjective):
     def __init__(self, config, spec=None):
         super().__init__(config, spec)
         self.targets_length = targets_length(config)
-        self.denoisers = [tuple(d) for d in config.get("ul2", {}).get("denoisers",
-                                                                      DEFAULT_DENOISERS)]
+        self.denoisers = [tuple(d) for d in config.ul2.denoisers]
         self.names = [f"ul2_{d[0]}" for d in self.denoisers]
         self.raw_lengths, self.num_spans = raw_lengths(config)      # checks the denoisers
         weights = np.asarray([float(d[4]) for d in self.denoisers])
@@ -138,12 +135,12 @@ class UL2(EncoderDecoderObjective):
 
 
 def targets_length(config) -> int:
-    return int(config.get("ul2", {}).get("targets_length", int(config.data.seq_len)))
+    return int(config.ul2.targets_length)
 
 
 def raw_lengths(config) -> tuple[list[int], int]:
     """(raw tokens each denoiser reads, the most sentinels a span denoiser needs), checked."""
-    denoisers = [tuple(d) for d in config.get("ul2", {}).get("denoisers", DEFAULT_DENOISERS)]
+    denoisers = [tuple(d) for d in config.ul2.denoisers]
     names = [f"ul2_{d[0]}" for d in denoisers]
     if len(set(names)) != len(names):
         raise ValueError(f"config.ul2.denoisers: names must differ, got {names}")

@@ -26,7 +26,7 @@ import os
 
 import jax
 
-from pretrainx.config import base as config_base
+from pretrainx.config import defaults as config_defaults
 from pretrainx.config.check import ConfigError
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ def load_config(workdir: str):
     saved = read_config(workdir)     # a cut or garbled file: one line, not a traceback
     if saved is None:
         raise FileNotFoundError(f"no {CONFIG} in workdir {workdir!r}: is it a pretrainx run?")
-    return config_base.with_defaults(saved)    # a run older than a field reads its default
+    return config_defaults.with_defaults(saved)    # a run older than a field reads its default
 
 
 def kept_checkpoint_steps(directory: str) -> list[str]:

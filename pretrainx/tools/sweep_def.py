@@ -227,14 +227,10 @@ def check(sweep: Sweep, config: ml_collections.ConfigDict) -> None:
 
 
 def _field(config, key: str):
-    node, walked = config, []
-    for part in key.split("."):
-        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-            where = ".".join(walked) or "the config"
-            known = ", ".join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else ""
-            raise ValueError(f"unknown sweep key {key!r} ({part!r} is not in {where}; known: {known})")
-        node, walked = node[part], walked + [part]
-    return node
+    try:
+        return config_lib.field(config, key)
+    except KeyError as e:      # the loader's message, worded for a sweep
+        raise ValueError(str(e.args[0]).replace("unknown config key", "unknown sweep key")) from None
 
 
 def _check_value(config, key: str, value) -> None:

@@ -227,9 +227,11 @@ class Objective:
     # --- data ---------------------------------------------------------------------------------
     @classmethod
     def data_request(cls, config) -> DataRequest:
-        """The raw length and fields to ask the data for; by default ``data.seq_len`` and all.
-        A class method: the runner asks it before the data (and so the objective) exists."""
-        return DataRequest(seq_len=config.data.get("seq_len"), fields=None)
+        """The raw length and fields to ask the data for; by default ``data.seq_len`` (None for
+        data kinds without sequences, e.g. images) and all fields. A class method: the runner
+        asks it before the data (and so the objective) exists."""
+        return DataRequest(seq_len=config.data.seq_len if "seq_len" in config.data else None,
+                           fields=None)
 
     @classmethod
     def data_spec(cls, config, dataset) -> DataSpec:

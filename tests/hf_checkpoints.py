@@ -11,12 +11,19 @@ CORPUS = ["First Citizen: Before we proceed any further, hear me speak.",
 VOCAB = 128          # the model's rows; the tokenizer has fewer (pretrainx pads the table too)
 
 
-def save_tokenizer(directory: str) -> None:
-    """A byte-level BPE trained on a few lines, saved as transformers saves a fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def save_tokenizer(directory: str, kind: str) -> None:
+    """A byte-level BPE trained on a few lines, saved as transformers saves a fast tokenizer
+    (for Qwen2 with Qwen2's NFC normaliser and regex split, as its published tokenizer.json)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if kind == "qwen2":   # transformers 5 rebuilds a Qwen2 tokenizer so, whatever the file says
+        from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+        tok.normalizer = normalizers.NFC()
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=VOCAB - 8, special_tokens=["<|endoftext|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet()[:0])
@@ -58,7 +65,7 @@ def make_model(kind: str, directory: str, seed: int = 0, **overrides):
     _randomise(model, seed)
     model.eval()
     model.save_pretrained(directory, safe_serialization=True)
-    save_tokenizer(directory)
+    save_tokenizer(directory, kind)
     return model
 
 

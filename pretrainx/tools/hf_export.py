@@ -32,6 +32,17 @@ def hf_tensors(model_config, params) -> tuple[dict[str, np.ndarray], dict]:
     return tensors, family.config(model_config)
 
 
+def special_token_ids(workdir: str) -> dict:
+    """bos/eos/pad ids of the config.json an import kept (None each without one: transformers'
+    defaults, e.g. GPT-2's 50256, need not exist in this vocabulary)."""
+    path = os.path.join(workdir, hf_import.HF_CONFIG)
+    kept = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            kept = json.load(f)
+    return {key: kept.get(key) for key in hf_import.TOKEN_ID_KEYS}
+
+
 def write_tokenizer(workdir: str, out: str) -> None:
     """tokenizer.json, and the side files an import kept (special tokens); without them a
     minimal tokenizer_config.json names the fast tokenizer class."""
@@ -60,6 +71,7 @@ def export_hf(workdir: str, out: str, which: str = "latest") -> dict:
 
     _, ctx, config = inference.load_trained_run(workdir, which)
     tensors, hf_config = hf_tensors(config.model, ctx.params)
+    hf_config.update(special_token_ids(workdir))
     os.makedirs(out, exist_ok=True)
     # "format": "pt" is what transformers checks before it reads a safetensors file
     save_file(tensors, os.path.join(out, hf_import.SINGLE), metadata={"format": "pt"})

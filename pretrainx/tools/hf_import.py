@@ -25,6 +25,8 @@ from pretrainx.tools import hf_families
 log = logging.getLogger(__name__)
 
 CONFIG = "config.json"
+HF_CONFIG = "hf_config.json"   # the imported config.json, kept: export hands back its token ids
+TOKEN_ID_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id")
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 # Tokenizer side files copied verbatim, so an export hands the same special tokens back.
@@ -94,11 +96,22 @@ def read_params(directory: str, rules: list, targets: dict) -> dict:
     return placed
 
 
-def run_config(hf: dict, family, workdir: str, has_tokenizer: bool):
+def model_fields(hf: dict, family, where: str) -> dict:
+    """The family's ``model`` fields of ``hf``; a key the config lacks is one line naming it."""
+    try:
+        return family.model(hf)
+    except KeyError as e:
+        raise hf_families.UnsupportedCheckpoint(f"{where} has no {e.args[0]!r}, which a "
+                                                f"{hf['model_type']} config.json holds") from None
+    except hf_families.UnsupportedCheckpoint as e:
+        raise hf_families.UnsupportedCheckpoint(f"{where}: {e}") from None
+
+
+def run_config(hf: dict, family, workdir: str, has_tokenizer: bool, where: str):
     """The run an imported checkpoint is: the Llama preset's sections with this checkpoint's
     model (float32 compute, so that it computes what the reference does)."""
     from pretrainx.config import base, text
-    fields = {f"model.{k}": v for k, v in family.model(hf).items()}
+    fields = {f"model.{k}": v for k, v in model_fields(hf, family, where).items()}
     config = base.change(text.llama(), {**fields, "model.dtype": "float32",
                                         "data.seq_len": min(1024, fields["model.max_len"])})
     config.data.tokenizer = os.path.abspath(workdir) if has_tokenizer else "byte"
@@ -121,8 +134,8 @@ def _flat_targets(params) -> dict:
     return {"/".join(str(k.key) for k in path): leaf for path, leaf in leaves}
 
 
-def initial_state(objective, config, params_tree):
-    """A step-0 TrainState around imported parameters, sharded as training shards it."""
+def initial_state(objective, config):
+    """(the abstract TrainState with its shardings, the optimizer factory) of a run."""
     from pretrainx.core import optim, sharding, state as state_lib
     mesh = sharding.make_mesh(config.mesh)
     tx_factory = lambda p: optim.make_optimizer(config.optimizer, p)[0]
@@ -143,12 +156,13 @@ def import_hf(directory: str, workdir: str) -> dict:
     if checkpoint.has_checkpoint(workdir):
         raise FileExistsError(f"{workdir} already holds a checkpoint; import into a new workdir")
     hf = read_hf_config(directory)
-    family = hf_families.family_of(hf, os.path.join(directory, CONFIG))
+    where = os.path.join(directory, CONFIG)
+    family = hf_families.family_of(hf, where)
     has_tok = os.path.isfile(os.path.join(directory, tokenizer_lib.FILENAME))
-    config = run_config(hf, family, workdir, has_tok)
+    config = run_config(hf, family, workdir, has_tok, where)
     tok = tokenizer_lib.load(directory) if has_tok else None
     objective = objectives.get(config.objective)(config, objectives.DataSpec(tokenizer=tok))
-    target, tx_factory = initial_state(objective, config, None)
+    target, tx_factory = initial_state(objective, config)
     params = _unflatten(read_params(directory, family.rules(config.model), _flat_targets(target.params)))
     tx = tx_factory(params)
     opt_state = jax.jit(tx.init, out_shardings=jax.tree.map(lambda s: s.sharding, target.opt_state))(params)
@@ -158,6 +172,7 @@ def import_hf(directory: str, workdir: str) -> dict:
                        aux=jax.tree.map(jnp.asarray, objective.init_aux()))
     os.makedirs(workdir, exist_ok=True)
     rundir.write_config(config, workdir)
+    shutil.copy(where, os.path.join(workdir, HF_CONFIG))
     if tok is not None:
         tok.save(workdir)
         for name in TOKENIZER_SIDE_FILES:

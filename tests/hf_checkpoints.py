@@ -43,9 +43,11 @@ def _randomise(model, seed: int) -> None:
             p.copy_(noise if p.ndim >= 2 else p + noise)
 
 
-def make_model(kind: str, directory: str, seed: int = 0, **overrides):
+def make_model(kind: str, directory: str, seed: int = 0, max_shard_size: str | None = None,
+               **overrides):
     """A random ``kind`` ("gpt2" | "llama" | "qwen2" | "mistral") causal LM saved in
-    ``directory`` with its tokenizer; returns the torch model (eval mode)."""
+    ``directory`` with its tokenizer (in shards with an index when ``max_shard_size``, e.g.
+    "40KB"); returns the torch model (eval mode)."""
     import torch
     import transformers as tf
     torch.manual_seed(seed)
@@ -64,7 +66,8 @@ def make_model(kind: str, directory: str, seed: int = 0, **overrides):
         model = cls[1](cls[0](**fields))
     _randomise(model, seed)
     model.eval()
-    model.save_pretrained(directory, safe_serialization=True)
+    shards = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+    model.save_pretrained(directory, safe_serialization=True, **shards)
     save_tokenizer(directory, kind)
     return model
 

@@ -144,8 +144,9 @@ def initial_state(objective, config):
     return target, tx_factory
 
 
-def import_hf(directory: str, workdir: str) -> dict:
-    """Convert the model folder ``directory`` into the run ``workdir``; returns a summary."""
+def import_hf(directory: str, workdir: str, overrides: tuple[str, ...] = ()) -> dict:
+    """Convert the model folder ``directory`` into the run ``workdir``; returns a summary.
+    ``overrides``: ``--config.KEY=VALUE`` changes of the run (its mesh, the data to train on)."""
     from pretrainx import objectives
     from pretrainx.core import checkpoint
     from pretrainx.data import tokenizer as tokenizer_lib
@@ -159,7 +160,9 @@ def import_hf(directory: str, workdir: str) -> dict:
     where = os.path.join(directory, CONFIG)
     family = hf_families.family_of(hf, where)
     has_tok = os.path.isfile(os.path.join(directory, tokenizer_lib.FILENAME))
-    config = run_config(hf, family, workdir, has_tok, where)
+    from pretrainx.config import load as config_lib
+    config = config_lib.apply_overrides(run_config(hf, family, workdir, has_tok, where),
+                                        list(overrides))
     tok = tokenizer_lib.load(directory) if has_tok else None
     objective = objectives.get(config.objective)(config, objectives.DataSpec(tokenizer=tok))
     target, tx_factory = initial_state(objective, config)
@@ -187,12 +190,16 @@ def import_hf(directory: str, workdir: str) -> dict:
 
 def main(argv: list[str]) -> int:
     import argparse
+    from pretrainx.config import load as config_lib
     p = argparse.ArgumentParser(prog="pretrainx import-hf",
-                                description="a Hugging Face model folder -> a pretrainx run")
+                                description="a Hugging Face model folder -> a pretrainx run",
+                                epilog="--config.KEY=VALUE changes the run written (e.g. "
+                                       "--config.mesh.fsdp=4 --config.mesh.tensor=2)")
     p.add_argument("directory", help="holds config.json, *.safetensors and tokenizer.json")
     p.add_argument("--workdir", required=True, help="the run folder to write")
-    args = p.parse_args(argv)
-    summary = import_hf(args.directory, args.workdir)
+    rest, pairs = config_lib.split_override_args(argv)
+    args = p.parse_args(rest)
+    summary = import_hf(args.directory, args.workdir, tuple(pairs))
     print(f"imported {summary['model_type']} ({summary['params']:,} parameters) into "
           f"{summary['workdir']}")
     return 0

@@ -17,6 +17,8 @@
                    (XLA's FLOPs per train step; steps for the first config's FLOP budget)
   pretrainx generate-couplings --workdir RUN --out DIR --num N [--seed S] [--sampler euler --steps 32]
                    [--shard K --num-shards N]     (reflow pairs, pretrainx/tools/couplings.py)
+  pretrainx import-hf DIR --workdir W    (a Hugging Face GPT-2 / Llama / Qwen2 folder -> a run)
+  pretrainx export-hf --workdir W --out DIR [--checkpoint latest|best]   (a run -> such a folder)
 """
 from __future__ import annotations
 
@@ -289,10 +291,21 @@ def _generate_couplings(argv: list[str]) -> int:
     return couplings.main(argv, inference.load_trained_run)
 
 
+def _import_hf(argv: list[str]) -> int:
+    from pretrainx.tools import hf_import
+    return hf_import.main(argv)
+
+
+def _export_hf(argv: list[str]) -> int:
+    from pretrainx.tools import hf_export
+    return hf_export.main(argv)
+
+
 COMMANDS = {"train": _train, "eval": _eval, "sample": _sample, "tokenizer": _tokenizer,
             "ngram": _ngram, "sweep": _sweep, "plot": _plot, "reproduce": _reproduce,
             "generate-couplings": _generate_couplings, "pairs": _pairs, "bench": _bench,
-            "flops": _flops, "profile": _profile}
+            "flops": _flops, "profile": _profile, "import-hf": _import_hf,
+            "export-hf": _export_hf}
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -99,13 +99,18 @@ def test_recipe_resolves_to_its_pre_redesign_config(old_spec):
     assert not problems, f"{spec}:\n  " + "\n  ".join(problems)
 
 
+#: recipes written after the redesign: no pre-redesign config to compare them with
+NEW_RECIPES = {"configs/llama/llama3_2_1b.py", "configs/llama/qwen2_5_0_5b.py"}   # issue 21
+
+
 def test_every_fixture_recipe_and_no_other_variant_is_compared():
-    """A new recipe file is not silently left out of the comparison above."""
+    """A new recipe file is not silently left out of the comparison above (or is named in
+    NEW_RECIPES)."""
     files = {spec.partition(":")[0] for spec in OLD}
     on_disk = {os.path.relpath(os.path.join(d, f), ROOT)
                for d, _, names in os.walk(os.path.join(ROOT, "configs")) for f in names
                if f.endswith(".py")}
-    assert on_disk == files
+    assert on_disk - NEW_RECIPES == files and NEW_RECIPES <= on_disk
 
 
 @pytest.mark.parametrize("old_spec", sorted(OLD))

@@ -123,6 +123,34 @@ def t5_model() -> ml_collections.ConfigDict:
         "init_style": "t5", "relative_buckets": 32, "type_vocab_size": 0})
 
 
+def llama_model() -> ml_collections.ConfigDict:
+    """Llama-3.2-1B (Meta's config.json, 1,235,814,400 parameters): GQA, SwiGLU, RMSNorm, RoPE
+    with Llama 3.1's frequency scaling, no biases, the output head tied to the embedding.
+    Qwen2 is the same network with q/k/v biases (``qkv_bias``)."""
+    m = _encoder_fields(gpt_model())
+    m.arch = "gpt"                    # a decoder: a `classify` head reads its last token
+    m = base.change(m, {
+        "vocab_size": 128256, "num_layers": 16, "num_heads": 32, "embed_dim": 2048,
+        "head_size": 64,              # hidden / heads here; Qwen3-style models set it apart
+        "mlp_dim": 8192,              # SwiGLU hidden width (intermediate_size)
+        "max_len": 8192,              # KV-cache slots and the longest window trained on (no
+                                      # position table: RoPE); the published model reaches 131072
+        "dropout": 0.0, "attention_dropout": 0.0, "use_bias": False, "tie_embeddings": True,
+        "rope": True, "dtype": "bfloat16", "type_vocab_size": 0,
+        "norm": "rmsnorm", "norm_eps": 1e-5, "norm_position": "pre",
+        "mlp_activation": "silu", "mlp_gated": True, "init_style": "gpt",
+        "attention_kind": "causal"})
+    m.num_kv_heads = 8                # key/value heads (GQA); 0: num_heads; 1: multi-query
+    m.qkv_bias = False                # Qwen2: True (biases on q/k/v only)
+    m.rope_theta = 500000.0           # RoPE base; Llama 2: 10,000; Qwen2: 1,000,000
+    m.rope_scaling = "llama3"         # "none" | "llama3" (Llama 3.1+ long-context frequencies)
+    m.rope_scaling_factor = 32.0      # llama3: long wavelengths divided by this (3.1: 8, 3.2: 32)
+    m.rope_low_freq_factor = 1.0      # llama3: wavelengths > original_max_len / this: scaled
+    m.rope_high_freq_factor = 4.0     # llama3: wavelengths < original_max_len / this: kept
+    m.rope_original_max_len = 8192    # llama3: the context length before the extension
+    return m
+
+
 def text_rules(*extra) -> tuple:
     """Logical axis -> mesh axes. Parameters carry the logical names (models/transformer.py)."""
     return (("batch", ("data", "fsdp")), ("vocab", "tensor"), ("embed", "fsdp"), ("mlp", "tensor"),
@@ -168,6 +196,28 @@ def gpt(flags=frozenset(), objective: str = "clm") -> ml_collections.ConfigDict:
                             "model.dropout": 0.0, "model.attention_dropout": 0.0,
                             "eval.num_batches": 20, "eval.batch_size": 12})
         c = base.length(c, 2000)
+    return c
+
+
+def llama(flags=frozenset(), objective: str = "clm") -> ml_collections.ConfigDict:
+    """Llama-3.2-1B's shape on a byte-level corpus to continue pretraining on (the imported
+    weights come through ``init_from``, see ``pretrainx import-hf``); ``smoke``: a 2-layer,
+    128-wide Llama (GQA 4/2) on Tiny Shakespeare characters, < 1 minute on 2 CPU cores."""
+    c = _text_run(objective, llama_model(), text_data(), seed=0, batch_size=32)
+    c.sample = text_sample()
+    c = base.change(c, {"data.seq_len": 2048, "optimizer.lr": 3e-4, "optimizer.end_lr": 3e-5,
+                        "optimizer.b2": 0.95, "optimizer.weight_decay": 0.1,
+                        "eval.num_batches": 20, "eval.batch_size": 32})
+    c = base.length(c, 10000, every=1000)
+    if "smoke" in flags:
+        c = base.change(c, {"data.seq_len": 64, "model.max_len": 64, "model.vocab_size": 65,
+                            "model.num_layers": 2, "model.num_heads": 4, "model.num_kv_heads": 2,
+                            "model.embed_dim": 128, "model.head_size": 32, "model.mlp_dim": 344,
+                            "model.rope_theta": 10000.0, "model.rope_scaling": "none",
+                            "model.dtype": "float32", "optimizer.lr": 3e-3, "optimizer.end_lr": 3e-4,
+                            "optimizer.warmup_steps": 20, "train.log_every": 20,
+                            "eval.num_batches": 10, "eval.batch_size": 32, "sample.max_new_tokens": 100})
+        c = base.length(c, 400, every=200)
     return c
 
 

@@ -41,6 +41,10 @@ def explicit_attention(q_BxTxHxD, k_BxSxHxD, v_BxSxHxD, mask, is_causal: bool, d
     take no dropout). ``scale`` defaults to 1/sqrt(D). Logits and softmax in float32; returns
     q's dtype."""
     T, S, D = q_BxTxHxD.shape[1], k_BxSxHxD.shape[1], q_BxTxHxD.shape[-1]
+    groups = q_BxTxHxD.shape[2] // k_BxSxHxD.shape[2]
+    if groups > 1:      # grouped-query: query head h reads key/value head h // groups
+        k_BxSxHxD = jnp.repeat(k_BxSxHxD, groups, axis=2)
+        v_BxSxHxD = jnp.repeat(v_BxSxHxD, groups, axis=2)
     scale = 1.0 / math.sqrt(D) if scale is None else scale
     logits_BxHxTxS = jnp.einsum("bthd,bshd->bhts", q_BxTxHxD, k_BxSxHxD,
                                 preferred_element_type=jnp.float32) * scale
@@ -56,10 +60,31 @@ def explicit_attention(q_BxTxHxD, k_BxSxHxD, v_BxSxHxD, mask, is_causal: bool, d
     return jnp.einsum("bhts,bshd->bthd", probs_BxHxTxS.astype(v_BxSxHxD.dtype), v_BxSxHxD)
 
 
-def apply_rope(x_BxTxHxD: jax.Array, positions_BxT: jax.Array, base: float = 10000.0) -> jax.Array:
-    """Rotary embedding (rotate-half form), computed in float32, returned in x's dtype."""
+def rope_inv_freq(cfg: TransformerConfig) -> jax.Array:
+    """The D/2 rotary frequencies: theta^(-2i/D), and with ``rope_scaling="llama3"`` Llama 3.1's
+    rescaling (as Hugging Face's ``_compute_llama3_parameters``): wavelengths longer than
+    original_max_len / low_freq_factor are divided by the factor, shorter than
+    original_max_len / high_freq_factor kept, the band between interpolated smoothly."""
+    d = cfg.head_dim
+    inv_freq = 1.0 / (cfg.rope_theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))
+    if cfg.rope_scaling == "none":
+        return inv_freq
+    old_len, factor = cfg.rope_original_max_len, cfg.rope_scaling_factor
+    low, high = cfg.rope_low_freq_factor, cfg.rope_high_freq_factor
+    wavelen = 2 * math.pi / inv_freq
+    scaled = jnp.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    is_medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+    return jnp.where(is_medium, smoothed, scaled)
+
+
+def apply_rope(x_BxTxHxD: jax.Array, positions_BxT: jax.Array, inv_freq=None) -> jax.Array:
+    """Rotary embedding (rotate-half form), computed in float32, returned in x's dtype;
+    ``inv_freq`` (D/2): the frequencies, by default base 10,000's."""
     d = x_BxTxHxD.shape[-1]
-    inv_freq = 1.0 / (base ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))  # D/2
+    if inv_freq is None:
+        inv_freq = 1.0 / (10000.0 ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))  # D/2
     angles = positions_BxT.astype(jnp.float32)[:, :, None] * inv_freq  # B,T,D/2
     sin = jnp.sin(angles)[:, :, None, :]
     cos = jnp.cos(angles)[:, :, None, :]
@@ -90,17 +115,20 @@ class Attention(nn.Module):
                  context=None):
         cfg = self.config
         H, D = cfg.num_heads, cfg.head_dim
-        dense = lambda name, std: nn.DenseGeneral(
-            (H, D), use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
+        dense = lambda name, std, heads: nn.DenseGeneral(
+            (heads, D), use_bias=cfg.use_bias or cfg.qkv_bias, dtype=cfg.compute_dtype,
             kernel_init=normal_init(std, ("embed", "heads", "kv")),
             bias_init=zeros_init(("heads", "kv")), name=name)
         source_BxSxE = x_BxTxE if context is None else context
-        q_BxTxHxD = dense("query", init_std(cfg, "q"))(x_BxTxE)
-        k_BxTxHxD = dense("key", init_std(cfg, "kv"))(source_BxSxE)
-        v_BxTxHxD = dense("value", init_std(cfg, "kv"))(source_BxSxE)
+        q_BxTxHxD = dense("query", init_std(cfg, "q"), H)(x_BxTxE)
+        # keys and values: kv_heads heads (fewer than H: grouped-query attention; the cache
+        # holds only these, and jax's attention groups the query heads over them)
+        k_BxTxHxD = dense("key", init_std(cfg, "kv"), cfg.kv_heads)(source_BxSxE)
+        v_BxTxHxD = dense("value", init_std(cfg, "kv"), cfg.kv_heads)(source_BxSxE)
         if cfg.rope and context is None:
-            q_BxTxHxD = apply_rope(q_BxTxHxD, positions_BxT)
-            k_BxTxHxD = apply_rope(k_BxTxHxD, positions_BxT)
+            inv_freq = rope_inv_freq(cfg)
+            q_BxTxHxD = apply_rope(q_BxTxHxD, positions_BxT, inv_freq)
+            k_BxTxHxD = apply_rope(k_BxTxHxD, positions_BxT, inv_freq)
 
         cached = self.decode and context is None
         is_causal = mask is None and context is None

@@ -21,12 +21,14 @@ ACTIVATION_FNS = {
     "gelu_tanh": lambda x: nn.gelu(x, approximate=True),    # GPT-2, T5 v1.1 ("gelu_new")
     "gelu": lambda x: nn.gelu(x, approximate=False),        # BERT (erf)
     "relu": nn.relu,                                         # T5 v1.0
+    "silu": nn.silu,                                         # Llama's SwiGLU (with mlp_gated)
 }
 
 
 class MLP(nn.Module):
     """proj(act(fc(x))), or with ``mlp_gated`` proj(act(fc(x)) * gate(x)) (T5 v1.1's gated-GELU,
-    Shazeer 2020 "GLU variants improve transformer")."""
+    Llama's SwiGLU with "silu": Shazeer 2020 "GLU variants improve transformer"). In Hugging
+    Face's Llama names fc is ``gate_proj``, gate is ``up_proj`` and proj is ``down_proj``."""
     config: TransformerConfig
 
     @nn.compact

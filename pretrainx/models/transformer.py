@@ -11,7 +11,7 @@ Every parameter is created boxed by ``nn.with_logical_partitioning`` with these 
 names (map them to mesh axes with ``nn.logical_to_mesh_sharding``; a name the rules do not list
 is replicated):
 
-  attn q,k,v kernel ('embed','heads','kv'), bias ('heads','kv')
+  attn q,k,v kernel ('embed','heads','kv'), bias ('heads','kv')  (k, v: num_kv_heads heads)
   attn out kernel ('heads','kv','embed'), bias ('embed',)
   mlp fc / gate kernel ('embed','mlp'), bias ('mlp',); mlp proj kernel ('mlp','embed'), bias ('embed',)
   LayerNorm / RMSNorm scale, bias ('embed',)
@@ -36,7 +36,8 @@ import jax.numpy as jnp
 
 IMPLEMENTATIONS = ("auto", "xla", "cudnn")
 ATTENTION_KINDS = ("causal", "bidirectional", "prefix")
-ACTIVATIONS = ("gelu_tanh", "gelu", "relu")
+ACTIVATIONS = ("gelu_tanh", "gelu", "relu", "silu")
+ROPE_SCALINGS = ("none", "llama3")
 NORMS = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("pre", "post")
 INIT_STYLES = ("gpt", "bert", "t5")
@@ -127,6 +128,16 @@ class TransformerConfig:
     relative_max_distance: int = 128  # T5: distances past this share the last bucket
     num_decoder_layers: int = 0       # encoder-decoder: decoder depth; 0: num_layers
     embed_lookup: str = "auto"        # see EMBED_LOOKUPS and lookup_path
+    # --- the Llama family (Llama 2/3, Qwen2): GQA, SwiGLU, RMSNorm, scaled RoPE -----------------
+    num_kv_heads: int = 0             # key/value heads; 0: num_heads (MHA); fewer: grouped-query
+                                      # attention (GQA), 1: multi-query; must divide num_heads
+    qkv_bias: bool = False            # biases on q/k/v even when use_bias is False (Qwen2)
+    rope_theta: float = 10000.0       # RoPE base (Llama 3: 500,000; Qwen2: 1,000,000)
+    rope_scaling: str = "none"        # "none" | "llama3": Llama 3.1's frequency scaling below
+    rope_scaling_factor: float = 8.0  # llama3: long wavelengths are divided by this
+    rope_low_freq_factor: float = 1.0   # llama3: wavelengths > original_max_len / this are scaled
+    rope_high_freq_factor: float = 4.0  # llama3: wavelengths < original_max_len / this are kept
+    rope_original_max_len: int = 8192   # llama3: the context length the model was trained at
     # The logits' dtype: "float32", or "compute" (bf16 under bfloat16 compute, as nanoGPT's
     # autocast gives them; the losses upcast inside their reductions, so no float32 B x T x V
     # array is written). Only by name until a GPU measures it.
@@ -147,10 +158,20 @@ class TransformerConfig:
             raise ValueError(f"attention_dropout must be in [0, 1), got {self.attention_dropout}")
         if self.rope and self.head_dim % 2:
             raise ValueError("rope needs an even head dim")
+        if self.kv_heads < 1 or self.num_heads % self.kv_heads:
+            raise ValueError(f"num_kv_heads {self.num_kv_heads} must divide num_heads {self.num_heads}")
+        if self.rope_scaling not in ROPE_SCALINGS:
+            raise ValueError(f"rope_scaling must be one of {list(ROPE_SCALINGS)}, got "
+                             f"{self.rope_scaling!r}")
 
     @property
     def head_dim(self) -> int:
         return self.head_size or self.embed_dim // self.num_heads
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads (``num_kv_heads``, or ``num_heads`` when 0)."""
+        return self.num_kv_heads or self.num_heads
 
     @property
     def hidden_dim(self) -> int:

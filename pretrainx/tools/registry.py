@@ -107,6 +107,28 @@ ENTRIES = [
         recorded=Recorded(60_506_624, "2026-12-06", THIS_CPU),
     ),
     Entry(
+        name="llama3_2_1b_params",
+        what="Llama-3.2-1B (16L, 2048, 32 query / 8 key-value heads, SwiGLU 8192, tied head, "
+             "vocab 128256), counted from the config with jax.eval_shape",
+        kind="params", config="configs/llama/llama3_2_1b.py",
+        metric="params", target=Target(1_235_814_400),
+        source="meta-llama/Llama-3.2-1B on the Hugging Face Hub: config.json's shapes and the "
+               "safetensors header's tensors, 1,235,814,400 parameters (model card: 1.23B)",
+        hardware="cpu", cpu_minutes=0.2,
+        recorded=Recorded(1_235_814_400, "2026-12-06", THIS_CPU),
+    ),
+    Entry(
+        name="qwen2_5_0_5b_params",
+        what="Qwen2.5-0.5B (24L, 896, 14 query / 2 key-value heads, q/k/v biases, SwiGLU 4864, "
+             "tied head, vocab 151936), counted from the config with jax.eval_shape",
+        kind="params", config="configs/llama/qwen2_5_0_5b.py",
+        metric="params", target=Target(494_032_768),
+        source="Qwen/Qwen2.5-0.5B on the Hugging Face Hub: config.json's shapes and the "
+               "safetensors header's tensors, 494,032,768 parameters (model card: 0.49B)",
+        hardware="cpu", cpu_minutes=0.2,
+        recorded=Recorded(494_032_768, "2026-12-06", THIS_CPU),
+    ),
+    Entry(
         name="ddpm_cifar10_unet_params",
         what="Ho et al.'s CIFAR-10 DDPM UNet (ch 128, mult 1-2-2-2, 2 res blocks, attn 16x16)",
         kind="params", config="configs/diffusion/cifar10_ddpm.py",

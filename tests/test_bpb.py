@@ -54,3 +54,30 @@ def test_bits_per_byte_hand_counted_over_multibyte_utf8(tmp_path, tokenizer):
     # every predicted token costs log2(400) bits; the text has expected_tokens of them per 9 bytes
     assert metrics["val/bpb"] == pytest.approx(math.log2(400) * expected_tokens / VAL_BYTES, rel=1e-6)
     assert metrics["val/bits_per_char"] == pytest.approx(math.log2(400) * expected_tokens / 4, rel=1e-6)
+
+
+def trained_val_metrics(tmp_path, tokenizer: str, vocab_size: int) -> dict:
+    """A small GPT trained briefly on Tiny Shakespeare with ``tokenizer``: its last ``val/*``."""
+    from conftest import SHARED_DATA
+    config = toys.config("clm", **{"data.path": f"{SHARED_DATA}/tinyshakespeare/input.txt",
+                                   "data.max_bytes": 200_000, "data.tokenizer": tokenizer,
+                                   "model.vocab_size": vocab_size, "model.num_layers": 2,
+                                   "model.num_heads": 4, "model.embed_dim": 64,
+                                   "model.max_len": 64, "data.seq_len": 64, "batch_size": 16,
+                                   "optimizer.lr": 3e-3, "optimizer.warmup_steps": 10,
+                                   "optimizer.decay_steps": 200, "train.steps": 200,
+                                   "eval.every": 200, "eval.num_batches": 8,
+                                   "checkpoint.every": 1000, "train.log_every": 100})
+    history = train.run(config, str(tmp_path / tokenizer.replace(":", "_"))).history
+    return [h for h in history if "val/bpb" in h][-1]
+
+
+@pytest.mark.slow
+def test_a_char_and_a_bpe_model_of_one_text_compare_on_bits_per_byte(tmp_path):
+    char = trained_val_metrics(tmp_path, "char", 65)
+    bpe = trained_val_metrics(tmp_path, "bpe:512", 512)
+    # per token the two are not comparable: a BPE token covers several characters
+    assert bpe["val/bits_per_token"] > 1.3 * char["val/bits_per_token"]
+    # per byte of the same validation text they are (measured: see experiments/evaluation.md)
+    assert abs(bpe["val/bpb"] - char["val/bpb"]) < 0.25 * char["val/bpb"]
+    print({k: (char[k], bpe[k]) for k in ("val/bpb", "val/bits_per_token", "val/nll")})

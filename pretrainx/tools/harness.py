@@ -1,0 +1,151 @@
+"""EleutherAI's lm-evaluation-harness over a pretrainx run: an adapter on its ``LM`` interface
+(``loglikelihood``, ``loglikelihood_rolling``, ``generate_until``) and ``evaluate_tasks``, which
+runs task names or YAML files through the harness's own task registry (``TaskManager``).
+
+The adapter scores with the objective's own ``logits`` (so a causal GPT and a prefix LM score as
+they train), batched into rows right-padded to a power-of-two length (few compilations) and, with
+a mesh, split over its batch axes as training batches are. A prefix LM reads the context as its
+prefix (bidirectional attention) and predicts the continuation causally. Generation is greedy
+through the KV cache (``models/decoding.py``), cut at the first stop string.
+
+A context longer than the model keeps its last tokens (as the harness's Hugging Face backend
+does); an empty context is conditioned on the vocabulary's EOS, or on a newline where it has none
+(a char vocabulary: a newline is what precedes a line of text). Needs ``pip install
+pretrainx[eval]``; nothing here is imported unless ``pretrainx eval --tasks`` runs.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from lm_eval.api.model import TemplateLM
+from lm_eval import utils as harness_utils
+
+from pretrainx.core import sharding as sharding_lib
+from pretrainx.data import special_tokens as st
+from pretrainx.models import decoding, gpt
+
+MIN_BUCKET = 16          # the shortest padded row length
+DEFAULT_GEN_TOKENS = 64  # new tokens of generate_until when a task does not say
+
+
+def _bucket(length: int, max_len: int) -> int:
+    """The padded row length for ``length`` tokens: the next power of two, at most max_len."""
+    return min(max_len, max(MIN_BUCKET, 1 << (max(length, 1) - 1).bit_length()))
+
+
+class PretrainxLM(TemplateLM):
+    """The harness's ``LM`` over a causal or prefix text objective (``clm``, ``prefix_lm`` and
+    their kin: anything with ``logits(params, batch, rng, train)`` over ``inputs``)."""
+
+    def __init__(self, objective, params, *, batch_size: int = 16, mesh=None):
+        super().__init__()
+        self.objective, self.params, self.mesh = objective, params, mesh
+        self.tokenizer_ = objective.tokenizer
+        self.max_len = int(objective.model_config.max_len)
+        self.prefix = objective.model_config.attention_kind == "prefix"
+        divisor = sharding_lib.batch_divisor(mesh) if mesh is not None else 1
+        self.batch_size = -(-int(batch_size) // divisor) * divisor
+        self._logprobs = jax.jit(lambda p, b: jax.nn.log_softmax(
+            objective.logits(p, b, None, train=False).astype(jnp.float32)))
+
+    # --- tokens -------------------------------------------------------------------------------
+    @property
+    def eot_token_id(self) -> int:
+        has = getattr(self.tokenizer_, "has_token", None)
+        if has is not None and has(st.EOS):
+            return self.tokenizer_.token_id(st.EOS)
+        return self.tokenizer_.encode("\n")[0]
+
+    def tok_encode(self, string: str, add_special_tokens=None, **kwargs) -> list[int]:
+        return list(self.tokenizer_.encode(string))
+
+    # --- scoring ------------------------------------------------------------------------------
+    def _row(self, context: list[int], continuation: list[int]):
+        """(inputs, targets, weights, prefix length) of one request, its context cut from the
+        left to fit the model."""
+        if not continuation:
+            return [], [], [], 0
+        if len(continuation) > self.max_len:
+            raise ValueError(f"a continuation of {len(continuation)} tokens is longer than the "
+                             f"model's max_len {self.max_len}")
+        whole = (list(context) + list(continuation))[-(self.max_len + 1):]
+        inputs, targets = whole[:-1], whole[1:]
+        n_context = len(inputs) - len(continuation) + 1
+        weights = [0.0] * (n_context - 1) + [1.0] * len(continuation)
+        return inputs, targets, weights, n_context
+
+    def score_tokens(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+        """(log p(continuation | context), is the continuation the greedy one) of each
+        (context ids, continuation ids) pair, in order."""
+        rows = [self._row(c, x) for c, x in pairs]
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
+        out: list[tuple[float, bool]] = [(0.0, True)] * len(rows)
+        for start in range(0, len(order), self.batch_size):
+            chunk = [i for i in order[start:start + self.batch_size] if rows[i][0]]
+            if chunk:
+                for i, result in zip(chunk, self._score_batch([rows[i] for i in chunk])):
+                    out[i] = result
+        return out
+
+    def _score_batch(self, rows) -> list[tuple[float, bool]]:
+        B, T = self.batch_size, _bucket(max(len(r[0]) for r in rows), self.max_len)
+        batch = {"inputs": np.zeros((B, T), np.int32), "targets": np.zeros((B, T), np.int32),
+                 "weights": np.zeros((B, T), np.float32)}
+        if self.prefix:
+            batch["prefix_length"] = np.ones((B,), np.int32)
+        for b, (inputs, targets, weights, n_context) in enumerate(rows):
+            n = len(inputs)
+            batch["inputs"][b, :n], batch["targets"][b, :n] = inputs, targets
+            batch["weights"][b, :n] = weights
+            if self.prefix:
+                batch["prefix_length"][b] = n_context
+        device_batch = {k: v for k, v in batch.items() if k != "weights" and k != "targets"}
+        if self.mesh is not None:
+            device_batch = sharding_lib.put_batch(device_batch, self.mesh)
+        logp = np.asarray(jax.device_get(self._logprobs(self.params, device_batch)))
+        picked = np.take_along_axis(logp, batch["targets"][..., None], -1)[..., 0]
+        greedy = logp.argmax(-1) == batch["targets"]
+        w = batch["weights"]
+        return [(float((picked[b] * w[b]).sum()), bool(greedy[b][w[b] > 0].all()))
+                for b in range(len(rows))]
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs):
+        return self.score_tokens([(context, continuation) for _, context, continuation in requests])
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        """The log-likelihood of each whole string: windows of max_len tokens, each token
+        predicted once with as much context as fits (the harness's own window rule)."""
+        results = []
+        for (text,) in [req.args for req in requests]:
+            windows = [harness_utils.make_disjoint_window(w) for w in
+                       harness_utils.get_rolling_token_windows(
+                           self.tok_encode(text), self.prefix_token_id, self.max_len, 1)]
+            results.append(sum(lp for lp, _ in self.score_tokens(windows)))
+        return results
+
+    # --- generation ---------------------------------------------------------------------------
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        return [self._generate(context, dict(kwargs)) for context, kwargs in
+                [req.args for req in requests]]
+
+    def _generate(self, context: str, kwargs: dict) -> str:
+        until = kwargs.get("until") or []
+        until = [until] if isinstance(until, str) else list(until)
+        new = min(int(kwargs.get("max_gen_toks", DEFAULT_GEN_TOKENS)), self.max_len - 1)
+        prompt = (self.tok_encode(context) or [self.prefix_token_id])[-(self.max_len - new):]
+        ids = decoding.continue_prompt(_decoder(self.objective.model_config), self.params,
+                                       np.asarray(prompt, np.int32), new,
+                                       rng=jax.random.PRNGKey(0), temperature=0.0,
+                                       vocab_size=self.tokenizer_.vocab_size)
+        text = self.tokenizer_.decode(np.asarray(ids)[0, len(prompt):].tolist())
+        cut = min([text.find(s) for s in until if s and s in text] or [len(text)])
+        return text[:cut]
+
+
+@functools.lru_cache(maxsize=4)
+def _decoder(model_config):
+    return gpt.GPTDecoder(model_config)
+

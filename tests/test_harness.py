@@ -84,3 +84,44 @@ def test_generate_until_is_greedy_and_stops_at_the_stop_string():
     cut, = lm.generate_until([Instance("generate_until", {}, ("ROMEO:", {"max_gen_toks": 12,
                                                                          "until": [stop]}), 0)])
     assert cut == free[:free.index(stop)]
+
+
+def test_local_tasks_through_the_cli_score_as_pretrainx_does(tmp_path, capsys):
+    import json
+    import math
+    import shutil
+    import toy_objectives as toys
+    from pretrainx import main
+    from pretrainx.config.text import SHAKESPEARE
+    from pretrainx.core import inference, train
+    from pretrainx.tools import local_tasks
+    run = tmp_path / "run"
+    train.run(toys.config("clm", **{"data.path": SHAKESPEARE, "data.tokenizer": "char",
+                                    "model.vocab_size": 65, "model.max_len": 128,
+                                    "model.dtype": "float32", "train.steps": 2,
+                                    "checkpoint.every": 2}), str(run))
+    # a task given as a YAML path: the local cloze under another name, in a folder of its own
+    tasks = local_tasks.build(str(tmp_path / "tasks"), [local_tasks.CLOZE])
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    shutil.copy(f"{tasks}/{local_tasks.CLOZE}.jsonl", mine / "cloze.jsonl")
+    (mine / "my_cloze.yaml").write_text(
+        (tmp_path / "tasks" / f"{local_tasks.CLOZE}.yaml").read_text()
+        .replace(f"task: {local_tasks.CLOZE}", "task: my_cloze")
+        .replace(f"{tasks}/{local_tasks.CLOZE}.jsonl", str(mine / "cloze.jsonl")))
+    argv = ["eval", "--workdir", str(run), "--limit", "6", "--task-dir", tasks,
+            "--tasks", f"{local_tasks.NEXTLINE},{mine / 'my_cloze.yaml'}"]
+    assert main.cli(argv) == 0
+    got = dict(line.split() for line in capsys.readouterr().out.splitlines() if "/" in line)
+    objective, ctx, _ = inference.load_trained_run(str(run), "latest")
+    own = lambda c, x: own_logprob(objective, ctx.params, c, x)
+    docs = lambda name: [json.loads(line) for line in open(f"{tasks}/{name}.jsonl")][:6]
+    # multiple choice: the choice pretrainx scores highest, against the label
+    acc = np.mean([np.argmax([own(d["context"], c) for c in d["choices"]]) == d["label"]
+                   for d in docs(local_tasks.NEXTLINE)])
+    assert float(got[f"{local_tasks.NEXTLINE}/acc"]) == pytest.approx(acc)
+    # the cloze's perplexity: exp of minus the mean log-likelihood of the targets
+    lls = [own(d["context"], d["target"]) for d in docs(local_tasks.CLOZE)]
+    assert float(got["my_cloze/perplexity"]) == pytest.approx(math.exp(-np.mean(lls)), rel=1e-5)
+    assert main.cli(argv[:-1] + ["no_such_task"]) == 2
+    assert "unknown task 'no_such_task'" in capsys.readouterr().err

@@ -16,6 +16,7 @@ pretrainx[eval]``; nothing here is imported unless ``pretrainx eval --tasks`` ru
 from __future__ import annotations
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -149,3 +150,43 @@ class PretrainxLM(TemplateLM):
 def _decoder(model_config):
     return gpt.GPTDecoder(model_config)
 
+
+
+def _task_name(path: str) -> str:
+    """The ``task`` a YAML file defines (the directory it is in joins the harness's search)."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"task file not found: {path} (--tasks)")
+    name = load_yaml(path, resolve_func=False, recursive=False).get("task")
+    if not isinstance(name, str):
+        raise ValueError(f"{path} defines no single `task:` name (--tasks)")
+    return name
+
+
+def evaluate_tasks(lm, tasks: list[str], *, task_dir: str, limit: int | None = None) -> dict:
+    """``{task: {metric: value}}`` of the harness's ``simple_evaluate`` on ``tasks``: names (the
+    local ones of ``local_tasks.py`` are built into ``task_dir`` first; others come from the
+    harness's own registry when this machine has their data) or paths to task YAMLs."""
+    from lm_eval import evaluator
+    from lm_eval.tasks import TaskManager
+
+    from pretrainx.tools import local_tasks
+    names, include = [], [task_dir]
+    for task in tasks:
+        if task.endswith((".yaml", ".yml")):
+            include.append(os.path.dirname(os.path.abspath(task)))
+            names.append(_task_name(task))
+        else:
+            names.append(task)
+    local_tasks.build(task_dir, [n for n in names if n in local_tasks.BUILDERS])
+    registered = [t for t in tasks if not t.endswith((".yaml", ".yml")) and t not in local_tasks.BUILDERS]
+    manager = TaskManager(include_path=include, include_defaults=bool(registered))
+    unknown = [n for n in names if n not in manager.all_tasks]
+    if unknown:
+        raise ValueError(f"unknown task {unknown[0]!r} (--tasks): local tasks are "
+                         f"{', '.join(local_tasks.BUILDERS)}, or give a task YAML's path")
+    out = evaluator.simple_evaluate(model=lm, tasks=names, task_manager=manager, limit=limit,
+                                    bootstrap_iters=0, log_samples=False)
+    return {task: {k.split(",")[0]: v for k, v in metrics.items()
+                   if isinstance(v, (int, float)) and not k.endswith("alias")}
+            for task, metrics in out["results"].items()}

@@ -86,6 +86,7 @@ def test_generate_until_is_greedy_and_stops_at_the_stop_string():
     assert cut == free[:free.index(stop)]
 
 
+@pytest.mark.slow
 def test_local_tasks_through_the_cli_score_as_pretrainx_does(tmp_path, capsys):
     import json
     import math
@@ -123,5 +124,6 @@ def test_local_tasks_through_the_cli_score_as_pretrainx_does(tmp_path, capsys):
     # the cloze's perplexity: exp of minus the mean log-likelihood of the targets
     lls = [own(d["context"], d["target"]) for d in docs(local_tasks.CLOZE)]
     assert float(got["my_cloze/perplexity"]) == pytest.approx(math.exp(-np.mean(lls)), rel=1e-5)
-    assert main.cli(argv[:-1] + ["no_such_task"]) == 2
-    assert "unknown task 'no_such_task'" in capsys.readouterr().err
+    assert main.cli(argv[:-1] + [str(mine / "no_such_task.yaml")]) == 2      # one line, no traceback
+    assert capsys.readouterr().err.strip() == (f"pretrainx: error: FileNotFoundError: task file "
+                                               f"not found: {mine / 'no_such_task.yaml'} (--tasks)")

@@ -1,6 +1,6 @@
 """lm-evaluation-harness adapter: its per-request log-likelihoods are pretrainx's own scoring of
 the same strings (the objective's ``loss_fn`` on one unpadded row, its NLL times its token count)
-to 1e-5 in float32, for a causal and a prefix LM."""
+to 1e-5 in float32, for a causal LM, a prefix LM and two encoder-decoders (T5, UL2)."""
 import os
 
 import jax
@@ -12,7 +12,11 @@ import specs
 from pretrainx.config import load as config_lib
 from pretrainx.objectives.base import DENOMINATOR
 from pretrainx.objectives.clm import CausalLM
+from pretrainx.data import special_tokens as st
+from pretrainx.objectives.encoder_decoder import EncoderDecoderObjective
 from pretrainx.objectives.prefix_lm import PrefixLM
+from pretrainx.objectives.span_corruption import SpanCorruption
+from pretrainx.objectives.ul2 import UL2
 from pretrainx.tools.harness import PretrainxLM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,7 +32,9 @@ REQUESTS = [("ROMEO:", " I will"), ("", "Good morrow"), ("First Citizen:\nBefore
 
 def objective_and_params(recipe: str, cls):
     config = config_lib.override(config_lib.load(os.path.join(ROOT, recipe)), TINY)
-    objective = specs.built(cls, config, CHARS)
+    spec = specs.char_spec(cls, config, CHARS)
+    config.model.vocab_size = spec.tokenizer.vocab_size     # the characters + cls's specials
+    objective = cls(config, spec)
     return objective, objective.init(jax.random.PRNGKey(0))
 
 
@@ -40,13 +46,18 @@ def own_logprob(objective, params, context: str, continuation: str) -> float:
     # continuation's start
     spaces = len(context) - len(context.rstrip())
     context, continuation = context[:len(context) - spaces], context[len(context) - spaces:] + continuation
-    ctx_ids = tok.encode(context) or tok.encode("\n")
+    # an empty context: the vocabulary's EOS where it has one, else a newline (the adapter's rule)
+    empty = [tok.token_id(st.EOS)] if tok.has_token(st.EOS) else tok.encode("\n")
+    ctx_ids = tok.encode(context) or empty
     ids = (ctx_ids + tok.encode(continuation))[-(objective.model_config.max_len + 1):]
     n_cont = len(tok.encode(continuation))
-    inputs, targets = np.asarray([ids[:-1]], np.int32), np.asarray([ids[1:]], np.int32)
-    weights = np.zeros(inputs.shape, np.float32)
-    weights[0, -n_cont:] = 1.0
-    batch = {"inputs": inputs, "targets": targets, "weights": weights}
+    if isinstance(objective, EncoderDecoderObjective):
+        batch = seq2seq_row(objective, ctx_ids, tok.encode(continuation))
+    else:
+        inputs, targets = np.asarray([ids[:-1]], np.int32), np.asarray([ids[1:]], np.int32)
+        weights = np.zeros(inputs.shape, np.float32)
+        weights[0, -n_cont:] = 1.0
+        batch = {"inputs": inputs, "targets": targets, "weights": weights}
     if isinstance(objective, PrefixLM):
         batch["prefix_length"] = np.asarray([inputs.shape[1] - n_cont + 1], np.int32)
     _, metrics = objective.loss_fn(params, batch, None, train=False, frozen={})
@@ -54,8 +65,28 @@ def own_logprob(objective, params, context: str, continuation: str) -> float:
     return -float(metrics["nll"]) * n_cont
 
 
+def seq2seq_row(objective, context_ids, continuation_ids):
+    """T5's one row: the context encoded (behind UL2's [S2S] mode token where the vocabulary has
+    it, then EOS, the last max_len tokens), the continuation as teacher-forced targets."""
+    tok = objective.tokenizer
+    mode = [tok.token_id(st.S2S)] if tok.has_token(st.S2S) else []
+    keep = objective.model_config.max_len - len(mode) - 1
+    inputs = np.asarray([mode + context_ids[-keep:] + [objective.eos_id]], np.int32)
+    targets = np.asarray([continuation_ids], np.int32)
+    row = {"inputs": inputs, "targets": targets, "weights": np.ones(targets.shape, np.float32),
+           "decoder_inputs": objective.shift_right(targets)}
+    if isinstance(objective, UL2):      # which denoiser made the row: only its component metrics
+        row["denoiser"] = np.zeros((1,), np.int32)
+    return row
+
+
 @pytest.mark.parametrize("recipe,cls", [("configs/gpt/shakespeare_char.py:smoke", CausalLM),
-                                        ("configs/ul2/prefix_lm_char.py:smoke", PrefixLM)])
+                                        ("configs/ul2/prefix_lm_char.py:smoke", PrefixLM),
+                                        # ~20 s of CPU each: in the slow set
+                                        pytest.param("configs/t5/t5_small.py:smoke", SpanCorruption,
+                                                     marks=pytest.mark.slow),
+                                        pytest.param("configs/ul2/ul2_small.py:smoke", UL2,
+                                                     marks=pytest.mark.slow)])
 def test_adapter_loglikelihoods_equal_pretrainx_scoring(recipe, cls):
     objective, params = objective_and_params(recipe, cls)
     lm = PretrainxLM(objective, params, batch_size=3)      # 4 requests: two padded batches
@@ -68,7 +99,7 @@ def test_adapter_loglikelihoods_equal_pretrainx_scoring(recipe, cls):
     text = "Speak, speak."
     rolling = lm.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, (text,), 0)],
                                        disable_tqdm=True)
-    assert rolling[0] == pytest.approx(own_logprob(objective, params, "", text), abs=1e-5)
+    assert rolling[0] == pytest.approx(own_logprob(objective, params, "", text), abs=1e-5, rel=1e-6)
 
 
 def test_generate_until_is_greedy_and_stops_at_the_stop_string():

@@ -2,11 +2,14 @@
 (``loglikelihood``, ``loglikelihood_rolling``, ``generate_until``) and ``evaluate_tasks``, which
 runs task names or YAML files through the harness's own task registry (``TaskManager``).
 
-The adapter scores with the objective's own ``logits`` (so a causal GPT and a prefix LM score as
-they train), batched into rows right-padded to a power-of-two length (few compilations) and, with
+The adapter scores with the objective's own ``logits`` (so a causal GPT, a prefix LM and a T5
+score as they train), batched into rows right-padded to a power-of-two length (few compilations) and, with
 a mesh, split over its batch axes as training batches are. A prefix LM reads the context as its
-prefix (bidirectional attention) and predicts the continuation causally. Generation is greedy
-through the KV cache (``models/decoding.py``), cut at the first stop string.
+prefix (bidirectional attention) and predicts the continuation causally; an encoder-decoder
+(``span_corruption``, ``ul2``) encodes the context (behind UL2's ``[S2S]`` mode token where the
+vocabulary has it, then EOS) and scores the continuation as decoder targets, as the harness's
+seq2seq backend does. Generation is greedy through the KV cache (``models/decoding.py``), cut at
+the first stop string.
 
 A context longer than the model keeps its last tokens (as the harness's Hugging Face backend
 does); an empty context is conditioned on the vocabulary's EOS, or on a newline where it has none
@@ -27,6 +30,7 @@ from lm_eval import utils as harness_utils
 from pretrainx.core import sharding as sharding_lib
 from pretrainx.data import special_tokens as st
 from pretrainx.models import decoding, gpt
+from pretrainx.objectives.encoder_decoder import EncoderDecoderObjective
 
 MIN_BUCKET = 16          # the shortest padded row length
 DEFAULT_GEN_TOKENS = 64  # new tokens of generate_until when a task does not say
@@ -38,8 +42,8 @@ def _bucket(length: int, max_len: int) -> int:
 
 
 class PretrainxLM(TemplateLM):
-    """The harness's ``LM`` over a causal or prefix text objective (``clm``, ``prefix_lm`` and
-    their kin: anything with ``logits(params, batch, rng, train)`` over ``inputs``)."""
+    """The harness's ``LM`` over a text objective with ``logits(params, batch, rng, train)``: a
+    causal or prefix LM (``clm``, ``prefix_lm`` and their kin) or an encoder-decoder."""
 
     def __init__(self, objective, params, *, batch_size: int = 16, mesh=None):
         super().__init__()
@@ -47,6 +51,12 @@ class PretrainxLM(TemplateLM):
         self.tokenizer_ = objective.tokenizer
         self.max_len = int(objective.model_config.max_len)
         self.prefix = objective.model_config.attention_kind == "prefix"
+        self.seq2seq = isinstance(objective, EncoderDecoderObjective)
+        self.backend = "seq2seq" if self.seq2seq else "causal"    # the harness's pair encoding
+        # UL2's sequence-to-sequence mode token first, where the vocabulary has one ([S2S])
+        has = getattr(self.tokenizer_, "has_token", None)
+        self.encoder_prefix = ([self.tokenizer_.token_id(st.S2S)]
+                               if self.seq2seq and has is not None and has(st.S2S) else [])
         divisor = sharding_lib.batch_divisor(mesh) if mesh is not None else 1
         self.batch_size = -(-int(batch_size) // divisor) * divisor
         self._logprobs = jax.jit(lambda p, b: jax.nn.log_softmax(
@@ -64,46 +74,54 @@ class PretrainxLM(TemplateLM):
         return list(self.tokenizer_.encode(string))
 
     # --- scoring ------------------------------------------------------------------------------
-    def _row(self, context: list[int], continuation: list[int]):
-        """(inputs, targets, weights, prefix length) of one request, its context cut from the
-        left to fit the model."""
-        if not continuation:
-            return [], [], [], 0
+    def _row(self, context: list[int], continuation: list[int]) -> dict:
+        """One request's batch row (1-D arrays, scalars), its context cut from the left to fit;
+        ``targets`` and ``weights`` say which predictions are the continuation's."""
         if len(continuation) > self.max_len:
             raise ValueError(f"a continuation of {len(continuation)} tokens is longer than the "
                              f"model's max_len {self.max_len}")
+        if self.seq2seq:      # context -> the encoder (behind a mode token, before EOS)
+            head, tail = self.encoder_prefix, [self.objective.eos_id]
+            keep = self.max_len - len(head) - len(tail)
+            inputs = head + (list(context)[-keep:] if keep > 0 else []) + tail
+            return {"inputs": inputs, "encoder_mask": [True] * len(inputs),
+                    "decoder_inputs": [self.objective.pad_id] + list(continuation[:-1]),
+                    "targets": list(continuation), "weights": [1.0] * len(continuation)}
         whole = (list(context) + list(continuation))[-(self.max_len + 1):]
-        inputs, targets = whole[:-1], whole[1:]
-        n_context = len(inputs) - len(continuation) + 1
-        weights = [0.0] * (n_context - 1) + [1.0] * len(continuation)
-        return inputs, targets, weights, n_context
+        n_context = len(whole) - len(continuation)
+        row = {"inputs": whole[:-1], "targets": whole[1:],
+               "weights": [0.0] * (n_context - 1) + [1.0] * len(continuation)}
+        if self.prefix:
+            row["prefix_length"] = n_context
+        return row
 
     def score_tokens(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
         """(log p(continuation | context), is the continuation the greedy one) of each
         (context ids, continuation ids) pair, in order."""
-        rows = [self._row(c, x) for c, x in pairs]
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
-        out: list[tuple[float, bool]] = [(0.0, True)] * len(rows)
+        out: list[tuple[float, bool]] = [(0.0, True)] * len(pairs)
+        scored = [i for i, (_, continuation) in enumerate(pairs) if continuation]
+        rows = {i: self._row(*pairs[i]) for i in scored}
+        order = sorted(scored, key=lambda i: -len(rows[i]["inputs"]))
         for start in range(0, len(order), self.batch_size):
-            chunk = [i for i in order[start:start + self.batch_size] if rows[i][0]]
-            if chunk:
-                for i, result in zip(chunk, self._score_batch([rows[i] for i in chunk])):
-                    out[i] = result
+            chunk = order[start:start + self.batch_size]
+            for i, result in zip(chunk, self._score_batch([rows[i] for i in chunk])):
+                out[i] = result
         return out
 
-    def _score_batch(self, rows) -> list[tuple[float, bool]]:
-        B, T = self.batch_size, _bucket(max(len(r[0]) for r in rows), self.max_len)
-        batch = {"inputs": np.zeros((B, T), np.int32), "targets": np.zeros((B, T), np.int32),
-                 "weights": np.zeros((B, T), np.float32)}
-        if self.prefix:
-            batch["prefix_length"] = np.ones((B,), np.int32)
-        for b, (inputs, targets, weights, n_context) in enumerate(rows):
-            n = len(inputs)
-            batch["inputs"][b, :n], batch["targets"][b, :n] = inputs, targets
-            batch["weights"][b, :n] = weights
-            if self.prefix:
-                batch["prefix_length"][b] = n_context
-        device_batch = {k: v for k, v in batch.items() if k != "weights" and k != "targets"}
+    def _score_batch(self, rows: list[dict]) -> list[tuple[float, bool]]:
+        """Rows right-padded (weight 0, masked from the encoder) to a bucket length, scored."""
+        batch = {}
+        for key, first in rows[0].items():
+            if np.ndim(first) == 0:
+                batch[key] = np.ones((self.batch_size,), np.int32)
+                batch[key][:len(rows)] = [r[key] for r in rows]
+                continue
+            dtype = {"weights": np.float32, "encoder_mask": bool}.get(key, np.int32)
+            batch[key] = np.zeros((self.batch_size, _bucket(max(len(r[key]) for r in rows),
+                                                            self.max_len)), dtype)
+            for b, r in enumerate(rows):
+                batch[key][b, :len(r[key])] = r[key]
+        device_batch = {k: v for k, v in batch.items() if k not in ("targets", "weights")}
         if self.mesh is not None:
             device_batch = sharding_lib.put_batch(device_batch, self.mesh)
         logp = np.asarray(jax.device_get(self._logprobs(self.params, device_batch)))
@@ -136,14 +154,22 @@ class PretrainxLM(TemplateLM):
         until = kwargs.get("until") or []
         until = [until] if isinstance(until, str) else list(until)
         new = min(int(kwargs.get("max_gen_toks", DEFAULT_GEN_TOKENS)), self.max_len - 1)
+        if self.seq2seq:      # greedy span filling from the encoded context (stops at EOS)
+            keep = self.max_len - len(self.encoder_prefix) - 1
+            text = self.objective.fill_spans(self.params, self.tokenizer_.decode(
+                self.tok_encode(context)[-keep:]), new, prefix_ids=self.encoder_prefix)
+            return _cut(text, until)
         prompt = (self.tok_encode(context) or [self.prefix_token_id])[-(self.max_len - new):]
         ids = decoding.continue_prompt(_decoder(self.objective.model_config), self.params,
                                        np.asarray(prompt, np.int32), new,
                                        rng=jax.random.PRNGKey(0), temperature=0.0,
                                        vocab_size=self.tokenizer_.vocab_size)
-        text = self.tokenizer_.decode(np.asarray(ids)[0, len(prompt):].tolist())
-        cut = min([text.find(s) for s in until if s and s in text] or [len(text)])
-        return text[:cut]
+        return _cut(self.tokenizer_.decode(np.asarray(ids)[0, len(prompt):].tolist()), until)
+
+
+def _cut(text: str, until: list[str]) -> str:
+    """``text`` up to the first of the stop strings ``until``."""
+    return text[:min([text.find(s) for s in until if s and s in text] or [len(text)])]
 
 
 @functools.lru_cache(maxsize=4)

@@ -53,6 +53,10 @@ class PretrainxLM(TemplateLM):
         self.prefix = objective.model_config.attention_kind == "prefix"
         self.seq2seq = isinstance(objective, EncoderDecoderObjective)
         self.backend = "seq2seq" if self.seq2seq else "causal"    # the harness's pair encoding
+        if not self.seq2seq and objective.model_config.attention_kind == "bidirectional":
+            raise ValueError(f"{objective.config.objective} is a bidirectional (masked) model: it "
+                             f"scores no continuation left to right; lm-evaluation-harness needs "
+                             f"a causal, prefix or encoder-decoder run")
         # UL2's sequence-to-sequence mode token first, where the vocabulary has one ([S2S])
         has = getattr(self.tokenizer_, "has_token", None)
         self.encoder_prefix = ([self.tokenizer_.token_id(st.S2S)]

@@ -2,6 +2,8 @@
 
   pretrainx train  --config configs/gpt/shakespeare_char.py[:smoke] --workdir DIR [--config.KEY=VALUE ...]
   pretrainx eval   --workdir DIR [--checkpoint latest|best] [--config.data.KEY=VALUE|--config.eval.KEY=VALUE ...]
+  pretrainx eval   --workdir DIR --tasks NAME[,NAME|PATH.yaml ...] [--limit N] [--task-dir DIR]
+                   (lm-evaluation-harness tasks: pip install pretrainx[eval])
   pretrainx sample --workdir DIR [the run's objective's flags: --workdir DIR --help lists them]
   pretrainx pairs  --workdir PRETRAINED --out PAIRS.jsonl [--prompts 4000] [--samples 4]  (VADER-labelled)
   pretrainx tokenizer train --corpus PATH --kind bpe --vocab-size 8000 --out DIR
@@ -162,8 +164,16 @@ def _eval(argv: list[str]) -> int:
                                 "larger split)")
     p.add_argument("--workdir", required=True)
     p.add_argument("--checkpoint", choices=("latest", "best"), default="latest")
+    p.add_argument("--tasks", help="lm-evaluation-harness tasks instead of the validation loss: "
+                   "names or task YAML paths, comma-separated (local: pretrainx_wikitext_cloze, "
+                   "pretrainx_shakespeare_nextline)")
+    p.add_argument("--limit", type=int, default=None, help="at most N examples per task")
+    p.add_argument("--task-dir", default=os.path.expanduser("~/.cache/pretrainx/tasks"),
+                   help="where the local tasks' JSONL and YAML files are generated")
     rest, pairs = config_lib.split_override_args(argv)
     args = p.parse_args(rest)
+    if args.tasks:
+        return _eval_tasks(args)
     if any(not pair.startswith(("data.", "eval.")) for pair in pairs):
         raise ValueError(f"eval overrides only --config.data.* and --config.eval.* (the weights "
                          f"are the run's): {pairs}")
@@ -179,6 +189,18 @@ def _eval(argv: list[str]) -> int:
     ev = evaluate.EvalRunner(objective, config, ctx.mesh, dataset, args.workdir)
     for k, v in sorted(ev.run(ctx.params, ctx.frozen, ctx.step, final=True, aux=ctx.aux).items()):
         print(f"{k} {v:.6f}")
+    return 0
+
+
+def _eval_tasks(args) -> int:
+    from pretrainx.tools import harness
+    objective, ctx, _ = inference.load_trained_run(args.workdir, args.checkpoint)
+    lm = harness.PretrainxLM(objective, ctx.params, mesh=ctx.mesh)
+    results = harness.evaluate_tasks(lm, args.tasks.split(","), task_dir=args.task_dir,
+                                     limit=args.limit)
+    for task, metrics in sorted(results.items()):
+        for name, value in sorted(metrics.items()):
+            print(f"{task}/{name} {value:.6f}")
     return 0
 
 

@@ -36,6 +36,8 @@ RENAMED_VARIANTS = {
 
 #: field -> the library's default when a config lacked it (where the library read it)
 ADDED_DEFAULTS = {
+    "trackers.wandb": False,               # run/trackers.py (issue 23): no tracker before it existed
+    "trackers.mlflow": False,
     "train.preemption_check_every": 10,    # core/train.py: preemption.DEFAULT_CHECK_EVERY
     "optimizer.layer_decay": 1.0,          # core/optim.py: opt.get("layer_decay", 1.0)
     "data.decode_errors": "replace",       # data/text.py: TextOptions.decode_errors

@@ -52,6 +52,17 @@ def train() -> ml_collections.ConfigDict:
     return t
 
 
+def trackers() -> ml_collections.ConfigDict:
+    """Experiment trackers beside metrics.jsonl and TensorBoard (pretrainx/run/trackers.py)."""
+    t = ml_collections.ConfigDict()
+    t.wandb = False                   # Weights & Biases, offline, under workdir/wandb (`wandb sync`
+                                      # uploads it); pip install pretrainx[wandb]
+    t.mlflow = False                  # MLflow, a local store: workdir/mlflow.db (`mlflow ui
+                                      # --backend-store-uri sqlite:///WORKDIR/mlflow.db`);
+                                      # pip install pretrainx[mlflow]
+    return t
+
+
 def evaluation() -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
     e.every = 250                     # steps between evaluations (and one at the end); 0: none
@@ -98,6 +109,7 @@ def runner(objective: str, *, seed: int = 0, batch_size: int = 32) -> ml_collect
     c.train = train()
     c.eval = evaluation()
     c.checkpoint = checkpoint()
+    c.trackers = trackers()
     c.init_from = init_from()
     # further runs to load, by name: {NAME: init_from(...)} (PPO's reward model)
     c.init_from.also = ml_collections.ConfigDict()

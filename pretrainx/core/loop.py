@@ -22,7 +22,7 @@ import numpy as np
 from pretrainx.config.check import ConfigError
 from pretrainx.core import evaluate, sharding as sharding_lib, state as state_lib
 from pretrainx.data.base import DataState
-from pretrainx.run import metrics as metrics_lib, preemption
+from pretrainx.run import metrics as metrics_lib, preemption, trackers
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +117,9 @@ class TrainLoop:
         if config.eval.every and built.dataset.val is None:
             log.warning("no validation data (data.val_fraction is 0 or the split too short): "
                         "evals report no val/ metrics")
-        self.writer = metrics_lib.MetricWriter(workdir, tensorboard=True,
-                                               purge_step=self.start + 1 if self.start else None)
+        self.writer = metrics_lib.MetricWriter(
+            workdir, tensorboard=True, purge_step=self.start + 1 if self.start else None,
+            trackers=lambda: trackers.from_config(config, workdir))
         self._measure_rates(built, config)
         self.progress = metrics_lib.Progress(self.cadence.total, self.start,
                                              bool(config.train.progress))

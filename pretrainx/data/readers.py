@@ -23,6 +23,12 @@ DECODE_ERRORS = ("replace", "strict")            # data.decode_errors
 _ESCAPED = re.compile("[\udc80-\udcff]")
 
 
+def utf8_bytes(text: str) -> int:
+    """How many bytes ``text`` had on disk: its UTF-8 length, a kept undecodable byte (a lone
+    surrogate) counting as the one byte it was (the denominator of bits per byte)."""
+    return len(text.encode(ENCODING, ERRORS))
+
+
 def expand_paths(path) -> list[str]:
     """A path, a glob, or a list of either -> the sorted existing files (error if none)."""
     patterns = [path] if isinstance(path, str) else list(path)

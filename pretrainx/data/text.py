@@ -155,6 +155,7 @@ def build_text_dataset(docs: list[str], data_config, *, batch_size: int, eval_ba
                    shift=not raw_tokens(fields))
     info = {"chars": sum(len(d) for d in docs),
             "val_chars": sum(len(p.text) for p in val_pieces),
+            "val_bytes": sum(readers.utf8_bytes(p.text) for p in val_pieces),
             "train_docs": len(train_pieces), "val_docs": len(val_pieces),
             "vocab_size": int(tokenizer.vocab_size), "split": opts.split, "packing": opts.packing}
     build = _stream_dataset if opts.packing == "stream" else _packed_dataset

@@ -6,19 +6,16 @@ and ``positions`` (packed documents: attention stays inside a document), ``prefi
 
 The loss is the mean over weighted target tokens and reports their count as its denominator, so
 gradient accumulation and validation pool the true token mean of packed or padded batches;
-perplexity and bits are derived from the pooled NLL (``finalize_metrics``).
+perplexity, bits per token, per character and per byte (``bpb``,
+``TextObjective.with_bits_per_byte``) are derived from the pooled NLL (``finalize_metrics``).
 """
 from __future__ import annotations
-
-import math
 
 import jax.numpy as jnp
 
 from pretrainx.objectives import losses
 from pretrainx.objectives.base import DENOMINATOR, EvalContext, register
-from pretrainx.objectives.text_lm import CausalPolicy, TextObjective, TextSampleEvaluator
-
-LN2 = math.log(2.0)
+from pretrainx.objectives.text_lm import LN2, CausalPolicy, TextObjective, TextSampleEvaluator
 
 
 @register("clm")
@@ -59,7 +56,7 @@ class CausalLM(TextObjective):
         chars, tokens = self.spec.info.get("val_chars"), self.spec.info.get("val_tokens")
         if chars and tokens:
             metrics["bits_per_char"] = nll / LN2 * (tokens / chars)
-        return metrics
+        return self.with_bits_per_byte(metrics)
 
     def flops_per_batch(self, batch):
         return self.flops_per_token() * batch["inputs"].size

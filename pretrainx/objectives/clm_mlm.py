@@ -90,4 +90,4 @@ class CausalMaskedMixture(MaskingMixin, CausalLM):
         return loss, metrics
 
     def finalize_metrics(self, metrics):
-        return text_common.component_means(metrics, COMPONENTS)
+        return self.with_bits_per_byte(text_common.component_means(metrics, COMPONENTS))

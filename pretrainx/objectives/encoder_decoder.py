@@ -52,6 +52,9 @@ class EncoderDecoderObjective(TextObjective):
                                                      label_smoothing=self.label_smoothing)
         return loss, {"nll": nll, "accuracy": acc, DENOMINATOR: count}
 
+    def finalize_metrics(self, metrics):
+        return self.with_bits_per_byte(metrics)   # of the span targets: see its docstring
+
     def shift_right(self, targets_BxT):
         """Decoder inputs for teacher forcing: the targets one step right, the pad id first
         (T5 starts decoding from it)."""

@@ -98,7 +98,7 @@ class MaskedLM(MaskingMixin, TextObjective):
         per = metrics.pop("candidates_per_selected", None)
         if per is not None:
             metrics["selected_fraction"] = 1.0 / jnp.maximum(per, 1e-12)
-        return metrics
+        return self.with_bits_per_byte(metrics)   # of the masked tokens: see its docstring
 
     def flops_per_batch(self, batch):
         return self.flops_per_token(self.seq_len) * batch["inputs"].size

@@ -12,6 +12,7 @@ pretraining run does without being a kind of ``clm``.
 from __future__ import annotations
 
 import functools
+import math
 
 import flax.linen as nn
 import jax
@@ -22,6 +23,8 @@ from pretrainx.models import decoding, gpt, transformer
 from pretrainx.objectives import sample_flags
 from pretrainx.objectives.base import DataSpec, EvalContext, Objective
 
+LN2 = math.log(2.0)
+
 
 class TextObjective(Objective):
     """A text objective on a transformer: model config, vocabulary check, parameter shapes."""
@@ -30,6 +33,26 @@ class TextObjective(Objective):
         super().__init__(config, spec)
         self.model_config = transformer.TransformerConfig.from_config(config.model)
         self.spec.check_vocab(self.model_config.vocab_size)
+
+    def with_bits_per_byte(self, metrics: dict) -> dict:
+        """``metrics`` with ``bpb``, bits per UTF-8 byte of the validation text: the pooled NLL per
+        predicted token (nats) / ln 2 x the validation split's tokens / its bytes (``val_tokens``,
+        ``val_bytes`` of the data set's info), i.e. the total bits over the text / its bytes. Runs
+        with different tokenizers compare on it. Pooled over all validation batches by their
+        token counts before the conversion, never averaged per batch; training metrics use the
+        validation ratio, an approximation.
+
+        What it means depends on what the objective predicts: for a causal LM, the code length of
+        the validation text (its document separators included) per byte, as papers report; for
+        the objectives that predict only some tokens (a prefix LM's suffixes, MLM's masked tokens,
+        T5 / UL2 spans and their sentinels) it is their per-target-token NLL on the same scale:
+        the bits per byte the text would cost if every token were predicted as well as their
+        targets are. It ranks runs of one objective across tokenizers, not a masked model (which
+        sees both sides of a token) against a causal one."""
+        text_bytes, tokens = self.spec.info.get("val_bytes"), self.spec.info.get("val_tokens")
+        if not (text_bytes and tokens and "nll" in metrics):
+            return metrics
+        return {**metrics, "bpb": metrics["nll"] / LN2 * (tokens / text_bytes)}
 
     @functools.cached_property
     def param_shapes(self):

@@ -124,7 +124,7 @@ class UL2(EncoderDecoderObjective):
         return loss, metrics
 
     def finalize_metrics(self, metrics):
-        return text_common.component_means(metrics, self.names)
+        return self.with_bits_per_byte(text_common.component_means(metrics, self.names))
 
     def sample_command(self, ctx, options):
         """Span filling behind [NLU] when the prompt holds sentinels, else continuation [S2S]."""

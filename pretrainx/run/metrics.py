@@ -63,16 +63,21 @@ def mfu(flops_per_unit: float | None, units_per_sec: float, num_devices: int,
 
 
 class MetricWriter:
-    """JSONL + TensorBoard; values are floats, keys like ``train/loss`` or ``val/loss``."""
+    """JSONL + TensorBoard (+ the trackers of ``run/trackers.py``); values are floats, keys like
+    ``train/loss`` or ``val/loss``."""
 
-    def __init__(self, workdir: str, tensorboard: bool = True, purge_step: int | None = None):
+    def __init__(self, workdir: str, tensorboard: bool = True, purge_step: int | None = None,
+                 trackers=lambda: []):
         """``purge_step``: a resumed run's first step; TensorBoard drops the events logged at
-        and after it by the killed run (metrics.jsonl is trimmed by ``rundir.trim_metrics``)."""
+        and after it by the killed run (metrics.jsonl is trimmed by ``rundir.trim_metrics``).
+        ``trackers()``: the further writers, made on process 0 only."""
         self.enabled = jax.process_index() == 0
         self.jsonl = None
         self.tb = None
+        self.trackers = []
         if not self.enabled:
             return
+        self.trackers = trackers()
         self.jsonl = rundir.open_metrics(workdir)
         if tensorboard:
             from tensorboardX import SummaryWriter
@@ -87,6 +92,8 @@ class MetricWriter:
             for k, v in clean.items():
                 if math.isfinite(v):
                     self.tb.add_scalar(k, v, step)
+        for tracker in self.trackers:
+            tracker.log(step, clean)
 
     def write_text(self, step: int, tag: str, text: str) -> None:
         if self.enabled and self.tb is not None:
@@ -101,6 +108,8 @@ class MetricWriter:
             self.jsonl.close()
         if self.tb is not None:
             self.tb.close()
+        for tracker in self.trackers:
+            tracker.close()
 
 
 class Throughput:

@@ -40,6 +40,8 @@ CHECKPOINTS_BEST = "checkpoints_best"
 FROZEN = "frozen"                  # the frozen arrays, written once at the first save
 TENSORBOARD = "tensorboard"
 SAMPLES = "samples"                # text samples and image grids, one file per step
+WANDB = "wandb"                    # Weights & Biases' offline runs (trackers.wandb)
+MLFLOW = "mlflow.db"               # MLflow's store, one SQLite file (trackers.mlflow)
 # tokenizer.json is named by the data layer (``data.tokenizer.FILENAME``: any saved vocabulary),
 # and samples/step_NNNNNN.* by the evaluators that write them (objectives may not import run/).
 
@@ -63,6 +65,7 @@ SAFE_CHANGES = (
     "model.attention", "model.remat",   # the same math: another kernel, recomputation
     "sample.*",                     # what the text / image samples show; no metric
     "init_from.*",                  # ignored on resume: the run's own checkpoint wins
+    "trackers.*",                   # where metrics are also written, not what is trained
 )
 
 

@@ -14,12 +14,14 @@ The library now reads every field directly, so a ``config.json`` written by the 
 each field it lacks from ``config.defaults.with_defaults``: the last test checks that it does, for
 every old recipe, with the value the old library used.
 """
+import dataclasses
 import json
 import os
 
 import pytest
 
-from pretrainx.config import defaults, load as config_lib
+from pretrainx.config import defaults, load as config_lib, text
+from pretrainx.models.transformer import TransformerConfig
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 PARENT = os.path.dirname(ROOT)
@@ -36,6 +38,10 @@ RENAMED_VARIANTS = {
 
 #: field -> the library's default when a config lacked it (where the library read it)
 ADDED_DEFAULTS = {
+    # the GPT preset now shows every TransformerConfig field, at the dataclass's defaults
+    # (models/transformer.py: TransformerConfig.from_config filled what a config lacked)
+    **{f"model.{f.name}": f.default for f in dataclasses.fields(TransformerConfig)
+       if f.default is not dataclasses.MISSING},
     "trackers.wandb": False,               # run/trackers.py (issue 23): no tracker before it existed
     "trackers.mlflow": False,
     "train.preemption_check_every": 10,    # core/train.py: preemption.DEFAULT_CHECK_EVERY
@@ -62,6 +68,9 @@ UNUSED_DROPPED = {
         "data.tfds_name", "data.tfds_data_dir", "data.train_split", "data.heldout_split",
         "data.image_key", "data.label_key"},
 }
+
+#: the fields where nanoGPT's shakespeare_char (the GPT preset) is not the dataclass's GPT-2
+SHAKESPEARE_SIZES = {"max_len", "dropout", "attention_dropout", "use_bias"}
 
 
 def flatten(tree, prefix=""):
@@ -127,3 +136,15 @@ def test_old_config_json_gets_every_field_the_library_reads(old_spec):
     added = flatten(OLD[old_spec]).keys() ^ filled.keys()
     wrong = {k: filled[k] for k in added if k in ADDED_DEFAULTS and not _same(ADDED_DEFAULTS[k], filled[k])}
     assert not wrong, f"{spec}: filled with values the old library did not use: {wrong}"
+
+
+def test_the_gpt_preset_shows_every_transformer_field_at_its_default():
+    """The text models' defaults live in one preset: every TransformerConfig field is in
+    ``text.gpt_model()``, and each architecture field (those GPT-2 shares with the dataclass)
+    at the dataclass's value, so a config filled from the preset builds the same network."""
+    model = text.gpt_model()
+    fields = {f.name: f.default for f in dataclasses.fields(TransformerConfig)}
+    assert set(fields) <= set(model.keys())
+    differs = {k: (model[k], d) for k, d in fields.items()
+               if d is not dataclasses.MISSING and k not in SHAKESPEARE_SIZES and model[k] != d}
+    assert not differs, differs

@@ -9,7 +9,8 @@ existed, or a config built by hand in a script, reads as if it had the default:
 - the data section from the preset of its ``data.kind``;
 - each objective section the config has (``mlm``, ``ul2``, ``reward``, ``meanflow``, ...) from
   its preset; an image objective's section also brings the image ``eval`` and ``sample`` fields;
-- an image model (one with ``image_shape``) from the UNet or DiT preset.
+- an image model (one with ``image_shape``) from the UNet or DiT preset, a text model from the
+  GPT preset (whose architecture fields are ``models/transformer.TransformerConfig``'s defaults).
 
 A field is only ever added, never changed; a section the config does not have is not invented
 (an objective with no section of its own reads none).
@@ -50,6 +51,8 @@ def with_defaults(config) -> ml_collections.ConfigDict:
             _fill(filled[name], preset())
     if "data" in filled and filled.data.get("kind") in DATA_KINDS:
         _fill(filled.data, DATA_KINDS[filled.data.kind]())
+    if "model" in filled and "vocab_size" in filled.model:     # a text model
+        _fill(filled.model, text.gpt_model())
     for objective in images.OBJECTIVES:
         if images.section_name(objective) in filled:
             _fill_image_run(filled, objective)

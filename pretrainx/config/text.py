@@ -81,26 +81,38 @@ def gpt_model() -> ml_collections.ConfigDict:
     m.embed_lookup = "auto"           # one-hot matmul for small tables, any on a GPU | "gather" | "onehot"
     m.logits_dtype = "float32"        # "float32" | "compute" (bf16 logits under bf16 compute)
     m.attention_kind = "causal"       # "causal" | "bidirectional" | "prefix" (models/transformer.py)
+    # --- what tells GPT-2, BERT, T5 and Llama apart (GPT-2's values here) -----------------------
+    m.head_size = 0                   # per-head width; 0: embed_dim // num_heads
+    m.mlp_dim = 0                     # MLP hidden width; 0: mlp_ratio * embed_dim
+    m.mlp_activation = "gelu_tanh"    # "gelu_tanh" (GPT-2) | "gelu" (BERT, erf) | "relu" | "silu"
+    m.mlp_gated = False               # act(x W) * (x V): T5 v1.1's gated GELU, Llama's SwiGLU
+    m.norm = "layernorm"              # "layernorm" | "rmsnorm"
+    m.norm_eps = 1e-5
+    m.norm_position = "pre"           # "pre" (GPT-2, T5, Llama) | "post" (BERT as published)
+    m.scaled_attention = True         # 1/sqrt(d) in the attention logits (T5 folds it into its init)
+    m.init_style = "gpt"              # "gpt": N(0, 0.02), residual outputs / sqrt(2L) | "bert" | "t5"
+    m.type_vocab_size = 0             # BERT's sentence A/B embeddings; 0: none
+    m.relative_buckets = 0            # T5's relative position buckets; 0: none
+    m.relative_max_distance = 128     # T5: distances past this share the last bucket
+    m.num_decoder_layers = 0          # > 0: an encoder-decoder (T5)
+    m.num_kv_heads = 0                # key/value heads; 0: num_heads; fewer: GQA; 1: multi-query
+    m.qkv_bias = False                # biases on q/k/v even when use_bias is False (Qwen2)
+    m.rope_theta = 10000.0            # RoPE base (when rope); Llama 3: 500,000; Qwen2: 1,000,000
+    m.rope_scaling = "none"           # "none" | "llama3" (Llama 3.1+ long-context frequencies)
+    m.rope_scaling_factor = 8.0       # llama3: long wavelengths divided by this (3.1: 8, 3.2: 32)
+    m.rope_low_freq_factor = 1.0      # llama3: wavelengths > original_max_len / this: scaled
+    m.rope_high_freq_factor = 4.0     # llama3: wavelengths < original_max_len / this: kept
+    m.rope_original_max_len = 8192    # llama3: the context length before the extension
     return m
 
 
 def _encoder_fields(m: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The fields BERT and T5 add to the GPT's, at BERT-base's values (Devlin et al. 2019)."""
+    """BERT-base's values of the fields that tell it from GPT-2 (Devlin et al. 2019)."""
     m.arch = "bert"                   # the network a `classify` head sits on (mlm is BERT)
-    m.mlp_dim = 0                     # 0: mlp_ratio * embed_dim
-    m.head_size = 0                   # 0: embed_dim // num_heads
-    m.type_vocab_size = 2             # sentence A/B embeddings (all A without NSP)
-    m.norm = "layernorm"              # "layernorm" | "rmsnorm"
-    m.norm_eps = 1e-12
-    m.norm_position = "post"          # "post" as the paper | "pre" (trains more stably when deep)
-    m.mlp_activation = "gelu"         # the erf GELU of the paper | "gelu_tanh" | "relu"
-    m.mlp_gated = False
-    m.scaled_attention = True         # 1/sqrt(d) in the attention logits
-    m.init_style = "bert"             # N(0, 0.02) everywhere | "t5"
-    m.relative_buckets = 0            # T5's relative position buckets; 0: none
-    m.relative_max_distance = 128
-    m.num_decoder_layers = 0          # > 0: an encoder-decoder (T5)
-    return m
+    return base.change(m, {"type_vocab_size": 2,         # sentence A/B (all A without NSP)
+                           "norm_eps": 1e-12, "norm_position": "post",
+                           "mlp_activation": "gelu",     # the paper's erf GELU
+                           "init_style": "bert"})        # N(0, 0.02) everywhere
 
 
 def bert_model() -> ml_collections.ConfigDict:
@@ -139,15 +151,9 @@ def llama_model() -> ml_collections.ConfigDict:
         "rope": True, "dtype": "bfloat16", "type_vocab_size": 0,
         "norm": "rmsnorm", "norm_eps": 1e-5, "norm_position": "pre",
         "mlp_activation": "silu", "mlp_gated": True, "init_style": "gpt",
-        "attention_kind": "causal"})
-    m.num_kv_heads = 8                # key/value heads (GQA); 0: num_heads; 1: multi-query
-    m.qkv_bias = False                # Qwen2: True (biases on q/k/v only)
-    m.rope_theta = 500000.0           # RoPE base; Llama 2: 10,000; Qwen2: 1,000,000
-    m.rope_scaling = "llama3"         # "none" | "llama3" (Llama 3.1+ long-context frequencies)
-    m.rope_scaling_factor = 32.0      # llama3: long wavelengths divided by this (3.1: 8, 3.2: 32)
-    m.rope_low_freq_factor = 1.0      # llama3: wavelengths > original_max_len / this: scaled
-    m.rope_high_freq_factor = 4.0     # llama3: wavelengths < original_max_len / this: kept
-    m.rope_original_max_len = 8192    # llama3: the context length before the extension
+        "attention_kind": "causal",
+        "num_kv_heads": 8,            # GQA: 4 query heads share each key/value head
+        "rope_theta": 500000.0, "rope_scaling": "llama3", "rope_scaling_factor": 32.0})
     return m
 
 

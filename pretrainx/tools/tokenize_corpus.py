@@ -131,8 +131,9 @@ def tokenize(args) -> dict:
 
 
 def _split(out: str, records: list[dict], val_fraction: float) -> dict:
-    """The train/validation cut: the start of the first document at or after
-    ``(1 - val_fraction)`` of the tokens (at least one document validates when > 0)."""
+    """The train/validation cut: the start of the document holding the token at
+    ``(1 - val_fraction)`` of the stream, so the last documents, at least ``val_fraction`` of the
+    tokens and one document when > 0, validate and no document is cut."""
     import numpy as np
     total = sum(r["tokens"] for r in records)
     cut, seen = total, 0
@@ -141,8 +142,8 @@ def _split(out: str, records: list[dict], val_fraction: float) -> dict:
         for r in records:
             if seen + r["tokens"] > target:
                 offsets = np.load(os.path.join(out, r["name"] + ".docs.npy"))
-                k = int(np.searchsorted(offsets, target - seen, side="left"))
-                cut = seen + int(offsets[min(k, len(offsets) - 2)])
+                k = int(np.searchsorted(offsets, target - seen, side="right")) - 1
+                cut = seen + int(offsets[k])
                 break
             seen += r["tokens"]
     return {"train_tokens": cut, "val_tokens": total - cut}

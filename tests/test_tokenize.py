@@ -41,7 +41,7 @@ def corpus(tmp_path_factory):
     (root / "c.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(lines))
     pq.write_table(pa.table({"text": paragraphs[700:], "n": list(range(len(paragraphs) - 700))}),
                    root / "d.parquet", row_group_size=50)
-    tok = subword.train_from_texts(paragraphs, "bpe", 400)
+    tok = subword.train_from_texts(paragraphs, "bpe", 600)
     tok.save(str(root / "tok"))
     docs = paragraphs[:400] + [r["text"] for r in records] * 2 + paragraphs[700:]
     files = [str(root / n) for n in ("a.txt", "b.jsonl.gz", "c.jsonl.zst", "d.parquet")]

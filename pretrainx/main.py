@@ -5,7 +5,7 @@
   pretrainx sample --workdir DIR [the run's objective's flags: --workdir DIR --help lists them]
   pretrainx pairs  --workdir PRETRAINED --out PAIRS.jsonl [--prompts 4000] [--samples 4]  (VADER-labelled)
   pretrainx tokenizer train --corpus PATH --kind bpe --vocab-size 8000 --out DIR
-  pretrainx tokenize SOURCE [SOURCE ...] --tokenizer DIR|byte --out DIR [--workers N] [--shard-mb 64]
+  pretrainx tokenize SOURCE [SOURCE ...] --tokenizer DIR|byte --out DIR [--workers N] [--shard-mb 32]
                    [--text-key text] [--val-fraction 0.001]   (token shards: data.kind = "shards")
   pretrainx ngram  --text PATH [--n 2]
   pretrainx sweep  --config FILE[:arg] --workdir DIR [--storage URL] [--parallel N] [--trials K]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import tempfile
 
@@ -87,14 +88,23 @@ def read_json(path: str) -> dict:
         raise ShardsError(f"{path}: not valid JSON ({e.msg}); the folder is damaged") from None
 
 
+#: documents encoded at a time: their ids as Python lists (~36 bytes a token) are turned into
+#: an array before the next are encoded, so a shard's tokens cost 2-4 bytes each in memory
+ENCODE_BATCH_DOCS = 512
+
+
 def encode_shard(tokenizer, texts: list[str], eos: int | None, dtype) -> tuple[np.ndarray, np.ndarray]:
     """(tokens, document offsets) of ``texts``, each document followed by ``eos`` when not None."""
     encode_batch = getattr(tokenizer, "encode_batch", None)
-    ids = encode_batch(texts) if encode_batch else [tokenizer.encode(t) for t in texts]
     tail = [eos] if eos is not None else []
-    lengths = np.fromiter((len(s) + len(tail) for s in ids), np.int64, len(ids))
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    tokens = np.fromiter((i for s in ids for i in s + tail), dtype, int(offsets[-1]))
+    parts, lengths = [], []
+    for i in range(0, len(texts), ENCODE_BATCH_DOCS):
+        batch = texts[i:i + ENCODE_BATCH_DOCS]
+        ids = encode_batch(batch) if encode_batch else [tokenizer.encode(t) for t in batch]
+        lengths += [len(s) + len(tail) for s in ids]
+        parts.append(np.fromiter((t for s in ids for t in s + tail), dtype, sum(lengths[-len(ids):])))
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+    tokens = np.concatenate(parts) if parts else np.zeros((0,), dtype)
     return tokens, offsets
 
 
@@ -185,6 +195,9 @@ def open_shards(folder: str, manifest: dict) -> ShardStream:
             tokens = np.load(path, mmap_mode="r")
         except ValueError as e:
             raise ShardsError(f"{path}: not a whole .npy file ({e})") from None
+        if hasattr(tokens, "_mmap") and hasattr(mmap, "MADV_RANDOM"):
+            # windows are read at random offsets: no read-ahead of pages a window will not use
+            tokens._mmap.madvise(mmap.MADV_RANDOM)
         if tokens.shape != (record["tokens"],) or tokens.dtype != np.dtype(manifest["dtype"]):
             raise ShardsError(f"{path} holds {tokens.shape[0]} {tokens.dtype} tokens, {MANIFEST} "
                               f"says {record['tokens']} {manifest['dtype']}: the manifest does not "

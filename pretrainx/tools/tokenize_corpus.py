@@ -1,7 +1,7 @@
 """``pretrainx tokenize``: a corpus bigger than memory -> a folder of token shards (data/shards.py).
 
     pretrainx tokenize SOURCE [SOURCE ...] --tokenizer DIR|byte --out DIR [--workers N]
-                       [--text-key text] [--doc-separator '\\n\\n'] [--shard-mb 64]
+                       [--text-key text] [--doc-separator '\\n\\n'] [--shard-mb 32]
                        [--val-fraction 0.001]
 
 SOURCE: files, folders or globs of text, JSONL (.jsonl / .json, plain, .gz or .zst) or Parquet
@@ -9,8 +9,8 @@ SOURCE: files, folders or globs of text, JSONL (.jsonl / .json, plain, .gz or .z
 ``--shard-mb`` MB of text (counted in characters, before tokenization) closes a shard, so which
 documents a shard holds depends on the corpus alone, never on the workers: the files are the same
 bytes whatever ``--workers``. Worker processes tokenize whole shards (the tokenizer's batch
-encoding, one thread each) and write them; the reader keeps at most ``2 x workers`` shards of text
-in flight, so memory is bounded by the shard size, not the corpus.
+encoding, one thread each) and write them; the reader keeps at most ``workers + 1`` shards of
+text in flight, so memory is bounded by the shard size, not the corpus.
 
 A rerun into the same folder resumes: shards whose record and checksums are whole are kept and
 skipped (their text is still read, to know where the next shard starts), the rest are written
@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--text-key", default="text", help="JSONL field / Parquet column of the text")
     p.add_argument("--doc-separator", default="\n\n",
                    help="text files: what separates documents ('' : one per file)")
-    p.add_argument("--shard-mb", type=float, default=64.0, help="text per shard, in MB (chars)")
+    p.add_argument("--shard-mb", type=float, default=32.0, help="text per shard, in MB (chars)")
     p.add_argument("--val-fraction", type=float, default=0.001,
                    help="the last documents holding this fraction of the tokens validate")
     return p
@@ -121,7 +121,7 @@ def tokenize(args) -> dict:
                 kept += 1
             pending.append(done or pool.apply_async(_tokenize_shard,
                                                     (args.out, index, texts, settings)))
-            while len(pending) > 2 * args.workers or (pending and isinstance(pending[0], dict)):
+            while len(pending) > args.workers or (pending and isinstance(pending[0], dict)):
                 head = pending.popleft()
                 records.append(head if isinstance(head, dict) else head.get())
         records += [p if isinstance(p, dict) else p.get() for p in pending]

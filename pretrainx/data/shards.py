@@ -30,7 +30,6 @@ import tempfile
 import numpy as np
 
 from pretrainx.data import rng as streams
-from pretrainx.data import special_tokens as st
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.data.base import Dataset, raw_tokens, register
 from pretrainx.data.sources import TokenWindows
@@ -249,10 +248,5 @@ def build_shards(config, *, batch_size, eval_batch_size, seq_len, seed, fields=N
     info = {"train_tokens": int(cut), "val_tokens": int(len(stream) - cut),
             "docs": int(manifest["docs"]), "shards": len(manifest["shards"]),
             "vocab_size": int(tok.vocab_size), "packing": "stream",
-            "eos_id": manifest["eos_id"] if manifest["eos_id"] is not None else None}
+            "eos_id": manifest["eos_id"]}
     return Dataset(train=train, val=val, tokenizer=tok, info=info)
-
-
-def eos_id(tokenizer) -> int | None:
-    has = getattr(tokenizer, "has_token", None)
-    return tokenizer.token_id(st.EOS) if has is not None and has(st.EOS) else None

@@ -29,6 +29,7 @@ import time
 from typing import Iterator
 
 from pretrainx.data import document_streams, shards
+from pretrainx.data import special_tokens as st
 from pretrainx.data import tokenizer as tokenizer_lib
 
 SETTINGS = "tokenize.json"
@@ -57,7 +58,7 @@ def _settings(args, files: list[str], tokenizer) -> dict:
             "tokenizer_sha256": shards.tokenizer_sha256(tokenizer),
             "vocab_size": int(tokenizer.vocab_size),
             "dtype": shards.token_dtype(tokenizer.vocab_size).name,
-            "eos_id": shards.eos_id(tokenizer), "text_key": args.text_key,
+            "eos_id": st.id_or_none(tokenizer, st.EOS), "text_key": args.text_key,
             "doc_separator": args.doc_separator, "shard_chars": int(args.shard_mb * 1e6),
             "split": {"rule": "last documents holding val_fraction of the tokens",
                       "val_fraction": args.val_fraction}}

@@ -142,3 +142,24 @@ def test_clm_on_shards_resumes_bit_for_bit(tmp_path):
         cfg.data = text_presets.shards_data(str(folder), seq_len=32)
     full, _ = assert_kill_and_resume_is_exact(cfg, tmp_path, kill_after=3)
     assert any("val/loss" in h for h in full.history)
+
+
+@pytest.mark.parametrize("recipe", ["gpt/shakespeare_char.py:smoke", "bert/bert_base.py:smoke",
+                                    "t5/t5_small.py:smoke", "ul2/prefix_lm_char.py:smoke",
+                                    "ul2/ul2_small.py:smoke", "ul2/clm_mlm_char.py:smoke"])
+def test_every_text_objective_takes_its_batches_from_shards(folder, recipe):
+    from pretrainx import objectives
+    from pretrainx.config import defaults
+    from pretrainx.core import train
+    from pretrainx.core.batches import host_batch
+    cfg = config_lib.load(os.path.join(ROOT, "configs", recipe))
+    cfg = defaults.with_defaults(config_lib.override(cfg, {"model.vocab_size": 640}))
+    with cfg.unlocked():
+        cfg.data = text_presets.shards_data(str(folder), seq_len=cfg.data.seq_len)
+    cls = objectives.get(cfg.objective)
+    dataset = train.build_dataset(cfg, cls)
+    objective = cls(cfg, cls.data_spec(cfg, dataset))
+    fields = cls.data_request(cfg).fields
+    batch = host_batch(dataset.train, objective, 7, cfg.seed, total_steps=10, fields=fields)
+    objective.check_batch(batch)
+    assert dataset.tokenizer.vocab_size <= 640 and dataset.val is not None

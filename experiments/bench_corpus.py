@@ -25,6 +25,8 @@ import argparse
 import json
 import os
 import random
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,7 +52,10 @@ def shared_documents() -> list[str]:
 
 
 def make_corpus(path: str, size_mb: float, docs: list[str]) -> str:
-    """JSONL of ``docs`` repeated, each round shuffled (seed 0), until ``size_mb`` MB."""
+    """JSONL of ``docs`` repeated, each round shuffled (seed 0), until ``size_mb`` MB (kept from
+    an earlier run in the same --tmp)."""
+    if os.path.exists(path) and os.path.getsize(path) >= size_mb * 1e6:
+        return path
     rng, written = random.Random(0), 0
     with open(path, "w", encoding="utf-8") as f:
         while written < size_mb * 1e6:
@@ -66,7 +71,10 @@ def make_corpus(path: str, size_mb: float, docs: list[str]) -> str:
 
 
 def measure(command: list[str], env=None) -> dict:
-    """Wall seconds and the peak summed RSS (MB) of ``command``'s process tree."""
+    """Wall seconds, CPU seconds (user + system of the whole tree: on a shared machine the wall
+    time says more about the other jobs than about the command) and the peak summed RSS (MB) of
+    ``command``'s process tree."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -87,7 +95,10 @@ def measure(command: list[str], env=None) -> dict:
     sampler.join()
     if proc.returncode:
         raise RuntimeError(f"{command[:4]} failed:\n{out[-2000:]}")
-    return {"seconds": round(time.perf_counter() - start, 2), "peak_rss_mb": round(peak / 1e6, 1),
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"seconds": round(time.perf_counter() - start, 2), "cpu_seconds": round(cpu, 1),
+            "peak_rss_mb": round(peak / 1e6, 1),
             "output": out.strip().splitlines()[-1] if out.strip() else ""}
 
 
@@ -98,7 +109,13 @@ def env() -> dict:
 def tokenize_run(corpus: str, tokenizer: str, out: str, workers: int) -> dict:
     result = measure([sys.executable, "-m", "pretrainx.main", "tokenize", corpus, "--tokenizer",
                       tokenizer, "--out", out, "--workers", str(workers)], env())
-    result["mb_per_s"] = round(os.path.getsize(corpus) / 1e6 / result["seconds"], 3)
+    return with_rates(result, corpus)
+
+
+def with_rates(result: dict, corpus: str) -> dict:
+    mb = os.path.getsize(corpus) / 1e6
+    result["mb_per_s"] = round(mb / result["seconds"], 3)
+    result["mb_per_cpu_s"] = round(mb / max(result["cpu_seconds"], 1e-9), 3)
     return result
 
 
@@ -132,8 +149,7 @@ def nanogpt_run(corpus: str, tokenizer: str, out: str, workers: int, tmp: str) -
                       os.path.join(tokenizer, "tokenizer.json"), out, str(workers)],
                      dict(env(), HF_DATASETS_CACHE=cache, HF_HUB_OFFLINE="1",
                           TOKENIZERS_PARALLELISM="false"))
-    result["mb_per_s"] = round(os.path.getsize(corpus) / 1e6 / result["seconds"], 3)
-    return result
+    return with_rates(result, corpus)
 
 
 def replicate(folder: str, out: str, target_gb: float) -> str:
@@ -242,12 +258,14 @@ def main(argv=None) -> int:
     from pretrainx.data import subword
     tok_dir = os.path.join(tmp, "bpe8000")
     docs = shared_documents()
-    subword.train_from_texts(docs, "bpe", 8000).save(tok_dir)
+    if not os.path.exists(tok_dir):
+        subword.train_from_texts(docs, "bpe", 8000).save(tok_dir)
     folder = None
     for size in args.sizes_mb:
         corpus = make_corpus(os.path.join(tmp, f"corpus_{size:g}mb.jsonl"), size, docs)
         for workers in args.workers:
             folder = os.path.join(tmp, f"shards_{size:g}mb_w{workers}")
+            shutil.rmtree(folder, ignore_errors=True)
             run = dict(tokenize_run(corpus, tok_dir, folder, workers), size_mb=size,
                        workers=workers, tool="pretrainx tokenize")
             results["runs"].append(run)
@@ -260,6 +278,7 @@ def main(argv=None) -> int:
     results["storage"] = storage_choice(folder, tmp)
     print(json.dumps(results["storage"]), flush=True)
     for gb in sorted({0.1, args.read_gb}):
+        shutil.rmtree(os.path.join(tmp, f"read_{gb:g}gb"), ignore_errors=True)
         big = replicate(folder, os.path.join(tmp, f"read_{gb:g}gb"), gb)
         results[f"read_{gb:g}gb"] = read_run(big, args.batches)
         print(gb, json.dumps(results[f"read_{gb:g}gb"]), flush=True)

@@ -144,3 +144,10 @@ def test_rerun_with_other_settings_is_refused(corpus, one_worker, capsys):
     err = one_line_error(capsys, ["tokenize", *corpus["files"], "--tokenizer", "byte",
                                   "--out", str(one_worker), "--shard-mb", SHARD_MB])
     assert "tokenize.json" in err and "other settings" in err
+
+
+def test_a_tokenizer_to_train_is_refused_with_what_to_give(corpus, tmp_path, capsys):
+    err = one_line_error(capsys, ["tokenize", *corpus["files"], "--tokenizer", "bpe:800",
+                                  "--out", str(tmp_path / "out")])
+    assert "'bpe:800'" in err and "pretrainx tokenizer train" in err
+    assert not (tmp_path / "out").exists()

@@ -109,6 +109,9 @@ def _tokenize_shard(out: str, index: int, texts: list[str], settings: dict) -> d
 def tokenize(args) -> dict:
     """Write (or finish) the shards folder ``args.out``; returns its manifest."""
     files = document_streams.expand_sources(args.sources)
+    if args.tokenizer != "byte" and not os.path.exists(os.path.expanduser(args.tokenizer)):
+        raise FileNotFoundError(f"--tokenizer {args.tokenizer!r}: give a saved tokenizer (made by "
+                                f"`pretrainx tokenizer train`, or a run's workdir) or 'byte'")
     tokenizer = tokenizer_lib.from_spec(args.tokenizer)
     settings = _settings(args, files, tokenizer)
     _prepare_folder(args.out, settings, tokenizer)

@@ -106,9 +106,10 @@ def env() -> dict:
     return dict(os.environ, PYTHONPATH=ROOT)
 
 
-def tokenize_run(corpus: str, tokenizer: str, out: str, workers: int) -> dict:
+def tokenize_run(corpus: str, tokenizer: str, out: str, workers: int, shard_mb: float) -> dict:
     result = measure([sys.executable, "-m", "pretrainx.main", "tokenize", corpus, "--tokenizer",
-                      tokenizer, "--out", out, "--workers", str(workers)], env())
+                      tokenizer, "--out", out, "--workers", str(workers),
+                      "--shard-mb", str(shard_mb)], env())
     return with_rates(result, corpus)
 
 
@@ -248,7 +249,8 @@ def main(argv=None) -> int:
     p.add_argument("--sizes-mb", type=float, nargs="+", default=[100])
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--nanogpt", action="store_true")
-    p.add_argument("--read-gb", type=float, default=1.0)
+    p.add_argument("--shard-mb", type=float, default=32.0, help="tokenize --shard-mb")
+    p.add_argument("--read-gb", type=float, default=1.0, help="0: no reading measurements")
     p.add_argument("--batches", type=int, default=200)
     p.add_argument("--tmp", default="")
     p.add_argument("--json", default="")
@@ -266,8 +268,8 @@ def main(argv=None) -> int:
         for workers in args.workers:
             folder = os.path.join(tmp, f"shards_{size:g}mb_w{workers}")
             shutil.rmtree(folder, ignore_errors=True)
-            run = dict(tokenize_run(corpus, tok_dir, folder, workers), size_mb=size,
-                       workers=workers, tool="pretrainx tokenize")
+            run = dict(tokenize_run(corpus, tok_dir, folder, workers, args.shard_mb),
+                       size_mb=size, workers=workers, tool="pretrainx tokenize")
             results["runs"].append(run)
             print(json.dumps(run), flush=True)
             if args.nanogpt:
@@ -275,19 +277,26 @@ def main(argv=None) -> int:
                                        tmp), size_mb=size, workers=workers, tool="datasets.map")
                 results["runs"].append(run)
                 print(json.dumps(run), flush=True)
-    results["storage"] = storage_choice(folder, tmp)
-    print(json.dumps(results["storage"]), flush=True)
-    for gb in sorted({0.1, args.read_gb}):
-        shutil.rmtree(os.path.join(tmp, f"read_{gb:g}gb"), ignore_errors=True)
-        big = replicate(folder, os.path.join(tmp, f"read_{gb:g}gb"), gb)
-        results[f"read_{gb:g}gb"] = read_run(big, args.batches)
-        print(gb, json.dumps(results[f"read_{gb:g}gb"]), flush=True)
+    if args.read_gb:
+        results.update(reading(folder, tmp, args.read_gb, args.batches))
     results["machine_after"] = f"load {os.getloadavg()}"
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
     print(f"temp folder: {tmp}")
     return 0
+
+
+def reading(folder: str, tmp: str, read_gb: float, batches: int) -> dict:
+    """The storage choice, then first batch / RSS / throughput on 0.1 GB and ``read_gb`` GB."""
+    results = {"storage": storage_choice(folder, tmp)}
+    print(json.dumps(results["storage"]), flush=True)
+    for gb in sorted({0.1, read_gb}):
+        shutil.rmtree(os.path.join(tmp, f"read_{gb:g}gb"), ignore_errors=True)
+        big = replicate(folder, os.path.join(tmp, f"read_{gb:g}gb"), gb)
+        results[f"read_{gb:g}gb"] = read_run(big, batches)
+        print(gb, json.dumps(results[f"read_{gb:g}gb"]), flush=True)
+    return results
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@
   pretrainx sample --workdir DIR [the run's objective's flags: --workdir DIR --help lists them]
   pretrainx pairs  --workdir PRETRAINED --out PAIRS.jsonl [--prompts 4000] [--samples 4]  (VADER-labelled)
   pretrainx tokenizer train --corpus PATH --kind bpe --vocab-size 8000 --out DIR
+  pretrainx tokenize SOURCE [SOURCE ...] --tokenizer DIR|byte --out DIR [--workers N] [--shard-mb 32]
+                   [--text-key text] [--val-fraction 0.001]   (token shards: data.kind = "shards")
   pretrainx ngram  --text PATH [--n 2]
   pretrainx sweep  --config FILE[:arg] --workdir DIR [--storage URL] [--parallel N] [--trials K]
                    [--pruner median|successive_halving|hyperband|none] [--config.KEY=VALUE ...]
@@ -209,6 +211,11 @@ def _tokenizer(argv: list[str]) -> int:
     return tokenizer_cli.main(argv)
 
 
+def _tokenize(argv: list[str]) -> int:
+    from pretrainx.tools import tokenize_corpus
+    return tokenize_corpus.main(argv)
+
+
 def _ngram(argv: list[str]) -> int:
     from pretrainx.tools import ngram
     return ngram.main(argv)
@@ -324,7 +331,8 @@ def _export_hf(argv: list[str]) -> int:
 
 
 COMMANDS = {"train": _train, "eval": _eval, "sample": _sample, "tokenizer": _tokenizer,
-            "ngram": _ngram, "sweep": _sweep, "plot": _plot, "reproduce": _reproduce,
+            "tokenize": _tokenize, "ngram": _ngram, "sweep": _sweep, "plot": _plot,
+            "reproduce": _reproduce,
             "generate-couplings": _generate_couplings, "pairs": _pairs, "bench": _bench,
             "flops": _flops, "profile": _profile, "import-hf": _import_hf,
             "export-hf": _export_hf}

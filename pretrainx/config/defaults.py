@@ -24,7 +24,7 @@ from pretrainx.config import base, images, sections, text
 #: data.kind -> its preset (paths and sizes do not matter: a config always names its own)
 DATA_KINDS = {
     "text": text.text_data, "jsonl": text.text_data, "text_files": text.text_data,
-    "numpy": lambda: text.numpy_data(""),
+    "numpy": lambda: text.numpy_data(""), "shards": text.shards_data,
     "speeches": sections.speeches_data, "speeches_text": sections.speeches_text_data,
     "preferences": lambda: sections.preference_data(""),
     "idx": lambda: images.idx_data(""), "digits": images.digits_data,

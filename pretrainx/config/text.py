@@ -61,6 +61,19 @@ def numpy_data(path: str, seq_len: int = 256) -> ml_collections.ConfigDict:
         seq_len=seq_len))
 
 
+def shards_data(path: str = "", seq_len: int = 1024) -> ml_collections.ConfigDict:
+    """Token shards made by ``pretrainx tokenize`` (data/shards.py): memory-mapped, so start-up
+    and memory do not grow with the corpus."""
+    return ml_collections.ConfigDict(dict(
+        kind="shards",
+        path=path,                    # the shards folder (holds manifest.json)
+        tokenizer="",                 # "": the folder's tokenizer.json | a saved tokenizer, which
+                                      # must be the one the shards were made with
+        packing="stream",             # windows of the token stream (the only layout so far)
+        sampling="random",            # "random": nanoGPT's random windows | "sequential"
+        seq_len=seq_len))             # validation: the manifest's split (tokenize --val-fraction)
+
+
 def gpt_model() -> ml_collections.ConfigDict:
     """nanoGPT's shakespeare_char GPT (10.7M parameters)."""
     m = ml_collections.ConfigDict()

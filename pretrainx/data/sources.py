@@ -66,7 +66,8 @@ class ArraySource:
 class TokenWindows:
     """Windows of one token stream: ``inputs``/``targets`` (int32, B x T) cut from ``seq_len + 1``
     tokens, or, with ``shift=False``, raw ``tokens`` rows of ``seq_len`` (an objective that builds
-    its own inputs and targets, e.g. masked LM or span corruption, asks for those)."""
+    its own inputs and targets, e.g. masked LM or span corruption, asks for those). ``tokens``: an
+    array, or a stream of memory-mapped shards (``shards.ShardStream``)."""
 
     def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, seed: int = 0,
                  sampling: str = "random", stream: int = streams.WINDOW_STARTS_TRAIN,
@@ -77,7 +78,9 @@ class TokenWindows:
                              f"{self.width}")
         if sampling not in ("random", "sequential"):
             raise ValueError(f"sampling must be 'random' or 'sequential', got {sampling!r}")
-        self.tokens = np.asarray(tokens)
+        # an object with ``windows(starts, width)`` (shards.ShardStream over memory-mapped shards)
+        # is read as it is; anything else becomes one array
+        self.tokens = tokens if hasattr(tokens, "windows") else np.asarray(tokens)
         self.batch_size = batch_size
         self.seq_len = seq_len
         self.seed = seed
@@ -96,7 +99,10 @@ class TokenWindows:
 
     def get_batch(self, index: int, shard: tuple[int, int] = (0, 1)) -> Batch:
         starts = self.starts(index)[shard_rows(self.batch_size, shard)]
-        windows = self.tokens[starts[:, None] + np.arange(self.width)].astype(np.int32)
+        if hasattr(self.tokens, "windows"):
+            windows = self.tokens.windows(starts, self.width)
+        else:
+            windows = self.tokens[starts[:, None] + np.arange(self.width)].astype(np.int32)
         if not self.shift:
             return {TOKENS: windows}
         return {"inputs": windows[:, :-1], "targets": windows[:, 1:]}

@@ -74,3 +74,10 @@ def special_ids(tokenizer) -> list[int]:
     if has is None:
         return []
     return [tokenizer.token_id(t) for t in ALL + MODES if has(t)]
+
+
+def id_or_none(tokenizer, name: str) -> int | None:
+    """The id of token ``name`` where ``tokenizer`` holds it (char and byte vocabularies hold
+    no EOS unless an objective added it), else None."""
+    has = getattr(tokenizer, "has_token", None)
+    return tokenizer.token_id(name) if has is not None and has(name) else None

@@ -110,11 +110,6 @@ def split_text(text: str, val_fraction: float) -> tuple[str, str]:
     return text[:cut], text[cut:]
 
 
-def _special_id(tok, name: str):
-    has = getattr(tok, "has_token", None)
-    return tok.token_id(name) if has is not None and has(name) else None
-
-
 def _encode(tok, texts: list[str]) -> list[list[int]]:
     encode_batch = getattr(tok, "encode_batch", None)
     return encode_batch(texts) if encode_batch is not None else [tok.encode(t) for t in texts]
@@ -132,7 +127,7 @@ class _Rows:
     shift: bool              # inputs/targets shifted by one (else raw rows of seq_len tokens)
 
     def special(self, name: str):
-        return _special_id(self.tokenizer, name)
+        return st.id_or_none(self.tokenizer, name)
 
 
 def build_text_dataset(docs: list[str], data_config, *, batch_size: int, eval_batch_size: int,

@@ -28,8 +28,10 @@ def raw_request(config, seq_len: int, special_tokens=()) -> DataRequest:
 
 def token_counts(source, vocab_size: int, batches: int = 64) -> np.ndarray:
     """How often each id occurs in a batch source's training text: the whole token stream or
-    all packed rows where the source holds them, else ``batches`` batches."""
-    if hasattr(source, "tokens"):                                 # a token stream
+    all packed rows where the source holds them in memory, else ``batches`` batches (memory-mapped
+    shards: counting a corpus bigger than memory would cost its whole reading at every start)."""
+    in_memory = hasattr(source, "tokens") and not hasattr(source.tokens, "windows")
+    if in_memory:                                                 # a token stream
         ids = np.asarray(source.tokens)
     elif hasattr(source, "arrays") and TOKENS in source.arrays:   # packed rows
         rows = source.arrays

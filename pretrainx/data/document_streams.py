@@ -1,0 +1,184 @@
+"""Documents streamed from files too big for memory: text, JSONL (plain, .gz, .zst), Parquet.
+
+``iter_documents(files, text_key, separator)`` yields the documents of every file in order, one
+at a time, holding at most a chunk of a file and one document in memory (``readers.py`` reads a
+whole corpus at once, for the small ``text`` / ``jsonl`` kinds). What a file holds is read from its
+name: ``*.parquet`` (column ``text_key``), ``*.jsonl`` / ``*.json`` (field ``text_key`` of each
+line's record), anything else is text cut into documents at ``separator`` ("" keeps each file one
+document). ``.gz`` / ``.zst`` are decompressed as they are read.
+
+Bad input (a truncated archive, a line that is not JSON or lacks the field, a missing column)
+raises ``CorpusError``, whose one line names the file (and the line).
+"""
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import json
+import os
+import zlib
+from typing import Iterator
+
+#: text bytes read at a time from a text file cut at a separator
+CHUNK_CHARS = 1 << 20
+#: Parquet rows read at a time
+PARQUET_BATCH_ROWS = 1024
+
+
+class CorpusError(ValueError):
+    """A source file that cannot be read as a corpus; the message names the file."""
+
+
+def expand_sources(sources) -> list[str]:
+    """Files, folders (every file below, sorted) and globs -> the sorted list of files."""
+    files = []
+    for source in [sources] if isinstance(sources, str) else list(sources):
+        source = os.path.expanduser(source)
+        if os.path.isdir(source):
+            found = sorted(os.path.join(d, f) for d, _, names in os.walk(source) for f in names)
+        elif any(c in source for c in "*?["):
+            found = sorted(glob.glob(source))
+        elif os.path.exists(source):
+            found = [source]
+        else:
+            raise FileNotFoundError(f"corpus file not found: {source}")
+        if not found:
+            raise FileNotFoundError(f"no corpus files in {source}")
+        files += found
+    return files
+
+
+def _compression(path: str) -> str:
+    return next((c for c in (".gz", ".zst") if path.endswith(c)), "")
+
+
+def _format(path: str) -> str:
+    stem = path[:-len(_compression(path))] if _compression(path) else path
+    if stem.endswith(".parquet"):
+        return "parquet"
+    return "jsonl" if stem.endswith((".jsonl", ".json")) else "text"
+
+
+def _open_text(path: str) -> io.TextIOBase:
+    compression = _compression(path)
+    if compression == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="")
+    raw = open(path, "rb")
+    if compression == ".zst":
+        raw = io.BufferedReader(_ZstdFrames(raw))
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+
+
+class _ZstdFrames(io.RawIOBase):
+    """The decompressed bytes of every zstd frame of a file. zstandard's own stream reader ends
+    quietly where a truncated file ends; this one raises EOFError when the last frame is cut."""
+
+    def __init__(self, raw):
+        import zstandard   # lazy: the `corpus` extra
+        self._new = zstandard.ZstdDecompressor().decompressobj
+        self._raw, self._frame = raw, None
+        self._pending, self._offset = b"", 0      # decompressed, not yet read from self._offset
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self._offset == len(self._pending):
+            self._pending, self._offset = b"", 0
+            compressed = self._raw.read(1 << 18)
+            if not compressed:
+                if self._frame is not None and not self._frame.eof:
+                    raise EOFError("the zstd stream ends inside a frame")
+                return 0
+            while compressed:
+                if self._frame is None or self._frame.eof:
+                    self._frame = self._new()
+                self._pending += self._frame.decompress(compressed)
+                compressed = self._frame.unused_data if self._frame.eof else b""
+        n = min(len(buffer), len(self._pending) - self._offset)
+        buffer[:n] = memoryview(self._pending)[self._offset:self._offset + n]
+        self._offset += n
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def _read_errors() -> tuple:
+    errors = (EOFError, OSError, zlib.error, UnicodeDecodeError)
+    try:
+        import zstandard
+        errors += (zstandard.ZstdError,)
+    except ImportError:
+        pass
+    return errors
+
+
+def _text_documents(path: str, separator: str) -> Iterator[str]:
+    with _open_text(path) as f:
+        if not separator:
+            text = f.read()
+            if text.strip():
+                yield text
+            return
+        tail = ""
+        while chunk := f.read(CHUNK_CHARS):
+            pieces = (tail + chunk).split(separator)
+            tail = pieces.pop()
+            yield from (p for p in pieces if p.strip())
+        if tail.strip():
+            yield tail
+
+
+def _jsonl_documents(path: str, text_key: str) -> Iterator[str]:
+    with _open_text(path) as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CorpusError(f"{path}:{line_no}: not a JSON record ({e.msg})") from None
+            if not isinstance(record, dict) or text_key not in record:
+                fields = sorted(record) if isinstance(record, dict) else type(record).__name__
+                raise CorpusError(f"{path}:{line_no}: no field {text_key!r} (fields: {fields}); "
+                                  f"pass --text-key")
+            yield str(record[text_key])
+
+
+def _parquet_documents(path: str, text_key: str) -> Iterator[str]:
+    import pyarrow.parquet as pq   # lazy: the `corpus` extra
+    table = pq.ParquetFile(path)
+    if text_key not in table.schema_arrow.names:
+        raise CorpusError(f"{path}: no column {text_key!r} (columns: {table.schema_arrow.names}); "
+                          f"pass --text-key")
+    for batch in table.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[text_key]):
+        yield from (str(t) for t in batch.column(0).to_pylist() if t is not None)
+
+
+def file_documents(path: str, text_key: str = "text", separator: str = "\n\n") -> Iterator[str]:
+    """The documents of one file (module docstring); a file that cannot be read -> CorpusError."""
+    kind = _format(path)
+    if kind == "parquet" and _compression(path):
+        raise CorpusError(f"{path}: Parquet compresses its own columns; give the .parquet file")
+    documents = {"parquet": lambda: _parquet_documents(path, text_key),
+                 "jsonl": lambda: _jsonl_documents(path, text_key),
+                 "text": lambda: _text_documents(path, separator)}[kind]()
+    try:
+        yield from documents
+    except _read_errors() as e:
+        what = "truncated or corrupt" if _compression(path) else "unreadable"
+        raise CorpusError(f"{path}: {what} ({type(e).__name__}: {e})") from None
+    except Exception as e:   # pyarrow's errors: a file that is not Parquet
+        if type(e).__module__.startswith("pyarrow"):
+            raise CorpusError(f"{path}: not a readable Parquet file ({e})") from None
+        raise
+
+
+def iter_documents(files: list[str], text_key: str = "text",
+                   separator: str = "\n\n") -> Iterator[str]:
+    """Every document of ``files`` in order."""
+    for path in files:
+        yield from file_documents(path, text_key, separator)

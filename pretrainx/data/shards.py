@@ -1,0 +1,252 @@
+"""Token shards on disk, read through memory maps: the format ``pretrainx tokenize`` writes and the
+``"shards"`` data kind reads.
+
+A shards folder holds
+
+* ``shard_00000.tokens.npy``: the token ids of a run of whole documents, each followed by EOS
+  where the vocabulary has one (uint16 when the vocabulary fits, else uint32);
+* ``shard_00000.docs.npy``: int64 offsets of the documents in it (``docs + 1`` values, 0 first,
+  the token count last): the document index;
+* ``shard_00000.json``: its counts and the sha256 of both files, written after they are complete;
+* ``tokenizer.json``: the tokenizer, whose sha256 the manifest records;
+* ``manifest.json``: written last, so a folder without it is unfinished (rerun ``tokenize``).
+
+Each file is written under a temporary name and renamed, so a kill leaves whole files or
+temporary ones, never a half-written file under a final name. Plain ``.npy`` files are memory-mapped
+in a millisecond each and read by slicing; experiments/corpus_scale.md says why not ArrayRecord.
+
+The data kind reads the concatenation of the shards as one token stream: the first tokens train,
+the last documents (``manifest["split"]``) validate, each through ``sources.TokenWindows`` (a
+batch is a pure function of (seed, index)), a window reading only the pages it touches.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import os
+import tempfile
+
+import numpy as np
+
+from pretrainx.data import rng as streams
+from pretrainx.data import tokenizer as tokenizer_lib
+from pretrainx.data.base import Dataset, raw_tokens, register
+from pretrainx.data.sources import TokenWindows
+
+FORMAT = "pretrainx-shards-1"
+MANIFEST = "manifest.json"
+TOKENIZER = tokenizer_lib.FILENAME
+
+
+class ShardsError(ValueError):
+    """A shards folder that cannot be used as it is; the message names the file."""
+
+
+def shard_name(index: int) -> str:
+    return f"shard_{index:05d}"
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tokenizer_sha256(tokenizer) -> str:
+    """The sha256 of the tokenizer's saved ``tokenizer.json`` (its ids, merges, special tokens)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return file_sha256(tokenizer.save(tmp))
+
+
+def write_atomically(path: str, write) -> None:
+    """``write(file)`` into a temporary name beside ``path``, then rename it to ``path``."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: str, blob: dict) -> None:
+    write_atomically(path, lambda f: f.write(json.dumps(blob, indent=1).encode() + b"\n"))
+
+
+def read_json(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ShardsError(f"{path}: not valid JSON ({e.msg}); the folder is damaged") from None
+
+
+#: documents encoded at a time: their ids as Python lists (~36 bytes a token) are turned into
+#: an array before the next are encoded, so a shard's tokens cost 2-4 bytes each in memory
+ENCODE_BATCH_DOCS = 512
+
+
+def encode_shard(tokenizer, texts: list[str], eos: int | None, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, document offsets) of ``texts``, each document followed by ``eos`` when not None."""
+    encode_batch = getattr(tokenizer, "encode_batch", None)
+    tail = [eos] if eos is not None else []
+    parts, lengths = [], []
+    for i in range(0, len(texts), ENCODE_BATCH_DOCS):
+        batch = texts[i:i + ENCODE_BATCH_DOCS]
+        ids = encode_batch(batch) if encode_batch else [tokenizer.encode(t) for t in batch]
+        lengths += [len(s) + len(tail) for s in ids]
+        parts.append(np.fromiter((t for s in ids for t in s + tail), dtype, sum(lengths[-len(ids):])))
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+    tokens = np.concatenate(parts) if parts else np.zeros((0,), dtype)
+    return tokens, offsets
+
+
+def write_shard(folder: str, index: int, tokens: np.ndarray, offsets: np.ndarray,
+                text_chars: int) -> dict:
+    """Shard ``index``'s two arrays, then its record (``shard_NNNNN.json``), each atomically."""
+    base = os.path.join(folder, shard_name(index))
+    record = {"name": shard_name(index), "tokens": int(len(tokens)), "docs": int(len(offsets) - 1),
+              "text_chars": int(text_chars)}
+    for suffix, array in (("tokens", tokens), ("docs", offsets)):
+        path = f"{base}.{suffix}.npy"
+        write_atomically(path, lambda f, a=array: np.save(f, a, allow_pickle=False))
+        record[f"{suffix}_sha256"] = file_sha256(path)
+    write_json(f"{base}.json", record)
+    return record
+
+
+def finished_shard(folder: str, index: int) -> dict | None:
+    """Shard ``index``'s record when its files are whole (checksums match), else None."""
+    base = os.path.join(folder, shard_name(index))
+    if not os.path.exists(f"{base}.json"):
+        return None
+    record = read_json(f"{base}.json")
+    for suffix in ("tokens", "docs"):
+        path = f"{base}.{suffix}.npy"
+        if not os.path.exists(path) or file_sha256(path) != record[f"{suffix}_sha256"]:
+            return None
+    return record
+
+
+class ShardStream:
+    """Tokens ``[lo, hi)`` of the concatenated shards, without reading them into memory: what
+    ``TokenWindows`` reads windows from (``len`` and ``windows``) in place of one array."""
+
+    def __init__(self, arrays: list[np.ndarray], lo: int = 0, hi: int | None = None):
+        self.arrays = arrays
+        self.bounds = np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int64)
+        self.lo, self.hi = lo, int(self.bounds[-1]) if hi is None else hi
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def slice(self, lo: int, hi: int) -> "ShardStream":
+        return ShardStream(self.arrays, self.lo + lo, self.lo + hi)
+
+    def read(self, start: int, length: int) -> np.ndarray:
+        """``length`` tokens from ``start`` (relative to this stream), across shard ends."""
+        at = self.lo + start
+        k = int(np.searchsorted(self.bounds, at, side="right")) - 1
+        parts = []
+        while length > 0:
+            offset = at - int(self.bounds[k])
+            piece = self.arrays[k][offset:offset + length]
+            parts.append(piece)
+            at, length, k = at + len(piece), length - len(piece), k + 1
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def windows(self, starts: np.ndarray, width: int) -> np.ndarray:
+        out = np.empty((len(starts), width), np.int32)
+        for row, start in enumerate(starts):
+            out[row] = self.read(int(start), width)
+        return out
+
+
+def load_manifest(folder: str) -> dict:
+    path = os.path.join(folder, MANIFEST)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"shards folder not found: {folder} (config.data.path)")
+    if not os.path.exists(path):
+        raise ShardsError(f"{folder} has no {MANIFEST}: not a finished shards folder (run "
+                          f"`pretrainx tokenize` into it, again if it was stopped)")
+    manifest = read_json(path)
+    if manifest.get("format") != FORMAT:
+        raise ShardsError(f"{path}: format {manifest.get('format')!r}, this reader knows {FORMAT!r}")
+    return manifest
+
+
+def open_shards(folder: str, manifest: dict) -> ShardStream:
+    """The memory-mapped shards, each checked against the manifest's counts and dtype (the
+    checksums are verified when ``tokenize`` resumes; reading 1 GB to check them at every start
+    would cost seconds)."""
+    arrays = []
+    for record in manifest["shards"]:
+        path = os.path.join(folder, record["name"] + ".tokens.npy")
+        if not os.path.exists(path):
+            raise ShardsError(f"{path} is missing: the manifest lists it (a damaged folder)")
+        try:
+            tokens = np.load(path, mmap_mode="r")
+        except ValueError as e:
+            raise ShardsError(f"{path}: not a whole .npy file ({e})") from None
+        if hasattr(tokens, "_mmap") and hasattr(mmap, "MADV_RANDOM"):
+            # windows are read at random offsets: no read-ahead of pages a window will not use
+            tokens._mmap.madvise(mmap.MADV_RANDOM)
+        if tokens.shape != (record["tokens"],) or tokens.dtype != np.dtype(manifest["dtype"]):
+            raise ShardsError(f"{path} holds {tokens.shape[0]} {tokens.dtype} tokens, {MANIFEST} "
+                              f"says {record['tokens']} {manifest['dtype']}: the manifest does not "
+                              f"match its shards")
+        arrays.append(tokens)
+    stream = ShardStream(arrays)
+    if len(stream) != manifest["tokens"]:
+        raise ShardsError(f"{os.path.join(folder, MANIFEST)}: {manifest['tokens']} tokens in "
+                          f"all, its shards hold {len(stream)}")
+    return stream
+
+
+def run_tokenizer(folder: str, manifest: dict, data_config, tokenizer, special_tokens):
+    """The folder's tokenizer (with the objective's special tokens), after checking that the
+    run's (``data.tokenizer``, or a resumed run's saved one) is the same."""
+    own = tokenizer_lib.load(os.path.join(folder, TOKENIZER))
+    if file_sha256(os.path.join(folder, TOKENIZER)) != manifest["tokenizer_sha256"]:
+        raise ShardsError(f"{os.path.join(folder, TOKENIZER)} is not the tokenizer {MANIFEST} "
+                          f"records (sha256 differs): the folder is damaged")
+    own = tokenizer_lib.with_special_tokens(own, special_tokens)
+    given = tokenizer
+    if given is None and data_config.tokenizer:
+        given = tokenizer_lib.with_special_tokens(
+            tokenizer_lib.from_spec(data_config.tokenizer), special_tokens)
+    if given is not None and tokenizer_sha256(given) != tokenizer_sha256(own):
+        raise ShardsError(f"{os.path.join(folder, MANIFEST)}: the shards were made with another "
+                          f"tokenizer than this run's (sha256 {manifest['tokenizer_sha256'][:12]}); "
+                          f"tokenize again with the run's tokenizer or use the folder's")
+    return own
+
+
+@register("shards")
+def build_shards(config, *, batch_size, eval_batch_size, seq_len, seed, fields=None,
+                 tokenizer=None, special_tokens=()) -> Dataset:
+    folder = os.path.expanduser(config.path)
+    manifest = load_manifest(folder)
+    if config.packing != "stream":
+        raise ShardsError(f"data.packing={config.packing!r}: the shards kind reads windows of "
+                          f"the token stream only (data.packing='stream')")
+    tok = run_tokenizer(folder, manifest, config, tokenizer, special_tokens)
+    stream = open_shards(folder, manifest)
+    cut, shift = manifest["split"]["train_tokens"], not raw_tokens(fields)
+    train = TokenWindows(stream.slice(0, cut), batch_size, seq_len, seed, config.sampling,
+                         stream=streams.WINDOW_STARTS_TRAIN, shift=shift)
+    width = seq_len + 1 if shift else seq_len
+    val = (TokenWindows(stream.slice(cut, len(stream)), eval_batch_size, seq_len, seed, "random",
+                        stream=streams.WINDOW_STARTS_VAL, shift=shift)
+           if len(stream) - cut > width else None)
+    info = {"train_tokens": int(cut), "val_tokens": int(len(stream) - cut),
+            "docs": int(manifest["docs"]), "shards": len(manifest["shards"]),
+            "vocab_size": int(tok.vocab_size), "packing": "stream",
+            "eos_id": manifest["eos_id"]}
+    return Dataset(train=train, val=val, tokenizer=tok, info=info)

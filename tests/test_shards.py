@@ -1,0 +1,165 @@
+"""The ``shards`` data kind: memory-mapped windows equal the concatenated shards, a batch is a
+pure function of (seed, index), processes split rows, bad folders are one-line errors naming the
+file, and a clm run on shards resumes bit for bit."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA, data_config
+from pretrainx import data
+from pretrainx.config import load as config_lib
+from pretrainx.config import text as text_presets
+from pretrainx.data import shards, subword
+from pretrainx.tools import tokenize_corpus
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAKESPEARE = os.path.join(SHARED_DATA, "tinyshakespeare", "input.txt")
+
+
+def make_shards(tmp, tokenizer, source, shard_mb="0.02"):
+    out = tmp / "shards"
+    args = tokenize_corpus._parser().parse_args(
+        [source, "--tokenizer", tokenizer, "--out", str(out), "--shard-mb", shard_mb,
+         "--val-fraction", "0.05"])
+    tokenize_corpus.tokenize(args)
+    return out
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("shards")
+    with open(SHAKESPEARE, encoding="utf-8") as f:
+        text = f.read()[:300_000]
+    (tmp / "corpus.txt").write_text(text, encoding="utf-8")
+    subword.train_from_texts([text], "bpe", 500).save(str(tmp / "tok"))
+    return make_shards(tmp, str(tmp / "tok"), str(tmp / "corpus.txt"))
+
+
+def build(folder, **fields):
+    config = data_config(kind="shards", path=str(folder), seq_len=64, **fields)
+    return data.build(config, batch_size=8, eval_batch_size=4, seq_len=64, seed=3)
+
+
+def all_tokens(folder):
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return manifest, np.concatenate([np.load(folder / f"{s['name']}.tokens.npy")
+                                     for s in manifest["shards"]])
+
+
+def test_windows_are_slices_of_the_concatenated_shards(folder):
+    manifest, tokens = all_tokens(folder)
+    assert len(manifest["shards"]) >= 8
+    dataset = build(folder)
+    cut = manifest["split"]["train_tokens"]
+    assert dataset.info["train_tokens"] == cut and dataset.info["val_tokens"] == len(tokens) - cut
+    for index in range(40):
+        batch = dataset.train.get_batch(index)
+        starts = dataset.train.starts(index)
+        windows = tokens[:cut][starts[:, None] + np.arange(65)].astype(np.int32)
+        np.testing.assert_array_equal(batch["inputs"], windows[:, :-1])
+        np.testing.assert_array_equal(batch["targets"], windows[:, 1:])
+    # windows across a shard's end, and across a whole shard
+    stream = shards.open_shards(str(folder), manifest)
+    for end in np.cumsum([s["tokens"] for s in manifest["shards"]])[:-1]:
+        np.testing.assert_array_equal(stream.read(end - 10, 20), tokens[end - 10:end + 10])
+    size = manifest["shards"][1]["tokens"]
+    np.testing.assert_array_equal(stream.slice(5, len(tokens)).read(10, size + 300),
+                                  tokens[15:15 + size + 300])
+    val = dataset.val.get_batch(0)
+    starts = dataset.val.starts(0)
+    np.testing.assert_array_equal(val["inputs"], tokens[cut:][starts[:, None] + np.arange(64)])
+
+
+def test_a_batch_is_a_function_of_seed_and_index_and_processes_split_rows(folder):
+    first, again = build(folder).train, build(folder).train
+    for index in (0, 5, 1000):
+        whole = first.get_batch(index)
+        np.testing.assert_array_equal(whole["inputs"], again.get_batch(index)["inputs"])
+        halves = [first.get_batch(index, shard=(p, 2))["inputs"] for p in range(2)]
+        np.testing.assert_array_equal(np.concatenate(halves), whole["inputs"])
+    assert not np.array_equal(first.get_batch(0)["inputs"], first.get_batch(1)["inputs"])
+
+
+def test_raw_token_rows_for_objectives_that_build_their_own_inputs(folder):
+    config = data_config(kind="shards", path=str(folder), seq_len=64)
+    dataset = data.build(config, batch_size=8, eval_batch_size=4, seq_len=64, seed=3,
+                         fields=(data.TOKENS,))
+    assert dataset.train.get_batch(0)[data.TOKENS].shape == (8, 64)
+
+
+def test_another_tokenizer_than_the_shards_is_refused_naming_the_manifest(folder, tmp_path):
+    other = subword.train_from_texts(["some other text entirely " * 50], "bpe", 500)
+    other.save(str(tmp_path / "other"))
+    with pytest.raises(shards.ShardsError) as e:
+        build(folder, tokenizer=str(tmp_path / "other"))
+    assert str(folder / "manifest.json") in str(e.value) and "another tokenizer" in str(e.value)
+    config = data_config(kind="shards", path=str(folder), seq_len=64)
+    with pytest.raises(shards.ShardsError, match="another tokenizer"):   # a resumed run's
+        data.build(config, batch_size=8, eval_batch_size=4, seq_len=64, seed=3, tokenizer=other)
+    assert build(folder, tokenizer=str(folder)).tokenizer.vocab_size == 500   # the same one
+
+
+def damaged_copy(folder, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    return copy
+
+
+def test_a_manifest_that_does_not_match_its_shards_is_one_line_naming_the_file(folder, tmp_path):
+    copy = damaged_copy(folder, tmp_path)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["shards"][1]["tokens"] += 1
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(shards.ShardsError) as e:
+        build(copy)
+    assert str(copy / "shard_00001.tokens.npy") in str(e.value) and "\n" not in str(e.value)
+    shard = copy / "shard_00002.tokens.npy"
+    shard.write_bytes(shard.read_bytes()[:-100])             # a shard cut short
+    manifest["shards"][1]["tokens"] -= 1
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(shards.ShardsError, match=str(shard)):
+        build(copy)
+    (copy / "manifest.json").unlink()                          # an unfinished folder
+    with pytest.raises(shards.ShardsError, match="no manifest.json"):
+        build(copy)
+
+
+@pytest.mark.slow
+def test_clm_on_shards_resumes_bit_for_bit(tmp_path):
+    from resume_check import assert_kill_and_resume_is_exact
+    (tmp_path / "corpus.txt").write_text(open(SHAKESPEARE, encoding="utf-8").read()[:100_000])
+    folder = make_shards(tmp_path, "byte", str(tmp_path / "corpus.txt"), shard_mb="0.01")
+    cfg = config_lib.load(os.path.join(ROOT, "configs/gpt/shakespeare_char.py:smoke"))
+    cfg = config_lib.override(cfg, {
+        "model.vocab_size": 256, "model.num_layers": 2, "model.num_heads": 4,
+        "model.embed_dim": 32, "model.max_len": 32, "batch_size": 16, "eval.batch_size": 16,
+        "train.steps": 6, "train.log_every": 1, "train.progress": False, "eval.every": 3,
+        "checkpoint.every": 2, "optimizer.warmup_steps": 2, "optimizer.decay_steps": 6})
+    with cfg.unlocked():
+        cfg.data = text_presets.shards_data(str(folder), seq_len=32)
+    full, _ = assert_kill_and_resume_is_exact(cfg, tmp_path, kill_after=3)
+    assert any("val/loss" in h for h in full.history)
+
+
+@pytest.mark.parametrize("recipe", ["gpt/shakespeare_char.py:smoke", "bert/bert_base.py:smoke",
+                                    "t5/t5_small.py:smoke", "ul2/prefix_lm_char.py:smoke",
+                                    "ul2/ul2_small.py:smoke", "ul2/clm_mlm_char.py:smoke"])
+def test_every_text_objective_takes_its_batches_from_shards(folder, recipe):
+    from pretrainx import objectives
+    from pretrainx.config import defaults
+    from pretrainx.core import train
+    from pretrainx.core.batches import host_batch
+    cfg = config_lib.load(os.path.join(ROOT, "configs", recipe))
+    cfg = defaults.with_defaults(config_lib.override(cfg, {"model.vocab_size": 640}))
+    with cfg.unlocked():
+        cfg.data = text_presets.shards_data(str(folder), seq_len=cfg.data.seq_len)
+    cls = objectives.get(cfg.objective)
+    dataset = train.build_dataset(cfg, cls)
+    objective = cls(cfg, cls.data_spec(cfg, dataset))
+    fields = cls.data_request(cfg).fields
+    batch = host_batch(dataset.train, objective, 7, cfg.seed, total_steps=10, fields=fields)
+    objective.check_batch(batch)
+    assert dataset.tokenizer.vocab_size <= 640 and dataset.val is not None

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pretrainx.config import load as config_lib
+from pretrainx.config import load as config_lib, sections
 
 from pretrainx.core import train
 from pretrainx.data import preferences
@@ -38,11 +38,10 @@ def write_pairs(path, n=40):
 
 def pairs_config(objective, path, **updates):
     c = toys.config(objective, **TINY_MODEL)
-    c = config_lib.override(c, {"data.kind": "preferences", "data.path": path, "data.seq_len": 16,
-                                "batch_size": 8, "eval.batch_size": 8})
-    c.data.val_fraction = 0.25
-    c.reward = {"margin": 0.0, "centring": 0.0}
-    c.dpo = {"beta": 0.1, "ipo": False}
+    c.data = sections.preference_data(path, format="auto", tokenizer=c.data.tokenizer, seq_len=16)
+    c = config_lib.override(c, {"batch_size": 8, "eval.batch_size": 8, "data.val_fraction": 0.25})
+    c.reward = config_lib.override(sections.reward(), {"centring": 0.0})
+    c.dpo = sections.dpo()
     return config_lib.override(c, updates)
 
 

@@ -39,7 +39,7 @@ class MlflowTracker:
         experiment = (self.client.get_experiment_by_name("pretrainx")
                       or self.client.get_experiment(self.client.create_experiment("pretrainx")))
         self.run_id = self.client.create_run(experiment.experiment_id, run_name=name).info.run_id
-        params = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in flatten(config).items()]
+        params = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in rundir.flatten(config).items()]
         for start in range(0, len(params), 100):      # MLflow takes at most 100 per batch
             self.client.log_batch(self.run_id, params=params[start:start + 100])
 
@@ -55,17 +55,6 @@ class MlflowTracker:
 def store_uri(workdir: str) -> str:
     """The MLflow tracking URI of a run's store."""
     return "sqlite:///" + os.path.abspath(rundir.path(workdir, rundir.MLFLOW))
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 TRACKERS = {"wandb": WandbTracker, "mlflow": MlflowTracker}

@@ -12,15 +12,15 @@ import shutil
 
 import jax
 import numpy as np
+from flax import traverse_util
 
 from pretrainx.tools import hf_families, hf_import
 
 
 def flat_params(params) -> dict[str, np.ndarray]:
     """{"h_0/attn/query/kernel": host array}, each gathered from its shards."""
-    leaves = jax.tree_util.tree_leaves_with_path(params)
-    return {"/".join(str(k.key) for k in path): np.asarray(jax.device_get(leaf))
-            for path, leaf in leaves}
+    return {name: np.asarray(jax.device_get(leaf))
+            for name, leaf in traverse_util.flatten_dict(params, sep="/").items()}
 
 
 def hf_tensors(model_config, params) -> tuple[dict[str, np.ndarray], dict]:

@@ -19,6 +19,7 @@ import shutil
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 from pretrainx.tools import hf_families
 
@@ -118,22 +119,6 @@ def run_config(hf: dict, family, workdir: str, has_tokenizer: bool, where: str):
     return config
 
 
-def _unflatten(flat: dict) -> dict:
-    tree = {}
-    for path, value in flat.items():
-        *parents, leaf = path.split("/")
-        node = tree
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return tree
-
-
-def _flat_targets(params) -> dict:
-    leaves = jax.tree_util.tree_leaves_with_path(params)
-    return {"/".join(str(k.key) for k in path): leaf for path, leaf in leaves}
-
-
 def initial_state(objective, config):
     """(the abstract TrainState with its shardings, the optimizer factory) of a run."""
     from pretrainx.core import optim, sharding, state as state_lib
@@ -166,7 +151,9 @@ def import_hf(directory: str, workdir: str, overrides: tuple[str, ...] = ()) -> 
     tok = tokenizer_lib.load(directory) if has_tok else None
     objective = objectives.get(config.objective)(config, objectives.DataSpec(tokenizer=tok))
     target, tx_factory = initial_state(objective, config)
-    params = _unflatten(read_params(directory, family.rules(config.model), _flat_targets(target.params)))
+    targets = traverse_util.flatten_dict(target.params, sep="/")
+    params = traverse_util.unflatten_dict(read_params(directory, family.rules(config.model), targets),
+                                          sep="/")
     tx = tx_factory(params)
     opt_state = jax.jit(tx.init, out_shardings=jax.tree.map(lambda s: s.sharding, target.opt_state))(params)
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,

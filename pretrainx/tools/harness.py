@@ -58,9 +58,8 @@ class PretrainxLM(TemplateLM):
                              f"scores no continuation left to right; lm-evaluation-harness needs "
                              f"a causal, prefix or encoder-decoder run")
         # UL2's sequence-to-sequence mode token first, where the vocabulary has one ([S2S])
-        has = getattr(self.tokenizer_, "has_token", None)
-        self.encoder_prefix = ([self.tokenizer_.token_id(st.S2S)]
-                               if self.seq2seq and has is not None and has(st.S2S) else [])
+        s2s = st.id_or_none(self.tokenizer_, st.S2S) if self.seq2seq else None
+        self.encoder_prefix = [s2s] if s2s is not None else []
         divisor = sharding_lib.batch_divisor(mesh) if mesh is not None else 1
         self.batch_size = -(-int(batch_size) // divisor) * divisor
         self._logprobs = jax.jit(lambda p, b: jax.nn.log_softmax(
@@ -69,10 +68,8 @@ class PretrainxLM(TemplateLM):
     # --- tokens -------------------------------------------------------------------------------
     @property
     def eot_token_id(self) -> int:
-        has = getattr(self.tokenizer_, "has_token", None)
-        if has is not None and has(st.EOS):
-            return self.tokenizer_.token_id(st.EOS)
-        return self.tokenizer_.encode("\n")[0]
+        eos = st.id_or_none(self.tokenizer_, st.EOS)
+        return eos if eos is not None else self.tokenizer_.encode("\n")[0]
 
     def tok_encode(self, string: str, add_special_tokens=None, **kwargs) -> list[int]:
         return list(self.tokenizer_.encode(string))

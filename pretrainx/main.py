@@ -27,13 +27,12 @@
 from __future__ import annotations
 
 import argparse
-import linecache
 import logging
 import os
 import sys
-import sysconfig
 
 from pretrainx.core import inference
+from pretrainx.errors import UserError
 
 USAGE = __doc__
 
@@ -43,23 +42,6 @@ EXIT_USER_ERROR = 2
 
 # A missing or unreadable file is the user's to fix wherever it surfaces.
 _FILE_ERRORS = (FileNotFoundError, PermissionError)
-_LIBRARY_DIRS = tuple(os.path.realpath(sysconfig.get_paths()[k]) + os.sep
-                      for k in ("stdlib", "platstdlib", "purelib", "platlib"))
-
-
-def raised_on_purpose(error: BaseException) -> bool:
-    """Whether ``error`` comes from a ``raise`` statement of pretrainx or a config file (a check
-    that names what to fix) rather than from a bug (a KeyError of a dict lookup, an
-    AttributeError, an error deep in a library): only the former become one-line messages."""
-    tb = error.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    filename = os.path.realpath(tb.tb_frame.f_code.co_filename)
-    if filename.startswith(_LIBRARY_DIRS) or not os.path.exists(filename):
-        return False
-    return linecache.getline(filename, tb.tb_lineno).lstrip().startswith("raise")
 
 
 def load_config(spec: str, pairs: list[str]):
@@ -86,9 +68,9 @@ def _train(argv: list[str]) -> int:
     p.add_argument("--process_id", type=int)
     args, unknown = p.parse_known_args(rest)
     if unknown:
-        raise ValueError(f"unrecognized argument {unknown[0]!r} (see pretrainx train --help)")
+        raise UserError(f"unrecognized argument {unknown[0]!r} (see pretrainx train --help)")
     if not args.config or not args.workdir:
-        raise ValueError("train needs --config PATH.py[:variant] and --workdir DIR")
+        raise UserError("train needs --config PATH.py[:variant] and --workdir DIR")
     config = load_config(args.config, pairs)
     explicit = (args.coordinator_address, args.num_processes, args.process_id)
     if args.distributed or any(v is not None for v in explicit):
@@ -121,8 +103,6 @@ exit codes: 0 finished, 2 a one-line error (bad input), 75 stopped by SIGTERM af
 (rerun to resume), 1 anything else (a traceback)."""
 
 
-
-
 SAMPLE_USAGE = """usage: pretrainx sample --workdir DIR [--checkpoint latest|best] [FLAGS OF THE RUN'S OBJECTIVE]
 
   Generate with a run's trained weights. The flags after --workdir are the ones the run's
@@ -141,7 +121,7 @@ def _sample(argv: list[str]) -> int:
         if wants_help:
             print(SAMPLE_USAGE)
             return 0
-        raise ValueError("sample needs --workdir DIR (--help with it lists the run's flags)")
+        raise UserError("sample needs --workdir DIR (--help with it lists the run's flags)")
     # The run's objective, built from its config.json and tokenizer, declares the flags; they
     # are checked here, before the (slower) restore of the weights.
     objective, config = inference.objective_of(args.workdir)
@@ -177,16 +157,16 @@ def _eval(argv: list[str]) -> int:
     if args.tasks:
         return _eval_tasks(args)
     if any(not pair.startswith(("data.", "eval.")) for pair in pairs):
-        raise ValueError(f"eval overrides only --config.data.* and --config.eval.* (the weights "
-                         f"are the run's): {pairs}")
+        raise UserError(f"eval overrides only --config.data.* and --config.eval.* (the weights "
+                        f"are the run's): {pairs}")
     objective, ctx, config = inference.load_trained_run(args.workdir, args.checkpoint)
     config = config_lib.apply_overrides(config, pairs)
     dataset = train.build_dataset(config, type(objective), args.workdir)   # as the run made it
     held_out, covered = dataset.info.get("val_pairs"), config.eval.num_batches * config.eval.batch_size
     if held_out and covered < held_out:
-        raise ValueError(f"eval.num_batches x eval.batch_size = {covered} rows cover only part of "
-                         f"the {held_out} held-out pairs: --config.eval.num_batches="
-                         f"{-(-held_out // config.eval.batch_size)}")
+        raise UserError(f"eval.num_batches x eval.batch_size = {covered} rows cover only part of "
+                        f"the {held_out} held-out pairs: --config.eval.num_batches="
+                        f"{-(-held_out // config.eval.batch_size)}")
     objective = type(objective)(config, type(objective).data_spec(config, dataset))
     ev = evaluate.EvalRunner(objective, config, ctx.mesh, dataset, args.workdir)
     for k, v in sorted(ev.run(ctx.params, ctx.frozen, ctx.step, final=True, aux=ctx.aux).items()):
@@ -248,7 +228,7 @@ def _sweep(argv: list[str]) -> int:
     rest, pairs = config_lib.split_override_args(argv)
     args, bad = p.parse_known_args(rest)
     if bad:
-        raise ValueError(f"unrecognized argument {bad[0]!r} (overrides are --config.KEY=VALUE)")
+        raise UserError(f"unrecognized argument {bad[0]!r} (overrides are --config.KEY=VALUE)")
     # Typed by the fields of the config the trials start from, as train types its overrides.
     overrides = config_lib.parse_overrides(pairs, sweep_def.load(args.config)[1])
     try:
@@ -288,7 +268,7 @@ def _reproduce(argv: list[str]) -> int:
         print(reproduce.status_table(entries, args.log))
         return 0
     if not args.name:
-        raise ValueError("reproduce needs NAME or --list")
+        raise UserError("reproduce needs NAME or --list")
     entry = reproduce.with_overrides(reproduce.find(entries, args.name), pairs)
     workdir = args.workdir or os.path.join("workdirs", "reproduce", entry.name)
     try:
@@ -348,12 +328,11 @@ def cli(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return COMMANDS[argv[0]](argv[1:]) or 0
-    except Exception as e:   # noqa: BLE001 - sorted below: on purpose -> one line, else re-raised
-        if os.environ.get("PRETRAINX_DEBUG") or not (isinstance(e, _FILE_ERRORS)
-                                                     or raised_on_purpose(e)):
+    except (UserError, *_FILE_ERRORS) as e:   # anything else is a bug: it keeps its traceback
+        if os.environ.get("PRETRAINX_DEBUG"):
             raise
-        text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)   # KeyError quotes its str
-        msg = str(text).strip().splitlines()[0] if str(text).strip() else type(e).__name__
+        text = str(e).strip()
+        msg = text.splitlines()[0] if text else type(e).__name__
         print(f"pretrainx: error: {type(e).__name__}: {msg}", file=sys.stderr)
         return EXIT_USER_ERROR
 

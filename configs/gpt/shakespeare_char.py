@@ -14,6 +14,7 @@ Point `data.path` at your copy of input.txt, or set `data.tfds_name=tiny_shakesp
 `data.data_dir` that holds it.
 """
 from pretrainx.config import text, variants
+from pretrainx.config.check import ConfigError
 
 
 def get_config(arg: str = ""):
@@ -35,4 +36,4 @@ def get_sweep(arg: str = ""):
                          enqueue=[{"optimizer.lr": 1e-3, "model.dropout": 0.2}],
                          pruner="median", pruner_options={"n_startup_trials": 3,
                                                           "n_warmup_steps": 1000})
-    raise ValueError(f"no sweep for variant {arg!r} of shakespeare_char (known: '', smoke)")
+    raise ConfigError(f"no sweep for variant {arg!r} of shakespeare_char (known: '', smoke)")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import numbers
 import os
 
+from pretrainx.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A config value that cannot run; the message names the field."""
 
 

@@ -7,6 +7,8 @@ import os
 
 import ml_collections
 
+from pretrainx.errors import UnknownName, UserError
+
 
 def load(spec: str) -> ml_collections.ConfigDict:
     """``"configs/gpt/shakespeare_char.py:smoke"`` -> the ConfigDict that file returns."""
@@ -26,7 +28,7 @@ def override(config: ml_collections.ConfigDict, updates: dict) -> ml_collections
         *parents, leaf = dotted.split(".")
         node = _node(config, dotted, parents)
         if leaf not in node:
-            raise KeyError(_unknown(dotted, leaf, node, parents))
+            raise UnknownName(_unknown(dotted, leaf, node, parents))
         node[leaf] = value
     return config
 
@@ -35,10 +37,10 @@ def _node(config, dotted: str, parents: list[str]):
     node = config
     for i, part in enumerate(parents):
         if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-            raise KeyError(_unknown(dotted, part, node, parents[:i]))
+            raise UnknownName(_unknown(dotted, part, node, parents[:i]))
         node = node[part]
     if not isinstance(node, ml_collections.ConfigDict):
-        raise KeyError(f"unknown config key {dotted!r} ({'.'.join(parents)} is a value)")
+        raise UnknownName(f"unknown config key {dotted!r} ({'.'.join(parents)} is a value)")
     return node
 
 
@@ -59,10 +61,10 @@ def split_override_args(argv: list[str]) -> tuple[list[str], list[str]]:
     for arg in argv:
         if arg.startswith(OVERRIDE_FLAG):
             if "=" not in arg:
-                raise ValueError(f"{arg!r}: a config override is --config.KEY=VALUE")
+                raise UserError(f"{arg!r}: a config override is --config.KEY=VALUE")
             pairs.append(arg[len(OVERRIDE_FLAG):])
         elif arg == "--set" or arg.startswith("--set="):   # the syntax of earlier releases
-            raise ValueError("--set KEY=VALUE is gone: write --config.KEY=VALUE")
+            raise UserError("--set KEY=VALUE is gone: write --config.KEY=VALUE")
         else:
             rest.append(arg)
     return rest, pairs
@@ -77,7 +79,7 @@ def parse_overrides(pairs: list[str], config: ml_collections.ConfigDict | None =
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"config override {pair!r} is not KEY=VALUE")
+            raise UserError(f"config override {pair!r} is not KEY=VALUE")
         current = field(config, key) if config is not None else None
         if isinstance(current, str):
             updates[key] = text
@@ -96,7 +98,7 @@ def field(config, dotted: str):
     *parents, leaf = dotted.split(".")
     node = _node(config, dotted, parents)
     if leaf not in node:
-        raise KeyError(_unknown(dotted, leaf, node, parents))
+        raise UnknownName(_unknown(dotted, leaf, node, parents))
     return node[leaf]
 
 
@@ -108,6 +110,6 @@ def apply_overrides(config: ml_collections.ConfigDict, pairs: list[str]) -> ml_c
         try:
             config = override(config, {key: value})
         except TypeError:
-            raise ValueError(f"--config.{key}={value!r}: the config's field is "
-                             f"{type(field(config, key)).__name__}") from None
+            raise UserError(f"--config.{key}={value!r}: the config's field is "
+                            f"{type(field(config, key)).__name__}") from None
     return config

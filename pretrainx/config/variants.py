@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 
+from pretrainx.errors import UserError
+
 
 def _flags(text: str) -> frozenset[str]:
     return frozenset(f.strip() for f in text.split(",") if f.strip())
@@ -28,5 +30,5 @@ def parse(arg: str, recipe: str, *known: str) -> frozenset[str]:
     flags = _flags(arg or "")
     if flags and flags not in {_flags(k) for k in known}:
         name = os.path.splitext(os.path.basename(recipe))[0]
-        raise ValueError(f"unknown variant {arg!r} of {name} (known: {', '.join(known) or 'none'})")
+        raise UserError(f"unknown variant {arg!r} of {name} (known: {', '.join(known) or 'none'})")
     return flags

@@ -5,8 +5,8 @@ import jax
 
 from pretrainx.data import rng as streams
 from pretrainx.data.base import batch_rng, shard_rows
+from pretrainx.errors import UserError
 from pretrainx.objectives.base import BatchContext
-
 
 
 def host_batch(source, objective, index: int, seed: int, *, step: int | None = None,
@@ -20,8 +20,8 @@ def host_batch(source, objective, index: int, seed: int, *, step: int | None = N
     if fields is not None:
         missing = [k for k in fields if k not in batch]
         if missing:
-            raise ValueError(f"objective {type(objective).__name__} asked the data for fields "
-                             f"{list(fields)}; the data kind gives {sorted(batch)} (missing {missing})")
+            raise UserError(f"objective {type(objective).__name__} asked the data for fields "
+                            f"{list(fields)}; the data kind gives {sorted(batch)} (missing {missing})")
         batch = {k: batch[k] for k in fields}
     ctx = BatchContext(step=index if step is None else step, index=index, total_steps=total_steps,
                        global_batch_size=source.batch_size,

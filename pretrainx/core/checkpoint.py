@@ -26,6 +26,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from pretrainx.data.base import DataState
+from pretrainx.errors import UserError
 from pretrainx.run import rundir
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 FROZEN_DIR = rundir.FROZEN
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     pass
 
 
@@ -102,7 +103,7 @@ class Checkpointer:
         if self.best_metric:
             mode = ckpt_config.best_mode
             if mode not in ("min", "max"):
-                raise ValueError(f"checkpoint.best_mode must be 'min' or 'max', got {mode!r}")
+                raise UserError(f"checkpoint.best_mode must be 'min' or 'max', got {mode!r}")
             self.best = _manager(rundir.path(workdir, rundir.CHECKPOINTS_BEST), ocp.CheckpointManagerOptions(
                 max_to_keep=1, best_fn=lambda m: m[self.best_metric], best_mode=mode,
                 keep_checkpoints_without_metrics=False, enable_async_checkpointing=async_save,

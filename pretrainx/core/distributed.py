@@ -15,6 +15,8 @@ import os
 
 import jax
 
+from pretrainx.errors import UserError
+
 
 def _env_int(name: str) -> int | None:
     value = os.environ.get(name, "").strip()
@@ -23,7 +25,7 @@ def _env_int(name: str) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+        raise UserError(f"environment variable {name}={value!r} is not an integer") from None
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
@@ -34,11 +36,11 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     num_processes = num_processes if num_processes is not None else _env_int("JAX_NUM_PROCESSES")
     process_id = process_id if process_id is not None else _env_int("JAX_PROCESS_ID")
     if (num_processes is None) != (process_id is None):
-        raise ValueError("--num_processes and --process_id (or JAX_NUM_PROCESSES and JAX_PROCESS_ID) "
-                         "go together: give both or neither")
+        raise UserError("--num_processes and --process_id (or JAX_NUM_PROCESSES and JAX_PROCESS_ID) "
+                        "go together: give both or neither")
     if num_processes is not None and not coordinator_address:
-        raise ValueError("--num_processes/--process_id need --coordinator_address=HOST:PORT "
-                         "(or JAX_COORDINATOR_ADDRESS)")
+        raise UserError("--num_processes/--process_id need --coordinator_address=HOST:PORT "
+                        "(or JAX_COORDINATOR_ADDRESS)")
     try:
         if jax.config.jax_cpu_collectives_implementation in (None, "none"):
             jax.config.update("jax_cpu_collectives_implementation", "gloo")

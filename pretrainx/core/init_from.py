@@ -31,6 +31,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from pretrainx.core import checkpoint as checkpoint_lib
+from pretrainx.errors import UserError
 from pretrainx.run import rundir
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ SOURCE_ROOTS = ("params", "ema_params", "frozen")
 TARGET_ROOTS = ("params", "frozen")
 
 
-class InitFromError(ValueError):
+class InitFromError(UserError):
     pass
 
 

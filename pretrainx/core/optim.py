@@ -12,6 +12,8 @@ import flax
 import jax.numpy as jnp
 import optax
 
+from pretrainx.errors import UserError
+
 SCHEDULES = ("cosine", "inverse_sqrt", "exponential", "constant")
 
 
@@ -37,7 +39,7 @@ def learning_rate_schedule(opt) -> optax.Schedule:
     elif name == "constant":
         decay = optax.constant_schedule(lr)
     else:
-        raise ValueError(f"unknown optimizer.schedule {name!r}; known: {', '.join(SCHEDULES)}")
+        raise UserError(f"unknown optimizer.schedule {name!r}; known: {', '.join(SCHEDULES)}")
     if warmup <= 0:
         return decay
     warm = lambda step: lr * (step + 1) / (warmup + 1)
@@ -56,7 +58,7 @@ def weight_decay_mask(params, mode: str):
     "all": every parameter.
     """
     if mode not in DECAY_MASKS:
-        raise ValueError(f"unknown optimizer.decay_mask {mode!r} (known: {', '.join(DECAY_MASKS)})")
+        raise UserError(f"unknown optimizer.decay_mask {mode!r} (known: {', '.join(DECAY_MASKS)})")
     flat = flax.traverse_util.flatten_dict(params)
     mask = {}
     for path, leaf in flat.items():
@@ -111,7 +113,7 @@ def make_optimizer(opt, params) -> tuple[optax.GradientTransformation, optax.Sch
     # the second moment stays float32, whose range bf16's 8-bit mantissa would hurt most).
     mu_dtype = opt.mu_dtype
     if mu_dtype not in MU_DTYPES:
-        raise ValueError(f"unknown optimizer.mu_dtype {mu_dtype!r} (known: {', '.join(MU_DTYPES)})")
+        raise UserError(f"unknown optimizer.mu_dtype {mu_dtype!r} (known: {', '.join(MU_DTYPES)})")
     parts = []
     if float(opt.clip_norm) > 0:
         parts.append(optax.clip_by_global_norm(float(opt.clip_norm)))
@@ -120,7 +122,7 @@ def make_optimizer(opt, params) -> tuple[optax.GradientTransformation, optax.Sch
                              mask=weight_decay_mask(params, opt.decay_mask)))
     decay = float(opt.layer_decay)
     if not 0.0 < decay <= 1.0:
-        raise ValueError(f"optimizer.layer_decay must be in (0, 1], got {decay}")
+        raise UserError(f"optimizer.layer_decay must be in (0, 1], got {decay}")
     if decay < 1.0:                   # layer-wise LR decay (fine-tuning), after AdamW's step
         parts.append(layer_decay(params, decay))
     return optax.chain(*parts), schedule

@@ -14,6 +14,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from pretrainx.errors import UserError
+
 AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
 
@@ -22,16 +24,16 @@ def mesh_shape(mesh_config, num_devices: int) -> tuple[int, int, int]:
     """Sizes of (data, fsdp, tensor); one axis may be -1: whatever devices the others leave."""
     sizes = [int(mesh_config[a]) for a in AXES]
     if sizes.count(-1) > 1:
-        raise ValueError(f"config.mesh: only one axis may be -1, got {dict(zip(AXES, sizes))}")
+        raise UserError(f"config.mesh: only one axis may be -1, got {dict(zip(AXES, sizes))}")
     if -1 in sizes:
         known = math.prod(s for s in sizes if s != -1)
         if num_devices % known:
-            raise ValueError(f"config.mesh {dict(zip(AXES, sizes))} does not divide the "
-                             f"{num_devices} devices")
+            raise UserError(f"config.mesh {dict(zip(AXES, sizes))} does not divide the "
+                            f"{num_devices} devices")
         sizes[sizes.index(-1)] = num_devices // known
     if any(s < 1 for s in sizes) or math.prod(sizes) > num_devices:
-        raise ValueError(f"config.mesh {dict(zip(AXES, sizes))} needs {math.prod(sizes)} "
-                         f"devices; {num_devices} are available")
+        raise UserError(f"config.mesh {dict(zip(AXES, sizes))} needs {math.prod(sizes)} "
+                        f"devices; {num_devices} are available")
     return tuple(sizes)
 
 

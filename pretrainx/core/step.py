@@ -17,8 +17,8 @@ import optax
 
 from pretrainx.core import state as state_lib
 from pretrainx.data import rng as streams
+from pretrainx.errors import UserError
 from pretrainx.objectives.base import DENOMINATOR, StepContext
-
 
 
 def split_denominator(metrics: dict):
@@ -103,7 +103,7 @@ def step_key(base_rng, step, impl: str = "threefry"):
     if impl == "threefry":
         return rng
     if impl not in RNG_IMPLS:
-        raise ValueError(f"unknown train.rng_impl {impl!r} (known: {', '.join(RNG_IMPLS)})")
+        raise UserError(f"unknown train.rng_impl {impl!r} (known: {', '.join(RNG_IMPLS)})")
     data = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng
     return jax.random.wrap_key_data(jnp.concatenate([data, data]), impl=impl)
 

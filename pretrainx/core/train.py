@@ -28,6 +28,7 @@ from pretrainx.core.loop import (NonFiniteLossError, NonFiniteStateError,  # noq
 from pretrainx.core.step import RNG_IMPLS, train_step
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.data.base import DataState
+from pretrainx.errors import UserError
 from pretrainx.run import provenance, rundir, lock as workdir_lock
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,10 @@ def setup(config, workdir: str | None = None) -> Setup:
     accum = int(config.optimizer.grad_accum)
     rng_impl = config.train.rng_impl
     if rng_impl not in RNG_IMPLS:
-        raise ValueError(f"unknown train.rng_impl {rng_impl!r} (known: {', '.join(RNG_IMPLS)})")
+        raise UserError(f"unknown train.rng_impl {rng_impl!r} (known: {', '.join(RNG_IMPLS)})")
     if config.batch_size % (divisor * accum):
-        raise ValueError(f"config.batch_size {config.batch_size} must be divisible by the "
-                         f"batch-sharded devices ({divisor}) times optimizer.grad_accum ({accum})")
+        raise UserError(f"config.batch_size {config.batch_size} must be divisible by the "
+                        f"batch-sharded devices ({divisor}) times optimizer.grad_accum ({accum})")
     request = objective_cls.data_request(config)
     dataset = build_dataset(config, objective_cls, workdir)
     objective = objective_cls(config, objective_cls.data_spec(config, dataset))

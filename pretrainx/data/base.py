@@ -15,6 +15,8 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from pretrainx.errors import UserError
+
 Batch = dict[str, np.ndarray]
 
 #: the field of raw token rows (``seq_len`` wide) that an objective building its own inputs and
@@ -63,8 +65,8 @@ def shard_rows(batch_size: int, shard: tuple[int, int]) -> slice:
     """The rows of a global batch that process ``shard[0]`` of ``shard[1]`` owns."""
     index, count = shard
     if batch_size % count:
-        raise ValueError(f"global batch size {batch_size} is not divisible by the "
-                         f"{count} processes")
+        raise UserError(f"global batch size {batch_size} is not divisible by the "
+                        f"{count} processes")
     per = batch_size // count
     return slice(index * per, (index + 1) * per)
 
@@ -99,8 +101,8 @@ def build(data_config, *, batch_size: int, eval_batch_size: int, seq_len: int | 
           fields=None, tokenizer=None, special_tokens=()) -> Dataset:
     kind = data_config.kind
     if kind not in _BUILDERS:
-        raise ValueError(f"unknown data kind {kind!r} (config.data.kind); "
-                         f"known: {sorted(_BUILDERS)}")
+        raise UserError(f"unknown data kind {kind!r} (config.data.kind); "
+                        f"known: {sorted(_BUILDERS)}")
     optional = {k: v for k, v in dict(fields=fields, tokenizer=tokenizer,
                                       special_tokens=tuple(special_tokens) or None).items()
                 if v is not None}

@@ -16,6 +16,8 @@ import os
 import re
 from typing import Protocol, Sequence
 
+from pretrainx.errors import UnknownName, UserError
+
 FILENAME = "tokenizer.json"
 
 
@@ -45,8 +47,8 @@ class _WithSpecials:
     def token_id(self, name: str) -> int:
         """The id of a special token by its text, e.g. ``token_id(special_tokens.MASK)``."""
         if name not in self._special_ids:
-            raise KeyError(f"token {name!r} is not in this {type(self).__name__} (special tokens: "
-                           f"{self.specials[:8]}{' ...' if len(self.specials) > 8 else ''})")
+            raise UnknownName(f"token {name!r} is not in this {type(self).__name__} (special tokens: "
+                              f"{self.specials[:8]}{' ...' if len(self.specials) > 8 else ''})")
         return self._special_ids[name]
 
     def encode(self, text: str) -> list[int]:
@@ -99,8 +101,8 @@ class CharTokenizer(_WithSpecials):
         try:
             return [self._index[c] for c in text]
         except KeyError as e:
-            raise ValueError(f"character {e.args[0]!r} is not in the char vocabulary "
-                             f"({len(self.chars)} characters)") from None
+            raise UserError(f"character {e.args[0]!r} is not in the char vocabulary "
+                            f"({len(self.chars)} characters)") from None
 
     def _decode_plain(self, ids) -> str:
         return "".join(self.chars[int(i)] for i in ids)

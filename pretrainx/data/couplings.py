@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from pretrainx.data.sources import ArraySource
+from pretrainx.errors import UserError
 
 MANIFEST = "couplings.json"
 FIELDS = ("noise", "image", "label")
@@ -23,7 +24,6 @@ def num_chunks(num: int, chunk_size: int) -> int:
     return -(-num // chunk_size)
 
 
-
 def load(out_dir: str) -> dict[str, np.ndarray]:
     """All couplings of a finished job as {"noise", "image", "label"} arrays in index order."""
     path = os.path.join(out_dir, MANIFEST)
@@ -34,8 +34,8 @@ def load(out_dir: str) -> dict[str, np.ndarray]:
     total = num_chunks(manifest["num"], manifest["chunk_size"])
     missing = [c for c in range(total) if not os.path.exists(chunk_path(out_dir, c))]
     if missing:
-        raise ValueError(f"{out_dir} lacks {len(missing)} of {total} chunks (first {missing[0]}): "
-                         f"rerun its generate-couplings command to finish it")
+        raise UserError(f"{out_dir} lacks {len(missing)} of {total} chunks (first {missing[0]}): "
+                        f"rerun its generate-couplings command to finish it")
     parts = [np.load(chunk_path(out_dir, c)) for c in range(total)]
     return {k: np.concatenate([p[k] for p in parts]) for k in FIELDS}
 

@@ -20,13 +20,15 @@ import os
 import zlib
 from typing import Iterator
 
+from pretrainx.errors import UserError
+
 #: text bytes read at a time from a text file cut at a separator
 CHUNK_CHARS = 1 << 20
 #: Parquet rows read at a time
 PARQUET_BATCH_ROWS = 1024
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError):
     """A source file that cannot be read as a corpus; the message names the file."""
 
 

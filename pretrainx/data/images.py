@@ -29,6 +29,7 @@ import numpy as np
 from pretrainx.data import rng as streams
 from pretrainx.data.base import Dataset, batch_rng, register, shard_rows
 from pretrainx.data.sources import ArraySource
+from pretrainx.errors import MissingExtra, UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 HELDOUT_SEED = 20200619     # fixed: the held-out split must not move with config.seed
@@ -85,7 +86,7 @@ def read_idx(path: str) -> np.ndarray:
     with opener(path, "rb") as f:
         raw = f.read()
     if raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path} is not an IDX file (bad magic {raw[:4]!r})")
+        raise UserError(f"{path} is not an IDX file (bad magic {raw[:4]!r})")
     dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     dtype, ndim = np.dtype(dtypes[raw[2]]), raw[3]
     shape = tuple(np.frombuffer(raw, ">u4", count=ndim, offset=4))
@@ -183,7 +184,7 @@ def _load_tfds(cfg) -> ImageArrays:
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:
-        raise ImportError("data.kind='tfds_images' needs tensorflow-datasets installed") from e
+        raise MissingExtra("data.kind='tfds_images' needs tensorflow-datasets installed") from e
     data_dir = cfg.tfds_data_dir or None
     builder = tfds.builder(cfg.tfds_name, data_dir=data_dir)
     if not builder.is_prepared():
@@ -236,7 +237,7 @@ _CACHE: dict = {}
 
 def _load_uncached(data_config) -> ImageArrays:
     if data_config.kind not in _LOADERS:
-        raise ValueError(f"unknown image data kind {data_config.kind!r}; known {sorted(_LOADERS)}")
+        raise UserError(f"unknown image data kind {data_config.kind!r}; known {sorted(_LOADERS)}")
     arrays = _LOADERS[data_config.kind](data_config)
     pad, size = int(data_config.pad), int(data_config.image_size)
     if pad or size:

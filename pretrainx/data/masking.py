@@ -26,6 +26,7 @@ import math
 import numpy as np
 
 from pretrainx.data import special_tokens as st
+from pretrainx.errors import UserError
 
 SCHEDULES = ("constant", "linear", "cosine")
 MASK_FRACTION, RANDOM_FRACTION = 0.8, 0.1      # BERT: 80 % [MASK], 10 % random, 10 % unchanged
@@ -69,8 +70,8 @@ def vocab_tables(tokenizer, vocab_size: int | None = None) -> VocabTables:
         else:
             glue_left[i], glue_right[i] = _alnum(s[0]), _alnum(s[-1])
     if not tokenizer.has_token(st.MASK):
-        raise ValueError(f"the tokenizer has no {st.MASK} token (add it through the objective's "
-                         f"DataRequest.special_tokens)")
+        raise UserError(f"the tokenizer has no {st.MASK} token (add it through the objective's "
+                        f"DataRequest.special_tokens)")
     return VocabTables(special, glue_left, glue_right, tokenizer.token_id(st.MASK))
 
 
@@ -97,7 +98,7 @@ def select_positions(draws, candidates_BxT, rate: float, word_start_BxT=None) ->
     rounded stochastically). With ``word_start_BxT`` whole words are drawn: ``rate`` of the
     candidate words, every candidate token of a drawn word selected."""
     if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"masking rate must be in [0, 1], got {rate}")
+        raise UserError(f"masking rate must be in [0, 1], got {rate}")
     B, T = candidates_BxT.shape
     keys_BxT = draws.random((B, T))
     round_B = draws.random((B, 1))[:, 0]
@@ -142,7 +143,7 @@ def masking_rate(schedule: str, start: float, end: float, progress: float) -> fl
     """The masking rate at ``progress`` = step / total steps in [0, 1]: ``end`` throughout
     ("constant"), or from ``start`` to ``end`` along a line or a half cosine."""
     if schedule not in SCHEDULES:
-        raise ValueError(f"masking rate schedule must be one of {SCHEDULES}, got {schedule!r}")
+        raise UserError(f"masking rate schedule must be one of {SCHEDULES}, got {schedule!r}")
     p = min(max(float(progress), 0.0), 1.0)
     if schedule == "constant":
         return float(end)

@@ -31,6 +31,7 @@ import numpy as np
 
 from pretrainx.data.base import TOKENS
 from pretrainx.data.sources import ArraySource
+from pretrainx.errors import UserError
 
 MODES = ("greedy", "concat", "pad")
 
@@ -99,7 +100,7 @@ def pack_documents(docs: Sequence[Sequence[int]], seq_len: int, pad_id: int = 0,
     ``weights`` (all (N, seq_len); int32 except ``weights`` float32); with ``shift=False`` rows
     of ``tokens``, ``segment_ids``, ``positions`` (all (N, seq_len) int32)."""
     if mode not in MODES:
-        raise ValueError(f"unknown packing mode {mode!r} (known: {', '.join(MODES)})")
+        raise UserError(f"unknown packing mode {mode!r} (known: {', '.join(MODES)})")
     if not shift:
         tokens, segments, positions = _row_slots(docs, seq_len, mode, pad_id, seq_len)
         return {TOKENS: tokens.astype(np.int32), "segment_ids": segments.astype(np.int32),

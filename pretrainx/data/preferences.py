@@ -38,6 +38,7 @@ from pretrainx.data import readers
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.data.base import Dataset, register, shard_rows
 from pretrainx.data.sources import ArraySource
+from pretrainx.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def split_dialogue(dialogue: str) -> tuple[str, str]:
     """(prompt up to and including the last "Assistant:", response after it)."""
     cut = dialogue.rfind(ASSISTANT)
     if cut < 0:
-        raise ValueError(f"an HH-RLHF dialogue without {ASSISTANT!r}: {dialogue[:80]!r}")
+        raise UserError(f"an HH-RLHF dialogue without {ASSISTANT!r}: {dialogue[:80]!r}")
     cut += len(ASSISTANT)
     return dialogue[:cut], dialogue[cut:]
 
@@ -77,11 +78,11 @@ def read_pairs(path, fmt: str = "auto", max_pairs: int = 0) -> list[dict]:
                     pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
                                   "rejected_prompt": rejected_prompt})
                 else:
-                    raise ValueError(f"data.format must be 'auto', 'hh' or 'plain', got {fmt!r}")
+                    raise UserError(f"data.format must be 'auto', 'hh' or 'plain', got {fmt!r}")
                 if max_pairs and len(pairs) >= max_pairs:
                     return pairs
     if not pairs:
-        raise ValueError(f"no preference pairs in {path!r}")
+        raise UserError(f"no preference pairs in {path!r}")
     return pairs
 
 
@@ -138,9 +139,9 @@ def split_pairs(pairs: list[dict], *, seed: int, val_fraction: float, dev_fracti
                 eval_split: str = "test", min_margin: float = 0.0):
     """(train, evaluated) pairs, the split described in the module docstring."""
     if eval_split not in ("test", "dev"):
-        raise ValueError(f"data.eval_split must be 'test' or 'dev', got {eval_split!r}")
+        raise UserError(f"data.eval_split must be 'test' or 'dev', got {eval_split!r}")
     if min_margin > 0 and any("margin" not in p for p in pairs):
-        raise ValueError("data.min_margin needs the rule's \"scores\" in every pair record")
+        raise UserError("data.min_margin needs the rule's \"scores\" in every pair record")
     order = np.random.default_rng(seed).permutation(len(pairs))
     pairs = [pairs[i] for i in order]
     cut = len(pairs) - int(round(len(pairs) * val_fraction))
@@ -160,7 +161,7 @@ def build_preferences(config, *, batch_size, eval_batch_size, seq_len, seed, fie
         eval_split=config.eval_split,
         min_margin=float(config.min_margin))
     if not train_pairs:
-        raise ValueError(f"no training pairs left of the {len(pairs)} in {config.path!r}")
+        raise UserError(f"no training pairs left of the {len(pairs)} in {config.path!r}")
     ordered = train_pairs + val_pairs
     cut = len(train_pairs)
     if tokenizer is None:

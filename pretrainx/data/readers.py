@@ -15,6 +15,8 @@ import os
 import re
 import sysconfig
 
+from pretrainx.errors import UnknownName, UserError
+
 log = logging.getLogger(__name__)
 
 STDLIB = "stdlib"   # data.path value: the running Python's standard library sources (*.py)
@@ -76,7 +78,7 @@ def read_corpus(path, max_bytes: int = 0) -> str:
     if max_bytes:
         text = text[:max_bytes]
     if not text.strip():
-        raise ValueError(f"data file is empty: {path} (config.data.path)")
+        raise UserError(f"data file is empty: {path} (config.data.path)")
     return text
 
 
@@ -91,8 +93,8 @@ def read_jsonl(path, text_key: str = "text", max_docs: int = 0) -> list[str]:
                     continue
                 record = json.loads(line)
                 if text_key not in record:
-                    raise KeyError(f"{file}:{line_no}: no field {text_key!r} "
-                                   f"(fields: {sorted(record)}); set data.text_key")
+                    raise UnknownName(f"{file}:{line_no}: no field {text_key!r} "
+                                      f"(fields: {sorted(record)}); set data.text_key")
                 docs.append(str(record[text_key]))
                 if max_docs and len(docs) >= max_docs:
                     return docs
@@ -127,15 +129,15 @@ def decode_policy(docs: list[str], *, keep_bytes: bool, policy: str, where) -> l
     (``keep_bytes``), else replaced by U+FFFD with a warning that counts them (``policy``
     "replace") or refused with a one-line error ("strict")."""
     if policy not in DECODE_ERRORS:
-        raise ValueError(f"data.decode_errors must be one of {DECODE_ERRORS}, got {policy!r}")
+        raise UserError(f"data.decode_errors must be one of {DECODE_ERRORS}, got {policy!r}")
     if keep_bytes:
         return docs
     count = sum(len(_ESCAPED.findall(d)) for d in docs)
     if not count:
         return docs
     if policy == "strict":
-        raise ValueError(f"{count} bytes of {where!r} are not UTF-8: use the byte tokenizer "
-                         f"(data.tokenizer='byte'), or data.decode_errors='replace'")
+        raise UserError(f"{count} bytes of {where!r} are not UTF-8: use the byte tokenizer "
+                        f"(data.tokenizer='byte'), or data.decode_errors='replace'")
     log.warning("%d bytes of %r are not UTF-8: replaced by U+FFFD (data.tokenizer='byte' keeps "
                 "them; data.decode_errors='strict' refuses such data)", count, where)
     return [_ESCAPED.sub("\ufffd", d) for d in docs]

@@ -33,13 +33,14 @@ from pretrainx.data import rng as streams
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.data.base import Dataset, raw_tokens, register
 from pretrainx.data.sources import TokenWindows
+from pretrainx.errors import UserError
 
 FORMAT = "pretrainx-shards-1"
 MANIFEST = "manifest.json"
 TOKENIZER = tokenizer_lib.FILENAME
 
 
-class ShardsError(ValueError):
+class ShardsError(UserError):
     """A shards folder that cannot be used as it is; the message names the file."""
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from pretrainx.data import rng as streams
 from pretrainx.data.base import TOKENS, Batch, Dataset, batch_rng, raw_tokens, register, shard_rows
+from pretrainx.errors import UserError
 
 
 class ArraySource:
@@ -29,7 +30,7 @@ class ArraySource:
                  shuffle: bool = True, drop_remainder: bool = True):
         lengths = {k: len(v) for k, v in arrays.items()}
         if not arrays or len(set(lengths.values())) != 1:
-            raise ValueError(f"ArraySource needs arrays with one common length, got {lengths}")
+            raise UserError(f"ArraySource needs arrays with one common length, got {lengths}")
         self.arrays = arrays
         self.num_rows = next(iter(lengths.values()))
         self.batch_size = batch_size
@@ -38,8 +39,8 @@ class ArraySource:
         self.drop_remainder = drop_remainder
         if drop_remainder:
             if self.num_rows < batch_size:
-                raise ValueError(f"{self.num_rows} rows cannot fill one batch of {batch_size} "
-                                 f"with drop_remainder=True")
+                raise UserError(f"{self.num_rows} rows cannot fill one batch of {batch_size} "
+                                f"with drop_remainder=True")
             self.steps_per_epoch = self.num_rows // batch_size
         else:
             # the last batch of an epoch is topped up from the start of the same permutation, so
@@ -74,10 +75,10 @@ class TokenWindows:
                  shift: bool = True):
         self.width = seq_len + 1 if shift else seq_len
         if len(tokens) <= self.width:
-            raise ValueError(f"a stream of {len(tokens)} tokens is too short for windows of "
-                             f"{self.width}")
+            raise UserError(f"a stream of {len(tokens)} tokens is too short for windows of "
+                            f"{self.width}")
         if sampling not in ("random", "sequential"):
-            raise ValueError(f"sampling must be 'random' or 'sequential', got {sampling!r}")
+            raise UserError(f"sampling must be 'random' or 'sequential', got {sampling!r}")
         # an object with ``windows(starts, width)`` (shards.ShardStream over memory-mapped shards)
         # is read as it is; anything else becomes one array
         self.tokens = tokens if hasattr(tokens, "windows") else np.asarray(tokens)
@@ -112,7 +113,7 @@ def split_tail(items, val_fraction: float):
     """(train, val) of an array or list: the last ``val_fraction`` validates (at least one item
     when the fraction is > 0). Documents of text follow ``text.split_documents`` instead."""
     if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise UserError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if val_fraction == 0:
         return items, items[:0]
     cut = min(len(items) - 1, int(round(len(items) * (1 - val_fraction))))
@@ -154,8 +155,8 @@ def build_numpy(config, *, batch_size, eval_batch_size, seq_len, seed, fields=No
                                           "val_tokens": len(val_ids)})
     if data.ndim == 2:                                          # rows of T+1 tokens
         if seq_len is not None and data.shape[1] != seq_len + 1:
-            raise ValueError(f"{config.path}: rows of {data.shape[1]} tokens, expected "
-                             f"seq_len+1 = {seq_len + 1}")
+            raise UserError(f"{config.path}: rows of {data.shape[1]} tokens, expected "
+                            f"seq_len+1 = {seq_len + 1}")
         rows = np.asarray(data, np.int32)
         train_rows, val_rows = split_tail(rows, val_fraction)
 
@@ -165,5 +166,5 @@ def build_numpy(config, *, batch_size, eval_batch_size, seq_len, seed, fields=No
         return Dataset(source(train_rows, batch_size, True),
                        source(val_rows, eval_batch_size, False) if len(val_rows) else None,
                        None, {"train_rows": len(train_rows), "val_rows": len(val_rows)})
-    raise ValueError(f"{config.path}: expected a 1-D token stream or 2-D rows, "
-                     f"got shape {data.shape}")
+    raise UserError(f"{config.path}: expected a 1-D token stream or 2-D rows, "
+                    f"got shape {data.shape}")

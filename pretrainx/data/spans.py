@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pretrainx.errors import UserError
+
 
 def span_counts(length: int, density: float, mean_span: float) -> tuple[int, int]:
     """(noise tokens, noise spans) for a row of ``length`` tokens, as T5's mask draws them."""
@@ -87,7 +89,7 @@ def _spans_to_sentinels(tokens, mask, sentinel_ids) -> np.ndarray:
     first = mask & ~prev
     n = int(first.sum())
     if n > len(sentinel_ids):
-        raise ValueError(f"{n} spans need {n} sentinels; the vocabulary has {len(sentinel_ids)}")
+        raise UserError(f"{n} spans need {n} sentinels; the vocabulary has {len(sentinel_ids)}")
     out = np.where(first, np.asarray(sentinel_ids)[np.maximum(np.cumsum(first) - 1, 0)], tokens)
     return out[~(mask & prev)]
 

@@ -15,6 +15,8 @@ appended the same way to any vocabulary that lacks them.
 """
 from __future__ import annotations
 
+from pretrainx.errors import UserError
+
 PAD = "[PAD]"
 UNK = "[UNK]"
 CLS = "[CLS]"
@@ -33,7 +35,7 @@ NAMED = [PAD, UNK, CLS, SEP, MASK, BOS, EOS]
 def sentinel(i: int) -> str:
     """The i-th T5 sentinel, ``<extra_id_i>``: marks the i-th dropped span in span corruption."""
     if i < 0:
-        raise ValueError(f"sentinel index must be >= 0, got {i}")
+        raise UserError(f"sentinel index must be >= 0, got {i}")
     return f"<extra_id_{i}>"
 
 
@@ -62,8 +64,8 @@ def sentinel_ids(tokenizer, n: int) -> list[int]:
     """The ids of ``<extra_id_0>`` .. ``<extra_id_{n-1}>`` in ``tokenizer`` (by name)."""
     missing = [sentinel(i) for i in range(n) if not tokenizer.has_token(sentinel(i))]
     if missing:
-        raise ValueError(f"the tokenizer has no {missing[0]!r}: span corruption needs {n} "
-                         f"sentinels (trained vocabularies reserve {NUM_SENTINELS})")
+        raise UserError(f"the tokenizer has no {missing[0]!r}: span corruption needs {n} "
+                        f"sentinels (trained vocabularies reserve {NUM_SENTINELS})")
     return [tokenizer.token_id(sentinel(i)) for i in range(n)]
 
 

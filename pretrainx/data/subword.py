@@ -24,6 +24,7 @@ import numpy as np
 
 from pretrainx.data import special_tokens as st
 from pretrainx.data.basic_tokenizers import FILENAME
+from pretrainx.errors import UnknownName, UserError
 
 KINDS = ("bpe", "wordpiece", "unigram")
 
@@ -60,8 +61,8 @@ class SubwordTokenizer:
         """The id of a token by its string, e.g. ``token_id(special_tokens.MASK)``."""
         i = self.hf.token_to_id(name)
         if i is None:
-            raise KeyError(f"token {name!r} is not in this {self.kind} vocabulary "
-                           f"({self.vocab_size} tokens)")
+            raise UnknownName(f"token {name!r} is not in this {self.kind} vocabulary "
+                              f"({self.vocab_size} tokens)")
         return i
 
     def has_token(self, name: str) -> bool:
@@ -122,7 +123,7 @@ def _new_tokenizer(kind: str, vocab_size: int, special: list[str], show_progress
         trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=special,
                                           unk_token=st.UNK, show_progress=show_progress)
     else:
-        raise ValueError(f"unknown tokenizer kind {kind!r} (known: {', '.join(KINDS)})")
+        raise UserError(f"unknown tokenizer kind {kind!r} (known: {', '.join(KINDS)})")
     return tok, trainer
 
 

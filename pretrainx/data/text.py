@@ -37,6 +37,7 @@ from pretrainx.data import special_tokens as st
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.data.base import Dataset, raw_tokens, register
 from pretrainx.data.sources import TokenWindows
+from pretrainx.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,11 @@ class TextOptions:
         packing = "greedy" if opts.packing == "packed" else opts.packing   # the old name of greedy
         opts = dataclasses.replace(opts, packing=packing)
         if opts.split not in SPLITS:
-            raise ValueError(f"data.split must be one of {SPLITS}, got {opts.split!r}")
+            raise UserError(f"data.split must be one of {SPLITS}, got {opts.split!r}")
         if opts.packing not in LAYOUTS:
-            raise ValueError(f"data.packing must be one of {LAYOUTS}, got {opts.packing!r}")
+            raise UserError(f"data.packing must be one of {LAYOUTS}, got {opts.packing!r}")
         if not 0 <= opts.val_fraction < 1:
-            raise ValueError(f"data.val_fraction must be in [0, 1), got {opts.val_fraction}")
+            raise UserError(f"data.val_fraction must be in [0, 1), got {opts.val_fraction}")
         return opts
 
 
@@ -88,7 +89,7 @@ def split_documents(docs: list[str], val_fraction: float, by: str = "chars"):
         cut = min(len(docs) - 1, int(round(len(docs) * (1 - val_fraction))))
         return [Piece(d) for d in docs[:cut]], [Piece(d) for d in docs[cut:]]
     if by != "chars":
-        raise ValueError(f"unknown split rule {by!r}; known {SPLITS}")
+        raise UserError(f"unknown split rule {by!r}; known {SPLITS}")
     n_train = int(sum(len(d) for d in docs) * (1.0 - val_fraction))
     train, val, seen = [], [], 0
     for d in docs:
@@ -241,7 +242,7 @@ def _builder(read_documents):
               tokenizer=None, special_tokens=()) -> Dataset:
         docs = read_documents(data_config)
         if not docs:
-            raise ValueError(f"no documents in {data_config.path!r} (config.data)")
+            raise UserError(f"no documents in {data_config.path!r} (config.data)")
         return build_text_dataset(docs, data_config, batch_size=batch_size,
                                   eval_batch_size=eval_batch_size, seq_len=seq_len, seed=seed,
                                   fields=fields, tokenizer=tokenizer,

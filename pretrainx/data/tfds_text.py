@@ -17,6 +17,8 @@ from __future__ import annotations
 import glob
 import os
 
+from pretrainx.errors import UserError
+
 DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")   # TFDS's own default
 
 
@@ -72,7 +74,7 @@ def split_points(n: int, fractions: tuple[float, float, float]) -> tuple[int, in
     """Cut points of ``n`` characters into train/validation/test by ``fractions``."""
     train, val, test = fractions
     if min(fractions) < 0 or abs(train + val + test - 1.0) > 1e-6:
-        raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
+        raise UserError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
     first = int(n * train)
     second = first + int(n * val)
     return first, second

@@ -21,6 +21,7 @@ from typing import Sequence
 
 from pretrainx.data import subword
 from pretrainx.data.basic_tokenizers import FILENAME, ByteTokenizer, CharTokenizer, Tokenizer
+from pretrainx.errors import UserError
 
 __all__ = ["FILENAME", "Tokenizer", "CharTokenizer", "ByteTokenizer", "from_spec", "load",
            "with_special_tokens"]
@@ -43,16 +44,16 @@ def from_spec(spec: str, train_text: str | Sequence[str] | None = None,
     if spec == "char":
         texts = _texts(all_text if all_text is not None else train_text)
         if texts is None:
-            raise ValueError("a char tokenizer is fit on the text, and none was given")
+            raise UserError("a char tokenizer is fit on the text, and none was given")
         return CharTokenizer.fit("".join(texts))
     if spec == "byte":
         return ByteTokenizer()
     if kind in subword.KINDS:
         if not size.isdigit():
-            raise ValueError(f"tokenizer {spec!r}: give the vocabulary size, e.g. '{kind}:8000'")
+            raise UserError(f"tokenizer {spec!r}: give the vocabulary size, e.g. '{kind}:8000'")
         texts = _texts(train_text)
         if not texts:
-            raise ValueError(f"tokenizer {spec!r} is trained on the training text, and none was given")
+            raise UserError(f"tokenizer {spec!r} is trained on the training text, and none was given")
         return subword.train_from_texts(texts, kind, int(size))
     if not os.path.exists(os.path.expanduser(spec)):
         raise FileNotFoundError(f"config.data.tokenizer {spec!r} is neither a kind ('char', "
@@ -86,5 +87,5 @@ def with_special_tokens(tok: Tokenizer, names: Sequence[str]) -> Tokenizer:
         return tok
     add = getattr(tok, "add_special_tokens", None)
     if add is None:
-        raise ValueError(f"{type(tok).__name__} cannot take the special tokens {names[:4]}")
+        raise UserError(f"{type(tok).__name__} cannot take the special tokens {names[:4]}")
     return add(names)

@@ -30,6 +30,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from pretrainx.data.images import ImageArrays, to_uint8, to_unit_range
+from pretrainx.errors import UserError
 from pretrainx.evaluators.cache import computed_once
 
 
@@ -75,8 +76,8 @@ def register_extractor(name: str):
 
 def make_extractor(arrays: ImageArrays, cache_dir: str, protocol: "FidProtocol"):
     if protocol.extractor not in _EXTRACTORS:
-        raise ValueError(f"unknown FID feature extractor {protocol.extractor!r}; registered: "
-                         f"{sorted(_EXTRACTORS)}")
+        raise UserError(f"unknown FID feature extractor {protocol.extractor!r}; registered: "
+                        f"{sorted(_EXTRACTORS)}")
     return _EXTRACTORS[protocol.extractor](arrays, cache_dir, protocol)
 
 
@@ -129,8 +130,8 @@ class FidScorer:
 
     def __init__(self, arrays: ImageArrays, protocol: FidProtocol, cache_dir: str = ""):
         if protocol.reference_split not in ("train", "heldout"):
-            raise ValueError(f"eval.fid_reference_split must be 'train' or 'heldout', got "
-                             f"{protocol.reference_split!r}")
+            raise UserError(f"eval.fid_reference_split must be 'train' or 'heldout', got "
+                            f"{protocol.reference_split!r}")
         if protocol.reference_split == "heldout":   # the held-out images play "train"
             arrays = dataclasses.replace(
                 arrays, name=f"{arrays.name}-heldout-reference",
@@ -215,7 +216,7 @@ class FidEvaluator:
     def __init__(self, generate: Generate, data_config, protocol: FidProtocol,
                  samplers: list[tuple[str, int]], cache_dir: str = "", extra_at: str = "final"):
         if extra_at not in ("final", "every"):
-            raise ValueError(f"eval.fid_extra_at must be 'final' or 'every', got {extra_at!r}")
+            raise UserError(f"eval.fid_extra_at must be 'final' or 'every', got {extra_at!r}")
         self.generate, self.data_config, self.protocol = generate, data_config, protocol
         self.samplers, self.cache_dir, self.extra_at = samplers, cache_dir, extra_at
         self._scorer = None

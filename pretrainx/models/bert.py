@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pretrainx.errors import UserError
 from pretrainx.models.blocks import ACTIVATION_FNS, run_stack, stack
 from pretrainx.models.transformer import (TransformerConfig, attention_mask, embed, init_std, norm,
                                           normal_init, zeros_init)
@@ -45,7 +46,7 @@ class Bert(nn.Module):
                  input_mask=None, train: bool = False, output: str = "mlm"):
         cfg = self.config
         if output not in OUTPUTS:
-            raise ValueError(f"Bert output must be one of {OUTPUTS}, got {output!r}")
+            raise UserError(f"Bert output must be one of {OUTPUTS}, got {output!r}")
         B, T = tokens_BxT.shape
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pretrainx.errors import UserError
+
 
 class Decoder(Protocol):
     max_len: int              # cache slots: prompt length + new tokens must fit
@@ -143,18 +145,18 @@ def continue_prompt(decoder: Decoder, params, prompt_ids, max_new_tokens: int, *
     if prompt.ndim == 1:
         prompt = prompt[None]
     if prompt.ndim != 2 or prompt.shape[1] == 0:
-        raise ValueError(f"prompt_ids must be a non-empty 1-D or B x P array, got shape {prompt.shape}")
+        raise UserError(f"prompt_ids must be a non-empty 1-D or B x P array, got shape {prompt.shape}")
     P = prompt.shape[1]
     if P + max_new_tokens > decoder.max_len:
-        raise ValueError(f"prompt length {P} + max_new_tokens {max_new_tokens} = {P + max_new_tokens} "
-                         f"exceeds the model's max_len {decoder.max_len} (the KV cache has max_len slots)")
+        raise UserError(f"prompt length {P} + max_new_tokens {max_new_tokens} = {P + max_new_tokens} "
+                        f"exceeds the model's max_len {decoder.max_len} (the KV cache has max_len slots)")
     if max_new_tokens <= 0:
         return prompt
     if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+        raise UserError(f"temperature must be >= 0, got {temperature}")
     vocab = decoder.vocab_size if vocab_size is None else min(int(vocab_size), decoder.vocab_size)
     if top_k is not None and not 1 <= top_k <= vocab:
-        raise ValueError(f"top_k must be in [1, {vocab}], got {top_k}")
+        raise UserError(f"top_k must be in [1, {vocab}], got {top_k}")
     params = nn.unbox(params)
     if isinstance(params, Mapping) and set(params) == {"params"}:  # a whole variables dict
         params = params["params"]

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pretrainx.errors import UserError
 from pretrainx.models.transformer import Embed     # one-hot lookup: see unet.py's labels
 from pretrainx.models.unet import check_interval, dense, time_mlp
 
@@ -65,7 +66,7 @@ def sincos_pos_embed_2d(grid_h: int, grid_w: int, dim: int) -> np.ndarray:
     """The fixed (grid_h * grid_w, dim) table of MAE / DiT: token (i, j) (row-major) gets
     [sin(j w), cos(j w), sin(i w), cos(i w)] with w_k = 10000^(-k / (dim/4)), k < dim/4."""
     if dim % 4:
-        raise ValueError(f"the 2-D sin-cos embedding needs hidden_size % 4 == 0, got {dim}")
+        raise UserError(f"the 2-D sin-cos embedding needs hidden_size % 4 == 0, got {dim}")
     omega = 1.0 / 10000 ** (np.arange(dim // 4, dtype=np.float64) / (dim // 4))
     rows, cols = np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing="ij")
 
@@ -138,8 +139,8 @@ class DiT(nn.Module):
         B, H, W, C = x_BxHxWxC.shape
         p, E = self.patch_size, self.hidden_size
         if H % p or W % p or E % self.num_heads:
-            raise ValueError(f"DiT needs the image ({H}x{W}) divisible by patch_size {p} and "
-                             f"hidden_size {E} by num_heads {self.num_heads}")
+            raise UserError(f"DiT needs the image ({H}x{W}) divisible by patch_size {p} and "
+                            f"hidden_size {E} by num_heads {self.num_heads}")
         out_ch = self.out_channels or C
         gh, gw = H // p, W // p
 

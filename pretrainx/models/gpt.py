@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pretrainx.errors import UserError
 from pretrainx.models.blocks import run_stack, stack
 from pretrainx.models.transformer import (TransformerConfig, attention_mask, embed, init_std,
                                           norm, normal_init, zeros_init)
@@ -58,8 +59,8 @@ class GPT(nn.Module):
 
         if self.decode:
             if cfg.attention_kind == "bidirectional":
-                raise ValueError("KV-cache decoding needs a causal or prefix model; this model's "
-                                 "attention_kind is 'bidirectional'")
+                raise UserError("KV-cache decoding needs a causal or prefix model; this model's "
+                                "attention_kind is 'bidirectional'")
             mask = None     # the cache builds its own (real tokens; causal, or prefix = prompt)
         else:
             mask = attention_mask(cfg.attention_kind, T, segment_ids=segment_ids,

@@ -34,6 +34,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pretrainx.errors import UserError
+
 IMPLEMENTATIONS = ("auto", "xla", "cudnn")
 ATTENTION_KINDS = ("causal", "bidirectional", "prefix")
 ACTIVATIONS = ("gelu_tanh", "gelu", "relu", "silu")
@@ -61,13 +63,13 @@ def attention_mask(kind: str, length: int, *, segment_ids=None, prefix_length=No
     packed row are fine with ``segment_ids``) give the "prefix" kind its prefix.
     """
     if kind not in ATTENTION_KINDS:
-        raise ValueError(f"attention_kind must be one of {ATTENTION_KINDS}, got {kind!r}")
+        raise UserError(f"attention_kind must be one of {ATTENTION_KINDS}, got {kind!r}")
     has_prefix = prefix_length is not None or prefix_mask is not None
     if kind == "prefix" and not has_prefix:
-        raise ValueError("attention_kind 'prefix' needs a prefix_length (B,) or prefix_mask (B, T) "
-                         "batch key")
+        raise UserError("attention_kind 'prefix' needs a prefix_length (B,) or prefix_mask (B, T) "
+                        "batch key")
     if kind != "prefix" and has_prefix:
-        raise ValueError(f"a prefix was given but attention_kind is {kind!r}; use 'prefix'")
+        raise UserError(f"a prefix was given but attention_kind is {kind!r}; use 'prefix'")
     if kind == "causal" and segment_ids is None and input_mask is None:
         return None
     T = length
@@ -145,24 +147,24 @@ class TransformerConfig:
 
     def __post_init__(self):
         if not self.head_size and self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim {self.embed_dim} not divisible by num_heads {self.num_heads}")
+            raise UserError(f"embed_dim {self.embed_dim} not divisible by num_heads {self.num_heads}")
         choices = {"attention": IMPLEMENTATIONS, "attention_kind": ATTENTION_KINDS,
                    "mlp_activation": ACTIVATIONS, "norm": NORMS, "norm_position": NORM_POSITIONS,
                    "init_style": INIT_STYLES, "embed_lookup": EMBED_LOOKUPS, "dtype": ("float32", "bfloat16"),
                    "logits_dtype": ("float32", "compute")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {list(allowed)}, got "
-                                 f"{getattr(self, name)!r}")
+                raise UserError(f"{name} must be one of {list(allowed)}, got "
+                                f"{getattr(self, name)!r}")
         if not 0.0 <= self.attention_dropout < 1.0:
-            raise ValueError(f"attention_dropout must be in [0, 1), got {self.attention_dropout}")
+            raise UserError(f"attention_dropout must be in [0, 1), got {self.attention_dropout}")
         if self.rope and self.head_dim % 2:
-            raise ValueError("rope needs an even head dim")
+            raise UserError("rope needs an even head dim")
         if self.kv_heads < 1 or self.num_heads % self.kv_heads:
-            raise ValueError(f"num_kv_heads {self.num_kv_heads} must divide num_heads {self.num_heads}")
+            raise UserError(f"num_kv_heads {self.num_kv_heads} must divide num_heads {self.num_heads}")
         if self.rope_scaling not in ROPE_SCALINGS:
-            raise ValueError(f"rope_scaling must be one of {list(ROPE_SCALINGS)}, got "
-                             f"{self.rope_scaling!r}")
+            raise UserError(f"rope_scaling must be one of {list(ROPE_SCALINGS)}, got "
+                            f"{self.rope_scaling!r}")
 
     @property
     def head_dim(self) -> int:
@@ -250,7 +252,7 @@ class Embed(nn.Embed):
         if path == "gather":
             return super().__call__(inputs)
         if not jnp.issubdtype(inputs.dtype, jnp.integer):
-            raise ValueError(f"embedding ids must be integers, got {inputs.dtype}")
+            raise UserError(f"embedding ids must be integers, got {inputs.dtype}")
         if path == "matmul_grad":
             return take_rows_matmul_grad(table, inputs)
         onehot = jax.nn.one_hot(inputs, rows, dtype=table.dtype)
@@ -302,4 +304,3 @@ def norm(cfg: TransformerConfig, name: str) -> nn.Module:
                           scale_init=ones_init(("embed",)), name=name)
     return nn.LayerNorm(epsilon=cfg.norm_eps, dtype=cfg.compute_dtype, use_bias=cfg.use_bias,
                         scale_init=ones_init(("embed",)), bias_init=zeros_init(("embed",)), name=name)
-

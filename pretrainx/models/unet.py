@@ -33,6 +33,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pretrainx.errors import UserError
 from pretrainx.models.transformer import Embed
 
 CONV_KERNEL = ("conv_h", "conv_w", "conv_in", "conv_out")
@@ -95,9 +96,9 @@ def time_mlp(t, features: int, out_dim: int, prefix: str, dtype, kernel_init=Non
 def check_interval(interval, enabled: bool, model: str):
     """One-line errors for a second time given to a model built without it, or missing."""
     if enabled and interval is None:
-        raise ValueError(f"{model} was built with interval_embedding=True: pass interval= (B,)")
+        raise UserError(f"{model} was built with interval_embedding=True: pass interval= (B,)")
     if not enabled and interval is not None:
-        raise ValueError(f"{model} got interval= but was built with interval_embedding=False")
+        raise UserError(f"{model} got interval= but was built with interval_embedding=False")
 
 
 def timestep_embedding(t, dim: int, max_period: float = 10000.0):

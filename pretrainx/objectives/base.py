@@ -60,6 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pretrainx.errors import UserError
 from pretrainx.objectives.registry import get, names, register  # noqa: F401 (the plug-in point)
 from pretrainx.objectives.sample_flags import SampleOption
 
@@ -159,7 +160,7 @@ class DataSpec:
 
     def require_tokenizer(self, who: str):
         if self.tokenizer is None:
-            raise ValueError(f"{who} needs a tokenizer: the data's, or the run's tokenizer.json")
+            raise UserError(f"{who} needs a tokenizer: the data's, or the run's tokenizer.json")
         return self.tokenizer
 
     def token_id(self, token: str) -> int | None:
@@ -171,9 +172,9 @@ class DataSpec:
         """The model must have a row for every id the tokenizer makes (special tokens too)."""
         vocab = self.vocab_size
         if vocab is not None and vocab > model_vocab_size:
-            raise ValueError(f"the tokenizer has {vocab} tokens (special tokens included) but "
-                             f"config.model.vocab_size is {model_vocab_size}; set "
-                             f"--config.model.vocab_size={vocab}")
+            raise UserError(f"the tokenizer has {vocab} tokens (special tokens included) but "
+                            f"config.model.vocab_size is {model_vocab_size}; set "
+                            f"--config.model.vocab_size={vocab}")
 
 
 @dataclasses.dataclass
@@ -246,7 +247,7 @@ class Objective:
     def check_batch(self, batch: Batch) -> None:
         missing = [k for k in self.batch_keys if k not in batch]
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"objective {type(self).__name__} needs batch keys {list(self.batch_keys)}; "
                 f"the data pipeline gave {sorted(batch)} (missing {missing})")
 
@@ -310,7 +311,7 @@ class Objective:
     def sample_command(self, ctx: EvalContext, options: dict) -> str:
         """``pretrainx sample``: generate with trained weights (``ctx.params``); returns the text to
         print. ``options`` holds a value for every option of ``sample_options()``."""
-        raise NotImplementedError(f"objective {type(self).__name__} has no sampler")
+        raise UserError(f"objective {type(self).__name__} has no sampler")
 
     def flops_per_batch(self, batch: Batch) -> float | None:
         """Training FLOPs (forward + backward) of the rows of ``batch``, for MFU; None where the

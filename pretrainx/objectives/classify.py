@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from pretrainx.data import special_tokens as st
+from pretrainx.errors import UserError
 from pretrainx.models import bert, gpt, transformer
 from pretrainx.objectives import losses
 from pretrainx.objectives.base import DENOMINATOR, DataRequest, register
@@ -72,12 +73,12 @@ class Classify(TextObjective):
         super().__init__(config, spec)
         self.arch = config.model.arch
         if self.arch not in ARCHS:
-            raise ValueError(f"classify: config.model.arch must be one of {ARCHS}, "
-                             f"got {self.arch!r}")
+            raise UserError(f"classify: config.model.arch must be one of {ARCHS}, "
+                            f"got {self.arch!r}")
         self.num_classes = int(config.classify.num_classes)
         pooling = config.classify.pooling
         if pooling not in ("default", "mean"):
-            raise ValueError(f"classify.pooling must be 'default' or 'mean', got {pooling!r}")
+            raise UserError(f"classify.pooling must be 'default' or 'mean', got {pooling!r}")
         self.model = Classifier(self.model_config, self.arch, self.num_classes, pooling)
         self.seq_len = int(config.data.seq_len)
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from pretrainx.data import masking
 from pretrainx.data import special_tokens as st
+from pretrainx.errors import UserError
 from pretrainx.objectives import losses, text_common
 from pretrainx.objectives.base import DENOMINATOR, register
 from pretrainx.objectives.clm import CausalLM
@@ -37,10 +38,10 @@ class CausalMaskedMixture(MaskingMixin, CausalLM):
     def __init__(self, config, spec=None):
         super().__init__(config, spec)
         if self.model_config.attention_kind != "prefix":
-            raise ValueError("clm_mlm needs config.model.attention_kind='prefix' (a masked row "
-                             "attends both ways, a causal row causally)")
+            raise UserError("clm_mlm needs config.model.attention_kind='prefix' (a masked row "
+                            "attends both ways, a causal row causally)")
         if config.data.packing != "stream":
-            raise ValueError("clm_mlm reads whole rows: set config.data.packing='stream'")
+            raise UserError("clm_mlm reads whole rows: set config.data.packing='stream'")
         mixture = config.mixture
         self.mlm_weight = float(mixture.mlm_weight)
         self.eval_mlm_weight = float(mixture.eval_mlm_weight)
@@ -48,7 +49,7 @@ class CausalMaskedMixture(MaskingMixin, CausalLM):
             self.eval_mlm_weight = self.mlm_weight
         for name, w in (("mlm_weight", self.mlm_weight), ("eval_mlm_weight", self.eval_mlm_weight)):
             if not 0.0 <= w <= 1.0:
-                raise ValueError(f"config.mixture.{name} must be in [0, 1], got {w}")
+                raise UserError(f"config.mixture.{name} must be in [0, 1], got {w}")
         self._init_masking(config)
         self.seq_len = int(config.data.seq_len)
 

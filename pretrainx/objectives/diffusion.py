@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pretrainx.errors import UserError
 from pretrainx.objectives.base import register
 from pretrainx.objectives.image_common import ImageGenerativeObjective
 
@@ -53,16 +54,16 @@ def cosine_betas(num_steps: int, s: float = 0.008, max_beta: float = 0.999) -> n
 def make_schedule(kind: str, num_steps: int = 1000) -> Schedule:
     makers = {"linear": linear_betas, "cosine": cosine_betas}
     if kind not in makers:
-        raise ValueError(f"unknown beta schedule {kind!r} (config.diffusion.schedule); "
-                         f"known {sorted(makers)}")
+        raise UserError(f"unknown beta schedule {kind!r} (config.diffusion.schedule); "
+                        f"known {sorted(makers)}")
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
-        raise ValueError(f"config.diffusion.timesteps must be an integer >= 2, got {num_steps!r}")
+        raise UserError(f"config.diffusion.timesteps must be an integer >= 2, got {num_steps!r}")
     betas = makers[kind](num_steps)
     if not (np.all(betas > 0) and np.all(betas <= 0.999)):
         # linear betas scale with 1000/T: at T <= 20 the last reaches 1, alpha_bar 0, loss NaN
-        raise ValueError(f"the {kind} schedule with diffusion.timesteps={num_steps} has betas up "
-                         f"to {betas.max():.3g} (must stay at most 0.999): use more timesteps "
-                         f"or diffusion.schedule='cosine'")
+        raise UserError(f"the {kind} schedule with diffusion.timesteps={num_steps} has betas up "
+                        f"to {betas.max():.3g} (must stay at most 0.999): use more timesteps "
+                        f"or diffusion.schedule='cosine'")
     return Schedule(betas)
 
 
@@ -84,7 +85,7 @@ def to_x0_eps(output, x_t, alpha_bar_t, prediction: str):
         return (x_t - b * output) / a, output
     if prediction == "v":
         return a * x_t - b * output, b * x_t + a * output
-    raise ValueError(f"unknown prediction {prediction!r} (config.diffusion.prediction)")
+    raise UserError(f"unknown prediction {prediction!r} (config.diffusion.prediction)")
 
 
 def ancestral_sample(predict, x_T, rng, schedule: Schedule, *, prediction="eps",
@@ -97,7 +98,7 @@ def ancestral_sample(predict, x_T, rng, schedule: Schedule, *, prediction="eps",
     ab_prev = np.append(1.0, ab[:-1])
     posterior_var = betas * (1.0 - ab_prev) / (1.0 - ab)
     if variance not in ("beta", "posterior"):
-        raise ValueError(f"unknown ancestral variance {variance!r} (sample.variance)")
+        raise UserError(f"unknown ancestral variance {variance!r} (sample.variance)")
     sigmas = np.sqrt(betas if variance == "beta" else posterior_var)
     coef_x0 = betas * np.sqrt(ab_prev) / (1.0 - ab)
     coef_xt = (1.0 - ab_prev) * np.sqrt(1.0 - betas) / (1.0 - ab)
@@ -119,7 +120,7 @@ def ancestral_sample(predict, x_T, rng, schedule: Schedule, *, prediction="eps",
 def ddim_timesteps(num_steps: int, sample_steps: int) -> np.ndarray:
     """``sample_steps`` evenly spaced steps from 0 to T-1 inclusive (T-1: start from pure noise)."""
     if not 1 <= sample_steps <= num_steps:
-        raise ValueError(f"ddim steps must be in [1, {num_steps}], got {sample_steps}")
+        raise UserError(f"ddim steps must be in [1, {num_steps}], got {sample_steps}")
     return np.unique(np.round(np.linspace(0, num_steps - 1, sample_steps)).astype(np.int32))
 
 

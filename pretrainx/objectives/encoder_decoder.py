@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pretrainx.data import special_tokens as st
+from pretrainx.errors import UserError
 from pretrainx.models import decoding, t5
 from pretrainx.objectives import losses, sample_flags
 from pretrainx.objectives.base import DENOMINATOR, DataSpec, EvalContext
@@ -29,8 +30,8 @@ class EncoderDecoderObjective(TextObjective):
         self.model = t5.T5(self.model_config)
         self.label_smoothing = float(config.loss.label_smoothing)
         if config.data.packing != "stream":
-            raise ValueError(f"{type(self).__name__} corrupts fixed raw rows: set "
-                             f"config.data.packing='stream'")
+            raise UserError(f"{type(self).__name__} corrupts fixed raw rows: set "
+                            f"config.data.packing='stream'")
         self.inputs_length = int(config.data.seq_len)
         self.targets_length = self.inputs_length      # subclasses set theirs
         self.pad_id, self.eos_id = self.spec.token_id(st.PAD), self.spec.token_id(st.EOS)
@@ -70,8 +71,8 @@ class EncoderDecoderObjective(TextObjective):
         """Greedy decoding of the targets for ``prompt`` (sentinels in it mark the gaps)."""
         ids = list(prefix_ids) + self.tokenizer.encode(prompt) + [self.eos_id]
         if len(ids) > self.inputs_length:
-            raise ValueError(f"the prompt has {len(ids)} tokens; the encoder reads "
-                             f"{self.inputs_length}")
+            raise UserError(f"the prompt has {len(ids)} tokens; the encoder reads "
+                            f"{self.inputs_length}")
         enc = np.asarray([ids], np.int32)
         encoded = t5.encoded_params(self.model_config, params, enc, np.ones_like(enc, bool))
         n = min(max_new_tokens, self.model_config.max_len - 1)

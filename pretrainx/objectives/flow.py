@@ -19,6 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from pretrainx.errors import UserError
 from pretrainx.objectives.base import register
 from pretrainx.objectives.image_common import ImageGenerativeObjective
 
@@ -43,7 +44,7 @@ def sample_times(rng, batch: int, kind: str = "uniform", mean: float = 0.0, std:
         return jnp.ones((batch,), jnp.float32)
     if kind == "logit_normal":
         return jax.nn.sigmoid(mean + std * jax.random.normal(rng, (batch,), jnp.float32))
-    raise ValueError(f"unknown time sampling {kind!r} (config.flow.time_sampling)")
+    raise UserError(f"unknown time sampling {kind!r} (config.flow.time_sampling)")
 
 
 def euler_sample(predict, x1, steps: int):

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pretrainx.errors import UserError
 from pretrainx.evaluators import fid
 from pretrainx.core import sharding as sharding_lib
 from pretrainx.models.dit import DiT
@@ -58,7 +59,7 @@ def build_model(model_config, interval_embedding: bool = False) -> nn.Module:
     gives it the second time input of the few-step objectives."""
     name = model_config.name
     if name not in BACKBONES:
-        raise ValueError(f"config.model.name is {name!r}; image backbones: {sorted(BACKBONES)}")
+        raise UserError(f"config.model.name is {name!r}; image backbones: {sorted(BACKBONES)}")
     return BACKBONES[name](model_config, interval_embedding)
 
 
@@ -105,12 +106,12 @@ class ImageGenerativeObjective(Objective):
         """Fail early, with the fix, when the config's model does not fit the data."""
         shape = self.spec.info.get("image_shape")
         if shape is not None and tuple(shape) != self.image_shape:
-            raise ValueError(f"config.model.image_shape is {self.image_shape} but the data's "
-                             f"images are {tuple(shape)}: set model.image_shape = {tuple(shape)}")
+            raise UserError(f"config.model.image_shape is {self.image_shape} but the data's "
+                            f"images are {tuple(shape)}: set model.image_shape = {tuple(shape)}")
         classes = self.spec.info.get("num_classes", 0)
         if self.num_classes and classes and self.num_classes < classes:
-            raise ValueError(f"config.model.num_classes = {self.num_classes} but the data has "
-                             f"{classes} classes")
+            raise UserError(f"config.model.num_classes = {self.num_classes} but the data has "
+                            f"{classes} classes")
 
     # --- parameters and the network -------------------------------------------------------------
     def init(self, rng):
@@ -170,7 +171,7 @@ class ImageGenerativeObjective(Objective):
         s = self.config.sample
         sampler = sampler or s.sampler
         if sampler not in self.samplers:
-            raise ValueError(f"{type(self).__name__} samplers are {self.samplers}, not {sampler!r}")
+            raise UserError(f"{type(self).__name__} samplers are {self.samplers}, not {sampler!r}")
         guidance = s.guidance if guidance is None else guidance
         return sampler, int(steps or s.steps), float(guidance)
 

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pretrainx.errors import UserError
 from pretrainx.models import decoding, gpt
 from pretrainx.data import rng as streams
 from pretrainx.objectives import losses
@@ -63,7 +64,7 @@ def reward_scores(reward_model: gpt.GPTScalar, params, tokens_BxT, mask_BxT, *, 
         mask = mask_BxT.astype(out_BxT.dtype)
         return (out_BxT * mask).sum(-1) / jnp.maximum(mask.sum(-1), 1.0)
     if pool != "last":
-        raise ValueError(f"reward pool must be one of {POOLS}, got {pool!r}")
+        raise UserError(f"reward pool must be one of {POOLS}, got {pool!r}")
     return at_index(out_BxT, last_real_index(mask_BxT))
 
 

@@ -4,6 +4,7 @@ itself is pure and lives in ``data/masking.py``."""
 from __future__ import annotations
 
 from pretrainx.data import masking
+from pretrainx.errors import UserError
 
 
 class MaskingMixin:
@@ -20,7 +21,7 @@ class MaskingMixin:
         for name, r in (("rate", self.rate_end), ("rate_start", self.rate_start),
                         ("eval_rate", self.eval_rate)):
             if not 0.0 < r < 1.0:
-                raise ValueError(f"config.mlm.{name} must be in (0, 1), got {r}")
+                raise UserError(f"config.mlm.{name} must be in (0, 1), got {r}")
         self.tables = self.mask_id = None                 # no tokenizer: shapes only
         if self.tokenizer is not None:
             self.tables = masking.vocab_tables(self.tokenizer, self.model_config.vocab_size)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from pretrainx.errors import UserError
 from pretrainx.objectives.base import register
 from pretrainx.objectives.flow import euler_sample, interpolate, interval_sample
 from pretrainx.objectives.image_common import ImageGenerativeObjective
@@ -84,16 +85,16 @@ class MeanFlow(ImageGenerativeObjective):
                             equal_fraction=float(m.equal_fraction),
                             r_mean=m.r_mean, r_std=m.r_std)
         if not 0.0 <= self.time_kw["equal_fraction"] <= 1.0:
-            raise ValueError(f"meanflow.equal_fraction must be in [0, 1], got "
-                             f"{self.time_kw['equal_fraction']}")
+            raise UserError(f"meanflow.equal_fraction must be in [0, 1], got "
+                            f"{self.time_kw['equal_fraction']}")
         if (self.time_kw["r_mean"] is None) != (self.time_kw["r_std"] is None):
-            raise ValueError("set both meanflow.r_mean and meanflow.r_std, or neither")
+            raise UserError("set both meanflow.r_mean and meanflow.r_std, or neither")
         self.norm_p, self.norm_eps = float(m.norm_p), float(m.norm_eps)
         self.omega, self.kappa = float(m.omega), float(m.kappa)
         self.time_scale = float(m.time_scale)
         if (self.omega, self.kappa) != (1.0, 0.0) and not self.num_classes:
-            raise ValueError("meanflow.omega / kappa (guidance) need a class-conditional model "
-                             "(model.num_classes > 0)")
+            raise UserError("meanflow.omega / kappa (guidance) need a class-conditional model "
+                            "(model.num_classes > 0)")
 
     def model_time(self, t):
         return self.time_scale * t

@@ -22,6 +22,7 @@ import numpy as np
 
 from pretrainx.data import masking
 from pretrainx.data import special_tokens as st
+from pretrainx.errors import UserError
 from pretrainx.models import bert
 from pretrainx.objectives import losses, sample_flags, text_common
 from pretrainx.objectives.base import DENOMINATOR, DataSpec, EvalContext, register
@@ -111,8 +112,8 @@ class MaskedLM(MaskingMixin, TextObjective):
         prompt = options["prompt"]
         ids = [self.cls_id] + self.tokenizer.encode(prompt)
         if len(ids) > self.model_config.max_len:
-            raise ValueError(f"the prompt has {len(ids)} tokens; the model reads at most "
-                             f"{self.model_config.max_len}")
+            raise UserError(f"the prompt has {len(ids)} tokens; the model reads at most "
+                            f"{self.model_config.max_len}")
         tokens = np.asarray([ids], np.int32)
         logits = np.asarray(self.model.apply({"params": ctx.params}, tokens))[0]
         filled = np.where(tokens[0] == self.mask_id, logits.argmax(-1), tokens[0])

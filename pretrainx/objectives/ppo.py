@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pretrainx.data import rng as streams
+from pretrainx.errors import UserError
 from pretrainx.models import decoding
 from pretrainx.models import gpt, transformer
 from pretrainx.objectives import lm_utils, rl_math, sample_flags
@@ -68,8 +69,8 @@ class PPOObjective(Objective):
         self.eos_id = int(self.spec.require_tokenizer("ppo.eos").encode(eos)[0]) if eos else None
         self.reward_pool = o.reward_pool   # as the reward run's reward.pool
         if self.prompt_len + self.max_new > self.model_config.max_len:
-            raise ValueError(f"ppo.prompt_len + ppo.max_new_tokens = {self.prompt_len + self.max_new}"
-                             f" exceeds model.max_len {self.model_config.max_len}")
+            raise UserError(f"ppo.prompt_len + ppo.max_new_tokens = {self.prompt_len + self.max_new}"
+                            f" exceeds model.max_len {self.model_config.max_len}")
 
     # --- data and state -----------------------------------------------------------------------
     @classmethod

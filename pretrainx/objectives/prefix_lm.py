@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pretrainx.errors import UserError
 from pretrainx.objectives.base import register
 from pretrainx.objectives.clm import CausalLM
 
@@ -40,14 +41,14 @@ class PrefixLM(CausalLM):
     def __init__(self, config, spec=None):
         super().__init__(config, spec)
         if self.model_config.attention_kind != "prefix":
-            raise ValueError("prefix_lm needs config.model.attention_kind='prefix'")
+            raise UserError("prefix_lm needs config.model.attention_kind='prefix'")
         if config.data.packing != "stream":
-            raise ValueError("prefix_lm cuts whole rows: set config.data.packing='stream'")
+            raise UserError("prefix_lm cuts whole rows: set config.data.packing='stream'")
         p = config.prefix
         self.min_length = int(p.min_length)
         self.max_fraction = float(p.max_fraction)
         if not 1 <= self.min_length < int(config.data.seq_len):
-            raise ValueError(f"config.prefix.min_length must be in [1, seq_len), "
+            raise UserError(f"config.prefix.min_length must be in [1, seq_len), "
                              f"got {self.min_length}")
 
     def init(self, rng):

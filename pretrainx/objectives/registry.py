@@ -15,6 +15,8 @@ import os
 import sys
 from typing import Callable
 
+from pretrainx.errors import UserError
+
 _REGISTRY: dict[str, Callable] = {}
 _DEFINED_IN: dict[str, str | None] = {}      # name -> the file whose class statement registered it
 
@@ -26,8 +28,8 @@ def register(name: str):
     def wrap(cls):
         old = _REGISTRY.get(name)
         if old is not None and old is not cls and not _same_definition(old, cls, defined_in):
-            raise ValueError(f"objective {name!r} registered twice ({old.__module__}."
-                             f"{old.__qualname__} and {cls.__module__}.{cls.__qualname__})")
+            raise UserError(f"objective {name!r} registered twice ({old.__module__}."
+                            f"{old.__qualname__} and {cls.__module__}.{cls.__qualname__})")
         _REGISTRY[name] = cls
         _DEFINED_IN[name] = defined_in
         return cls
@@ -78,12 +80,12 @@ def get(name: str) -> Callable:
     if path is not None:
         import_file(path)
         if short not in _REGISTRY:
-            raise ValueError(f"{path} registers no objective {short!r}; registered: "
-                             f"{sorted(_REGISTRY)}")
+            raise UserError(f"{path} registers no objective {short!r}; registered: "
+                            f"{sorted(_REGISTRY)}")
         return _REGISTRY[short]
     if name not in _REGISTRY:
-        raise ValueError(f"unknown objective {name!r}; registered: {sorted(_REGISTRY)} (or "
-                         f"'path/to/file.py:name' for one defined in a file of its own)")
+        raise UserError(f"unknown objective {name!r}; registered: {sorted(_REGISTRY)} (or "
+                        f"'path/to/file.py:name' for one defined in a file of its own)")
     return _REGISTRY[name]
 
 

@@ -11,6 +11,8 @@ import argparse
 import dataclasses
 from typing import Any, Callable
 
+from pretrainx.errors import UserError
+
 
 @dataclasses.dataclass(frozen=True)
 class SampleOption:
@@ -32,7 +34,7 @@ class _OneLineErrors(argparse.ArgumentParser):
     """argparse that raises (one line for the CLI) instead of printing usage and exiting."""
 
     def error(self, message):
-        raise ValueError(f"{self.prog}: {message}")
+        raise UserError(f"{self.prog}: {message}")
 
 
 def parser_for(options, prog: str, description: str = "") -> argparse.ArgumentParser:
@@ -51,12 +53,12 @@ def parse(options, argv: list[str], prog: str) -> dict:
     args, unknown = parser_for(options, prog).parse_known_args(argv)
     if unknown:
         known = ", ".join(o.flag for o in options) or "none"
-        raise ValueError(f"{prog}: this run's objective takes no {unknown[0]!r}; its flags: {known}")
+        raise UserError(f"{prog}: this run's objective takes no {unknown[0]!r}; its flags: {known}")
     values = vars(args)
     for o in options:
         value = values[o.name]
         if o.minimum is not None and value is not None and value < o.minimum:
-            raise ValueError(f"{o.flag} must be >= {o.minimum:g}, got {value}")
+            raise UserError(f"{o.flag} must be >= {o.minimum:g}, got {value}")
     return values
 
 

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pretrainx.errors import UserError
 from pretrainx.objectives.base import register
 from pretrainx.objectives.flow import MODEL_TIME_SCALE, euler_sample, interpolate, interval_sample
 from pretrainx.objectives.image_common import ImageGenerativeObjective
@@ -78,10 +79,10 @@ class ShortcutModel(ImageGenerativeObjective):
         s = config.shortcut
         self.max_steps = int(s.max_steps)
         if self.max_steps < 2 or self.max_steps & (self.max_steps - 1):
-            raise ValueError(f"shortcut.max_steps must be a power of two >= 2, got {self.max_steps}")
+            raise UserError(f"shortcut.max_steps must be a power of two >= 2, got {self.max_steps}")
         self.bootstrap_fraction = float(s.bootstrap_fraction)
         if not 0.0 <= self.bootstrap_fraction < 1.0:
-            raise ValueError(f"shortcut.bootstrap_fraction must be in [0, 1), got "
+            raise UserError(f"shortcut.bootstrap_fraction must be in [0, 1), got "
                              f"{self.bootstrap_fraction}")
         self.guidance = float(s.guidance)
 

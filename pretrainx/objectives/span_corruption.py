@@ -18,6 +18,7 @@ import numpy as np
 
 from pretrainx.data import spans
 from pretrainx.data import special_tokens as st
+from pretrainx.errors import UserError
 from pretrainx.objectives import text_common
 from pretrainx.objectives.base import register
 from pretrainx.objectives.encoder_decoder import EncoderDecoderObjective
@@ -59,6 +60,6 @@ def span_settings(config) -> tuple[float, float]:
     density = float(s.noise_density)
     mean_span = float(s.mean_span_length)
     if not 0.0 < density < 1.0 or mean_span < 1.0:
-        raise ValueError(f"config.span: noise_density in (0, 1) and mean_span_length >= 1, "
-                         f"got {density}, {mean_span}")
+        raise UserError(f"config.span: noise_density in (0, 1) and mean_span_length >= 1, "
+                        f"got {density}, {mean_span}")
     return density, mean_span

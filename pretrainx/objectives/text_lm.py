@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pretrainx.errors import UserError
 from pretrainx.models import decoding, gpt, transformer
 from pretrainx.objectives import sample_flags
 from pretrainx.objectives.base import DataSpec, EvalContext, Objective
@@ -84,7 +85,7 @@ class CausalPolicy:
                       top_k: int | None, seed: int) -> str:
         """The prompt and ``max_new_tokens`` more tokens sampled from the model, as text."""
         if self.tokenizer is None:
-            raise ValueError("no tokenizer: sampling needs the run's tokenizer.json")
+            raise UserError("no tokenizer: sampling needs the run's tokenizer.json")
         ids = self.tokenizer.encode(prompt) or [0]
         vocab = min(self.tokenizer.vocab_size, self.model_config.vocab_size)
         out = decoding.continue_prompt(gpt.GPTDecoder(self.model_config), params,
@@ -105,8 +106,8 @@ class CausalPolicy:
         max_len = self.model_config.max_len
         budget = max_len - len(self.tokenizer.encode(options["prompt"]))
         if budget <= 0:
-            raise ValueError(f"the prompt is {max_len - budget} tokens, the model's context "
-                             f"{max_len}: shorten it")
+            raise UserError(f"the prompt is {max_len - budget} tokens, the model's context "
+                            f"{max_len}: shorten it")
         return self.continue_text(params, options["prompt"],
                                   max_new_tokens=min(options["max_new_tokens"], budget),
                                   temperature=options["temperature"], top_k=options["top_k"],

@@ -26,6 +26,7 @@ import numpy as np
 
 from pretrainx.data import spans
 from pretrainx.data import special_tokens as st
+from pretrainx.errors import UserError
 from pretrainx.objectives import losses, text_common
 from pretrainx.objectives.base import DENOMINATOR, register
 from pretrainx.objectives.encoder_decoder import EncoderDecoderObjective
@@ -42,8 +43,8 @@ def largest_fitting_raw(inputs_room: int, targets_room: int, density: float,
         if i <= inputs_room and t <= targets_room:
             best = raw
     if not best:
-        raise ValueError(f"no row fits inputs {inputs_room} / targets {targets_room} at density "
-                         f"{density}, mean span {mean_span}")
+        raise UserError(f"no row fits inputs {inputs_room} / targets {targets_room} at density "
+                        f"{density}, mean span {mean_span}")
     return best
 
 
@@ -143,15 +144,15 @@ def raw_lengths(config) -> tuple[list[int], int]:
     denoisers = [tuple(d) for d in config.ul2.denoisers]
     names = [f"ul2_{d[0]}" for d in denoisers]
     if len(set(names)) != len(names):
-        raise ValueError(f"config.ul2.denoisers: names must differ, got {names}")
+        raise UserError(f"config.ul2.denoisers: names must differ, got {names}")
     weights = np.asarray([float(d[4]) for d in denoisers])
     if (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError(f"config.ul2.denoisers: weights must be >= 0, not all 0: {weights}")
+        raise UserError(f"config.ul2.denoisers: weights must be >= 0, not all 0: {weights}")
     lengths, num_spans = [], 1
     room_in, room_out = int(config.data.seq_len) - 1, targets_length(config)   # a mode token first
     for name, kind, mean_span, density, _ in denoisers:
         if name[0] not in MODE_OF_GROUP or kind not in ("span", "prefix"):
-            raise ValueError(f"denoiser {name!r}: name starts with r/x/s, kind span|prefix")
+            raise UserError(f"denoiser {name!r}: name starts with r/x/s, kind span|prefix")
         raw = 0
         if kind == "span":
             raw = largest_fitting_raw(room_in, room_out, float(density), float(mean_span))

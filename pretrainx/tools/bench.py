@@ -25,6 +25,8 @@ import time
 
 import jax
 
+from pretrainx.errors import UserError
+
 
 @dataclasses.dataclass
 class Prepared:
@@ -203,7 +205,7 @@ def bench_main(argv: list[str]) -> int:
     p.add_argument("--json", help="also write the result to this file")
     args = p.parse_args(rest)
     if args.steps < 1 or args.warmup < 0 or args.steps_per_dispatch < 1:
-        raise ValueError("--steps and --steps-per-dispatch must be >= 1, --warmup >= 0")
+        raise UserError("--steps and --steps-per-dispatch must be >= 1, --warmup >= 0")
     prep = prepare(args.config, pairs)
     result = throughput(prep, args.steps, args.warmup, args.steps_per_dispatch, args.measure_peak)
     write_json(args.json, result)

@@ -31,6 +31,8 @@ import numpy as np
 
 from pretrainx.core import sharding as sharding_lib
 from pretrainx.data.couplings import FIELDS, MANIFEST, chunk_path, load, num_chunks  # noqa: F401
+from pretrainx.errors import UserError
+
 
 def _write_manifest(out_dir: str, manifest: dict) -> None:
     path = os.path.join(out_dir, MANIFEST)
@@ -39,8 +41,8 @@ def _write_manifest(out_dir: str, manifest: dict) -> None:
             old = json.load(f)
         if old != manifest:
             diff = {k: (old.get(k), v) for k, v in manifest.items() if old.get(k) != v}
-            raise ValueError(f"{out_dir} holds couplings made with other settings {diff} "
-                             f"(old, new): use another --out, or delete it")
+            raise UserError(f"{out_dir} holds couplings made with other settings {diff} "
+                            f"(old, new): use another --out, or delete it")
         return
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
@@ -78,9 +80,9 @@ def write_couplings(objective, params, out_dir: str, *, num: int, seed: int, sam
     manifest); ``on_chunk(chunk)``: called after each chunk is written (progress; tests kill here).
     """
     if not 0 <= shard < num_shards:
-        raise ValueError(f"--shard {shard} is not in [0, --num-shards {num_shards})")
+        raise UserError(f"--shard {shard} is not in [0, --num-shards {num_shards})")
     if num < 1 or chunk_size < 1:
-        raise ValueError(f"--num ({num}) and --chunk-size ({chunk_size}) must be positive")
+        raise UserError(f"--num ({num}) and --chunk-size ({chunk_size}) must be positive")
     sampler, steps, guidance = objective.sampler_settings(sampler, steps, guidance)
     os.makedirs(out_dir, exist_ok=True)
     _write_manifest(out_dir, {

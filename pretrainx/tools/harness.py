@@ -29,6 +29,7 @@ from lm_eval import utils as harness_utils
 
 from pretrainx.core import sharding as sharding_lib
 from pretrainx.data import special_tokens as st
+from pretrainx.errors import UserError
 from pretrainx.models import decoding, gpt
 from pretrainx.objectives.encoder_decoder import EncoderDecoderObjective
 
@@ -54,9 +55,9 @@ class PretrainxLM(TemplateLM):
         self.seq2seq = isinstance(objective, EncoderDecoderObjective)
         self.backend = "seq2seq" if self.seq2seq else "causal"    # the harness's pair encoding
         if not self.seq2seq and objective.model_config.attention_kind == "bidirectional":
-            raise ValueError(f"{objective.config.objective} is a bidirectional (masked) model: it "
-                             f"scores no continuation left to right; lm-evaluation-harness needs "
-                             f"a causal, prefix or encoder-decoder run")
+            raise UserError(f"{objective.config.objective} is a bidirectional (masked) model: it "
+                            f"scores no continuation left to right; lm-evaluation-harness needs "
+                            f"a causal, prefix or encoder-decoder run")
         # UL2's sequence-to-sequence mode token first, where the vocabulary has one ([S2S])
         s2s = st.id_or_none(self.tokenizer_, st.S2S) if self.seq2seq else None
         self.encoder_prefix = [s2s] if s2s is not None else []
@@ -79,8 +80,8 @@ class PretrainxLM(TemplateLM):
         """One request's batch row (1-D arrays, scalars), its context cut from the left to fit;
         ``targets`` and ``weights`` say which predictions are the continuation's."""
         if len(continuation) > self.max_len:
-            raise ValueError(f"a continuation of {len(continuation)} tokens is longer than the "
-                             f"model's max_len {self.max_len}")
+            raise UserError(f"a continuation of {len(continuation)} tokens is longer than the "
+                            f"model's max_len {self.max_len}")
         if self.seq2seq:      # context -> the encoder (behind a mode token, before EOS)
             head, tail = self.encoder_prefix, [self.objective.eos_id]
             keep = self.max_len - len(head) - len(tail)
@@ -178,7 +179,6 @@ def _decoder(model_config):
     return gpt.GPTDecoder(model_config)
 
 
-
 def _task_name(path: str) -> str:
     """The ``task`` a YAML file defines (the directory it is in joins the harness's search)."""
     from lm_eval.tasks._yaml_loader import load_yaml
@@ -186,7 +186,7 @@ def _task_name(path: str) -> str:
         raise FileNotFoundError(f"task file not found: {path} (--tasks)")
     name = load_yaml(path, resolve_func=False, recursive=False).get("task")
     if not isinstance(name, str):
-        raise ValueError(f"{path} defines no single `task:` name (--tasks)")
+        raise UserError(f"{path} defines no single `task:` name (--tasks)")
     return name
 
 
@@ -210,8 +210,8 @@ def evaluate_tasks(lm, tasks: list[str], *, task_dir: str, limit: int | None = N
     manager = TaskManager(include_path=include, include_defaults=bool(registered))
     unknown = [n for n in names if n not in manager.all_tasks]
     if unknown:
-        raise ValueError(f"unknown task {unknown[0]!r} (--tasks): local tasks are "
-                         f"{', '.join(local_tasks.BUILDERS)}, or give a task YAML's path")
+        raise UserError(f"unknown task {unknown[0]!r} (--tasks): local tasks are "
+                        f"{', '.join(local_tasks.BUILDERS)}, or give a task YAML's path")
     out = evaluator.simple_evaluate(model=lm, tasks=names, task_manager=manager, limit=limit,
                                     bootstrap_iters=0, log_samples=False)
     return {task: {k.split(",")[0]: v for k, v in metrics.items()

@@ -18,8 +18,10 @@ from typing import Callable
 
 import numpy as np
 
+from pretrainx.errors import UserError
 
-class UnsupportedCheckpoint(ValueError):
+
+class UnsupportedCheckpoint(UserError):
     """A Hugging Face checkpoint whose architecture pretrainx cannot load exactly."""
 
 

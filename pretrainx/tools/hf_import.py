@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from pretrainx.errors import UserError
 from pretrainx.tools import hf_families
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def import_hf(directory: str, workdir: str, overrides: tuple[str, ...] = ()) -> 
     from pretrainx.core.state import TrainState
 
     if checkpoint.has_checkpoint(workdir):
-        raise FileExistsError(f"{workdir} already holds a checkpoint; import into a new workdir")
+        raise UserError(f"{workdir} already holds a checkpoint; import into a new workdir")
     hf = read_hf_config(directory)
     where = os.path.join(directory, CONFIG)
     family = hf_families.family_of(hf, where)

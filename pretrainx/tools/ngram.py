@@ -28,6 +28,7 @@ import numpy as np
 
 from pretrainx.data import text as text_lib
 from pretrainx.data import tokenizer as tokenizer_lib
+from pretrainx.errors import UserError
 
 
 class NGramLM:
@@ -35,9 +36,9 @@ class NGramLM:
 
     def __init__(self, n: int = 2, k: float = 0.0, vocab_size: int | None = None):
         if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+            raise UserError(f"n must be >= 1, got {n}")
         if k < 0:
-            raise ValueError(f"k must be >= 0, got {k}")
+            raise UserError(f"k must be >= 0, got {k}")
         self.n, self.k, self.vocab_size = n, float(k), vocab_size
 
     def _keys(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -45,8 +46,8 @@ class NGramLM:
         ids = np.asarray(ids, np.int64)
         V, n = self.vocab_size, self.n
         if n > 1 and math.log(V) * (n - 1) > math.log(2 ** 62):
-            raise ValueError(f"contexts of {n - 1} tokens over a vocabulary of {V} do not fit "
-                             f"an int64 key")
+            raise UserError(f"contexts of {n - 1} tokens over a vocabulary of {V} do not fit "
+                            f"an int64 key")
         m = len(ids) - (n - 1)
         context = np.zeros(max(m, 0), np.int64)
         for j in range(n - 1):                  # base-V number of the n-1 previous tokens
@@ -73,7 +74,7 @@ class NGramLM:
         """Natural-log probability of each token that has a full context (-inf when P = 0)."""
         context, token = self._keys(np.asarray(ids, np.int64))
         if len(token) and token.max() >= self.vocab_size:
-            raise ValueError(f"token id {int(token.max())} >= vocab_size {self.vocab_size}")
+            raise UserError(f"token id {int(token.max())} >= vocab_size {self.vocab_size}")
         event = context * self.vocab_size + token
         c_event = self._lookup(self.event_keys, self.event_counts, event)
         c_context = self._lookup(self.context_keys, self.context_counts, context)

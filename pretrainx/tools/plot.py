@@ -15,6 +15,7 @@ import os
 from matplotlib.figure import Figure   # no pyplot: no GUI backend, no global figure state
 from matplotlib.ticker import FuncFormatter
 
+from pretrainx.errors import UserError
 from pretrainx.run import rundir
 
 
@@ -44,14 +45,14 @@ def compare_figure(workdirs: list[str], *, metric: str = "val/loss",
                    labels: list[str] | None = None, mode: str = "min") -> Figure:
     """The comparison figure: train metric left, eval metric right, one colour per run."""
     if not workdirs:
-        raise ValueError("plot needs at least one WORKDIR")
+        raise UserError("plot needs at least one WORKDIR")
     labels = labels or run_labels(workdirs)
     if len(labels) != len(workdirs):
-        raise ValueError(f"{len(labels)} labels for {len(workdirs)} runs")
+        raise UserError(f"{len(labels)} labels for {len(workdirs)} runs")
     runs = [(label, rundir.read_rows(w)) for label, w in zip(labels, workdirs)]
     if not any(rundir.curve(rows, metric)[0] for _, rows in runs):
         known = sorted(set().union(*(rundir.metric_keys(r) for _, r in runs)))
-        raise ValueError(f"no run logged {metric!r} (logged: {', '.join(known)})")
+        raise UserError(f"no run logged {metric!r} (logged: {', '.join(known)})")
 
     fig = Figure(figsize=(12, 4.8), layout="constrained")
     ax_train, ax_val = fig.subplots(1, 2)

@@ -27,6 +27,8 @@ import time
 
 import jax
 
+from pretrainx.errors import UserError
+
 # Kernel kinds by name, first match wins. XLA names fusions after their root op; cuBLAS/CUTLASS
 # matmuls carry gemm/xmma/cutlass in the name, cuDNN's fused attention "cudnn" or "flash".
 KINDS = (
@@ -163,7 +165,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", help="also write the summary to this file")
     args = p.parse_args(rest)
     if args.steps < 1 or args.warmup < 0:
-        raise ValueError("--steps must be >= 1 and --warmup >= 0")
+        raise UserError("--steps must be >= 1 and --warmup >= 0")
     prep = bench.prepare(args.config, pairs)
     trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="pretrainx_profile_")
     wall_s = trace_steps(prep, args.steps, args.warmup, trace_dir)

@@ -20,6 +20,8 @@ import os
 import platform
 import time
 
+from pretrainx.errors import UnknownName, UserError
+
 REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 REGISTRY = os.path.join(os.path.dirname(__file__), "registry.py")
 LOG = os.path.join(REPO, "workdirs", "reproduce", "log.jsonl")
@@ -90,7 +92,6 @@ class Entry:
         return f"pretrainx reproduce {self.name}"
 
 
-
 def load_registry(path: str = REGISTRY) -> list[Entry]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"registry file not found: {path}")
@@ -101,14 +102,14 @@ def load_registry(path: str = REGISTRY) -> list[Entry]:
     names = [e.name for e in entries]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
-        raise ValueError(f"registry {path} names {sorted(dup)} twice")
+        raise UserError(f"registry {path} names {sorted(dup)} twice")
     for e in entries:
         if e.kind not in KINDS or e.hardware not in HARDWARE:
-            raise ValueError(f"registry entry {e.name!r}: kind {e.kind!r} / hardware {e.hardware!r} "
-                             f"(kinds: {KINDS}; hardware: {HARDWARE})")
+            raise UserError(f"registry entry {e.name!r}: kind {e.kind!r} / hardware {e.hardware!r} "
+                            f"(kinds: {KINDS}; hardware: {HARDWARE})")
         if bool(e.source) == bool(e.pin):
-            raise ValueError(f"registry entry {e.name!r} must name exactly one of source= (a "
-                             f"published number) or pin= (our own number)")
+            raise UserError(f"registry entry {e.name!r} must name exactly one of source= (a "
+                            f"published number) or pin= (our own number)")
     return entries
 
 
@@ -116,7 +117,7 @@ def find(entries: list[Entry], name: str) -> Entry:
     for e in entries:
         if e.name == name:
             return e
-    raise KeyError(f"no registry entry {name!r} (known: {', '.join(e.name for e in entries)})")
+    raise UnknownName(f"no registry entry {name!r} (known: {', '.join(e.name for e in entries)})")
 
 
 def load_config(entry: Entry):
@@ -132,7 +133,7 @@ def with_overrides(entry: Entry, pairs: list[str]) -> Entry:
     if not pairs:
         return entry
     if not entry.config:
-        raise ValueError(f"{entry.name} runs no config: --config overrides do not apply")
+        raise UserError(f"{entry.name} runs no config: --config overrides do not apply")
     from pretrainx.config import load as config_lib
     added = config_lib.parse_overrides(pairs, load_config(entry))
     return dataclasses.replace(entry, overrides={**entry.overrides, **added},
@@ -169,7 +170,7 @@ def measure(entry: Entry, workdir: str) -> float:
     train.run(config, workdir)
     summary = rundir.summarize(workdir, entry.metric)
     if summary is None:
-        raise ValueError(f"the run in {workdir} never logged {entry.metric!r}")
+        raise UserError(f"the run in {workdir} never logged {entry.metric!r}")
     return summary[entry.take]
 
 

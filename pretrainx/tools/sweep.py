@@ -31,6 +31,7 @@ import optuna
 
 from pretrainx.config import load as config_lib
 
+from pretrainx.errors import UserError
 from pretrainx.tools import sweep_def
 
 from pretrainx.tools import sweep_report
@@ -78,8 +79,8 @@ def open_study(sweep: sweep_def.Sweep, base, storage, name: str, seed: int) -> o
         while "definition" not in study.user_attrs and time.time() < deadline:
             time.sleep(0.2)
         if study.user_attrs.get("definition") != definition:
-            raise ValueError(f"study {name!r} in this storage was made by another sweep "
-                             f"definition or base config; use a new --workdir or --study")
+            raise UserError(f"study {name!r} in this storage was made by another sweep "
+                            f"definition or base config; use a new --workdir or --study")
         return study
     study.set_user_attr("definition", definition)
     study.set_user_attr("metric", f"{sweep.metric} ({sweep.value}, {sweep.mode})")
@@ -155,16 +156,16 @@ def run_sweep(spec: str, workdir: str, *, argv: list[str], overrides: dict | Non
     try:
         base = config_lib.override(base, overrides or {})
     except TypeError as e:
-        raise ValueError(f"a --config override does not fit the config: {e}") from None
+        raise UserError(f"a --config override does not fit the config: {e}") from None
     if pruner is not None:
         sweep = dataclasses.replace(sweep, pruner=pruner)
     sweep_def.check(sweep, base)
     budget = sweep.trials if trials is None else trials
     if budget < 1 or (sweep.sampler == "grid" and budget > len(sweep.points)):
-        raise ValueError(f"--trials {budget}: the grid has {len(sweep.points)} points"
-                         if budget >= 1 else f"--trials {budget} must be >= 1")
+        raise UserError(f"--trials {budget}: the grid has {len(sweep.points)} points"
+                        if budget >= 1 else f"--trials {budget} must be >= 1")
     if parallel < 1:
-        raise ValueError(f"--parallel {parallel} must be >= 1")
+        raise UserError(f"--parallel {parallel} must be >= 1")
     os.makedirs(workdir, exist_ok=True)
     name = study_name or os.path.basename(os.path.abspath(workdir))
     store, heartbeat_on = open_storage(storage, workdir, heartbeat, sweep.max_retries)

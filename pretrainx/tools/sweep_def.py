@@ -31,6 +31,7 @@ import ml_collections
 import optuna
 
 from pretrainx.config import load as config_lib
+from pretrainx.errors import UserError
 
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = {"none": optuna.pruners.NopPruner, "median": optuna.pruners.MedianPruner,
@@ -69,7 +70,7 @@ def values(key: str, options) -> list[dict]:
     """One axis: ``values("optimizer.lr", [1e-3, 3e-3])`` -> [{"optimizer.lr": 1e-3}, ...]."""
     options = list(options)
     if not options:
-        raise ValueError(f"empty grid: values({key!r}, []) has no values")
+        raise UserError(f"empty grid: values({key!r}, []) has no values")
     return [{key: v} for v in options]
 
 
@@ -83,7 +84,7 @@ def zip(*axes: list[dict]) -> list[dict]:   # noqa: A001 - big_vision's name for
     """The axes' points side by side; the axes must have the same length."""
     lengths = [len(a) for a in axes]
     if len(set(lengths)) > 1:
-        raise ValueError(f"zip of axes with different lengths {lengths}")
+        raise UserError(f"zip of axes with different lengths {lengths}")
     _check_disjoint(axes, "zip")
     return [_merge(combo) for combo in builtins.zip(*axes)]
 
@@ -99,10 +100,10 @@ def _check_disjoint(axes, how: str) -> None:
     seen: set[str] = set()
     for axis in axes:
         if not axis:
-            raise ValueError(f"empty grid: an axis of the {how} has no points")
+            raise UserError(f"empty grid: an axis of the {how} has no points")
         keys = set(axis[0])
         if keys & seen:
-            raise ValueError(f"{how} sets {sorted(keys & seen)} twice")
+            raise UserError(f"{how} sets {sorted(keys & seen)} twice")
         seen |= keys
 
 
@@ -127,7 +128,7 @@ def integer(low: int, high: int, log: bool = False):
 def choice(options):
     options = list(options)
     if not options:
-        raise ValueError("choice([]) has no options")
+        raise UserError("choice([]) has no options")
     return optuna.distributions.CategoricalDistribution([encode(o) for o in options])
 
 
@@ -160,13 +161,13 @@ def load(spec: str) -> tuple[Sweep, ml_collections.ConfigDict]:
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     if not hasattr(module, "get_sweep"):
-        raise ValueError(f"{path} has no get_sweep(arg): nothing to sweep")
+        raise UserError(f"{path} has no get_sweep(arg): nothing to sweep")
     try:
         sweep = module.get_sweep(arg)
     except TypeError as e:   # e.g. Sweep(...) given a field it does not have
-        raise ValueError(f"get_sweep({arg!r}) in {path}: {e}") from None
+        raise UserError(f"get_sweep({arg!r}) in {path}: {e}") from None
     if not isinstance(sweep, Sweep):
-        raise ValueError(f"get_sweep({arg!r}) in {path} returned {type(sweep).__name__}, not a Sweep")
+        raise UserError(f"get_sweep({arg!r}) in {path} returned {type(sweep).__name__}, not a Sweep")
     base_arg = arg if sweep.config_arg is None else sweep.config_arg
     return sweep, config_lib.load(f"{path}:{base_arg}" if base_arg else path)
 
@@ -174,23 +175,23 @@ def load(spec: str) -> tuple[Sweep, ml_collections.ConfigDict]:
 def check(sweep: Sweep, config: ml_collections.ConfigDict) -> None:
     """Raise a one-line ValueError naming the first problem of ``sweep`` against ``config``."""
     if sweep.sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sweep.sampler!r} (known: {', '.join(SAMPLERS)})")
+        raise UserError(f"unknown sampler {sweep.sampler!r} (known: {', '.join(SAMPLERS)})")
     if sweep.sampler == "grid":
         if not sweep.points:
-            raise ValueError("empty grid: the sweep has no points")
+            raise UserError("empty grid: the sweep has no points")
         if sweep.space:
-            raise ValueError("a grid sweep takes points, not a search space")
+            raise UserError("a grid sweep takes points, not a search space")
     elif not sweep.space:
-        raise ValueError(f"a {sweep.sampler} sweep needs a search space (key -> distribution)")
+        raise UserError(f"a {sweep.sampler} sweep needs a search space (key -> distribution)")
     if sweep.trials < 1:
-        raise ValueError(f"the sweep's trial budget is {sweep.trials}; it must be >= 1")
+        raise UserError(f"the sweep's trial budget is {sweep.trials}; it must be >= 1")
     if sweep.mode not in ("min", "max"):
-        raise ValueError(f"mode is {sweep.mode!r}; it must be 'min' or 'max'")
+        raise UserError(f"mode is {sweep.mode!r}; it must be 'min' or 'max'")
     if sweep.value not in ("best", "final"):
-        raise ValueError(f"value is {sweep.value!r}; it must be 'best' or 'final'")
+        raise UserError(f"value is {sweep.value!r}; it must be 'best' or 'final'")
     if not int(config.eval.every):
-        raise ValueError(f"the sweep's metric {sweep.metric!r} comes from evals, but "
-                         f"config.eval.every is 0")
+        raise UserError(f"the sweep's metric {sweep.metric!r} comes from evals, but "
+                        f"config.eval.every is 0")
     make_pruner(sweep, int(config.train.steps))   # unknown pruner or option -> ValueError
     if sweep.sampler != "grid":
         sampler_cls = {"random": optuna.samplers.RandomSampler,
@@ -200,63 +201,63 @@ def check(sweep: Sweep, config: ml_collections.ConfigDict) -> None:
                 warnings.simplefilter("ignore")
                 sampler_cls(seed=0, **sweep.sampler_options)
         except TypeError as e:
-            raise ValueError(f"sampler {sweep.sampler!r}: {e}") from None
+            raise UserError(f"sampler {sweep.sampler!r}: {e}") from None
     elif sweep.sampler_options:
-        raise ValueError("a grid sweep takes no sampler_options")
+        raise UserError("a grid sweep takes no sampler_options")
     for point in list(sweep.points) + list(sweep.enqueue):
         for key, value in point.items():
             _check_value(config, key, value)
     for key, dist in sweep.space.items():
         if not isinstance(dist, optuna.distributions.BaseDistribution):
-            raise ValueError(f"search space entry {key!r} is {dist!r}; use loguniform, uniform, "
-                             f"integer or choice")
+            raise UserError(f"search space entry {key!r} is {dist!r}; use loguniform, uniform, "
+                            f"integer or choice")
         field = _field(config, key)
         if isinstance(dist, optuna.distributions.CategoricalDistribution):
             for option in dist.choices:
                 _check_value(config, key, decode(option, field))
         elif isinstance(dist, optuna.distributions.FloatDistribution) and isinstance(field, int) \
                 and not isinstance(field, bool):
-            raise ValueError(f"{key} is an int in the config; sweep it with integer(), not a "
-                             f"float distribution")
+            raise UserError(f"{key} is an int in the config; sweep it with integer(), not a "
+                            f"float distribution")
         else:
             _check_value(config, key, dist.low)
     for point in sweep.enqueue:
         if set(point) - set(sweep.space):
-            raise ValueError(f"enqueued point sets {sorted(set(point) - set(sweep.space))}, "
-                             f"which the search space does not have")
+            raise UserError(f"enqueued point sets {sorted(set(point) - set(sweep.space))}, "
+                            f"which the search space does not have")
 
 
 def _field(config, key: str):
     try:
         return config_lib.field(config, key)
     except KeyError as e:      # the loader's message, worded for a sweep
-        raise ValueError(str(e.args[0]).replace("unknown config key", "unknown sweep key")) from None
+        raise UserError(str(e.args[0]).replace("unknown config key", "unknown sweep key")) from None
 
 
 def _check_value(config, key: str, value) -> None:
     field = _field(config, key)
     if isinstance(field, ml_collections.ConfigDict):
-        raise ValueError(f"sweep key {key!r} names a section of the config, not a value")
+        raise UserError(f"sweep key {key!r} names a section of the config, not a value")
     if field is not None and isinstance(value, bool) != isinstance(field, bool):
-        raise ValueError(f"sweep value {value!r} ({type(value).__name__}) for {key} does not fit "
-                         f"the config's {type(field).__name__} field")
+        raise UserError(f"sweep value {value!r} ({type(value).__name__}) for {key} does not fit "
+                        f"the config's {type(field).__name__} field")
     try:
         config_lib.override(config, {key: value})
     except TypeError:
-        raise ValueError(f"sweep value {value!r} ({type(value).__name__}) for {key} does not fit "
-                         f"the config's {type(field).__name__} field") from None
+        raise UserError(f"sweep value {value!r} ({type(value).__name__}) for {key} does not fit "
+                        f"the config's {type(field).__name__} field") from None
 
 
 def make_pruner(sweep: Sweep, total_steps: int) -> optuna.pruners.BasePruner:
     if sweep.pruner not in PRUNERS:
-        raise ValueError(f"unknown pruner {sweep.pruner!r} (known: {', '.join(PRUNERS)})")
+        raise UserError(f"unknown pruner {sweep.pruner!r} (known: {', '.join(PRUNERS)})")
     options = dict(sweep.pruner_options)
     if sweep.pruner == "hyperband":
         options.setdefault("max_resource", total_steps)   # resource = training steps
     try:
         return PRUNERS[sweep.pruner](**options)
     except TypeError as e:
-        raise ValueError(f"pruner {sweep.pruner!r}: {e}") from None
+        raise UserError(f"pruner {sweep.pruner!r}: {e}") from None
 
 
 def fingerprint(sweep: Sweep, config) -> str:

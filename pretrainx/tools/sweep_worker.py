@@ -34,6 +34,7 @@ from optuna.trial import TrialState
 
 from pretrainx.config import load as config_lib
 
+from pretrainx.errors import UserError
 from pretrainx.run import rundir
 
 from pretrainx.tools import sweep_def
@@ -144,7 +145,7 @@ class TrialObjective:
         summary = rundir.summarize(run_dir, self.sweep.metric, self.sweep.mode)
         if summary is None:
             trial.set_user_attr("no_retry", True)
-            raise ValueError(f"the run never logged {self.sweep.metric!r}")
+            raise UserError(f"the run never logged {self.sweep.metric!r}")
         trial.set_user_attr("best_step", summary["best_step"])
         return summary["best"] if self.sweep.value == "best" else summary["final"]
 

@@ -31,6 +31,7 @@ from typing import Iterator
 from pretrainx.data import document_streams, shards
 from pretrainx.data import special_tokens as st
 from pretrainx.data import tokenizer as tokenizer_lib
+from pretrainx.errors import UserError
 
 SETTINGS = "tokenize.json"
 _worker_tokenizer = None
@@ -69,8 +70,8 @@ def _prepare_folder(out: str, settings: dict, tokenizer) -> None:
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, SETTINGS)
     if os.path.exists(path) and shards.read_json(path) != settings:
-        raise ValueError(f"{path}: this folder was started with other settings (sources, sizes, "
-                         f"tokenizer or shard size); use a new --out folder")
+        raise UserError(f"{path}: this folder was started with other settings (sources, sizes, "
+                        f"tokenizer or shard size); use a new --out folder")
     for leftover in glob.glob(os.path.join(out, "*.tmp*")):   # a killed run's partial files
         os.remove(leftover)
     if not os.path.exists(path):
@@ -164,7 +165,7 @@ def _manifest(out: str, settings: dict, records: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.workers < 1 or args.shard_mb <= 0 or not 0 <= args.val_fraction < 1:
-        raise ValueError("--workers must be >= 1, --shard-mb > 0 and --val-fraction in [0, 1)")
+        raise UserError("--workers must be >= 1, --shard-mb > 0 and --val-fraction in [0, 1)")
     start = time.perf_counter()
     manifest = tokenize(args)
     seconds = time.perf_counter() - start

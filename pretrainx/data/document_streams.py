@@ -15,21 +15,17 @@ from __future__ import annotations
 import glob
 import gzip
 import io
-import json
 import os
 import zlib
 from typing import Iterator
 
-from pretrainx.errors import UserError
+from pretrainx.data import readers
+from pretrainx.data.readers import CorpusError
 
 #: text bytes read at a time from a text file cut at a separator
 CHUNK_CHARS = 1 << 20
 #: Parquet rows read at a time
 PARQUET_BATCH_ROWS = 1024
-
-
-class CorpusError(UserError):
-    """A source file that cannot be read as a corpus; the message names the file."""
 
 
 def expand_sources(sources) -> list[str]:
@@ -136,18 +132,8 @@ def _text_documents(path: str, separator: str) -> Iterator[str]:
 
 def _jsonl_documents(path: str, text_key: str) -> Iterator[str]:
     with _open_text(path) as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CorpusError(f"{path}:{line_no}: not a JSON record ({e.msg})") from None
-            if not isinstance(record, dict) or text_key not in record:
-                fields = sorted(record) if isinstance(record, dict) else type(record).__name__
-                raise CorpusError(f"{path}:{line_no}: no field {text_key!r} (fields: {fields}); "
-                                  f"pass --text-key")
-            yield str(record[text_key])
+        for line_no, record in readers.jsonl_records(f, path):
+            yield readers.record_field(record, text_key, f"{path}:{line_no}", "pass --text-key")
 
 
 def _parquet_documents(path: str, text_key: str) -> Iterator[str]:

@@ -21,6 +21,7 @@ import dataclasses
 import gzip
 import io
 import json
+import logging
 import os
 import tarfile
 
@@ -28,8 +29,11 @@ import numpy as np
 
 from pretrainx.data import rng as streams
 from pretrainx.data.base import Dataset, batch_rng, register, shard_rows
+from pretrainx.data.readers import CorpusError
 from pretrainx.data.sources import ArraySource
 from pretrainx.errors import MissingExtra, UserError
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 HELDOUT_SEED = 20200619     # fixed: the held-out split must not move with config.seed
@@ -79,17 +83,29 @@ class ImageSource:
 
 # ---- loaders: data config -> ImageArrays ------------------------------------------------------
 
+#: IDX type codes -> numpy dtypes (big-endian)
+IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
 def read_idx(path: str) -> np.ndarray:
     """An IDX file (gzipped when the name ends in .gz): zero, zero, dtype code, ndim, big-endian
-    uint32 dims, then the data."""
+    uint32 dims, then the data. A file shorter (or longer) than its header says -> one line."""
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if raw[0] != 0 or raw[1] != 0:
-        raise UserError(f"{path} is not an IDX file (bad magic {raw[:4]!r})")
-    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-    dtype, ndim = np.dtype(dtypes[raw[2]]), raw[3]
-    shape = tuple(np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (EOFError, OSError) as e:
+        raise CorpusError(f"{path}: truncated or corrupt ({e})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
+        raise CorpusError(f"{path} is not an IDX file (bad magic {raw[:4]!r})")
+    dtype, ndim = np.dtype(IDX_DTYPES[raw[2]]), raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise CorpusError(f"{path} is truncated inside its IDX header")
+    shape = tuple(int(n) for n in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    expected = 4 + 4 * ndim + int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != expected:
+        raise CorpusError(f"{path} holds {len(raw)} bytes, its IDX header {shape} x "
+                          f"{dtype.itemsize} bytes says {expected}: "
+                          f"{'truncated' if len(raw) < expected else 'trailing data'}")
     return np.frombuffer(raw, dtype, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -130,10 +146,15 @@ def _load_digits(cfg) -> ImageArrays:
     return ImageArrays(name, *parts, tuple(str(c) for c in range(10)))
 
 
-def _decode(data: bytes) -> np.ndarray:
-    from PIL import Image
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB" if im.mode not in ("L", "I;16") else "L"))
+def _decode(data: bytes, where: str) -> np.ndarray:
+    """The pixels of one encoded image (grey stays grey, anything else becomes RGB); a file
+    that is no readable image -> one line naming it."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB" if im.mode not in ("L", "I;16") else "L"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise CorpusError(f"{where}: not a readable PNG/JPEG image ({e})") from None
 
 
 def _archive_class(member_path: str, archive_path: str) -> str:
@@ -145,35 +166,66 @@ def _archive_class(member_path: str, archive_path: str) -> str:
 
 
 def _iter_image_files(root: str):
-    """(class name, encoded bytes) for every image under ``root``, in a fixed (sorted) order."""
-    entries = sorted(os.listdir(root))
-    for entry in entries:
+    """(class name, encoded bytes, where) for every image under ``root`` in a fixed (sorted)
+    order; ``where`` names the file (``archive:member`` inside a tar)."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"config.data.path {root!r} is not a folder of images")
+    for entry in sorted(os.listdir(root)):
         path = os.path.join(root, entry)
         if os.path.isdir(path):
             for dirpath, _, files in sorted(os.walk(path)):
                 for name in sorted(files):
                     if name.lower().endswith(IMAGE_SUFFIXES):
                         with open(os.path.join(dirpath, name), "rb") as f:
-                            yield os.path.basename(dirpath), f.read()
+                            yield os.path.basename(dirpath), f.read(), os.path.join(dirpath, name)
         elif ".tar" in entry or entry.endswith(".tgz"):
-            with tarfile.open(path) as tar:
-                members = sorted((m for m in tar.getmembers()
-                                  if m.isfile() and m.name.lower().endswith(IMAGE_SUFFIXES)),
-                                 key=lambda m: m.name)
-                for m in members:
-                    yield _archive_class(m.name, path), tar.extractfile(m).read()
+            try:
+                with tarfile.open(path) as tar:
+                    members = sorted((m for m in tar.getmembers()
+                                      if m.isfile() and m.name.lower().endswith(IMAGE_SUFFIXES)),
+                                     key=lambda m: m.name)
+                    for m in members:
+                        yield (_archive_class(m.name, path), tar.extractfile(m).read(),
+                               f"{path}:{m.name}")
+            except (tarfile.TarError, EOFError, OSError) as e:
+                raise CorpusError(f"{path}: not a readable tar archive ({e})") from None
+
+
+def _same_shape(images: list, wheres: list, size: int) -> list:
+    """``images`` of one shape: greys become RGB when the folder mixes both; images of
+    another size are resized to ``size`` (data.image_size) or, with none set, refused naming
+    the first odd file."""
+    if len({im.ndim for im in images}) > 1:
+        log.warning("the images mix grey and colour: %d grey images converted to RGB",
+                    sum(im.ndim == 2 for im in images))
+        images = [np.repeat(im[..., None], 3, -1) if im.ndim == 2 else im for im in images]
+    if size:
+        from PIL import Image
+        return [im if im.shape[:2] == (size, size) else
+                np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR))
+                for im in images]
+    odd = next((i for i, im in enumerate(images) if im.shape != images[0].shape), None)
+    if odd is not None:
+        raise CorpusError(f"{wheres[odd]} is {_size(images[odd])}, {wheres[0]} "
+                          f"{_size(images[0])}: set data.image_size to resize every image")
+    return images
+
+
+def _size(image: np.ndarray) -> str:
+    return "x".join(map(str, image.shape[:2]))
 
 
 def _load_archive(cfg) -> ImageArrays:
-    names, images = [], []
-    for class_name, data in _iter_image_files(cfg.path):
+    names, images, wheres = [], [], []
+    for class_name, data, where in _iter_image_files(cfg.path):
         names.append(class_name)
-        images.append(_decode(data))
+        images.append(_decode(data, where))
+        wheres.append(where)
     if not images:
         raise FileNotFoundError(f"no PNG/JPEG images under {cfg.path!r} (config.data.path)")
     classes = tuple(sorted(set(names)))
     labels = np.array([classes.index(n) for n in names], np.int32)
-    images = np.stack(images)
+    images = np.stack(_same_shape(images, wheres, int(cfg.image_size)))
     if images.ndim == 3:
         images = images[..., None]
     parts = _split_fixed(images, labels, cfg.heldout_fraction)

@@ -28,8 +28,6 @@ accuracy is the accuracy over the held-out pairs whatever ``eval.num_batches`` i
 """
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 
 import numpy as np
@@ -46,39 +44,50 @@ ASSISTANT = "Assistant:"
 SIDES = ("chosen", "rejected")
 
 
-def split_dialogue(dialogue: str) -> tuple[str, str]:
+def split_dialogue(dialogue: str, where: str = "") -> tuple[str, str]:
     """(prompt up to and including the last "Assistant:", response after it)."""
     cut = dialogue.rfind(ASSISTANT)
     if cut < 0:
-        raise UserError(f"an HH-RLHF dialogue without {ASSISTANT!r}: {dialogue[:80]!r}")
+        raise readers.CorpusError(f"{where + ': ' if where else ''}an HH-RLHF dialogue without "
+                                  f"{ASSISTANT!r}: {dialogue[:80]!r}")
     cut += len(ASSISTANT)
     return dialogue[:cut], dialogue[cut:]
 
 
+def _plain_pair(record: dict, where: str) -> dict:
+    prompt = readers.record_field(record, "prompt", where)
+    pair = {"prompt": prompt, "rejected_prompt": prompt,
+            **{side: readers.record_field(record, side, where) for side in SIDES}}
+    if "scores" in record:      # the rule's scores (pretrainx pairs)
+        scores = record["scores"]
+        if (not isinstance(scores, list) or len(scores) != 2
+                or not all(isinstance(x, (int, float)) for x in scores)):
+            raise readers.CorpusError(f"{where}: \"scores\" must be two numbers, got {scores!r:.60}")
+        pair["margin"] = abs(scores[0] - scores[1])
+    return pair
+
+
+def _hh_pair(record: dict, where: str) -> dict:
+    prompt, chosen = split_dialogue(readers.record_field(record, "chosen", where), where)
+    rejected_prompt, rejected = split_dialogue(readers.record_field(record, "rejected", where),
+                                               where)
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected,
+            "rejected_prompt": rejected_prompt}
+
+
+PAIR_FORMATS = {"plain": _plain_pair, "hh": _hh_pair}
+
+
 def read_pairs(path, fmt: str = "auto", max_pairs: int = 0) -> list[dict]:
     """Records -> [{"prompt", "chosen", "rejected", "rejected_prompt"}] with responses alone."""
+    if fmt != "auto" and fmt not in PAIR_FORMATS:
+        raise UserError(f"data.format must be 'auto', 'hh' or 'plain', got {fmt!r}")
     pairs = []
     for file in readers.expand_paths(path):
-        opener = gzip.open if file.endswith(".gz") else open
-        with opener(file, "rt", encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                record = json.loads(line)
+        with readers.open_data_file(file) as f:
+            for line_no, record in readers.jsonl_records(f, file):
                 kind = fmt if fmt != "auto" else ("plain" if "prompt" in record else "hh")
-                if kind == "plain":
-                    pairs.append({"prompt": record["prompt"], "chosen": record["chosen"],
-                                  "rejected": record["rejected"],
-                                  "rejected_prompt": record["prompt"]})
-                    if "scores" in record:      # the rule's scores (pretrainx pairs)
-                        pairs[-1]["margin"] = abs(record["scores"][0] - record["scores"][1])
-                elif kind == "hh":
-                    prompt, chosen = split_dialogue(record["chosen"])
-                    rejected_prompt, rejected = split_dialogue(record["rejected"])
-                    pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
-                                  "rejected_prompt": rejected_prompt})
-                else:
-                    raise UserError(f"data.format must be 'auto', 'hh' or 'plain', got {fmt!r}")
+                pairs.append(PAIR_FORMATS[kind](record, f"{file}:{line_no}"))
                 if max_pairs and len(pairs) >= max_pairs:
                     return pairs
     if not pairs:

@@ -1,6 +1,10 @@
 """Reading text from disk: files, globs, the Python standard library's source, JSONL records,
 TFDS text data sets. Everything here returns plain strings; ``text.py`` turns them into batches.
 
+Every reader of a user's file goes through ``open_data_file`` (a directory, an empty file or a
+binary file given as text is refused) and, for JSONL, ``jsonl_records`` / ``record_field``: a bad
+file is one ``CorpusError`` line naming the file, and the line for line-based formats.
+
 Bytes that are not UTF-8 are kept, as lone surrogates (Python's "surrogateescape"), so that the
 byte tokenizer reads the file's bytes exactly; ``decode_policy`` then replaces them (with a
 warning that counts them) or refuses the data for every other tokenizer (``data.decode_errors``).
@@ -19,10 +23,71 @@ from pretrainx.errors import UnknownName, UserError
 
 log = logging.getLogger(__name__)
 
+#: bytes read from the head of a text file to tell a binary file (one with a NUL byte) from text
+SNIFF_BYTES = 8192
 STDLIB = "stdlib"   # data.path value: the running Python's standard library sources (*.py)
 ENCODING, ERRORS = "utf-8", "surrogateescape"   # undecodable bytes -> U+DC80..U+DCFF, reversibly
 DECODE_ERRORS = ("replace", "strict")            # data.decode_errors
 _ESCAPED = re.compile("[\udc80-\udcff]")
+
+
+class CorpusError(UserError):
+    """A data file that cannot be read as what it is meant to hold; the message names the file
+    (and the line, for line-based formats)."""
+
+
+class MissingField(CorpusError, UnknownName):
+    """A record without the field a reader needs; the message names the file, line and fields."""
+
+
+def check_data_file(path: str, *, text: bool = True) -> None:
+    """Refuse, in one line naming ``path``, a directory, an empty file, and (``text``) a file
+    whose first bytes hold a NUL: an archive, an image or a checkpoint given as text."""
+    if os.path.isdir(path):
+        raise CorpusError(f"{path} is a directory; a file is expected here")
+    if os.path.getsize(path) == 0:
+        raise CorpusError(f"{path} is empty")
+    if text and not path.endswith((".gz", ".zst")):
+        with open(path, "rb") as f:
+            if b"\0" in f.read(SNIFF_BYTES):
+                raise CorpusError(f"{path} is a binary file, not text (it holds NUL bytes)")
+
+
+def open_data_file(path: str):
+    """``path`` opened as text (gunzipped when it ends in .gz), checked by ``check_data_file``."""
+    check_data_file(path)
+    opener = gzip.open if path.endswith(".gz") else open
+    return opener(path, "rt", encoding=ENCODING, errors=ERRORS)
+
+
+def jsonl_records(lines, where: str):
+    """(line number, record) of every non-blank line of ``lines`` (a text stream of ``where``);
+    a line that is not a JSON object -> ``CorpusError`` naming ``where:line``."""
+    for line_no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise CorpusError(f"{where}:{line_no}: not a JSON record ({e.msg} at column "
+                              f"{e.colno})") from None
+        if not isinstance(record, dict):
+            raise CorpusError(f"{where}:{line_no}: a JSON {type(record).__name__}, not a record "
+                              f"({{\"field\": value, ...}})")
+        yield line_no, record
+
+
+def record_field(record: dict, key: str, where: str, hint: str = "") -> str:
+    """The text of ``record[key]``; a missing field or one that is not a string -> one line
+    naming ``where`` (``file:line``), the field and ``hint`` (the setting that names the field)."""
+    if key not in record:
+        raise MissingField(f"{where}: no field {key!r} (fields: {sorted(record)})"
+                          f"{'; ' + hint if hint else ''}")
+    value = record[key]
+    if not isinstance(value, str):
+        raise CorpusError(f"{where}: field {key!r} is a {type(value).__name__} ({value!r:.40}), "
+                          f"not text")
+    return value
 
 
 def utf8_bytes(text: str) -> int:
@@ -69,7 +134,8 @@ def read_corpus(path, max_bytes: int = 0) -> str:
         raise FileNotFoundError(f"config.data.path {path!r} is a directory; give a file or a glob")
     parts, size = [], 0
     for f in files:
-        with open(f, encoding=ENCODING, errors=ERRORS) as fh:
+        # the standard library's files are Python's own, not a user's: not checked
+        with open(f, encoding=ENCODING, errors=ERRORS) if path == STDLIB else open_data_file(f) as fh:
             parts.append(fh.read())
         size += len(parts[-1])
         if max_bytes and size >= max_bytes:
@@ -86,16 +152,10 @@ def read_jsonl(path, text_key: str = "text", max_docs: int = 0) -> list[str]:
     """The ``text_key`` field of every record of the .jsonl / .jsonl.gz files (in order)."""
     docs = []
     for file in expand_paths(path):
-        opener = gzip.open if file.endswith(".gz") else open
-        with opener(file, "rt", encoding=ENCODING, errors=ERRORS) as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                record = json.loads(line)
-                if text_key not in record:
-                    raise UnknownName(f"{file}:{line_no}: no field {text_key!r} "
-                                      f"(fields: {sorted(record)}); set data.text_key")
-                docs.append(str(record[text_key]))
+        with open_data_file(file) as f:
+            for line_no, record in jsonl_records(f, file):
+                docs.append(record_field(record, text_key, f"{file}:{line_no}",
+                                         "set data.text_key"))
                 if max_docs and len(docs) >= max_docs:
                     return docs
     return docs
@@ -105,6 +165,7 @@ def read_text_files(path) -> list[str]:
     """Each matched file is one document."""
     docs = []
     for file in expand_paths(path):
+        check_data_file(file)
         with open(file, encoding=ENCODING, errors=ERRORS, newline="") as f:
             docs.append(f.read())
     return docs

@@ -20,6 +20,7 @@ import os
 from typing import Sequence
 
 from pretrainx.data import subword
+from pretrainx.data.readers import check_data_file
 from pretrainx.data.basic_tokenizers import FILENAME, ByteTokenizer, CharTokenizer, Tokenizer
 from pretrainx.errors import UserError
 
@@ -68,14 +69,38 @@ def load(path: str) -> Tokenizer:
     if not os.path.exists(file):
         raise FileNotFoundError(f"no tokenizer at {path!r} (expected a directory holding "
                                 f"{FILENAME} or the file itself)")
-    with open(file) as f:
-        blob = json.load(f)
+    blob = _tokenizer_json(file)
     kind = blob.get("pretrainx_kind")
-    if kind == "char":
-        return CharTokenizer(blob["chars"], blob.get("specials", ()))
-    if kind == "byte":
-        return ByteTokenizer(blob.get("specials", ()))
-    return subword.SubwordTokenizer.load(file)   # HF `tokenizers` JSON (BPE / WordPiece / Unigram)
+    if kind in ("char", "byte"):
+        try:
+            if kind == "char":
+                return CharTokenizer(blob["chars"], blob.get("specials", ()))
+            return ByteTokenizer(blob.get("specials", ()))
+        except (KeyError, TypeError) as e:
+            raise UserError(f"{file}: a {kind} tokenizer without a valid {e}") from None
+    if "model" not in blob:
+        raise UserError(f"{file} is JSON but no tokenizer (no \"pretrainx_kind\" nor a "
+                        f"`tokenizers` \"model\"; keys: {sorted(blob)[:8]})")
+    try:   # HF `tokenizers` JSON (BPE / WordPiece / Unigram)
+        return subword.SubwordTokenizer.load(file)
+    except ImportError:
+        raise
+    except Exception as e:   # `tokenizers` reports a bad file as a plain Exception
+        raise UserError(f"{file} is not a tokenizer the `tokenizers` library reads "
+                        f"({str(e).splitlines()[0][:160]})") from None
+
+
+def _tokenizer_json(file: str) -> dict:
+    """The JSON object of a tokenizer file; anything else -> one line naming the file."""
+    check_data_file(file)
+    try:
+        with open(file, encoding="utf-8") as f:
+            blob = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{file} is not a tokenizer JSON file ({e})") from None
+    if not isinstance(blob, dict):
+        raise UserError(f"{file} is not a tokenizer JSON file (a JSON {type(blob).__name__})")
+    return blob
 
 
 def with_special_tokens(tok: Tokenizer, names: Sequence[str]) -> Tokenizer:

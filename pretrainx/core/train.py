@@ -72,6 +72,7 @@ def setup(config, workdir: str | None = None) -> Setup:
     config = config_defaults.with_defaults(config)    # a field the config lacks reads as the base's
     config_check.check_values(config)
     objective_cls = objectives.get(config.objective)
+    objective_cls.check_config(config)
     mesh = sharding_lib.make_mesh(config.mesh)
     divisor = sharding_lib.batch_divisor(mesh)
     config_check.check_eval_batch(config, divisor, jax.process_count())

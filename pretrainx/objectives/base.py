@@ -36,6 +36,9 @@ The pieces:
     run's arrays (see ``pretrainx/core/init_from.py``).
   * ``data_request(config)`` (a class method): the raw sequence length and the batch fields to
     ask the data for.
+  * ``check_config(config)`` (a class method): the objective's own settings and their
+    combination with the data shape, checked once by the runner before the data is read; a
+    setting that makes the objective meaningless raises ``settings.SettingError`` naming it.
   * ``flops_per_batch(batch)``: training FLOPs of these rows, for MFU (None: not reported).
   * ``evaluators()``: extra evaluations (FID, sample grids, text samples) every eval period.
 
@@ -233,6 +236,13 @@ class Objective:
         asks it before the data (and so the objective) exists."""
         return DataRequest(seq_len=config.data.seq_len if "seq_len" in config.data else None,
                            fields=None)
+
+    @classmethod
+    def check_config(cls, config) -> None:
+        """Refuse the settings of ``config`` that would make this objective meaningless (its
+        section's ranges, their combination with ``data.seq_len``), in one ``SettingError`` line
+        naming the field (helpers in ``settings.py``). Called once by the runner before the data
+        is read and before the first step; the default checks nothing."""
 
     @classmethod
     def data_spec(cls, config, dataset) -> DataSpec:

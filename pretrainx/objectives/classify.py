@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from pretrainx.data import special_tokens as st
 from pretrainx.errors import UserError
 from pretrainx.models import bert, gpt, transformer
-from pretrainx.objectives import losses
+from pretrainx.objectives import losses, settings
 from pretrainx.objectives.base import DENOMINATOR, DataRequest, register
 from pretrainx.objectives.text_lm import TextObjective
 
@@ -77,10 +77,18 @@ class Classify(TextObjective):
                             f"got {self.arch!r}")
         self.num_classes = int(config.classify.num_classes)
         pooling = config.classify.pooling
-        if pooling not in ("default", "mean"):
-            raise UserError(f"classify.pooling must be 'default' or 'mean', got {pooling!r}")
         self.model = Classifier(self.model_config, self.arch, self.num_classes, pooling)
         self.seq_len = int(config.data.seq_len)
+        classes = self.spec.info.get("num_classes", 0)
+        if classes > self.num_classes:   # a label past the head would be scored as another class
+            raise settings.SettingError(f"config.classify.num_classes is {self.num_classes} but "
+                                        f"the data has {classes} classes: set "
+                                        f"--config.classify.num_classes={classes}")
+
+    @classmethod
+    def check_config(cls, config):
+        settings.integer(config, "classify.num_classes", 2)
+        settings.choice(config, "classify.pooling", ("default", "mean"))
 
     @classmethod
     def data_request(cls, config):

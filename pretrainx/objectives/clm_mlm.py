@@ -23,7 +23,7 @@ import numpy as np
 from pretrainx.data import masking
 from pretrainx.data import special_tokens as st
 from pretrainx.errors import UserError
-from pretrainx.objectives import losses, text_common
+from pretrainx.objectives import losses, settings, text_common
 from pretrainx.objectives.base import DENOMINATOR, register
 from pretrainx.objectives.clm import CausalLM
 from pretrainx.objectives.masking_mixin import MaskingMixin
@@ -47,11 +47,14 @@ class CausalMaskedMixture(MaskingMixin, CausalLM):
         self.eval_mlm_weight = float(mixture.eval_mlm_weight)
         if self.eval_mlm_weight < 0:
             self.eval_mlm_weight = self.mlm_weight
-        for name, w in (("mlm_weight", self.mlm_weight), ("eval_mlm_weight", self.eval_mlm_weight)):
-            if not 0.0 <= w <= 1.0:
-                raise UserError(f"config.mixture.{name} must be in [0, 1], got {w}")
         self._init_masking(config)
         self.seq_len = int(config.data.seq_len)
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)     # the masking rates
+        settings.number(config, "mixture.mlm_weight", 0.0, 1.0)
+        settings.number(config, "mixture.eval_mlm_weight", high=1.0)   # < 0: mlm_weight
 
     @classmethod
     def data_request(cls, config):

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pretrainx.errors import UserError
+from pretrainx.objectives import settings
 from pretrainx.objectives.base import register
 from pretrainx.objectives.image_common import ImageGenerativeObjective
 
@@ -166,6 +167,16 @@ class DDPM(ImageGenerativeObjective):
         d = config.diffusion
         self.schedule = make_schedule(d.schedule, d.timesteps)
         self.prediction = d.prediction
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        timesteps = settings.integer(config, "diffusion.timesteps", 2)
+        make_schedule(config.diffusion.schedule, timesteps)      # the schedule and its betas
+        settings.choice(config, "diffusion.prediction", ("eps", "v"))
+        settings.choice(config, "sample.variance", ("beta", "posterior"))
+        if config.sample.sampler == "ddim":
+            settings.integer(config, "sample.steps", 1, timesteps)
 
     def model_time(self, t):
         return t

@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from pretrainx.objectives import lm_utils, rl_math
+from pretrainx.objectives import lm_utils, rl_math, settings
 from pretrainx.objectives.base import DENOMINATOR, DataRequest, register
 from pretrainx.objectives.text_lm import CausalPolicy, TextObjective, TextSampleEvaluator
 
@@ -36,6 +36,11 @@ class DPOObjective(TextObjective):
         opts = config.dpo
         self.beta = float(opts.beta)
         self.ipo = bool(opts.ipo)
+
+    @classmethod
+    def check_config(cls, config):
+        # beta <= 0 flips or removes the preference: the run would learn the rejected answers
+        settings.number(config, "dpo.beta", 0.0, low_open=True)
 
     @classmethod
     def data_request(cls, config):

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from pretrainx.errors import UserError
+from pretrainx.objectives import settings
 from pretrainx.objectives.base import register
 from pretrainx.objectives.image_common import ImageGenerativeObjective
 
@@ -109,6 +110,12 @@ class FlowMatching(ImageGenerativeObjective):
                                     rng=drop_rng)
         loss = jnp.mean(jnp.square(velocity.astype(jnp.float32) - target_velocity(x0, noise)))
         return loss, {"mse": loss}
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        settings.choice(config, "flow.time_sampling", ("uniform", "logit_normal", "end"))
+        settings.number(config, "flow.logit_std", 0.0, low_open=True)
 
     def run_sampler(self, predict, noise, rng, sampler, steps):
         del rng                       # both samplers are deterministic given the initial noise

@@ -30,6 +30,7 @@ from pretrainx.evaluators import fid
 from pretrainx.core import sharding as sharding_lib
 from pretrainx.models.dit import DiT
 from pretrainx.models.unet import UNet
+from pretrainx.objectives import settings
 from pretrainx.objectives.base import EvalContext, Objective, SampleOption
 
 
@@ -90,6 +91,16 @@ class ImageGenerativeObjective(Objective):
         self.model = build_model(config.model, self.interval_conditioned)
         self._check_data()
         self._sampler_fns = {}
+
+    @classmethod
+    def check_config(cls, config):
+        """The ranges every image objective shares: label dropout, the sampler and its steps;
+        a subclass adds its own section's."""
+        super().check_config(config)
+        settings.number(config, f"{cls.section}.cfg_drop", 0.0, 1.0)
+        settings.choice(config, "sample.sampler", cls.samplers)
+        settings.integer(config, "sample.steps", 1)
+        settings.number(config, "sample.guidance", 0.0)
 
     # --- subclass hooks ---------------------------------------------------------------------
     def model_time(self, t):

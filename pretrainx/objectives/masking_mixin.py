@@ -4,7 +4,7 @@ itself is pure and lives in ``data/masking.py``."""
 from __future__ import annotations
 
 from pretrainx.data import masking
-from pretrainx.errors import UserError
+from pretrainx.objectives import settings
 
 
 class MaskingMixin:
@@ -17,15 +17,19 @@ class MaskingMixin:
         self.schedule = m.rate_schedule
         self.eval_rate = float(m.eval_rate)
         self.whole_word = bool(m.whole_word)
-        masking.masking_rate(self.schedule, self.rate_start, self.rate_end, 0.0)   # checks names
-        for name, r in (("rate", self.rate_end), ("rate_start", self.rate_start),
-                        ("eval_rate", self.eval_rate)):
-            if not 0.0 < r < 1.0:
-                raise UserError(f"config.mlm.{name} must be in (0, 1), got {r}")
         self.tables = self.mask_id = None                 # no tokenizer: shapes only
         if self.tokenizer is not None:
             self.tables = masking.vocab_tables(self.tokenizer, self.model_config.vocab_size)
             self.mask_id = self.tables.mask_id
+
+    @classmethod
+    def check_config(cls, config):
+        """The masking rates (the schedule's endpoints and the validation rate) in (0, 1): a rate
+        of 0 masks nothing to learn from, 1 leaves no context."""
+        super().check_config(config)
+        settings.choice(config, "mlm.rate_schedule", masking.SCHEDULES)
+        for name in ("rate", "rate_start", "eval_rate"):
+            settings.number(config, f"mlm.{name}", 0.0, 1.0, low_open=True, high_open=True)
 
     def rate(self, ctx) -> float:
         """The masking rate of the batch for ``ctx`` (a BatchContext): the schedule's at the

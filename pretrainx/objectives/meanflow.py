@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from pretrainx.errors import UserError
+from pretrainx.objectives import settings
 from pretrainx.objectives.base import register
 from pretrainx.objectives.flow import euler_sample, interpolate, interval_sample
 from pretrainx.objectives.image_common import ImageGenerativeObjective
@@ -84,17 +85,26 @@ class MeanFlow(ImageGenerativeObjective):
         self.time_kw = dict(mean=float(m.mean), std=float(m.std),
                             equal_fraction=float(m.equal_fraction),
                             r_mean=m.r_mean, r_std=m.r_std)
-        if not 0.0 <= self.time_kw["equal_fraction"] <= 1.0:
-            raise UserError(f"meanflow.equal_fraction must be in [0, 1], got "
-                            f"{self.time_kw['equal_fraction']}")
-        if (self.time_kw["r_mean"] is None) != (self.time_kw["r_std"] is None):
-            raise UserError("set both meanflow.r_mean and meanflow.r_std, or neither")
         self.norm_p, self.norm_eps = float(m.norm_p), float(m.norm_eps)
         self.omega, self.kappa = float(m.omega), float(m.kappa)
         self.time_scale = float(m.time_scale)
         if (self.omega, self.kappa) != (1.0, 0.0) and not self.num_classes:
             raise UserError("meanflow.omega / kappa (guidance) need a class-conditional model "
                             "(model.num_classes > 0)")
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        m = config.meanflow
+        settings.number(config, "meanflow.std", 0.0, low_open=True)
+        settings.number(config, "meanflow.equal_fraction", 0.0, 1.0)
+        if (m.r_mean is None) != (m.r_std is None):
+            raise settings.SettingError("set both config.meanflow.r_mean and r_std, or neither")
+        if m.r_std is not None:
+            settings.number(config, "meanflow.r_std", 0.0, low_open=True)
+        settings.number(config, "meanflow.norm_p", 0.0)
+        settings.number(config, "meanflow.norm_eps", 0.0, low_open=True)   # 1 / (err + eps)^p
+        settings.number(config, "meanflow.time_scale", 0.0, low_open=True)
 
     def model_time(self, t):
         return self.time_scale * t

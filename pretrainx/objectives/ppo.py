@@ -44,7 +44,7 @@ from pretrainx.data import rng as streams
 from pretrainx.errors import UserError
 from pretrainx.models import decoding
 from pretrainx.models import gpt, transformer
-from pretrainx.objectives import lm_utils, rl_math, sample_flags
+from pretrainx.objectives import lm_utils, rl_math, sample_flags, settings
 from pretrainx.objectives.base import DataRequest, Objective, SampleOption, register
 
 ROLLOUT_KEYS = ("sequence", "mask", "old_logp", "old_values", "advantages", "returns")
@@ -71,6 +71,24 @@ class PPOObjective(Objective):
         if self.prompt_len + self.max_new > self.model_config.max_len:
             raise UserError(f"ppo.prompt_len + ppo.max_new_tokens = {self.prompt_len + self.max_new}"
                             f" exceeds model.max_len {self.model_config.max_len}")
+
+    @classmethod
+    def check_config(cls, config):
+        for name in ("prompt_len", "max_new_tokens", "epochs", "minibatches", "kl_horizon"):
+            settings.integer(config, f"ppo.{name}", 1)
+        settings.integer(config, "ppo.top_k", 0)
+        for name in ("kl_coef", "kl_target", "vf_coef", "entropy_coef"):
+            settings.number(config, f"ppo.{name}", 0.0)      # < 0 would reward the opposite
+        for name in ("temperature", "clip", "value_clip", "kl_bound"):
+            settings.number(config, f"ppo.{name}", 0.0, low_open=True)   # 0 clips every update
+        for name in ("gamma", "lam"):
+            settings.number(config, f"ppo.{name}", 0.0, 1.0)
+        settings.choice(config, "ppo.value_head", ("separate", "shared"))
+        settings.choice(config, "ppo.reward_pool", lm_utils.POOLS)
+        minibatches = int(config.ppo.minibatches)
+        if int(config.batch_size) % minibatches:
+            raise settings.SettingError(f"config.batch_size {config.batch_size} does not split "
+                                        f"into ppo.minibatches={minibatches} equal minibatches")
 
     # --- data and state -----------------------------------------------------------------------
     @classmethod

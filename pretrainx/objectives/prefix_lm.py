@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from pretrainx.errors import UserError
+from pretrainx.objectives import settings
 from pretrainx.objectives.base import register
 from pretrainx.objectives.clm import CausalLM
 
@@ -47,9 +48,17 @@ class PrefixLM(CausalLM):
         p = config.prefix
         self.min_length = int(p.min_length)
         self.max_fraction = float(p.max_fraction)
-        if not 1 <= self.min_length < int(config.data.seq_len):
-            raise UserError(f"config.prefix.min_length must be in [1, seq_len), "
-                             f"got {self.min_length}")
+
+    @classmethod
+    def check_config(cls, config):
+        seq_len = int(config.data.seq_len)
+        min_length = settings.integer(config, "prefix.min_length", 1, seq_len - 1)
+        # a fraction below 0 would silently be plain causal LM, above 1 a prefix past the row
+        max_fraction = settings.number(config, "prefix.max_fraction", 0.0, 1.0, low_open=True)
+        if int(max_fraction * seq_len) < min_length:
+            raise settings.SettingError(
+                f"config.prefix.max_fraction {max_fraction:g} x data.seq_len {seq_len} is below "
+                f"prefix.min_length {min_length}: every prefix would be {min_length} tokens")
 
     def init(self, rng):
         import jax.numpy as jnp

@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from pretrainx.models import gpt
-from pretrainx.objectives import lm_utils, rl_math
+from pretrainx.objectives import lm_utils, rl_math, settings
 from pretrainx.objectives.base import DENOMINATOR, DataRequest, register
 from pretrainx.objectives.text_lm import TextObjective
 
@@ -34,6 +34,12 @@ class RewardObjective(TextObjective):
         self.margin = float(opts.margin)
         self.centring = float(opts.centring)
         self.pool = str(opts.pool)       # "last" token | "mean" over real tokens
+
+    @classmethod
+    def check_config(cls, config):
+        settings.number(config, "reward.margin", 0.0)
+        settings.number(config, "reward.centring", 0.0)
+        settings.choice(config, "reward.pool", lm_utils.POOLS)
 
     @classmethod
     def data_request(cls, config):

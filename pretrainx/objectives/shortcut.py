@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx.errors import UserError
+from pretrainx.objectives import settings
 from pretrainx.objectives.base import register
 from pretrainx.objectives.flow import MODEL_TIME_SCALE, euler_sample, interpolate, interval_sample
 from pretrainx.objectives.image_common import ImageGenerativeObjective
@@ -78,13 +78,18 @@ class ShortcutModel(ImageGenerativeObjective):
         super().__init__(config, spec)
         s = config.shortcut
         self.max_steps = int(s.max_steps)
-        if self.max_steps < 2 or self.max_steps & (self.max_steps - 1):
-            raise UserError(f"shortcut.max_steps must be a power of two >= 2, got {self.max_steps}")
         self.bootstrap_fraction = float(s.bootstrap_fraction)
-        if not 0.0 <= self.bootstrap_fraction < 1.0:
-            raise UserError(f"shortcut.bootstrap_fraction must be in [0, 1), got "
-                             f"{self.bootstrap_fraction}")
         self.guidance = float(s.guidance)
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        max_steps = settings.integer(config, "shortcut.max_steps", 2)
+        if max_steps & (max_steps - 1):
+            raise settings.SettingError(f"config.shortcut.max_steps must be a power of two, "
+                                        f"got {max_steps}")
+        settings.number(config, "shortcut.bootstrap_fraction", 0.0, 1.0, high_open=True)
+        settings.number(config, "shortcut.guidance", 0.0)
 
     def model_time(self, t):
         return MODEL_TIME_SCALE * t

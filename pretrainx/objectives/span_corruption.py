@@ -18,8 +18,7 @@ import numpy as np
 
 from pretrainx.data import spans
 from pretrainx.data import special_tokens as st
-from pretrainx.errors import UserError
-from pretrainx.objectives import text_common
+from pretrainx.objectives import settings, text_common
 from pretrainx.objectives.base import register
 from pretrainx.objectives.encoder_decoder import EncoderDecoderObjective
 
@@ -35,6 +34,17 @@ class SpanCorruption(EncoderDecoderObjective):
         self.num_spans = spans.span_counts(self.raw_length, self.density, self.mean_span)[1]
         self.sentinel_ids = (None if self.tokenizer is None
                              else st.sentinel_ids(self.tokenizer, self.num_spans))
+
+    @classmethod
+    def check_config(cls, config):
+        density, mean_span = span_settings(config)
+        raw, _ = spans.raw_length_for(int(config.data.seq_len), density, mean_span)
+        if raw * density < 1 or raw * (1 - density) < 1:
+            raise settings.SettingError(
+                f"config.span.noise_density {density:g} of a row of {raw} raw tokens "
+                f"(data.seq_len {config.data.seq_len}) is {raw * density:.2f} noise tokens: a row "
+                f"needs at least one noise and one kept token; raise data.seq_len or move the "
+                f"density")
 
     @classmethod
     def data_request(cls, config):
@@ -56,10 +66,6 @@ class SpanCorruption(EncoderDecoderObjective):
 
 def span_settings(config) -> tuple[float, float]:
     """(noise density, mean span length) of ``config.span``, checked."""
-    s = config.span
-    density = float(s.noise_density)
-    mean_span = float(s.mean_span_length)
-    if not 0.0 < density < 1.0 or mean_span < 1.0:
-        raise UserError(f"config.span: noise_density in (0, 1) and mean_span_length >= 1, "
-                        f"got {density}, {mean_span}")
-    return density, mean_span
+    density = settings.number(config, "span.noise_density", 0.0, 1.0, low_open=True,
+                              high_open=True)
+    return density, settings.number(config, "span.mean_span_length", 1.0)

@@ -26,8 +26,7 @@ import numpy as np
 
 from pretrainx.data import spans
 from pretrainx.data import special_tokens as st
-from pretrainx.errors import UserError
-from pretrainx.objectives import losses, text_common
+from pretrainx.objectives import losses, settings, text_common
 from pretrainx.objectives.base import DENOMINATOR, register
 from pretrainx.objectives.encoder_decoder import EncoderDecoderObjective
 
@@ -43,8 +42,10 @@ def largest_fitting_raw(inputs_room: int, targets_room: int, density: float,
         if i <= inputs_room and t <= targets_room:
             best = raw
     if not best:
-        raise UserError(f"no row fits inputs {inputs_room} / targets {targets_room} at density "
-                        f"{density}, mean span {mean_span}")
+        raise settings.SettingError(
+            f"config.ul2.denoisers: no row fits inputs {inputs_room} / targets {targets_room} "
+            f"(data.seq_len - 1, ul2.targets_length) at density {density}, mean span "
+            f"{mean_span}: raise them or shorten the spans")
     return best
 
 
@@ -64,6 +65,11 @@ class UL2(EncoderDecoderObjective):
         self.sentinel_ids = (None if self.tokenizer is None
                              else st.sentinel_ids(self.tokenizer, self.num_spans))
         self.mode_ids = [self.spec.token_id(MODE_OF_GROUP[d[0][0]]) for d in self.denoisers]
+
+    @classmethod
+    def check_config(cls, config):
+        settings.integer(config, "ul2.targets_length", 2)
+        raw_lengths(config)     # the denoisers' ranges, and that each one's rows fit
 
     @classmethod
     def data_request(cls, config):
@@ -139,20 +145,41 @@ def targets_length(config) -> int:
     return int(config.ul2.targets_length)
 
 
+def check_denoiser(denoiser) -> tuple:
+    """One (name, kind, mean span, density, weight) entry of ``config.ul2.denoisers``, checked:
+    a density in (0, 1) (a prefix denoiser's mean suffix fraction), spans of >= 1 token for a
+    span denoiser, a weight >= 0."""
+    where = f"config.ul2.denoisers entry {tuple(denoiser)!r}"
+    if len(denoiser) != 5 or not isinstance(denoiser[0], str) or not denoiser[0]:
+        raise settings.SettingError(f"{where}: give (name, kind, mean span, density, weight)")
+    name, kind, mean_span, density, weight = denoiser
+    if name[0] not in MODE_OF_GROUP or kind not in ("span", "prefix"):
+        raise settings.SettingError(f"{where}: the name starts with r/x/s, the kind is 'span' "
+                                    f"or 'prefix'")
+    numbers = (mean_span, density, weight)
+    if any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in numbers):
+        raise settings.SettingError(f"{where}: mean span, density and weight are numbers")
+    if not 0 < density < 1 or (kind == "span" and mean_span < 1) or weight < 0:
+        raise settings.SettingError(
+            f"{where}: needs density in (0, 1){', mean span >= 1' if kind == 'span' else ''}"
+            f" and weight >= 0")
+    return tuple(denoiser)
+
+
 def raw_lengths(config) -> tuple[list[int], int]:
     """(raw tokens each denoiser reads, the most sentinels a span denoiser needs), checked."""
-    denoisers = [tuple(d) for d in config.ul2.denoisers]
+    denoisers = [check_denoiser(d) for d in config.ul2.denoisers]
+    if not denoisers:
+        raise settings.SettingError("config.ul2.denoisers is empty: give at least one")
     names = [f"ul2_{d[0]}" for d in denoisers]
     if len(set(names)) != len(names):
-        raise UserError(f"config.ul2.denoisers: names must differ, got {names}")
+        raise settings.SettingError(f"config.ul2.denoisers: names must differ, got {names}")
     weights = np.asarray([float(d[4]) for d in denoisers])
-    if (weights < 0).any() or weights.sum() <= 0:
-        raise UserError(f"config.ul2.denoisers: weights must be >= 0, not all 0: {weights}")
+    if weights.sum() <= 0:
+        raise settings.SettingError(f"config.ul2.denoisers: the weights are all 0: {weights}")
     lengths, num_spans = [], 1
     room_in, room_out = int(config.data.seq_len) - 1, targets_length(config)   # a mode token first
     for name, kind, mean_span, density, _ in denoisers:
-        if name[0] not in MODE_OF_GROUP or kind not in ("span", "prefix"):
-            raise UserError(f"denoiser {name!r}: name starts with r/x/s, kind span|prefix")
         raw = 0
         if kind == "span":
             raw = largest_fitting_raw(room_in, room_out, float(density), float(mean_span))

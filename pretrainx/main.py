@@ -138,7 +138,7 @@ def _sample(argv: list[str]) -> int:
 
 
 def _eval(argv: list[str]) -> int:
-    from pretrainx.config import load as config_lib
+    from pretrainx.config import check as config_check, load as config_lib
     from pretrainx.core import evaluate, train
     p = argparse.ArgumentParser(prog="pretrainx eval", epilog="--config.data.KEY=VALUE or "
                                 "--config.eval.KEY=VALUE: evaluate on other data than the run's, "
@@ -161,12 +161,9 @@ def _eval(argv: list[str]) -> int:
                         f"are the run's): {pairs}")
     objective, ctx, config = inference.load_trained_run(args.workdir, args.checkpoint)
     config = config_lib.apply_overrides(config, pairs)
+    config_check.check_values(config)
     dataset = train.build_dataset(config, type(objective), args.workdir)   # as the run made it
-    held_out, covered = dataset.info.get("val_pairs"), config.eval.num_batches * config.eval.batch_size
-    if held_out and covered < held_out:
-        raise UserError(f"eval.num_batches x eval.batch_size = {covered} rows cover only part of "
-                        f"the {held_out} held-out pairs: --config.eval.num_batches="
-                        f"{-(-held_out // config.eval.batch_size)}")
+    evaluate.check_held_out(config, dataset)
     objective = type(objective)(config, type(objective).data_spec(config, dataset))
     ev = evaluate.EvalRunner(objective, config, ctx.mesh, dataset, args.workdir)
     for k, v in sorted(ev.run(ctx.params, ctx.frozen, ctx.step, final=True, aux=ctx.aux).items()):

@@ -122,7 +122,8 @@ def test_loss_trains_and_samples_in_one_step(objective_and_params):
     one = objective.sample_images(params, jax.random.key(5), 4, sampler="meanflow", steps=1)
     assert one.shape == (4, 8, 8, 1) and float(np.abs(one).max()) > 0.1
     with pytest.raises(ValueError, match="meanflow.r_mean"):
-        meanflow.MeanFlow(config_lib.override(objective.config, {"meanflow.r_std": None}))
+        meanflow.MeanFlow.check_config(
+            config_lib.override(objective.config, {"meanflow.r_std": None}))
 
 
 @pytest.mark.parametrize("objective_name", ["meanflow", "shortcut"])

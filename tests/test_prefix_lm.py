@@ -147,7 +147,7 @@ def test_clm_mlm_eval_weight_sets_the_validation_rows_alone():
     bad = config_lib.override(config_lib.load(MIX), {"mixture.mlm_weight": 1.0,
                                                      "mixture.eval_mlm_weight": 1.5})
     with pytest.raises(ValueError, match="eval_mlm_weight"):
-        clm_mlm.CausalMaskedMixture(bad)
+        clm_mlm.CausalMaskedMixture.check_config(bad)
 
 
 @pytest.mark.slow

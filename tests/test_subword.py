@@ -89,7 +89,7 @@ def test_tokenizer_cli_train_and_encode(tmp_path, capsys):
     corpus.write_text("the cat sat on the mat.\nthe dog sat on the log.\n" * 200)
     out = tmp_path / "tok"
     assert tokenizer_cli.main(["train", "--corpus", str(corpus), "--kind", "bpe",
-                               "--vocab-size", "300", "--out", str(out)]) == 0
+                               "--vocab-size", "500", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "vocab size" in printed and "tokens/byte" in printed and "tokenizer.json" in printed
     assert tokenizer_cli.main(["tokenizer", "encode", "--tokenizer", str(out),
@@ -98,8 +98,9 @@ def test_tokenizer_cli_train_and_encode(tmp_path, capsys):
 
 
 def test_tokenizer_cli_missing_corpus_is_one_line_exit_2(tmp_path, capsys):
+    from pretrainx import main
     missing = str(tmp_path / "nope.txt")
-    assert tokenizer_cli.main(["train", "--corpus", missing, "--out", str(tmp_path)]) == 2
+    assert main.cli(["tokenizer", "train", "--corpus", missing, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert missing in err and len(err.splitlines()) == 1
 

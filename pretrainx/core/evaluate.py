@@ -15,6 +15,7 @@ import numpy as np
 
 from pretrainx.core import sharding as sharding_lib, step as step_lib, batches
 from pretrainx.data import rng as streams
+from pretrainx.errors import UserError
 from pretrainx.objectives.base import DENOMINATOR, EvalContext
 from pretrainx.run import rundir
 from pretrainx.run.preemption import Preempted
@@ -26,6 +27,24 @@ def eval_key(seed: int, step: int) -> jax.Array:
     """The evaluators' key at ``step``: fold_in keeps (seed, step) pairs apart, where
     PRNGKey(seed + step) gave seed 1 at step 0 the key of seed 0 at step 1."""
     return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), streams.EVALUATORS), step)
+
+
+def check_held_out(config, dataset) -> None:
+    """What ``pretrainx eval`` needs to report a validation loss, else one line saying what is
+    missing: held-out data, at least one batch, and (preference pairs) batches covering every
+    held-out pair."""
+    if dataset.val is None:
+        raise UserError(f"the run's data (data.kind {config.data.kind!r}) has no held-out split: "
+                        f"nothing to evaluate; give one, e.g. --config.data.val_fraction=0.1")
+    if int(config.eval.num_batches) < 1:
+        raise UserError(f"eval.num_batches is {config.eval.num_batches}: nothing to evaluate; "
+                        f"give --config.eval.num_batches=N (N >= 1)")
+    held_out = dataset.info.get("val_pairs")
+    covered = int(config.eval.num_batches) * int(config.eval.batch_size)
+    if held_out and covered < held_out:
+        raise UserError(f"eval.num_batches x eval.batch_size = {covered} rows cover only part of "
+                        f"the {held_out} held-out pairs: --config.eval.num_batches="
+                        f"{-(-held_out // config.eval.batch_size)}")
 
 
 class EvalRunner:

@@ -22,6 +22,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from pretrainx.data import readers
 from pretrainx.data import special_tokens as st
 from pretrainx.data.basic_tokenizers import FILENAME
 from pretrainx.errors import UnknownName, UserError
@@ -98,6 +99,11 @@ class SubwordTokenizer:
 
 def _new_tokenizer(kind: str, vocab_size: int, special: list[str], show_progress: bool):
     """An untrained tokenizer of ``kind`` and its trainer."""
+    given = len(special) + (256 if kind == "bpe" else 0)
+    if vocab_size <= given:   # the trainer would silently return the given tokens alone
+        raise UserError(f"a {kind} vocabulary of {vocab_size} tokens has no room to learn: "
+                        f"{given} are given (special tokens{' and bytes' if kind == 'bpe' else ''})"
+                        f"; ask for more than {given}")
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     if kind == "bpe":
         # byte-level: the base alphabet is all 256 bytes, so there is never an unknown token
@@ -138,12 +144,32 @@ def train_tokenizer(files: Sequence[str], kind: str = "bpe", vocab_size: int = 8
     for f in files:
         if not os.path.exists(f):
             raise FileNotFoundError(f"corpus file not found: {f}")
+        readers.check_data_file(f)
+    if not any(line.strip() for line in iter_lines(files)):   # stops at the first text
+        raise readers.CorpusError(f"the corpus {', '.join(files)} holds only whitespace: "
+                                  f"nothing to learn a vocabulary from")
     tok, trainer = _new_tokenizer(kind, vocab_size, special, show_progress)
     if any(f.endswith(".gz") for f in files):
         tok.train_from_iterator(iter_lines(files), trainer=trainer)
     else:
-        tok.train(list(files), trainer=trainer)
-    return SubwordTokenizer(tok)
+        try:
+            tok.train(list(files), trainer=trainer)
+        except Exception as e:   # `tokenizers` reports an unreadable file as a plain Exception
+            raise readers.CorpusError(f"{', '.join(files)}: the `tokenizers` library cannot "
+                                      f"read the corpus ({e})") from None
+    return _learned(SubwordTokenizer(tok), kind, special, ", ".join(files))
+
+
+def _learned(tok: SubwordTokenizer, kind: str, special: list[str], where: str):
+    """``tok``, unless its vocabulary holds nothing learned from the corpus beyond the special
+    tokens (and byte-level BPE's 256 base bytes): a useless vocabulary is never saved."""
+    given = len(special) + (256 if kind == "bpe" else 0)
+    if tok.vocab_size <= given:
+        raise readers.CorpusError(f"the {kind} vocabulary trained on {where} has only its "
+                                  f"{tok.vocab_size} given tokens (special tokens"
+                                  f"{' and bytes' if kind == 'bpe' else ''}): the corpus is too "
+                                  f"small, or --vocab-size too small")
+    return tok
 
 
 def train_from_texts(texts: Iterable[str], kind: str = "bpe", vocab_size: int = 8000,
@@ -161,10 +187,15 @@ def _open_text(path: str):
 
 
 def iter_lines(paths: Sequence[str]) -> Iterator[str]:
-    """Lines of the files, newline characters kept, so that joining them gives the text back."""
+    """Lines of the files, newline characters kept, so that joining them gives the text back;
+    a file that is not UTF-8 text -> one line naming it."""
     for p in paths:
-        with _open_text(p) as f:
-            yield from f
+        try:
+            with _open_text(p) as f:
+                yield from f
+        except UnicodeDecodeError as e:
+            raise readers.CorpusError(f"{p}: not UTF-8 text (byte {e.object[e.start:e.end]!r} "
+                                      f"at offset {e.start} of a read chunk)") from None
 
 
 def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:

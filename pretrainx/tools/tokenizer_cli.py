@@ -1,5 +1,9 @@
 """``pretrainx tokenizer ...``: train a subword vocabulary on text files, or try one out.
 
+A bad input (a missing, empty, binary or non-UTF-8 corpus, one that teaches nothing beyond the
+special tokens) raises a user error that ``pretrainx`` prints as one line, exit 2; nothing is
+saved then.
+
     pretrainx tokenizer train --corpus input.txt --kind bpe --vocab-size 8000 --out DIR
     pretrainx tokenizer encode --tokenizer DIR --text "To be, or not to be"
 """
@@ -33,10 +37,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args) -> int:
     from pretrainx.data import subword
+    from pretrainx.errors import UserError
+    if args.vocab_size < 1:
+        raise UserError(f"--vocab-size must be >= 1, got {args.vocab_size}")
     missing = [c for c in args.corpus if not os.path.exists(c)]
     if missing:
-        print(f"error: corpus file not found: {missing[0]}", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"corpus file not found: {missing[0]}")
     start = time.perf_counter()
     tok = subword.train_tokenizer(args.corpus, args.kind, args.vocab_size)
     trained = time.perf_counter() - start
@@ -52,11 +58,7 @@ def _train(args) -> int:
 
 def _encode(args) -> int:
     from pretrainx.data import tokenizer as tokenizer_lib
-    try:
-        tok = tokenizer_lib.load(args.tokenizer)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    tok = tokenizer_lib.load(args.tokenizer)
     ids = tok.encode(args.text)
     print(f"{len(ids)} tokens: {ids}")
     hf = getattr(tok, "hf", None)

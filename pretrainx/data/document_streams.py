@@ -29,7 +29,9 @@ PARQUET_BATCH_ROWS = 1024
 
 
 def expand_sources(sources) -> list[str]:
-    """Files, folders (every file below, sorted) and globs -> the sorted list of files."""
+    """Files, folders (every file below, sorted) and globs -> the sorted list of files, each
+    checked before anything is read (``readers.check_data_file``: no empty file, no binary file
+    where text is expected)."""
     files = []
     for source in [sources] if isinstance(sources, str) else list(sources):
         source = os.path.expanduser(source)
@@ -44,6 +46,8 @@ def expand_sources(sources) -> list[str]:
         if not found:
             raise FileNotFoundError(f"no corpus files in {source}")
         files += found
+    for path in files:
+        readers.check_data_file(path, text=_format(path) != "parquet")
     return files
 
 
@@ -167,6 +171,13 @@ def file_documents(path: str, text_key: str = "text", separator: str = "\n\n") -
 
 def iter_documents(files: list[str], text_key: str = "text",
                    separator: str = "\n\n") -> Iterator[str]:
-    """Every document of ``files`` in order."""
+    """Every document of ``files`` in order; none at all (blank files) -> ``CorpusError``."""
+    count = 0
     for path in files:
-        yield from file_documents(path, text_key, separator)
+        for document in file_documents(path, text_key, separator):
+            count += 1
+            yield document
+    if not count:
+        raise CorpusError(f"no documents in {', '.join(files[:3])}"
+                          f"{f' and {len(files) - 3} more files' if len(files) > 3 else ''}: "
+                          f"only whitespace")

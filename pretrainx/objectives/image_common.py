@@ -268,7 +268,7 @@ class ImageGenerativeObjective(Objective):
             SampleOption("sampler", str, "how to integrate", s.sampler, choices=self.samplers),
             SampleOption("steps", int, "sampler steps", int(s.steps), minimum=1),
             SampleOption("guidance", float, "classifier-free guidance scale (1: the plain "
-                         "conditional model)", s.guidance),
+                         "conditional model)", s.guidance, minimum=0),
             SampleOption("num_samples", int, "images in the grid", s.num_samples,
                          minimum=1),
             SampleOption("seed", int, "random seed of the noise", s.seed))

@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from pretrainx.data import readers
 from pretrainx.data import text as text_lib
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.errors import UserError
@@ -127,6 +128,21 @@ def _fmt(split: str, m: dict) -> str:
     return line
 
 
+def _read_text(path: str) -> str:
+    """The UTF-8 text of ``path``; a missing, empty, binary, non-UTF-8 or blank file -> one line."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"text file not found: {path}")
+    readers.check_data_file(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not text.strip():
+        raise UserError(f"{path} holds only whitespace: nothing to count")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pretrainx ngram", description=__doc__.split("\n")[0])
     parser.add_argument("--text", required=True, help="a UTF-8 text file")
@@ -135,12 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=float, default=0.0, help="add-k smoothing; 0 = MLE")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     args = parser.parse_args(argv)
-    if not os.path.exists(args.text):
-        print(f"error: text file not found: {args.text}", file=sys.stderr)
-        return 2
-    with open(args.text, encoding="utf-8") as f:
-        text = f.read()
-    result = fit_and_evaluate(text, args.tokenizer, args.n, args.k, args.val_fraction)
+    if not 0 < args.val_fraction < 1:
+        raise UserError(f"--val-fraction must be in (0, 1), got {args.val_fraction:g}")
+    result = fit_and_evaluate(_read_text(args.text), args.tokenizer, args.n, args.k,
+                              args.val_fraction)
+    for split in ("train", "val"):      # fewer tokens than the order: no n-gram to count or score
+        if result[split]["tokens"] < 1:
+            raise UserError(f"the {split} part of {args.text} (--val-fraction "
+                            f"{args.val_fraction:g}) is too short for a {args.n}-gram: use a "
+                            f"longer text or another --val-fraction")
     print(f"{args.n}-gram, k={args.k:g}, tokenizer {args.tokenizer} "
           f"(vocab {result['vocab_size']}), val fraction {args.val_fraction:g}")
     print(_fmt("train", result["train"]))

@@ -129,6 +129,125 @@ CASES = [
      " > /dev/null 2>&1; echo '{{\"trunc' > {w}/config.json"),
 ]
 
+# Issue 24, part A: readers, objective ranges, tools that exited 0 with nothing (a list of its own,
+# same shape as CASES; {d}/x files are made by the setup command)
+DPO = "configs/rlhf/shakespeare_dpo.py:smoke"
+T5 = "configs/t5/t5_small.py:smoke"
+PY = "python -c "
+
+
+def pairs_file(*lines):
+    """A setup writing {d}/p.jsonl: a good pair, then ``lines`` (raw text), then a good pair."""
+    good = '{"prompt": "a", "chosen": "b", "rejected": "c"}'
+    text = "\n".join([good, *lines, good]) + "\n"
+    return PY + shlex.quote(f"open('{{d}}/p.jsonl', 'w').write({text!r})")
+
+
+def dpo(*flags):
+    return ["train", "--config", DPO, "--workdir", "{w}", "--config.data.path={d}/p.jsonl", *flags]
+
+
+def inputs_train(*flags):
+    return ["train", "--config", CONFIG, "--workdir", "{w}", *TINY, *flags]
+
+
+def make_png_folder(odd: str):
+    """A setup making {d}/img/{a,b}/*.png (8x8 grey) and then ``odd`` (Python)."""
+    return PY + shlex.quote(
+        "import os, numpy as np; from PIL import Image\n"
+        "for c in 'ab':\n"
+        "    os.makedirs(f'{d}/img/{c}', exist_ok=True)\n"
+        "    for i in range(3): Image.fromarray(np.full((8, 8), 9 * i, np.uint8)).save("
+        "f'{d}/img/{c}/{i}.png')\n" + odd)
+
+
+CIFAR = "configs/diffusion/cifar10_ddpm.py:jpeg"
+CASES_INPUTS = [
+    ("pairs: line 2 not JSON (a record cut short)", dpo(), pairs_file('{"prompt": "x"', '{"prompt": "a"}')),
+    ("pairs: \"scores\" not two numbers", dpo(),
+     pairs_file('{"prompt": "a", "chosen": "b", "rejected": "c", "scores": "high"}')),
+    ("pairs: a truncated .jsonl.gz", ["train", "--config", DPO, "--workdir", "{w}",
+                                      "--config.data.path={d}/p.jsonl.gz"],
+     PY + shlex.quote("import gzip; b = gzip.compress(b'{\"prompt\": \"a\", \"chosen\": "
+                      "\"b\", \"rejected\": \"c\"}\\n' * 500); "
+                      "open('{d}/p.jsonl.gz', 'wb').write(b[:len(b) // 2])")),
+    ("jsonl: a record that is a number", inputs_train("--config.data.kind=jsonl",
+                                                      "--config.data.path={d}/t.jsonl"),
+     "printf '{\"text\": \"ok\"}\\n42\\n' > {d}/t.jsonl"),
+    ("jsonl: data.text_key misspelt", inputs_train("--config.data.kind=jsonl",
+                                                   "--config.data.path={d}/t.jsonl",
+                                                   "--config.data.text_key=txt"),
+     "printf '{\"text\": \"ok\"}\\n' > {d}/t.jsonl"),
+    ("text: data.path a binary file", inputs_train("--config.data.path={d}/a.npy"),
+     PY + shlex.quote("import numpy as np; np.save('{d}/a.npy', np.arange(1000))")),
+    ("text: data.path a folder", inputs_train("--config.data.kind=text_files",
+                                              "--config.data.path={d}/*"), "mkdir {d}/sub"),
+    ("images: a .png that is text", ["train", "--config", CIFAR, "--workdir", "{w}",
+                                     "--config.data.path={d}/img"],
+     make_png_folder("open('{d}/img/b/x.png', 'w').write('not an image')")),
+    ("images: sizes differ, no data.image_size", ["train", "--config", CIFAR, "--workdir", "{w}",
+                                                  "--config.data.path={d}/img"],
+     make_png_folder("Image.fromarray(np.zeros((16, 12), np.uint8)).save('{d}/img/b/big.png')")),
+    ("images: a truncated tar archive", ["train", "--config", CIFAR, "--workdir", "{w}",
+                                         "--config.data.path={d}/tars"],
+     make_png_folder("import tarfile; os.makedirs('{d}/tars'); t = tarfile.open("
+                     "'{d}/tars/x-cat.tar', 'w'); t.add('{d}/img/a', 'a'); t.close(); "
+                     "b = open('{d}/tars/x-cat.tar', 'rb').read(); "
+                     "open('{d}/tars/x-cat.tar', 'wb').write(b[:700])")),
+    ("idx: a text file named as the images", ["train", "--config",
+                                              "configs/diffusion/fashion_mnist_ddpm.py:smoke",
+                                              "--workdir", "{w}", "--config.data.path={d}"],
+     "echo hello > {d}/train-images-idx3-ubyte"),
+    ("tokenizer: a char tokenizer.json without its chars",
+     inputs_train("--config.data.tokenizer={d}/tok.json"),
+     "echo '{\"pretrainx_kind\": \"char\"}' > {d}/tok.json"),
+    ("t5: noise_density x row < 1 token", ["train", "--config", T5, "--workdir", "{w}",
+                                           "--config.span.noise_density=0.01"], ""),
+    ("prefix_lm: min_length >= seq_len", ["train", "--config",
+                                          "configs/ul2/prefix_lm_char.py:smoke", "--workdir",
+                                          "{w}", "--config.prefix.min_length=4096"], ""),
+    ("clm_mlm: mixture.mlm_weight = 1.5", ["train", "--config",
+                                           "configs/ul2/clm_mlm_char.py:smoke", "--workdir",
+                                           "{w}", "--config.mixture.mlm_weight=1.5"], ""),
+    ("mlm: rate_schedule unknown", ["train", "--config", "configs/bert/bert_base.py:smoke",
+                                    "--workdir", "{w}", "--config.mlm.rate_schedule=step"], ""),
+    ("reward: margin < 0", ["train", "--config", "configs/rlhf/shakespeare_reward.py:smoke",
+                            "--workdir", "{w}", "--config.reward.margin=-1.0"], ""),
+    ("ppo: minibatches not dividing the batch", ["train", "--config",
+                                                 "configs/rlhf/shakespeare_ppo.py:smoke",
+                                                 "--workdir", "{w}", "--config.ppo.minibatches=7"],
+     ""),
+    ("ppo: lam = -0.1", ["train", "--config", "configs/rlhf/shakespeare_ppo.py:smoke",
+                         "--workdir", "{w}", "--config.ppo.lam=-0.1"], ""),
+    ("ddpm: ddim steps > timesteps", ["train", "--config", "configs/diffusion/digits_smoke.py",
+                                      "--workdir", "{w}", "--config.sample.sampler=ddim",
+                                      "--config.sample.steps=5000"], ""),
+    ("flow: logit_std = 0", ["train", "--config", "configs/diffusion/fashion_mnist_flow.py:smoke",
+                             "--workdir", "{w}", "--config.flow.logit_std=0.0"], ""),
+    ("meanflow: norm_eps = 0", ["train", "--config", "configs/diffusion/digits_meanflow.py:smoke",
+                                "--workdir", "{w}", "--config.meanflow.norm_eps=0.0"], ""),
+    ("eval with data.val_fraction = 0", ["eval", "--workdir", "{w}",
+                                         "--config.data.val_fraction=0.0"], TRAINED),
+    ("eval with eval.num_batches = 0", ["eval", "--workdir", "{w}",
+                                        "--config.eval.num_batches=0"], TRAINED),
+    ("tokenizer train --vocab-size 0", ["tokenizer", "train", "--corpus", "{d}/c.txt",
+                                        "--vocab-size", "0", "--out", "{d}/tok"],
+     "echo hello > {d}/c.txt"),
+    ("tokenizer train on non-UTF-8 text", ["tokenizer", "train", "--corpus", "{d}/c.txt",
+                                           "--vocab-size", "500", "--out", "{d}/tok"],
+     PY + shlex.quote("open('{d}/c.txt', 'wb').write(('caf\\xe9 ' * 99).encode('latin-1'))")),
+    ("tokenizer encode with a garbage tokenizer", ["tokenizer", "encode", "--tokenizer",
+                                                   "{d}/t.json", "--text", "hi"],
+     "echo 'garbage' > {d}/t.json"),
+    ("tokenize a folder holding an empty file", ["tokenize", "{d}/src", "--tokenizer", "byte",
+                                                 "--out", "{d}/out"],
+     "mkdir {d}/src && echo text > {d}/src/a.txt && touch {d}/src/b.txt"),
+    ("ngram --val-fraction 0", ["ngram", "--text", "{d}/c.txt", "--val-fraction", "0"],
+     "echo hello there > {d}/c.txt"),
+    ("ngram on a binary file", ["ngram", "--text", "{d}/a.npy"],
+     PY + shlex.quote("import numpy as np; np.save('{d}/a.npy', np.arange(1000))")),
+]
+
 
 def run_case(what, argv, setup, env):
     with tempfile.TemporaryDirectory() as d:
@@ -159,7 +278,7 @@ def main():
            "JAX_PLATFORMS": "cpu"}
     print("| input | command | exit | what pretrainx says (last line of stderr) |")
     print("|---|---|---|---|")
-    for what, argv, setup in CASES:
+    for what, argv, setup in CASES + CASES_INPUTS:
         if not args.only or any(o in what for o in args.only):
             print(run_case(what, argv, setup, env), flush=True)
 

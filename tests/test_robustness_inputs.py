@@ -202,7 +202,8 @@ def test_ul2_denoiser_mixtures_are_checked_entry_by_entry(tmp_path, capsys):
             ("(('r','span',0.5,0.15,1.0),)", "mean span >= 1"),
             ("(('r','span',3.0))", "give (name, kind, mean span, density, weight)"),
             ("(('x','span',3.0,0.5,1.0),)", "no row fits")):
-        err = one_line_error(capsys, train(UL2, tmp_path / "w", f"--config.ul2.denoisers={denoisers}",
+        err = one_line_error(capsys, train(UL2, tmp_path / "w",
+                                           f"--config.ul2.denoisers={denoisers}",
                                            "--config.data.seq_len=32", "--config.model.max_len=32",
                                            "--config.ul2.targets_length=2"))
         assert "config.ul2" in err and expected in err, err

@@ -120,7 +120,8 @@ def test_without_self_consistency_rows_the_loss_is_flow_matching_at_d_zero(objec
 def test_bad_settings_fail_with_the_field_named():
     config = config_lib.load(os.path.join(CONFIGS, "digits_shortcut.py:smoke"))
     with pytest.raises(ValueError, match="shortcut.max_steps"):
-        shortcut.ShortcutModel.check_config(config_lib.override(config, {"shortcut.max_steps": 100}))
+        shortcut.ShortcutModel.check_config(
+            config_lib.override(config, {"shortcut.max_steps": 100}))
     with pytest.raises(ValueError, match="shortcut.bootstrap_fraction"):
         shortcut.ShortcutModel.check_config(
             config_lib.override(config, {"shortcut.bootstrap_fraction": 1.0}))

@@ -62,7 +62,8 @@ def _plain_pair(record: dict, where: str) -> dict:
         scores = record["scores"]
         if (not isinstance(scores, list) or len(scores) != 2
                 or not all(isinstance(x, (int, float)) for x in scores)):
-            raise readers.CorpusError(f"{where}: \"scores\" must be two numbers, got {scores!r:.60}")
+            raise readers.CorpusError(f"{where}: \"scores\" must be two numbers, "
+                                      f"got {scores!r:.60}")
         pair["margin"] = abs(scores[0] - scores[1])
     return pair
 

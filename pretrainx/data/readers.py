@@ -11,6 +11,7 @@ warning that counts them) or refuses the data for every other tokenizer (``data.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import gzip
 import json
@@ -18,6 +19,7 @@ import logging
 import os
 import re
 import sysconfig
+import zlib
 
 from pretrainx.errors import UnknownName, UserError
 
@@ -53,11 +55,17 @@ def check_data_file(path: str, *, text: bool = True) -> None:
                 raise CorpusError(f"{path} is a binary file, not text (it holds NUL bytes)")
 
 
+@contextlib.contextmanager
 def open_data_file(path: str):
-    """``path`` opened as text (gunzipped when it ends in .gz), checked by ``check_data_file``."""
+    """``path`` opened as text (gunzipped when it ends in .gz), checked by ``check_data_file``;
+    a file found truncated or corrupt while it is read -> ``CorpusError`` naming it."""
     check_data_file(path)
     opener = gzip.open if path.endswith(".gz") else open
-    return opener(path, "rt", encoding=ENCODING, errors=ERRORS)
+    try:
+        with opener(path, "rt", encoding=ENCODING, errors=ERRORS) as f:
+            yield f
+    except (EOFError, OSError, zlib.error) as e:    # a cut .gz, a disk error
+        raise CorpusError(f"{path}: truncated or corrupt ({type(e).__name__}: {e})") from None
 
 
 def jsonl_records(lines, where: str):
@@ -67,7 +75,7 @@ def jsonl_records(lines, where: str):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line.strip())   # a column in the line, not in a line after it
         except json.JSONDecodeError as e:
             raise CorpusError(f"{where}:{line_no}: not a JSON record ({e.msg} at column "
                               f"{e.colno})") from None
@@ -135,7 +143,8 @@ def read_corpus(path, max_bytes: int = 0) -> str:
     parts, size = [], 0
     for f in files:
         # the standard library's files are Python's own, not a user's: not checked
-        with open(f, encoding=ENCODING, errors=ERRORS) if path == STDLIB else open_data_file(f) as fh:
+        opened = open(f, encoding=ENCODING, errors=ERRORS) if path == STDLIB else open_data_file(f)
+        with opened as fh:
             parts.append(fh.read())
         size += len(parts[-1])
         if max_bytes and size >= max_bytes:

@@ -127,7 +127,8 @@ def build_speeches(data_config, *, batch_size, eval_batch_size, seq_len, seed, f
         tokenizer = tokenizer_lib.from_spec(data_config.tokenizer, [text])
     tokenizer = tokenizer_lib.with_special_tokens(tokenizer, special_tokens or (st.PAD, st.CLS))
     balance = lambda ex: np.bincount([y for _, y in ex], minlength=len(names)).tolist()
-    info = {"speakers": names, "num_classes": len(names), "train_speeches": len(train), "val_speeches": len(val),
+    info = {"speakers": names, "num_classes": len(names),
+            "train_speeches": len(train), "val_speeches": len(val),
             "train_balance": balance(train), "val_balance": balance(val)}
     return Dataset(train=ArraySource(encode_rows(tokenizer, train, seq_len), batch_size, seed),
                    val=ArraySource(encode_rows(tokenizer, val, seq_len), eval_batch_size, seed,

@@ -153,7 +153,10 @@ def _decode(data: bytes, where: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             return np.asarray(im.convert("RGB" if im.mode not in ("L", "I;16") else "L"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UnidentifiedImageError:
+        raise CorpusError(f"{where}: not a readable PNG/JPEG image (no image format "
+                          f"recognised in its bytes)") from None
+    except (OSError, SyntaxError, ValueError) as e:     # a known format, cut short or corrupt
         raise CorpusError(f"{where}: not a readable PNG/JPEG image ({e})") from None
 
 
@@ -188,7 +191,8 @@ def _iter_image_files(root: str):
                         yield (_archive_class(m.name, path), tar.extractfile(m).read(),
                                f"{path}:{m.name}")
             except (tarfile.TarError, EOFError, OSError) as e:
-                raise CorpusError(f"{path}: not a readable tar archive ({e})") from None
+                raise CorpusError(f"{path}: not a readable tar archive, truncated or corrupt "
+                                  f"({type(e).__name__})") from None
 
 
 def _same_shape(images: list, wheres: list, size: int) -> list:

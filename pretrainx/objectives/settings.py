@@ -33,8 +33,14 @@ def number(config, dotted: str, low: float = float("-inf"), high: float = float(
     below = x <= low if low_open else x < low
     above = x >= high if high_open else x > high
     if below or above or x != x:
-        raise SettingError(f"config.{dotted} must be in {'(' if low_open else '['}{low:g}, "
-                           f"{high:g}{')' if high_open else ']'}, got {x:g}")
+        if high == float("inf"):
+            bound = f"{'>' if low_open else '>='} {low:g}"
+        elif low == float("-inf"):
+            bound = f"{'<' if high_open else '<='} {high:g}"
+        else:
+            bound = (f"in {'(' if low_open else '['}{low:g}, {high:g}"
+                     f"{')' if high_open else ']'}")
+        raise SettingError(f"config.{dotted} must be {bound}, got {x:g}")
     return float(x)
 
 

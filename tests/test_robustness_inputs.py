@@ -7,7 +7,7 @@ bad input ends in exit 2 and one stderr line that names the file (and the line) 
   * tools that exited 0 with nothing: ``eval`` with no held-out data, ``tokenizer train`` /
     ``tokenize`` / ``ngram`` on a corpus with no text.
 
-Each case stops before a model is compiled, but for the one tiny run ``eval`` needs."""
+Each case stops before a model is compiled, but for the one tiny run ``eval`` needs (slow)."""
 import gzip
 import json
 import os
@@ -216,6 +216,7 @@ def tiny_run(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.slow      # trains the tiny run (one step) it evaluates
 def test_eval_with_nothing_to_evaluate_is_an_error_not_silence(tiny_run, capsys):
     capsys.readouterr()
     for flag, expected in (("--config.data.val_fraction=0.0", "no held-out split"),

@@ -42,24 +42,27 @@ class MissingField(CorpusError, UnknownName):
     """A record without the field a reader needs; the message names the file, line and fields."""
 
 
-def check_data_file(path: str, *, text: bool = True) -> None:
-    """Refuse, in one line naming ``path``, a directory, an empty file, and (``text``) a file
-    whose first bytes hold a NUL: an archive, an image or a checkpoint given as text."""
+def check_data_file(path: str, *, text: bool = True, field: str = "") -> None:
+    """Refuse, in one line naming ``path`` (and the setting ``field`` that gave it), a directory,
+    an empty file, and (``text``) a file whose first bytes hold a NUL: an archive, an image or a
+    checkpoint given as text."""
+    given = f" ({field})" if field else ""
     if os.path.isdir(path):
-        raise CorpusError(f"{path} is a directory; a file is expected here")
+        raise CorpusError(f"{path} is a directory; a file is expected here{given}")
     if os.path.getsize(path) == 0:
-        raise CorpusError(f"{path} is empty")
+        raise CorpusError(f"data file is empty: {path}{given}")
     if text and not path.endswith((".gz", ".zst")):
         with open(path, "rb") as f:
             if b"\0" in f.read(SNIFF_BYTES):
-                raise CorpusError(f"{path} is a binary file, not text (it holds NUL bytes)")
+                raise CorpusError(f"{path} is a binary file, not text (it holds NUL bytes)"
+                                  f"{given}")
 
 
 @contextlib.contextmanager
-def open_data_file(path: str):
+def open_data_file(path: str, field: str = "config.data.path"):
     """``path`` opened as text (gunzipped when it ends in .gz), checked by ``check_data_file``;
     a file found truncated or corrupt while it is read -> ``CorpusError`` naming it."""
-    check_data_file(path)
+    check_data_file(path, field=field)
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rt", encoding=ENCODING, errors=ERRORS) as f:
@@ -174,7 +177,7 @@ def read_text_files(path) -> list[str]:
     """Each matched file is one document."""
     docs = []
     for file in expand_paths(path):
-        check_data_file(file)
+        check_data_file(file, field="config.data.path")
         with open(file, encoding=ENCODING, errors=ERRORS, newline="") as f:
             docs.append(f.read())
     return docs

@@ -196,23 +196,25 @@ def _iter_image_files(root: str):
 
 
 def _same_shape(images: list, wheres: list, size: int) -> list:
-    """``images`` of one shape: greys become RGB when the folder mixes both; images of
-    another size are resized to ``size`` (data.image_size) or, with none set, refused naming
-    the first odd file."""
+    """``images`` of one shape: greys become RGB when the folder mixes both; when sizes differ,
+    every image is resized to ``size`` (data.image_size) or, with none set, the first odd file is
+    refused by name. Images of one size and mode are returned untouched (resized later, with the
+    padding, as before)."""
     if len({im.ndim for im in images}) > 1:
         log.warning("the images mix grey and colour: %d grey images converted to RGB",
                     sum(im.ndim == 2 for im in images))
         images = [np.repeat(im[..., None], 3, -1) if im.ndim == 2 else im for im in images]
-    if size:
-        from PIL import Image
-        return [im if im.shape[:2] == (size, size) else
-                np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR))
-                for im in images]
     odd = next((i for i, im in enumerate(images) if im.shape != images[0].shape), None)
-    if odd is not None:
+    if odd is None:
+        return images
+    if not size:
         raise CorpusError(f"{wheres[odd]} is {_size(images[odd])}, {wheres[0]} "
                           f"{_size(images[0])}: set data.image_size to resize every image")
-    return images
+    from PIL import Image
+    log.warning("the images differ in size (%s is %s, %s %s): all resized to %dx%d",
+                wheres[odd], _size(images[odd]), wheres[0], _size(images[0]), size, size)
+    return [np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR))
+            for im in images]
 
 
 def _size(image: np.ndarray) -> str:

@@ -168,6 +168,7 @@ BERT = os.path.join(ROOT, "configs/bert/bert_base.py:smoke")
 PPO = os.path.join(ROOT, "configs/rlhf/shakespeare_ppo.py:smoke")
 DIGITS = os.path.join(ROOT, "configs/diffusion/digits_smoke.py")
 SHORTCUT = os.path.join(ROOT, "configs/diffusion/digits_shortcut.py:smoke")
+SPEAKERS = os.path.join(ROOT, "configs/finetune/speakers_bert.py:smoke")
 
 
 @pytest.mark.parametrize("config,flags,field", [
@@ -187,6 +188,8 @@ SHORTCUT = os.path.join(ROOT, "configs/diffusion/digits_shortcut.py:smoke")
     (DIGITS, ["--config.sample.guidance=-1.0"], "config.sample.guidance"),
     (DIGITS, ["--config.sample.steps=2000", "--config.sample.sampler=ddim"], "config.sample.steps"),
     (SHORTCUT, ["--config.shortcut.bootstrap_fraction=-0.1"], "config.shortcut.bootstrap_fraction"),
+    (SPEAKERS, ["--config.classify.num_classes=5", "--config.eval.batch_size=64"],
+     "config.classify.num_classes"),                             # the data has 10 speakers
 ])
 def test_an_objective_refuses_settings_that_make_it_meaningless(tmp_path, capsys, config, flags,
                                                                 field):

@@ -29,6 +29,7 @@ import tempfile
 
 import numpy as np
 
+from pretrainx.data import mixtures
 from pretrainx.data import rng as streams
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.data.base import Dataset, raw_tokens, register
@@ -169,10 +170,11 @@ class ShardStream:
         return out
 
 
-def load_manifest(folder: str) -> dict:
+def load_manifest(folder: str, named: str = "config.data.path") -> dict:
+    """The folder's manifest; ``named``: where the folder was given, for the error's line."""
     path = os.path.join(folder, MANIFEST)
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"shards folder not found: {folder} (config.data.path)")
+        raise ShardsError(f"shards folder not found: {folder} ({named})")
     if not os.path.exists(path):
         raise ShardsError(f"{folder} has no {MANIFEST}: not a finished shards folder (run "
                           f"`pretrainx tokenize` into it, again if it was stopped)")
@@ -229,25 +231,80 @@ def run_tokenizer(folder: str, manifest: dict, data_config, tokenizer, special_t
     return own
 
 
+def open_split(folder: str, config, tokenizer, special_tokens, named: str = "config.data.path"):
+    """(tokenizer, manifest, train stream, validation stream) of one shards folder, its tokenizer
+    checked against ``tokenizer`` (or ``config.tokenizer``) when one is given."""
+    manifest = load_manifest(folder, named)
+    tok = run_tokenizer(folder, manifest, config, tokenizer, special_tokens)
+    stream = open_shards(folder, manifest)
+    cut = manifest["split"]["train_tokens"]
+    return tok, manifest, stream.slice(0, cut), stream.slice(cut, len(stream))
+
+
+def split_info(manifests: list[dict], tok, train_tokens: int, val_tokens: int) -> dict:
+    return {"train_tokens": int(train_tokens), "val_tokens": int(val_tokens),
+            "docs": sum(int(m["docs"]) for m in manifests),
+            "shards": sum(len(m["shards"]) for m in manifests),
+            "vocab_size": int(tok.vocab_size), "packing": "stream", "eos_id": manifests[0]["eos_id"]}
+
+
 @register("shards")
 def build_shards(config, *, batch_size, eval_batch_size, seq_len, seed, fields=None,
                  tokenizer=None, special_tokens=()) -> Dataset:
-    folder = os.path.expanduser(config.path)
-    manifest = load_manifest(folder)
     if config.packing != "stream":
         raise ShardsError(f"data.packing={config.packing!r}: the shards kind reads windows of "
                           f"the token stream only (data.packing='stream')")
-    tok = run_tokenizer(folder, manifest, config, tokenizer, special_tokens)
-    stream = open_shards(folder, manifest)
-    cut, shift = manifest["split"]["train_tokens"], not raw_tokens(fields)
-    train = TokenWindows(stream.slice(0, cut), batch_size, seq_len, seed, config.sampling,
+    shift = not raw_tokens(fields)
+    if config.sources:
+        return build_mixture(config, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                             seq_len=seq_len, seed=seed, shift=shift, tokenizer=tokenizer,
+                             special_tokens=special_tokens)
+    tok, manifest, train_split, val_split = open_split(
+        os.path.expanduser(config.path), config, tokenizer, special_tokens)
+    train = TokenWindows(train_split, batch_size, seq_len, seed, config.sampling,
                          stream=streams.WINDOW_STARTS_TRAIN, shift=shift)
     width = seq_len + 1 if shift else seq_len
-    val = (TokenWindows(stream.slice(cut, len(stream)), eval_batch_size, seq_len, seed, "random",
+    val = (TokenWindows(val_split, eval_batch_size, seq_len, seed, "random",
                         stream=streams.WINDOW_STARTS_VAL, shift=shift)
-           if len(stream) - cut > width else None)
-    info = {"train_tokens": int(cut), "val_tokens": int(len(stream) - cut),
-            "docs": int(manifest["docs"]), "shards": len(manifest["shards"]),
-            "vocab_size": int(tok.vocab_size), "packing": "stream",
-            "eos_id": manifest["eos_id"]}
+           if len(val_split) > width else None)
+    info = split_info([manifest], tok, len(train_split), len(val_split))
+    return Dataset(train=train, val=val, tokenizer=tok, info=info)
+
+
+def build_mixture(config, *, batch_size, eval_batch_size, seq_len, seed, shift, tokenizer,
+                  special_tokens) -> Dataset:
+    """The mixture of ``config.sources`` (data/mixtures.py): every folder must hold the run's
+    tokenizer (the first folder's when the run names none); each source validates on its own
+    split, and the mixture's validation draws from them with the same weights."""
+    if config.path:
+        raise ShardsError(f"data.path={config.path!r} and data.sources are both set: give the "
+                          f"folders in data.sources only")
+    if config.sampling != "random":
+        raise ShardsError(f"data.sampling={config.sampling!r}: a mixture draws random windows "
+                          f"(data.sampling='random')")
+    sources = mixtures.parse_sources(config.sources)
+    opened, tok = {}, tokenizer
+    for source in sources:
+        folder = os.path.abspath(os.path.expanduser(source.path))
+        own, manifest, train_split, val_split = open_split(
+            folder, config, tok, special_tokens, named=f"source {source.name!r} of config.data.sources")
+        tok = tok or own                   # the first folder's, unless the run gave its own
+        opened[source.name] = (manifest, train_split, val_split, folder)
+    weights = {s.name: s.weight for s in sources}
+    width = seq_len + 1 if shift else seq_len
+    train = mixtures.MixtureWindows({n: o[1] for n, o in opened.items()}, weights, batch_size,
+                                    seq_len, seed, streams.WINDOW_STARTS_TRAIN, shift)
+    val_splits = {n: o[2] for n, o in opened.items() if len(o[2]) > width}
+    val = None
+    if len(val_splits) == len(opened):     # every source holds out enough for a window
+        parts = {n: TokenWindows(v, eval_batch_size, seq_len, seed, "random",
+                                 stream=streams.WINDOW_STARTS_VAL, shift=shift)
+                 for n, v in val_splits.items()}
+        val = mixtures.MixtureWindows(val_splits, weights, eval_batch_size, seq_len, seed,
+                                      streams.WINDOW_STARTS_VAL, shift, parts=parts)
+    info = split_info([o[0] for o in opened.values()], tok,
+                      sum(len(o[1]) for o in opened.values()), sum(len(o[2]) for o in opened.values()))
+    info["sources"] = {s.name: {"path": opened[s.name][3], "weight": s.weight,
+                                "train_tokens": len(opened[s.name][1]),
+                                "val_tokens": len(opened[s.name][2])} for s in sources}
     return Dataset(train=train, val=val, tokenizer=tok, info=info)

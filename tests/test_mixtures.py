@@ -152,6 +152,18 @@ def test_malformed_sources_are_one_line_errors(folders):
         data.build(both, batch_size=8, eval_batch_size=4, seq_len=64, seed=3)
 
 
+def test_a_bad_source_on_the_command_line_is_one_line_and_exit_2(folders, tmp_path, capsys):
+    from pretrainx import main
+    recipe = os.path.join(ROOT, "configs/gpt/shakespeare_wiki_shards.py:smoke")
+    for sources, named in ((f"plays:{folders['plays']}:0", "'plays'"),
+                           (f"plays:{folders['plays']}:1,gone:{tmp_path / 'gone'}:1", "gone")):
+        capsys.readouterr()
+        code = main.cli(["train", "--config", recipe, "--workdir", str(tmp_path / "run"),
+                         f"--config.data.sources={sources}"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and named in err, err
+
+
 @pytest.mark.slow
 def test_a_mixture_changed_on_resume_is_logged_and_recorded(folders, tmp_path, caplog):
     from pretrainx.core import train

@@ -114,6 +114,20 @@ def test_each_sources_validation_split_is_addressable(folders):
     assert raw.train.get_batch(0)[data.TOKENS].shape == (8, 64)
 
 
+def test_a_mixture_packs_its_rows_where_documents_begin(folders):
+    sources = spec(folders, plays=0.5, wiki=0.5)
+    plain, packed = build(sources), build(sources, packing="concat")
+    for index in range(5):
+        batch = packed.train.get_batch(index)
+        np.testing.assert_array_equal(batch["inputs"], plain.train.get_batch(index)["inputs"])
+        assert batch["segment_ids"].shape == (8, 64) and batch["weights"].dtype == np.float32
+    assert (np.concatenate([packed.train.get_batch(i)["segment_ids"] for i in range(5)]) > 1).any()
+    for name, part in packed.val.parts.items():
+        np.testing.assert_array_equal(part.get_batch(0)["inputs"],
+                                      plain.val.parts[name].get_batch(0)["inputs"])
+        assert "segment_ids" in part.get_batch(0)
+
+
 def one_line_error(sources, error=UserError):
     with pytest.raises(error) as e:
         build(sources)

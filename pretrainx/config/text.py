@@ -74,7 +74,8 @@ def shards_data(path: str = "", seq_len: int = 1024) -> ml_collections.ConfigDic
                                       # applies from the resume step and is recorded
         tokenizer="",                 # "": the folder's tokenizer.json | a saved tokenizer, which
                                       # must be the one the shards were made with
-        packing="stream",             # windows of the token stream (the only layout so far)
+        packing="stream",             # windows of the token stream | "concat": the same windows
+                                      # cut where documents begin (segment ids, positions)
         sampling="random",            # "random": nanoGPT's random windows | "sequential"
         seq_len=seq_len))             # validation: the manifest's split (tokenize --val-fraction)
 

@@ -18,6 +18,8 @@ in a millisecond each and read by slicing; experiments/corpus_scale.md says why 
 The data kind reads the concatenation of the shards as one token stream: the first tokens train,
 the last documents (``manifest["split"]``) validate, each through ``sources.TokenWindows`` (a
 batch is a pure function of (seed, index)), a window reading only the pages it touches.
+``data.packing = "concat"`` cuts the same windows where documents begin (``PackedWindows``, from
+the document index); ``data.sources`` mixes several folders with weights (data/mixtures.py).
 """
 from __future__ import annotations
 
@@ -29,10 +31,10 @@ import tempfile
 
 import numpy as np
 
-from pretrainx.data import mixtures
+from pretrainx.data import mixtures, packing
 from pretrainx.data import rng as streams
 from pretrainx.data import tokenizer as tokenizer_lib
-from pretrainx.data.base import Dataset, raw_tokens, register
+from pretrainx.data.base import Dataset, raw_tokens, register, shard_rows
 from pretrainx.data.sources import TokenWindows
 from pretrainx.errors import UserError
 
@@ -140,8 +142,11 @@ class ShardStream:
     """Tokens ``[lo, hi)`` of the concatenated shards, without reading them into memory: what
     ``TokenWindows`` reads windows from (``len`` and ``windows``) in place of one array."""
 
-    def __init__(self, arrays: list[np.ndarray], lo: int = 0, hi: int | None = None):
+    def __init__(self, arrays: list[np.ndarray], lo: int = 0, hi: int | None = None,
+                 offsets: list[np.ndarray] | None = None):
         self.arrays = arrays
+        #: each shard's document index (``docs + 1`` offsets, memory-mapped), where it is read
+        self.offsets = offsets
         self.bounds = np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int64)
         self.lo, self.hi = lo, int(self.bounds[-1]) if hi is None else hi
 
@@ -149,7 +154,21 @@ class ShardStream:
         return self.hi - self.lo
 
     def slice(self, lo: int, hi: int) -> "ShardStream":
-        return ShardStream(self.arrays, self.lo + lo, self.lo + hi)
+        return ShardStream(self.arrays, self.lo + lo, self.lo + hi, self.offsets)
+
+    def document_starts(self, start: int, length: int) -> np.ndarray:
+        """Where documents begin inside tokens ``(start, start + length)`` (relative to
+        ``start``), from the shards' document index; a shard's end is always a document's."""
+        at, end = self.lo + start, self.lo + start + length
+        k = int(np.searchsorted(self.bounds, at, side="right")) - 1
+        cuts = []
+        while k < len(self.arrays) and self.bounds[k] < end:
+            offsets, base = self.offsets[k], int(self.bounds[k])
+            lo = int(np.searchsorted(offsets, at - base, side="right"))
+            hi = int(np.searchsorted(offsets, end - base, side="left"))
+            cuts.append(np.asarray(offsets[lo:hi], np.int64) + base - at)
+            k += 1
+        return np.concatenate(cuts) if cuts else np.zeros((0,), np.int64)
 
     def read(self, start: int, length: int) -> np.ndarray:
         """``length`` tokens from ``start`` (relative to this stream), across shard ends."""
@@ -184,28 +203,33 @@ def load_manifest(folder: str, named: str = "config.data.path") -> dict:
     return manifest
 
 
+def mapped(path: str, length: int, dtype) -> np.ndarray:
+    """The .npy at ``path`` memory-mapped, checked to hold ``length`` values of ``dtype``."""
+    if not os.path.exists(path):
+        raise ShardsError(f"{path} is missing: the manifest lists it (a damaged folder)")
+    try:
+        array = np.load(path, mmap_mode="r")
+    except ValueError as e:
+        raise ShardsError(f"{path}: not a whole .npy file ({e})") from None
+    if hasattr(array, "_mmap") and hasattr(mmap, "MADV_RANDOM"):
+        # windows are read at random offsets: no read-ahead of pages a window will not use
+        array._mmap.madvise(mmap.MADV_RANDOM)
+    if array.shape != (length,) or array.dtype != np.dtype(dtype):
+        raise ShardsError(f"{path} holds {array.shape[0]} {array.dtype} values, {MANIFEST} "
+                          f"says {length} {np.dtype(dtype)}: the manifest does not match its shards")
+    return array
+
+
 def open_shards(folder: str, manifest: dict) -> ShardStream:
-    """The memory-mapped shards, each checked against the manifest's counts and dtype (the
-    checksums are verified when ``tokenize`` resumes; reading 1 GB to check them at every start
-    would cost seconds)."""
-    arrays = []
+    """The memory-mapped shards and their document index, each checked against the manifest's
+    counts and dtype (the checksums are verified when ``tokenize`` resumes; reading 1 GB to check
+    them at every start would cost seconds)."""
+    arrays, offsets = [], []
     for record in manifest["shards"]:
-        path = os.path.join(folder, record["name"] + ".tokens.npy")
-        if not os.path.exists(path):
-            raise ShardsError(f"{path} is missing: the manifest lists it (a damaged folder)")
-        try:
-            tokens = np.load(path, mmap_mode="r")
-        except ValueError as e:
-            raise ShardsError(f"{path}: not a whole .npy file ({e})") from None
-        if hasattr(tokens, "_mmap") and hasattr(mmap, "MADV_RANDOM"):
-            # windows are read at random offsets: no read-ahead of pages a window will not use
-            tokens._mmap.madvise(mmap.MADV_RANDOM)
-        if tokens.shape != (record["tokens"],) or tokens.dtype != np.dtype(manifest["dtype"]):
-            raise ShardsError(f"{path} holds {tokens.shape[0]} {tokens.dtype} tokens, {MANIFEST} "
-                              f"says {record['tokens']} {manifest['dtype']}: the manifest does not "
-                              f"match its shards")
-        arrays.append(tokens)
-    stream = ShardStream(arrays)
+        base = os.path.join(folder, record["name"])
+        arrays.append(mapped(base + ".tokens.npy", record["tokens"], manifest["dtype"]))
+        offsets.append(mapped(base + ".docs.npy", record["docs"] + 1, np.int64))
+    stream = ShardStream(arrays, offsets=offsets)
     if len(stream) != manifest["tokens"]:
         raise ShardsError(f"{os.path.join(folder, MANIFEST)}: {manifest['tokens']} tokens in "
                           f"all, its shards hold {len(stream)}")
@@ -241,19 +265,56 @@ def open_split(folder: str, config, tokenizer, special_tokens, named: str = "con
     return tok, manifest, stream.slice(0, cut), stream.slice(cut, len(stream))
 
 
-def split_info(manifests: list[dict], tok, train_tokens: int, val_tokens: int) -> dict:
-    return {"train_tokens": int(train_tokens), "val_tokens": int(val_tokens),
+def split_info(manifests: list[dict], tok, train_tokens: int, val_tokens: int, packing: str) -> dict:
+    return {"train_tokens": int(train_tokens), "val_tokens": int(val_tokens), "packing": packing,
             "docs": sum(int(m["docs"]) for m in manifests),
             "shards": sum(len(m["shards"]) for m in manifests),
-            "vocab_size": int(tok.vocab_size), "packing": "stream", "eos_id": manifests[0]["eos_id"]}
+            "vocab_size": int(tok.vocab_size), "eos_id": manifests[0]["eos_id"]}
+
+
+#: data.packing of the shards kind: windows of the stream, or the same windows cut into packed
+#: rows where documents begin (PackedWindows)
+LAYOUTS = ("stream", "concat")
+
+
+class PackedWindows:
+    """The windows ``source`` draws (``TokenWindows`` over a ``ShardStream``, or a
+    ``mixtures.MixtureWindows``), each cut where a document begins (the shards' document index)
+    into one "concat" row of ``packing.pack_documents``: segment ids, positions restarting at
+    each document, no target across a document's end."""
+
+    def __init__(self, source, seq_len: int, pad_id: int = 0):
+        self.source, self.seq_len, self.pad_id = source, seq_len, pad_id
+        self.batch_size = source.batch_size
+        self.parts = {name: PackedWindows(part, seq_len, pad_id)
+                      for name, part in getattr(source, "parts", {}).items()}
+
+    def placements(self, index: int) -> tuple[list, np.ndarray]:
+        """(stream, start) of every window of global batch ``index``."""
+        if isinstance(self.source, mixtures.MixtureWindows):
+            which, starts = self.source.rows(index)
+            return [self.source.streams[k] for k in which], starts
+        starts = self.source.starts(index)
+        return [self.source.tokens] * len(starts), starts
+
+    def get_batch(self, index: int, shard: tuple[int, int] = (0, 1)) -> dict:
+        streams_of_rows, starts = self.placements(index)
+        mine = shard_rows(self.batch_size, shard)
+        width, rows = self.source.width, []
+        for stream, start in zip(streams_of_rows[mine], starts[mine]):
+            window = stream.read(int(start), width)
+            documents = np.split(window, stream.document_starts(int(start), width))
+            rows.append(packing.pack_documents(documents, self.seq_len, self.pad_id, "concat",
+                                               shift=self.source.shift))
+        return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
 
 
 @register("shards")
 def build_shards(config, *, batch_size, eval_batch_size, seq_len, seed, fields=None,
                  tokenizer=None, special_tokens=()) -> Dataset:
-    if config.packing != "stream":
+    if config.packing not in LAYOUTS:
         raise ShardsError(f"data.packing={config.packing!r}: the shards kind reads windows of "
-                          f"the token stream only (data.packing='stream')")
+                          f"the token stream ('stream'), or cut where documents begin ('concat')")
     shift = not raw_tokens(fields)
     if config.sources:
         return build_mixture(config, batch_size=batch_size, eval_batch_size=eval_batch_size,
@@ -267,8 +328,16 @@ def build_shards(config, *, batch_size, eval_batch_size, seq_len, seed, fields=N
     val = (TokenWindows(val_split, eval_batch_size, seq_len, seed, "random",
                         stream=streams.WINDOW_STARTS_VAL, shift=shift)
            if len(val_split) > width else None)
-    info = split_info([manifest], tok, len(train_split), len(val_split))
-    return Dataset(train=train, val=val, tokenizer=tok, info=info)
+    info = split_info([manifest], tok, len(train_split), len(val_split), config.packing)
+    return Dataset(train=laid_out(train, config, seq_len), val=laid_out(val, config, seq_len),
+                   tokenizer=tok, info=info)
+
+
+def laid_out(source, config, seq_len: int):
+    """``source`` as ``config.packing`` lays its windows out (None stays None)."""
+    if source is None or config.packing == "stream":
+        return source
+    return PackedWindows(source, seq_len)
 
 
 def build_mixture(config, *, batch_size, eval_batch_size, seq_len, seed, shift, tokenizer,
@@ -302,9 +371,10 @@ def build_mixture(config, *, batch_size, eval_batch_size, seq_len, seed, shift, 
                  for n, v in val_splits.items()}
         val = mixtures.MixtureWindows(val_splits, weights, eval_batch_size, seq_len, seed,
                                       streams.WINDOW_STARTS_VAL, shift, parts=parts)
-    info = split_info([o[0] for o in opened.values()], tok,
-                      sum(len(o[1]) for o in opened.values()), sum(len(o[2]) for o in opened.values()))
+    info = split_info([o[0] for o in opened.values()], tok, sum(len(o[1]) for o in opened.values()),
+                      sum(len(o[2]) for o in opened.values()), config.packing)
     info["sources"] = {s.name: {"path": opened[s.name][3], "weight": s.weight,
                                 "train_tokens": len(opened[s.name][1]),
                                 "val_tokens": len(opened[s.name][2])} for s in sources}
-    return Dataset(train=train, val=val, tokenizer=tok, info=info)
+    return Dataset(train=laid_out(train, config, seq_len), val=laid_out(val, config, seq_len),
+                   tokenizer=tok, info=info)

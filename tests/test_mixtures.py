@@ -178,18 +178,33 @@ def test_a_bad_source_on_the_command_line_is_one_line_and_exit_2(folders, tmp_pa
         assert code == 2 and len(err.splitlines()) == 1 and named in err, err
 
 
-@pytest.mark.slow
-def test_a_mixture_changed_on_resume_is_logged_and_recorded(folders, tmp_path, caplog):
-    from pretrainx.core import train
+def tiny_gpt_on(folders, steps, **weights):
     cfg = config_lib.load(os.path.join(ROOT, "configs/gpt/shakespeare_char.py:smoke"))
     cfg = config_lib.override(cfg, {
         "model.vocab_size": 256, "model.num_layers": 1, "model.num_heads": 2,
         "model.embed_dim": 32, "model.max_len": 32, "batch_size": 16, "eval.batch_size": 16,
-        "eval.num_batches": 2, "train.steps": 4, "train.log_every": 1, "train.progress": False,
-        "eval.every": 2, "checkpoint.every": 2, "optimizer.warmup_steps": 1})
+        "eval.num_batches": 2, "train.steps": steps, "train.log_every": 1, "train.progress": False,
+        "eval.every": 2, "checkpoint.every": 2, "optimizer.warmup_steps": 1,
+        "optimizer.decay_steps": steps})
     with cfg.unlocked():
         cfg.data = text_presets.shards_data(seq_len=32)
-        cfg.data.sources = spec(folders, plays=0.7, wiki=0.3)
+        cfg.data.sources = spec(folders, **weights)
+    return cfg
+
+
+@pytest.mark.slow
+def test_clm_on_a_packed_mixture_resumes_bit_for_bit(folders, tmp_path):
+    from resume_check import assert_kill_and_resume_is_exact
+    cfg = config_lib.override(tiny_gpt_on(folders, 5, plays=0.7, wiki=0.3),
+                              {"data.packing": "concat"})
+    full, _ = assert_kill_and_resume_is_exact(cfg, tmp_path, kill_after=3)
+    assert any("val/loss" in h for h in full.history)
+
+
+@pytest.mark.slow
+def test_a_mixture_changed_on_resume_is_logged_and_recorded(folders, tmp_path, caplog):
+    from pretrainx.core import train
+    cfg = tiny_gpt_on(folders, 4, plays=0.7, wiki=0.3)
     workdir = str(tmp_path / "run")
     assert train.run(cfg, workdir, stop_after=3).stopped_early    # its checkpoint: step 2
     changed = config_lib.override(cfg, {"data.sources": spec(folders, plays=0.2, wiki=0.8)})

@@ -352,29 +352,27 @@ def build_mixture(config, *, batch_size, eval_batch_size, seq_len, seed, shift, 
         raise ShardsError(f"data.sampling={config.sampling!r}: a mixture draws random windows "
                           f"(data.sampling='random')")
     sources = mixtures.parse_sources(config.sources)
-    opened, tok = {}, tokenizer
+    manifests, trains, vals, tok = [], {}, {}, tokenizer
     for source in sources:
         folder = os.path.abspath(os.path.expanduser(source.path))
-        own, manifest, train_split, val_split = open_split(
+        own, manifest, trains[source.name], vals[source.name] = open_split(
             folder, config, tok, special_tokens, named=f"source {source.name!r} of config.data.sources")
         tok = tok or own                   # the first folder's, unless the run gave its own
-        opened[source.name] = (manifest, train_split, val_split, folder)
+        manifests.append(manifest)
     weights = {s.name: s.weight for s in sources}
-    width = seq_len + 1 if shift else seq_len
-    train = mixtures.MixtureWindows({n: o[1] for n, o in opened.items()}, weights, batch_size,
-                                    seq_len, seed, streams.WINDOW_STARTS_TRAIN, shift)
-    val_splits = {n: o[2] for n, o in opened.items() if len(o[2]) > width}
+    train = mixtures.MixtureWindows(trains, weights, batch_size, seq_len, seed,
+                                    streams.WINDOW_STARTS_TRAIN, shift)
     val = None
-    if len(val_splits) == len(opened):     # every source holds out enough for a window
+    if all(len(v) > train.width for v in vals.values()):    # each holds out at least a window
         parts = {n: TokenWindows(v, eval_batch_size, seq_len, seed, "random",
                                  stream=streams.WINDOW_STARTS_VAL, shift=shift)
-                 for n, v in val_splits.items()}
-        val = mixtures.MixtureWindows(val_splits, weights, eval_batch_size, seq_len, seed,
+                 for n, v in vals.items()}
+        val = mixtures.MixtureWindows(vals, weights, eval_batch_size, seq_len, seed,
                                       streams.WINDOW_STARTS_VAL, shift, parts=parts)
-    info = split_info([o[0] for o in opened.values()], tok, sum(len(o[1]) for o in opened.values()),
-                      sum(len(o[2]) for o in opened.values()), config.packing)
-    info["sources"] = {s.name: {"path": opened[s.name][3], "weight": s.weight,
-                                "train_tokens": len(opened[s.name][1]),
-                                "val_tokens": len(opened[s.name][2])} for s in sources}
+    info = split_info(manifests, tok, sum(map(len, trains.values())),
+                      sum(map(len, vals.values())), config.packing)
+    info["sources"] = {s.name: {"path": os.path.abspath(os.path.expanduser(s.path)),
+                                "weight": s.weight, "train_tokens": len(trains[s.name]),
+                                "val_tokens": len(vals[s.name])} for s in sources}
     return Dataset(train=laid_out(train, config, seq_len), val=laid_out(val, config, seq_len),
                    tokenizer=tok, info=info)

@@ -1,7 +1,7 @@
 """Corpus scale: `pretrainx tokenize` and the `shards` data kind on corpora far above the shared data.
 
     nice -n 15 python experiments/bench_corpus.py --sizes-mb 100 --workers 1 2 [--read-gb 1]
-                                                  [--nanogpt] [--tmp DIR] [--json OUT]
+                                                  [--nanogpt] [--mixture] [--tmp DIR] [--json OUT]
 
 Builds a JSONL corpus of each size in a temp folder from ../shared/data (Tiny Shakespeare and
 WikiText-2 paragraphs, HH-RLHF dialogues; documents repeated and shuffled with seed 0), trains a
@@ -15,7 +15,9 @@ BPE-8000 on the shared text, then measures in subprocesses
 * reading: a ``--read-gb`` shards folder (the largest tokenized folder's shards hard-linked
   over and over: the reader does not care how they were made): seconds and resident memory to the
   first batch in a fresh process, and host batches/s of 32 x 1024 windows on one core;
-* the storage choice: random 1025-token windows from memory-mapped .npy vs ArrayRecord records.
+* the storage choice: random 1025-token windows from memory-mapped .npy vs ArrayRecord records;
+* with ``--mixture``: host batches/s of a 0.7/0.3 mixture of two shards folders vs one folder,
+  and of the one folder's windows packed where documents begin (``data.packing='concat'``).
 
 Not a test: the numbers go to experiments/corpus_scale.md with the machine and its load.
 """
@@ -184,7 +186,12 @@ start = time.perf_counter()
 import psutil
 from pretrainx import data
 from pretrainx.config import text
-config = text.shards_data(sys.argv[1], seq_len=1024)
+config = text.shards_data(seq_len=1024)
+if sys.argv[1].startswith("sources="):    # a mixture: "sources=name:folder:weight,..."
+    config.sources = sys.argv[1][len("sources="):]
+else:
+    config.path = sys.argv[1]
+config.packing = sys.argv[3] if len(sys.argv) > 3 else "stream"
 dataset = data.build(config, batch_size=32, eval_batch_size=32, seq_len=1024, seed=0)
 dataset.train.get_batch(0)
 first = time.perf_counter() - start
@@ -205,9 +212,10 @@ print(json.dumps({"first_batch_s": round(first, 3), "rss_at_first_batch_mb": rou
 """
 
 
-def read_run(folder: str, batches: int) -> dict:
+def read_run(folder: str, batches: int, packing: str = "stream") -> dict:
     # one core: the reader is single-threaded; taskset keeps it honest on a shared machine
-    command = ["taskset", "-c", "0", sys.executable, "-c", FIRST_BATCH, folder, str(batches)]
+    command = ["taskset", "-c", "0", sys.executable, "-c", FIRST_BATCH, folder, str(batches),
+               packing]
     out = subprocess.run(command, env=env(), capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -252,6 +260,9 @@ def main(argv=None) -> int:
     p.add_argument("--shard-mb", type=float, default=32.0, help="tokenize --shard-mb")
     p.add_argument("--read-gb", type=float, default=1.0, help="0: no reading measurements")
     p.add_argument("--batches", type=int, default=200)
+    p.add_argument("--mixture", action="store_true",
+                   help="also host batches/s of a 0.7/0.3 mixture of two folders, and of packed "
+                        "rows, vs one folder's windows")
     p.add_argument("--tmp", default="")
     p.add_argument("--json", default="")
     args = p.parse_args(argv)
@@ -279,6 +290,8 @@ def main(argv=None) -> int:
                 print(json.dumps(run), flush=True)
     if args.read_gb:
         results.update(reading(folder, tmp, args.read_gb, args.batches))
+    if args.mixture:
+        results["mixture"] = mixture_reading(folder, tmp, args.batches)
     results["machine_after"] = f"load {os.getloadavg()}"
     if args.json:
         with open(args.json, "w") as f:
@@ -297,6 +310,28 @@ def reading(folder: str, tmp: str, read_gb: float, batches: int) -> dict:
         results[f"read_{gb:g}gb"] = read_run(big, batches)
         print(gb, json.dumps(results[f"read_{gb:g}gb"]), flush=True)
     return results
+
+
+def mixture_reading(folder: str, tmp: str, batches: int, repeats: int = 3) -> dict:
+    """Host tokens/s of 32 x 1024 batches from one 0.2 GB folder, from a 0.7/0.3 mixture of it
+    and a 0.1 GB folder, and from the one folder's windows packed where documents begin
+    (``data.packing='concat'``), in turns (``repeats`` each, the best kept: the machine is
+    shared)."""
+    one = replicate(folder, os.path.join(tmp, "mix_one"), 0.2)
+    other = replicate(folder, os.path.join(tmp, "mix_other"), 0.1)
+    runs = {"one_source": (one, "stream"),
+            "mixture_0.7_0.3": (f"sources=a:{one}:0.7,b:{other}:0.3", "stream"),
+            "one_source_concat": (one, "concat")}
+    best = {name: 0 for name in runs}
+    for _ in range(repeats):
+        for name, (spec, packing) in runs.items():
+            best[name] = max(best[name], read_run(spec, batches, packing)["tokens_per_s"])
+    result = {f"{name}_tokens_per_s": rate for name, rate in best.items()}
+    result.update({f"{name}_rows_per_s": round(rate / 1024) for name, rate in best.items()})
+    print(json.dumps(result), flush=True)
+    for path in (one, other):
+        shutil.rmtree(path)
+    return result
 
 
 if __name__ == "__main__":

@@ -163,3 +163,53 @@ def test_every_text_objective_takes_its_batches_from_shards(folder, recipe):
     batch = host_batch(dataset.train, objective, 7, cfg.seed, total_steps=10, fields=fields)
     objective.check_batch(batch)
     assert dataset.tokenizer.vocab_size <= 640 and dataset.val is not None
+
+
+def document_offsets(folder):
+    manifest = json.loads((folder / "manifest.json").read_text())
+    bounds = np.cumsum([0] + [s["tokens"] for s in manifest["shards"]])
+    return np.unique(np.concatenate([np.load(folder / f"{s['name']}.docs.npy") + base
+                                     for s, base in zip(manifest["shards"], bounds)]))
+
+
+def test_concat_packing_cuts_the_same_windows_where_documents_begin(folder):
+    _, tokens = all_tokens(folder)
+    starts_of_documents = document_offsets(folder)
+    stream, packed = build(folder).train, build(folder, packing="concat").train
+    for index in range(10):
+        batch, plain = packed.get_batch(index), stream.get_batch(index)
+        np.testing.assert_array_equal(batch["inputs"], plain["inputs"])
+        for row, start in enumerate(stream.starts(index)):
+            # document number of each of the 65 slots, counted from the window's first
+            slot = start + np.arange(65)
+            doc = np.searchsorted(starts_of_documents, slot, side="right")
+            np.testing.assert_array_equal(batch["segment_ids"][row], doc[:-1] - doc[0] + 1)
+            same = doc[1:] == doc[:-1]           # the target is the same document's next token
+            np.testing.assert_array_equal(batch["weights"][row], same.astype(np.float32))
+            np.testing.assert_array_equal(batch["targets"][row][same], tokens[slot[1:]][same])
+            first = starts_of_documents[np.searchsorted(starts_of_documents, slot[:-1], "right") - 1]
+            expected = slot[:-1] - np.maximum(first, start)   # restarts at 0 in the window
+            np.testing.assert_array_equal(batch["positions"][row], expected)
+    assert any(len(set(packed.get_batch(i)["segment_ids"][0])) > 1 for i in range(10))
+    halves = [packed.get_batch(3, shard=(p, 2))["segment_ids"] for p in range(2)]
+    np.testing.assert_array_equal(np.concatenate(halves), packed.get_batch(3)["segment_ids"])
+
+
+@pytest.mark.parametrize("recipe", ["gpt/shakespeare_char.py:smoke", "bert/bert_base.py:smoke"])
+def test_packed_rows_on_shards_feed_clm_and_mlm(folder, recipe):
+    from pretrainx import objectives
+    from pretrainx.config import defaults
+    from pretrainx.core import train
+    from pretrainx.core.batches import host_batch
+    cfg = config_lib.load(os.path.join(ROOT, "configs", recipe))
+    cfg = defaults.with_defaults(config_lib.override(cfg, {"model.vocab_size": 640}))
+    with cfg.unlocked():
+        cfg.data = text_presets.shards_data(str(folder), seq_len=cfg.data.seq_len)
+        cfg.data.packing = "concat"
+    cls = objectives.get(cfg.objective)
+    dataset = train.build_dataset(cfg, cls)
+    objective = cls(cfg, cls.data_spec(cfg, dataset))
+    batch = host_batch(dataset.train, objective, 7, cfg.seed, total_steps=10,
+                       fields=cls.data_request(cfg).fields)
+    objective.check_batch(batch)
+    assert "segment_ids" in batch and dataset.info["packing"] == "concat"

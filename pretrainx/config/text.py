@@ -67,9 +67,15 @@ def shards_data(path: str = "", seq_len: int = 1024) -> ml_collections.ConfigDic
     return ml_collections.ConfigDict(dict(
         kind="shards",
         path=path,                    # the shards folder (holds manifest.json)
+        sources="",                   # a mixture instead of path: "name:folder:weight,..." e.g.
+                                      # "web:/data/web:0.7,books:/data/books:0.3"; each row draws
+                                      # its folder with its weight (data/mixtures.py); every
+                                      # folder holds the same tokenizer; changing it on resume
+                                      # applies from the resume step and is recorded
         tokenizer="",                 # "": the folder's tokenizer.json | a saved tokenizer, which
                                       # must be the one the shards were made with
-        packing="stream",             # windows of the token stream (the only layout so far)
+        packing="stream",             # windows of the token stream | "concat": the same windows
+                                      # cut where documents begin (segment ids, positions)
         sampling="random",            # "random": nanoGPT's random windows | "sequential"
         seq_len=seq_len))             # validation: the manifest's split (tokenize --val-fraction)
 

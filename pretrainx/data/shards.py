@@ -18,6 +18,8 @@ in a millisecond each and read by slicing; experiments/corpus_scale.md says why 
 The data kind reads the concatenation of the shards as one token stream: the first tokens train,
 the last documents (``manifest["split"]``) validate, each through ``sources.TokenWindows`` (a
 batch is a pure function of (seed, index)), a window reading only the pages it touches.
+``data.packing = "concat"`` cuts the same windows where documents begin (``PackedWindows``, from
+the document index); ``data.sources`` mixes several folders with weights (data/mixtures.py).
 """
 from __future__ import annotations
 
@@ -29,9 +31,10 @@ import tempfile
 
 import numpy as np
 
+from pretrainx.data import mixtures, packing
 from pretrainx.data import rng as streams
 from pretrainx.data import tokenizer as tokenizer_lib
-from pretrainx.data.base import Dataset, raw_tokens, register
+from pretrainx.data.base import Dataset, raw_tokens, register, shard_rows
 from pretrainx.data.sources import TokenWindows
 from pretrainx.errors import UserError
 
@@ -139,8 +142,11 @@ class ShardStream:
     """Tokens ``[lo, hi)`` of the concatenated shards, without reading them into memory: what
     ``TokenWindows`` reads windows from (``len`` and ``windows``) in place of one array."""
 
-    def __init__(self, arrays: list[np.ndarray], lo: int = 0, hi: int | None = None):
+    def __init__(self, arrays: list[np.ndarray], lo: int = 0, hi: int | None = None,
+                 offsets: list[np.ndarray] | None = None):
         self.arrays = arrays
+        #: each shard's document index (``docs + 1`` offsets, memory-mapped), where it is read
+        self.offsets = offsets
         self.bounds = np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int64)
         self.lo, self.hi = lo, int(self.bounds[-1]) if hi is None else hi
 
@@ -148,7 +154,21 @@ class ShardStream:
         return self.hi - self.lo
 
     def slice(self, lo: int, hi: int) -> "ShardStream":
-        return ShardStream(self.arrays, self.lo + lo, self.lo + hi)
+        return ShardStream(self.arrays, self.lo + lo, self.lo + hi, self.offsets)
+
+    def document_starts(self, start: int, length: int) -> np.ndarray:
+        """Where documents begin inside tokens ``(start, start + length)`` (relative to
+        ``start``), from the shards' document index; a shard's end is always a document's."""
+        at, end = self.lo + start, self.lo + start + length
+        k = int(np.searchsorted(self.bounds, at, side="right")) - 1
+        cuts = []
+        while k < len(self.arrays) and self.bounds[k] < end:
+            offsets, base = self.offsets[k], int(self.bounds[k])
+            lo = int(np.searchsorted(offsets, at - base, side="right"))
+            hi = int(np.searchsorted(offsets, end - base, side="left"))
+            cuts.append(np.asarray(offsets[lo:hi], np.int64) + base - at)
+            k += 1
+        return np.concatenate(cuts) if cuts else np.zeros((0,), np.int64)
 
     def read(self, start: int, length: int) -> np.ndarray:
         """``length`` tokens from ``start`` (relative to this stream), across shard ends."""
@@ -169,10 +189,11 @@ class ShardStream:
         return out
 
 
-def load_manifest(folder: str) -> dict:
+def load_manifest(folder: str, named: str = "config.data.path") -> dict:
+    """The folder's manifest; ``named``: where the folder was given, for the error's line."""
     path = os.path.join(folder, MANIFEST)
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"shards folder not found: {folder} (config.data.path)")
+        raise ShardsError(f"shards folder not found: {folder} ({named})")
     if not os.path.exists(path):
         raise ShardsError(f"{folder} has no {MANIFEST}: not a finished shards folder (run "
                           f"`pretrainx tokenize` into it, again if it was stopped)")
@@ -182,28 +203,33 @@ def load_manifest(folder: str) -> dict:
     return manifest
 
 
+def mapped(path: str, length: int, dtype) -> np.ndarray:
+    """The .npy at ``path`` memory-mapped, checked to hold ``length`` values of ``dtype``."""
+    if not os.path.exists(path):
+        raise ShardsError(f"{path} is missing: the manifest lists it (a damaged folder)")
+    try:
+        array = np.load(path, mmap_mode="r")
+    except ValueError as e:
+        raise ShardsError(f"{path}: not a whole .npy file ({e})") from None
+    if hasattr(array, "_mmap") and hasattr(mmap, "MADV_RANDOM"):
+        # windows are read at random offsets: no read-ahead of pages a window will not use
+        array._mmap.madvise(mmap.MADV_RANDOM)
+    if array.shape != (length,) or array.dtype != np.dtype(dtype):
+        raise ShardsError(f"{path} holds {array.shape[0]} {array.dtype} values, {MANIFEST} "
+                          f"says {length} {np.dtype(dtype)}: the manifest does not match its shards")
+    return array
+
+
 def open_shards(folder: str, manifest: dict) -> ShardStream:
-    """The memory-mapped shards, each checked against the manifest's counts and dtype (the
-    checksums are verified when ``tokenize`` resumes; reading 1 GB to check them at every start
-    would cost seconds)."""
-    arrays = []
+    """The memory-mapped shards and their document index, each checked against the manifest's
+    counts and dtype (the checksums are verified when ``tokenize`` resumes; reading 1 GB to check
+    them at every start would cost seconds)."""
+    arrays, offsets = [], []
     for record in manifest["shards"]:
-        path = os.path.join(folder, record["name"] + ".tokens.npy")
-        if not os.path.exists(path):
-            raise ShardsError(f"{path} is missing: the manifest lists it (a damaged folder)")
-        try:
-            tokens = np.load(path, mmap_mode="r")
-        except ValueError as e:
-            raise ShardsError(f"{path}: not a whole .npy file ({e})") from None
-        if hasattr(tokens, "_mmap") and hasattr(mmap, "MADV_RANDOM"):
-            # windows are read at random offsets: no read-ahead of pages a window will not use
-            tokens._mmap.madvise(mmap.MADV_RANDOM)
-        if tokens.shape != (record["tokens"],) or tokens.dtype != np.dtype(manifest["dtype"]):
-            raise ShardsError(f"{path} holds {tokens.shape[0]} {tokens.dtype} tokens, {MANIFEST} "
-                              f"says {record['tokens']} {manifest['dtype']}: the manifest does not "
-                              f"match its shards")
-        arrays.append(tokens)
-    stream = ShardStream(arrays)
+        base = os.path.join(folder, record["name"])
+        arrays.append(mapped(base + ".tokens.npy", record["tokens"], manifest["dtype"]))
+        offsets.append(mapped(base + ".docs.npy", record["docs"] + 1, np.int64))
+    stream = ShardStream(arrays, offsets=offsets)
     if len(stream) != manifest["tokens"]:
         raise ShardsError(f"{os.path.join(folder, MANIFEST)}: {manifest['tokens']} tokens in "
                           f"all, its shards hold {len(stream)}")
@@ -229,25 +255,124 @@ def run_tokenizer(folder: str, manifest: dict, data_config, tokenizer, special_t
     return own
 
 
+def open_split(folder: str, config, tokenizer, special_tokens, named: str = "config.data.path"):
+    """(tokenizer, manifest, train stream, validation stream) of one shards folder, its tokenizer
+    checked against ``tokenizer`` (or ``config.tokenizer``) when one is given."""
+    manifest = load_manifest(folder, named)
+    tok = run_tokenizer(folder, manifest, config, tokenizer, special_tokens)
+    stream = open_shards(folder, manifest)
+    cut = manifest["split"]["train_tokens"]
+    return tok, manifest, stream.slice(0, cut), stream.slice(cut, len(stream))
+
+
+def split_info(manifests: list[dict], tok, train_tokens: int, val_tokens: int, packing: str) -> dict:
+    return {"train_tokens": int(train_tokens), "val_tokens": int(val_tokens), "packing": packing,
+            "docs": sum(int(m["docs"]) for m in manifests),
+            "shards": sum(len(m["shards"]) for m in manifests),
+            "vocab_size": int(tok.vocab_size), "eos_id": manifests[0]["eos_id"]}
+
+
+#: data.packing of the shards kind: windows of the stream, or the same windows cut into packed
+#: rows where documents begin (PackedWindows)
+LAYOUTS = ("stream", "concat")
+
+
+class PackedWindows:
+    """The windows ``source`` draws (``TokenWindows`` over a ``ShardStream``, or a
+    ``mixtures.MixtureWindows``), each cut where a document begins (the shards' document index)
+    into one "concat" row of ``packing.pack_documents``: segment ids, positions restarting at
+    each document, no target across a document's end."""
+
+    def __init__(self, source, seq_len: int, pad_id: int = 0):
+        self.source, self.seq_len, self.pad_id = source, seq_len, pad_id
+        self.batch_size = source.batch_size
+        self.parts = {name: PackedWindows(part, seq_len, pad_id)
+                      for name, part in getattr(source, "parts", {}).items()}
+
+    def placements(self, index: int) -> tuple[list, np.ndarray]:
+        """(stream, start) of every window of global batch ``index``."""
+        if isinstance(self.source, mixtures.MixtureWindows):
+            which, starts = self.source.rows(index)
+            return [self.source.streams[k] for k in which], starts
+        starts = self.source.starts(index)
+        return [self.source.tokens] * len(starts), starts
+
+    def get_batch(self, index: int, shard: tuple[int, int] = (0, 1)) -> dict:
+        streams_of_rows, starts = self.placements(index)
+        mine = shard_rows(self.batch_size, shard)
+        width, rows = self.source.width, []
+        for stream, start in zip(streams_of_rows[mine], starts[mine]):
+            window = stream.read(int(start), width)
+            documents = np.split(window, stream.document_starts(int(start), width))
+            rows.append(packing.pack_documents(documents, self.seq_len, self.pad_id, "concat",
+                                               shift=self.source.shift))
+        return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+
+
 @register("shards")
 def build_shards(config, *, batch_size, eval_batch_size, seq_len, seed, fields=None,
                  tokenizer=None, special_tokens=()) -> Dataset:
-    folder = os.path.expanduser(config.path)
-    manifest = load_manifest(folder)
-    if config.packing != "stream":
+    if config.packing not in LAYOUTS:
         raise ShardsError(f"data.packing={config.packing!r}: the shards kind reads windows of "
-                          f"the token stream only (data.packing='stream')")
-    tok = run_tokenizer(folder, manifest, config, tokenizer, special_tokens)
-    stream = open_shards(folder, manifest)
-    cut, shift = manifest["split"]["train_tokens"], not raw_tokens(fields)
-    train = TokenWindows(stream.slice(0, cut), batch_size, seq_len, seed, config.sampling,
+                          f"the token stream ('stream'), or cut where documents begin ('concat')")
+    shift = not raw_tokens(fields)
+    if config.sources:
+        return build_mixture(config, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                             seq_len=seq_len, seed=seed, shift=shift, tokenizer=tokenizer,
+                             special_tokens=special_tokens)
+    tok, manifest, train_split, val_split = open_split(
+        os.path.expanduser(config.path), config, tokenizer, special_tokens)
+    train = TokenWindows(train_split, batch_size, seq_len, seed, config.sampling,
                          stream=streams.WINDOW_STARTS_TRAIN, shift=shift)
     width = seq_len + 1 if shift else seq_len
-    val = (TokenWindows(stream.slice(cut, len(stream)), eval_batch_size, seq_len, seed, "random",
+    val = (TokenWindows(val_split, eval_batch_size, seq_len, seed, "random",
                         stream=streams.WINDOW_STARTS_VAL, shift=shift)
-           if len(stream) - cut > width else None)
-    info = {"train_tokens": int(cut), "val_tokens": int(len(stream) - cut),
-            "docs": int(manifest["docs"]), "shards": len(manifest["shards"]),
-            "vocab_size": int(tok.vocab_size), "packing": "stream",
-            "eos_id": manifest["eos_id"]}
-    return Dataset(train=train, val=val, tokenizer=tok, info=info)
+           if len(val_split) > width else None)
+    info = split_info([manifest], tok, len(train_split), len(val_split), config.packing)
+    return Dataset(train=laid_out(train, config, seq_len), val=laid_out(val, config, seq_len),
+                   tokenizer=tok, info=info)
+
+
+def laid_out(source, config, seq_len: int):
+    """``source`` as ``config.packing`` lays its windows out (None stays None)."""
+    if source is None or config.packing == "stream":
+        return source
+    return PackedWindows(source, seq_len)
+
+
+def build_mixture(config, *, batch_size, eval_batch_size, seq_len, seed, shift, tokenizer,
+                  special_tokens) -> Dataset:
+    """The mixture of ``config.sources`` (data/mixtures.py): every folder must hold the run's
+    tokenizer (the first folder's when the run names none); each source validates on its own
+    split, and the mixture's validation draws from them with the same weights."""
+    if config.path:
+        raise ShardsError(f"data.path={config.path!r} and data.sources are both set: give the "
+                          f"folders in data.sources only")
+    if config.sampling != "random":
+        raise ShardsError(f"data.sampling={config.sampling!r}: a mixture draws random windows "
+                          f"(data.sampling='random')")
+    sources = mixtures.parse_sources(config.sources)
+    manifests, trains, vals, tok = [], {}, {}, tokenizer
+    for source in sources:
+        folder = os.path.abspath(os.path.expanduser(source.path))
+        own, manifest, trains[source.name], vals[source.name] = open_split(
+            folder, config, tok, special_tokens, named=f"source {source.name!r} of config.data.sources")
+        tok = tok or own                   # the first folder's, unless the run gave its own
+        manifests.append(manifest)
+    weights = {s.name: s.weight for s in sources}
+    train = mixtures.MixtureWindows(trains, weights, batch_size, seq_len, seed,
+                                    streams.WINDOW_STARTS_TRAIN, shift)
+    val = None
+    if all(len(v) > train.width for v in vals.values()):    # each holds out at least a window
+        parts = {n: TokenWindows(v, eval_batch_size, seq_len, seed, "random",
+                                 stream=streams.WINDOW_STARTS_VAL, shift=shift)
+                 for n, v in vals.items()}
+        val = mixtures.MixtureWindows(vals, weights, eval_batch_size, seq_len, seed,
+                                      streams.WINDOW_STARTS_VAL, shift, parts=parts)
+    info = split_info(manifests, tok, sum(map(len, trains.values())),
+                      sum(map(len, vals.values())), config.packing)
+    info["sources"] = {s.name: {"path": os.path.abspath(os.path.expanduser(s.path)),
+                                "weight": s.weight, "train_tokens": len(trains[s.name]),
+                                "val_tokens": len(vals[s.name])} for s in sources}
+    return Dataset(train=laid_out(train, config, seq_len), val=laid_out(val, config, seq_len),
+                   tokenizer=tok, info=info)

@@ -66,6 +66,8 @@ SAFE_CHANGES = (
     "sample.*",                     # what the text / image samples show; no metric
     "init_from.*",                  # ignored on resume: the run's own checkpoint wins
     "trackers.*",                   # where metrics are also written, not what is trained
+    "data.sources",                 # a shards mixture's folders and weights: batches from the
+                                    # resume step on draw with the new ones (logged, provenance)
 )
 
 

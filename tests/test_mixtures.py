@@ -198,7 +198,10 @@ def test_clm_on_a_packed_mixture_resumes_bit_for_bit(folders, tmp_path):
     cfg = config_lib.override(tiny_gpt_on(folders, 5, plays=0.7, wiki=0.3),
                               {"data.packing": "concat"})
     full, _ = assert_kill_and_resume_is_exact(cfg, tmp_path, kill_after=3)
-    assert any("val/loss" in h for h in full.history)
+    evals = [h for h in full.history if "val/loss" in h]
+    # each source's held-out split is pooled on its own beside the mixture's
+    assert evals and all({"val/plays/loss", "val/wiki/loss"} <= set(h) for h in evals)
+    assert all(h["val/plays/loss"] != h["val/wiki/loss"] for h in evals)
 
 
 @pytest.mark.slow

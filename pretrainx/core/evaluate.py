@@ -70,6 +70,16 @@ class EvalRunner:
         source = self.dataset.val
         if source is None or self.num_batches <= 0:
             return {}
+        scalars = self._pooled(source, "val", params, frozen, aux, step, should_stop)
+        # a mixture of sources (data/mixtures.py) is pooled source by source too: val/<name>/loss
+        for name, part in getattr(source, "parts", {}).items():
+            scalars.update(self._pooled(part, f"val/{name}", params, frozen, aux, step, should_stop))
+        return scalars
+
+    def _pooled(self, source, prefix: str, params, frozen, aux, step: int,
+                should_stop) -> dict[str, float]:
+        """The objective's validation metrics over ``num_batches`` of ``source``, each a mean
+        weighted by its batch's denominator, named ``prefix/metric``."""
         sums: dict[str, float] = {}
         total = 0.0
         rng = jax.random.PRNGKey(self.config.seed + streams.VAL_LOSS_SEED_OFFSET)
@@ -95,7 +105,7 @@ class EvalRunner:
                 sums[k] = sums.get(k, 0.0) + weight * float(v)
         pooled = {k: v / total if total > 0 else float("nan") for k, v in sums.items()}
         pooled = self.objective.finalize_metrics(pooled)
-        return {f"val/{k}": float(np.asarray(v)) for k, v in pooled.items()}
+        return {f"{prefix}/{k}": float(np.asarray(v)) for k, v in pooled.items()}
 
     def run(self, params, frozen, step: int, *, final: bool = False, aux=None,
             should_stop=None) -> dict[str, float]:

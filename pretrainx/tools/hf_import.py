@@ -3,12 +3,15 @@
 The folder holds ``config.json``, the weights as ``model.safetensors`` or shards listed in
 ``model.safetensors.index.json``, and (optionally) ``tokenizer.json``. The run written to ``W``
 is like any other at step 0: ``config.json`` (the family's preset with the checkpoint's shapes),
-the tokenizer, and an Orbax checkpoint of the whole train state, so ``pretrainx sample`` and
-``eval`` read it and ``train`` continues from it (``init_from.workdir=W``).
+the tokenizer, and an Orbax checkpoint of the train state, so ``pretrainx sample``, ``eval`` and
+``export-hf`` read it and ``train`` continues from it (``init_from.workdir=W``).
 
-Tensors are read one at a time with safetensors' numpy API and each is placed on its sharding
-as soon as it is read: the host never holds a second full copy of the model.
-"""
+The step-0 checkpoint holds the weights and no optimizer state (``opt_state=None``): Adam's two
+zero moments would triple the memory and disk of an import, and a run that starts from it
+(``init_from``) creates its own. Host memory stays near one copy of the model: each safetensors
+file is opened for one tensor at a time (its memory map would otherwise count the whole file as
+resident), and Orbax writes the host arrays without its defensive copy (nothing mutates them).
+The arrays are placed on a mesh when a run restores them, each process reading its own shards."""
 from __future__ import annotations
 
 import json
@@ -17,7 +20,6 @@ import os
 import shutil
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
@@ -67,35 +69,37 @@ def _canonical(name: str, wanted: set[str]) -> str:
     return name if name in wanted or f"transformer.{name}" not in wanted else f"transformer.{name}"
 
 
-def read_params(directory: str, rules: list, targets: dict) -> dict:
-    """{our parameter path: jax.Array placed on its sharding}. ``targets``: {path:
-    ShapeDtypeStruct with sharding}. One Hugging Face tensor is in host memory at a time."""
+def read_tensor(file: str, name: str) -> np.ndarray:
+    """One tensor, read with the file opened for it alone: while a safetensors file is open
+    its memory map keeps every page read so far resident."""
     from safetensors import safe_open
+    with safe_open(file, framework="numpy") as f:
+        return f.get_tensor(name)
+
+
+def read_params(directory: str, rules: list, targets: dict) -> dict[str, np.ndarray]:
+    """{our parameter path: host array}, each checked against ``targets`` ({path:
+    ShapeDtypeStruct}). One Hugging Face tensor at a time is read beside the arrays kept."""
     by_name = {r.hf: r for r in rules}
-    files = {}
+    params = {}
     for stored, file in tensor_files(directory).items():
-        files.setdefault(file, []).append((stored, _canonical(stored, set(by_name))))
-    placed = {}
-    for file, names in files.items():
-        with safe_open(file, framework="numpy") as f:
-            for stored, name in names:
-                if name not in by_name:
-                    if not stored.endswith(IGNORED_SUFFIXES):
-                        log.warning("%s: tensor %s has no place in the model; skipped", file, stored)
-                    continue
-                rule = by_name[name]
-                for path, array in zip(rule.ours, rule.split(f.get_tensor(stored))):
-                    target = targets[path]
-                    if array.shape != target.shape:
-                        raise hf_families.UnsupportedCheckpoint(
-                            f"{file}: tensor {stored} gives {path} the shape {array.shape}, the "
-                            f"model from config.json has {target.shape}")
-                    placed[path] = jax.device_put(array.astype(target.dtype), target.sharding)
-    missing = sorted(set(targets) - set(placed))
+        name = _canonical(stored, set(by_name))
+        if name not in by_name:
+            if not stored.endswith(IGNORED_SUFFIXES):
+                log.warning("%s: tensor %s has no place in the model; skipped", file, stored)
+            continue
+        for path, array in zip(by_name[name].ours, by_name[name].split(read_tensor(file, stored))):
+            target = targets[path]
+            if array.shape != target.shape:
+                raise hf_families.UnsupportedCheckpoint(
+                    f"{file}: tensor {stored} gives {path} the shape {array.shape}, the "
+                    f"model from config.json has {target.shape}")
+            params[path] = np.ascontiguousarray(array.astype(target.dtype, copy=False))
+    missing = sorted(set(targets) - set(params))
     if missing:
         raise hf_families.UnsupportedCheckpoint(f"{directory}: no tensor for {missing[0]} (and "
                                                 f"{len(missing) - 1} more parameters)")
-    return placed
+    return params
 
 
 def model_fields(hf: dict, family, where: str) -> dict:
@@ -120,14 +124,34 @@ def run_config(hf: dict, family, workdir: str, has_tokenizer: bool, where: str):
     return config
 
 
-def initial_state(objective, config):
-    """(the abstract TrainState with its shardings, the optimizer factory) of a run."""
-    from pretrainx.core import optim, sharding, state as state_lib
-    mesh = sharding.make_mesh(config.mesh)
-    tx_factory = lambda p: optim.make_optimizer(config.optimizer, p)[0]
-    target = state_lib.abstract_train_state(objective, tx_factory, ema=False, mesh=mesh,
-                                            axis_rules=sharding.rules(config.sharding))
-    return target, tx_factory
+def abstract_params(objective, config) -> dict:
+    """{parameter path: ShapeDtypeStruct} of the run's model; nothing is allocated."""
+    import flax.linen as nn
+    target = jax.eval_shape(lambda r: nn.unbox(objective.init(r)), jax.random.PRNGKey(0))
+    return traverse_util.flatten_dict(target, sep="/")
+
+
+def save_weights_only(workdir: str, state) -> None:
+    """``state`` (host arrays, no optimizer state) as the run's step-0 checkpoint, in the layout
+    core/checkpoint.py reads. Orbax's numpy handler deep-copies every array before an async
+    write by default; this synchronous save needs no copy (a second model in memory)."""
+    import orbax.checkpoint as ocp
+    from pretrainx.data.base import DataState
+    from pretrainx.run import rundir
+    registry = ocp.type_handlers.create_type_handler_registry(
+        (np.ndarray, ocp.type_handlers.NumpyHandler(deepcopy_host_arrays=False)))
+    manager = ocp.CheckpointManager(
+        os.path.abspath(rundir.path(workdir, rundir.CHECKPOINTS)), item_names=("state", "meta"),
+        item_handlers={"state": ocp.PyTreeCheckpointHandler(type_handler_registry=registry,
+                                                             use_compression=False),
+                       "meta": ocp.JsonCheckpointHandler()},
+        options=ocp.CheckpointManagerOptions(enable_async_checkpointing=False))
+    meta = {"data": DataState().to_json(), "metrics": {}}
+    try:
+        manager.save(0, args=ocp.args.Composite(state=ocp.args.PyTreeSave(state),
+                                                meta=ocp.args.JsonSave(meta)))
+    finally:
+        manager.close()
 
 
 def import_hf(directory: str, workdir: str, overrides: tuple[str, ...] = ()) -> dict:
@@ -136,7 +160,6 @@ def import_hf(directory: str, workdir: str, overrides: tuple[str, ...] = ()) -> 
     from pretrainx import objectives
     from pretrainx.core import checkpoint
     from pretrainx.data import tokenizer as tokenizer_lib
-    from pretrainx.data.base import DataState
     from pretrainx.run import rundir
     from pretrainx.core.state import TrainState
 
@@ -151,16 +174,11 @@ def import_hf(directory: str, workdir: str, overrides: tuple[str, ...] = ()) -> 
                                         list(overrides))
     tok = tokenizer_lib.load(directory) if has_tok else None
     objective = objectives.get(config.objective)(config, objectives.DataSpec(tokenizer=tok))
-    target, tx_factory = initial_state(objective, config)
-    targets = traverse_util.flatten_dict(target.params, sep="/")
-    params = traverse_util.unflatten_dict(read_params(directory, family.rules(config.model), targets),
-                                          sep="/")
-    tx = tx_factory(params)
-    opt_state = jax.jit(tx.init, out_shardings=jax.tree.map(lambda s: s.sharding, target.opt_state))(params)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
-                       rng=jax.random.PRNGKey(config.seed), ema_params=None,
-                       frozen=jax.tree.map(jnp.zeros_like, target.frozen),
-                       aux=jax.tree.map(jnp.asarray, objective.init_aux()))
+    params = read_params(directory, family.rules(config.model), abstract_params(objective, config))
+    host = lambda tree: jax.tree.map(np.asarray, tree)
+    state = TrainState(step=np.zeros((), np.int32), params=traverse_util.unflatten_dict(params, sep="/"),
+                       opt_state=None, rng=host(jax.random.PRNGKey(config.seed)), ema_params=None,
+                       frozen={}, aux=host(objective.init_aux()))
     os.makedirs(workdir, exist_ok=True)
     rundir.write_config(config, workdir)
     shutil.copy(where, os.path.join(workdir, HF_CONFIG))
@@ -169,10 +187,8 @@ def import_hf(directory: str, workdir: str, overrides: tuple[str, ...] = ()) -> 
         for name in TOKENIZER_SIDE_FILES:
             if os.path.isfile(os.path.join(directory, name)):
                 shutil.copy(os.path.join(directory, name), os.path.join(workdir, name))
-    saver = checkpoint.Checkpointer(workdir, config.checkpoint)
-    saver.save(0, state, DataState())
-    saver.close()
-    n = int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
+    save_weights_only(workdir, state)
+    n = int(sum(x.size for x in params.values()))
     return {"model_type": hf["model_type"], "params": n, "workdir": workdir}
 
 

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 from flax import traverse_util
 
+from pretrainx.data import special_tokens as st
 from pretrainx.errors import UserError
 from pretrainx.tools import hf_families
 
@@ -35,8 +36,59 @@ SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 # Tokenizer side files copied verbatim, so an export hands the same special tokens back.
 TOKENIZER_SIDE_FILES = ("tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
+# The special tokens objectives look up by pretrainx's names (data/special_tokens.py), by their
+# role in the tokenizer's side files. BOS/EOS keep their text: a decoder's one "<|endoftext|>"
+# plays both, and text holding it must still encode to it.
+RENAMED_ROLES = {"pad_token": st.PAD, "unk_token": st.UNK, "cls_token": st.CLS, "sep_token": st.SEP,
+                 "mask_token": st.MASK}
 # Buffers older checkpoints store beside the weights (GPT-2's causal mask): not parameters.
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq")
+
+
+def special_token_roles(directory: str) -> dict[str, str]:
+    """{role ("pad_token", ...): the token's text} from the tokenizer side files a folder holds."""
+    roles = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        if os.path.isfile(os.path.join(directory, name)):
+            with open(os.path.join(directory, name)) as f:
+                for role, token in json.load(f).items():
+                    token = token.get("content") if isinstance(token, dict) else token
+                    if role in RENAMED_ROLES and isinstance(token, str):
+                        roles[role] = token
+    return roles
+
+
+def renamed_tokens(tokenizer_json: dict, renames: dict[str, str]) -> dict:
+    """``tokenizer_json`` (tokenizer.json's content) with the tokens ``renames`` names renamed,
+    every id kept: in the added tokens, the vocabulary (WordPiece/BPE dict, Unigram list) and
+    the model's unknown token."""
+    out = json.loads(json.dumps(tokenizer_json))
+    for token in out.get("added_tokens", []):
+        token["content"] = renames.get(token["content"], token["content"])
+    model = out["model"]
+    if isinstance(model.get("vocab"), dict):
+        model["vocab"] = {renames.get(k, k): v for k, v in model["vocab"].items()}
+    elif isinstance(model.get("vocab"), list):
+        model["vocab"] = [[renames.get(piece, piece), score] for piece, score in model["vocab"]]
+    if isinstance(model.get("unk_token"), str):
+        model["unk_token"] = renames.get(model["unk_token"], model["unk_token"])
+    return out
+
+
+def import_tokenizer(directory: str):
+    """The folder's tokenizer, its special tokens renamed to pretrainx's names where they differ
+    (T5's "<pad>" becomes "[PAD]", same id): objectives look them up by those names. A token
+    with two roles keeps its text. Export renames them back (hf_export.write_tokenizer)."""
+    from tokenizers import Tokenizer
+    from pretrainx.data.subword import SubwordTokenizer
+    with open(os.path.join(directory, "tokenizer.json")) as f:
+        data = json.load(f)
+    has = Tokenizer.from_str(json.dumps(data)).token_to_id
+    roles = special_token_roles(directory)
+    texts = list(roles.values())
+    renames = {text: RENAMED_ROLES[role] for role, text in roles.items()
+               if texts.count(text) == 1 and has(text) is not None and has(RENAMED_ROLES[role]) is None}
+    return SubwordTokenizer(Tokenizer.from_str(json.dumps(renamed_tokens(data, renames))))
 
 
 def read_hf_config(directory: str) -> dict:
@@ -102,10 +154,11 @@ def read_params(directory: str, rules: list, targets: dict) -> dict[str, np.ndar
     return params
 
 
-def model_fields(hf: dict, family, where: str) -> dict:
-    """The family's ``model`` fields of ``hf``; a key the config lacks is one line naming it."""
+def model_fields(hf: dict, family, where: str, names=frozenset()) -> dict:
+    """The family's ``model`` fields of ``hf`` (whose checkpoint stores the tensors ``names``);
+    a key the config lacks is one line naming it."""
     try:
-        return family.model(hf)
+        return family.model(hf, names)
     except KeyError as e:
         raise hf_families.UnsupportedCheckpoint(f"{where} has no {e.args[0]!r}, which a "
                                                 f"{hf['model_type']} config.json holds") from None
@@ -113,13 +166,15 @@ def model_fields(hf: dict, family, where: str) -> dict:
         raise hf_families.UnsupportedCheckpoint(f"{where}: {e}") from None
 
 
-def run_config(hf: dict, family, workdir: str, has_tokenizer: bool, where: str):
-    """The run an imported checkpoint is: the Llama preset's sections with this checkpoint's
-    model (float32 compute, so that it computes what the reference does)."""
-    from pretrainx.config import base, text
-    fields = {f"model.{k}": v for k, v in model_fields(hf, family, where).items()}
-    config = base.change(text.llama(), {**fields, "model.dtype": "float32",
-                                        "data.seq_len": min(1024, fields["model.max_len"])})
+def run_config(hf: dict, family, workdir: str, has_tokenizer: bool, where: str, names=frozenset()):
+    """The run an imported checkpoint is: the family's preset (config/text.py, with its
+    objective) and this checkpoint's model, computed in float32 as the reference computes."""
+    from pretrainx.config import base, sections, text
+    fields = {f"model.{k}": v for k, v in model_fields(hf, family, where, names).items()}
+    config = base.change(getattr(text, family.preset)(), {
+        **fields, "model.dtype": "float32", "data.seq_len": min(1024, fields["model.max_len"])})
+    if family.section:
+        config[family.section] = getattr(sections, family.section)()
     config.data.tokenizer = os.path.abspath(workdir) if has_tokenizer else "byte"
     return config
 
@@ -170,9 +225,13 @@ def import_hf(directory: str, workdir: str, overrides: tuple[str, ...] = ()) -> 
     family = hf_families.family_of(hf, where)
     has_tok = os.path.isfile(os.path.join(directory, tokenizer_lib.FILENAME))
     from pretrainx.config import load as config_lib
-    config = config_lib.apply_overrides(run_config(hf, family, workdir, has_tok, where),
+    # the tensor names (T5's head is untied when lm_head.weight is stored); a folder without
+    # weights is told so by read_params, after config.json's own checks
+    has_weights = any(os.path.isfile(os.path.join(directory, f)) for f in (SINGLE, INDEX))
+    names = frozenset(tensor_files(directory)) if has_weights else frozenset()
+    config = config_lib.apply_overrides(run_config(hf, family, workdir, has_tok, where, names),
                                         list(overrides))
-    tok = tokenizer_lib.load(directory) if has_tok else None
+    tok = import_tokenizer(directory) if has_tok else None
     objective = objectives.get(config.objective)(config, objectives.DataSpec(tokenizer=tok))
     params = read_params(directory, family.rules(config.model), abstract_params(objective, config))
     host = lambda tree: jax.tree.map(np.asarray, tree)

@@ -88,4 +88,4 @@ def test_imported_checkpoint_holds_the_weights_and_no_optimizer_state(sharded_ll
         os.path.abspath(os.path.join(workdir, "checkpoints", "0", "state"))).item_metadata.tree
     assert saved["opt_state"] is None and saved["ema_params"] is None
     assert sorted(saved["params"]) == sorted(params)
-    assert not inference.holds_optimizer_state(workdir, "latest")
+    assert inference.fields_not_saved(workdir, "latest") == ["opt_state", "ema_params"]

@@ -6,6 +6,15 @@ Writes a random fp32 Llama (hidden 1024, 16 / 4 heads, SwiGLU 2816, vocab 32000,
 numpy + safetensors, no torch) into the folder, then imports it in a fresh process that reports
 its resident set size right before the import (the baseline: python, jax, pretrainx loaded) and
 its peak (ru_maxrss) after. One CPU device, so "device" arrays are host memory too.
+
+Measured (2-core CPU shared with other jobs, load ~2, seed 0, 6 layers, 508 MiB checkpoint):
+  before (whole train state at step 0, async Orbax save):  2091 MiB above a 200 MiB baseline = 4.12x
+  now (weights only, files opened per tensor, no Orbax copy, no compression):
+                                                             571 MiB above a 200 MiB baseline = 1.12x
+Where the 4x went: Adam's two zero moments (2x), Orbax's defensive copy of every host array
+before an async write (1x), and the safetensors memory map, whose pages stay resident while
+the file is open (1x of file-backed RSS). Compression added its own buffers (~0.9x) and buys
+nothing on float weights.
 """
 from __future__ import annotations
 

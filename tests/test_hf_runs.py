@@ -76,3 +76,16 @@ def test_train_continues_from_an_imported_run(sharded_llama, tmp_path):
     before, after = hf_export.flat_params(params), hf_export.flat_params(ctx.params)
     for path in before:
         np.testing.assert_array_equal(after[path], before[path], err_msg=path)
+
+
+def test_imported_checkpoint_holds_the_weights_and_no_optimizer_state(sharded_llama, tmp_path):
+    """The step-0 checkpoint of an import is the weights alone (a run starting from it makes its
+    own Adam moments), and sample/eval/export still restore it."""
+    import orbax.checkpoint as ocp
+    workdir = str(tmp_path / "w")
+    _, params = _import(sharded_llama[0], workdir)
+    saved = ocp.PyTreeCheckpointer().metadata(
+        os.path.abspath(os.path.join(workdir, "checkpoints", "0", "state"))).item_metadata.tree
+    assert saved["opt_state"] is None and saved["ema_params"] is None
+    assert sorted(saved["params"]) == sorted(params)
+    assert inference.fields_not_saved(workdir, "latest") == ["opt_state", "ema_params"]

@@ -114,6 +114,7 @@ def gpt_model() -> ml_collections.ConfigDict:
     m.relative_buckets = 0            # T5's relative position buckets; 0: none
     m.relative_max_distance = 128     # T5: distances past this share the last bucket
     m.num_decoder_layers = 0          # > 0: an encoder-decoder (T5)
+    m.tied_output_scale = True        # T5, tied head: d_model^-0.5 on the decoder output (v1.0)
     m.num_kv_heads = 0                # key/value heads; 0: num_heads; fewer: GQA; 1: multi-query
     m.qkv_bias = False                # biases on q/k/v even when use_bias is False (Qwen2)
     m.rope_theta = 10000.0            # RoPE base (when rope); Llama 3: 500,000; Qwen2: 1,000,000

@@ -19,6 +19,21 @@ def objective_of(workdir: str):
     return objective_cls(config, objectives.DataSpec(tokenizer=tok)), config
 
 
+def fields_not_saved(workdir: str, which: str) -> list[str]:
+    """The optional state fields ("opt_state", "ema_params") the newest "latest"/"best"
+    checkpoint saved as None: an imported run's step 0 (tools/hf_import.py) holds the weights
+    alone, and sampling or evaluating needs no more."""
+    import orbax.checkpoint as ocp
+    from pretrainx.run import rundir
+    directory = rundir.path(workdir, {"latest": rundir.CHECKPOINTS, "best": rundir.CHECKPOINTS_BEST}[which])
+    steps = sorted(int(s) for s in os.listdir(directory) if s.isdigit()) if os.path.isdir(directory) else []
+    if not steps:
+        return []           # nothing to restore: the restore itself says so
+    state_dir = os.path.abspath(os.path.join(directory, str(steps[-1]), "state"))
+    saved = ocp.PyTreeCheckpointer().metadata(state_dir).item_metadata.tree
+    return [name for name in ("opt_state", "ema_params") if saved.get(name) is None]
+
+
 def load_trained_run(workdir: str, which: str):
     """(objective, EvalContext holding the run's trained weights, config), for ``sample`` and
     ``eval``; ``which``: the "latest" or the "best" checkpoint."""
@@ -36,6 +51,7 @@ def load_trained_run(workdir: str, which: str):
     target = state_lib.abstract_train_state(
         objective, lambda p: optim.make_optimizer(config.optimizer, p)[0],
         ema=float(config.optimizer.ema_decay) > 0, mesh=mesh, axis_rules=sharding.rules(config.sharding))
+    target = target.replace(**{name: None for name in fields_not_saved(workdir, which)})
     state, _, step = checkpoint.restore_state_readonly(workdir, which, target)
     ctx = EvalContext(params=state.eval_params(), frozen=state.frozen, step=step, workdir=workdir,
                       rng=jax.random.PRNGKey(0), mesh=mesh, val_data=None, tokenizer=tok,

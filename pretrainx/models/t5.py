@@ -98,7 +98,8 @@ class T5(nn.Module):
                                segment_ids=decoder_segment_ids, encoded=encoded_BxSxE,
                                cross_mask=cross_mask, train=train)
         if cfg.tie_embeddings:     # Mesh TF rescales before the tied projection (T5 v1.0)
-            logits_BxTxV = self.token_embedder.attend(x_BxTxE * cfg.embed_dim ** -0.5)
+            scale = cfg.embed_dim ** -0.5 if cfg.tied_output_scale else 1.0
+            logits_BxTxV = self.token_embedder.attend(x_BxTxE * scale)
         else:
             logits_BxTxV = self.lm_head(x_BxTxE)
         return cfg.output_logits(logits_BxTxV)

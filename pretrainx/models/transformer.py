@@ -129,6 +129,8 @@ class TransformerConfig:
     relative_buckets: int = 0         # T5's relative position buckets (32); 0: none
     relative_max_distance: int = 128  # T5: distances past this share the last bucket
     num_decoder_layers: int = 0       # encoder-decoder: decoder depth; 0: num_layers
+    tied_output_scale: bool = True    # T5 with a tied head: d_model^-0.5 on the decoder output
+                                      # first (v1.0); False: not (v1.1 saved by transformers 5)
     embed_lookup: str = "auto"        # see EMBED_LOOKUPS and lookup_path
     # --- the Llama family (Llama 2/3, Qwen2): GQA, SwiGLU, RMSNorm, scaled RoPE -----------------
     num_kv_heads: int = 0             # key/value heads; 0: num_heads (MHA); fewer: grouped-query

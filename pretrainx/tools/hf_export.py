@@ -46,6 +46,7 @@ def special_token_ids(workdir: str) -> dict:
 def write_tokenizer(workdir: str, out: str) -> None:
     """tokenizer.json, and the side files an import kept (special tokens); without them a
     minimal tokenizer_config.json names the fast tokenizer class."""
+    from tokenizers import Tokenizer
     from pretrainx.data import tokenizer as tokenizer_lib
     source = os.path.join(workdir, tokenizer_lib.FILENAME)
     if not os.path.isfile(source):
@@ -55,7 +56,15 @@ def write_tokenizer(workdir: str, out: str) -> None:
             raise hf_families.UnsupportedCheckpoint(
                 f"{source} is a pretrainx char/byte vocabulary, not a Hugging Face tokenizer; "
                 f"export the weights with a subword tokenizer run")
-    shutil.copy(source, os.path.join(out, tokenizer_lib.FILENAME))
+    with open(source) as f:
+        data = json.load(f)
+    # the special tokens an import renamed get their published names back (same ids)
+    vocab = Tokenizer.from_str(json.dumps(data)).token_to_id
+    renames = {hf_import.RENAMED_ROLES[role]: text
+               for role, text in hf_import.special_token_roles(workdir).items()
+               if vocab(text) is None and vocab(hf_import.RENAMED_ROLES[role]) is not None}
+    with open(os.path.join(out, tokenizer_lib.FILENAME), "w") as f:
+        json.dump(hf_import.renamed_tokens(data, renames), f, ensure_ascii=False)
     for name in hf_import.TOKENIZER_SIDE_FILES:
         if os.path.isfile(os.path.join(workdir, name)):
             shutil.copy(os.path.join(workdir, name), os.path.join(out, name))

@@ -7,6 +7,7 @@ the two pure reshapes between them (transposes and reshapes only, so a round tri
   GPT-2   ``GPT2LMHeadModel``: Conv1D weights stored (in, out); q, k and v fused in ``c_attn``.
   Llama   ``LlamaForCausalLM`` (and Qwen2, Mistral without a sliding window): Linear weights
           stored (out, in); q/k/v/o, gate/up/down projections; RMSNorm scales only.
+  BERT, T5  in hf_families_encoders.py.
 
 Our parameter paths are those of ``models/gpt.py``'s GPT ("h_0/attn/query/kernel", ...).
 A checkpoint this module cannot represent exactly is refused with one line saying why.
@@ -16,53 +17,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-import numpy as np
-
-from pretrainx.errors import UserError
-
-
-class UnsupportedCheckpoint(UserError):
-    """A Hugging Face checkpoint whose architecture pretrainx cannot load exactly."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Rule:
-    hf: str                                            # the Hugging Face tensor's name
-    ours: tuple[str, ...]                              # the pretrainx parameter path(s) it fills
-    split: Callable[[np.ndarray], list[np.ndarray]]    # HF tensor -> our arrays (in ``ours`` order)
-    join: Callable[[list[np.ndarray]], np.ndarray]     # our arrays -> the HF tensor
-
-
-def same(hf: str, ours: str, shape: tuple | None = None) -> Rule:
-    """A tensor stored the same way on both sides (optionally reshaped: biases per head)."""
-    hf_shape = None if shape is None else (int(np.prod(shape)),)
-    return Rule(hf, (ours,), lambda w: [w if shape is None else w.reshape(shape)],
-                lambda a: a[0] if hf_shape is None else a[0].reshape(hf_shape))
-
-
-def linear(hf: str, ours: str, in_dim: int, shape: tuple) -> Rule:
-    """A torch ``Linear`` weight (out, in) -> our kernel (in, ...) of ``shape``."""
-    return Rule(hf, (ours,), lambda w: [w.T.reshape(shape)],
-                lambda a: np.ascontiguousarray(a[0].reshape(in_dim, -1).T))
-
-
-def conv1d(hf: str, ours: str, in_dim: int, shape: tuple) -> Rule:
-    """A GPT-2 ``Conv1D`` weight, stored (in, out) already -> our kernel of ``shape``."""
-    return Rule(hf, (ours,), lambda w: [w.reshape(shape)], lambda a: a[0].reshape(in_dim, -1))
-
-
-def fused_qkv(hf: str, prefix: str, what: str, shape: tuple) -> Rule:
-    """GPT-2's ``c_attn`` (E, 3E) weight or (3E,) bias -> query, key, value of ``shape``."""
-    ours = tuple(f"{prefix}/{n}/{what}" for n in ("query", "key", "value"))
-    axis = 1 if what == "kernel" else 0
-    flat = (lambda a: a.reshape(a.shape[0], -1)) if what == "kernel" else (lambda a: a.reshape(-1))
-    return Rule(hf, ours, lambda w: [p.reshape(shape) for p in np.split(w, 3, axis=axis)],
-                lambda arrays: np.concatenate([flat(a) for a in arrays], axis=axis))
+from pretrainx.tools import hf_families_encoders as enc
+from pretrainx.tools.hf_rules import Rule, UnsupportedCheckpoint, conv1d, fused_qkv, linear, same
 
 
 # --- GPT-2 -----------------------------------------------------------------------------------
 
-def gpt2_model(hf: dict) -> dict:
+def gpt2_model(hf: dict, names=frozenset()) -> dict:
     """The ``model`` fields of a GPT-2 ``config.json``."""
     if hf.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
         raise UnsupportedCheckpoint(f"GPT-2 activation {hf['activation_function']!r}: only "
@@ -129,7 +90,7 @@ def _rope_fields(hf: dict) -> dict:
     return fields
 
 
-def llama_model(hf: dict) -> dict:
+def llama_model(hf: dict, names=frozenset()) -> dict:
     """The ``model`` fields of a Llama / Qwen2 / Mistral ``config.json``."""
     kind = hf["model_type"]
     if hf.get("hidden_act", "silu") != "silu":
@@ -192,15 +153,18 @@ def llama_rules(m) -> list[Rule]:
 
 @dataclasses.dataclass(frozen=True)
 class Family:
-    model: Callable[[dict], dict]      # HF config.json -> our model fields
+    model: Callable[..., dict]         # (HF config.json, its tensor names) -> our model fields
     config: Callable[..., dict]        # our model section -> HF config.json
     rules: Callable[..., list[Rule]]   # our model section -> tensor rules
-
+    preset: str = "llama"              # the config/text.py run an import starts from (its objective)
+    section: str = ""                  # the objective's config/sections.py section, when it has one
 
 FAMILIES = {"gpt2": Family(gpt2_model, gpt2_config, gpt2_rules),
             "llama": Family(llama_model, llama_config, llama_rules),
             "qwen2": Family(llama_model, llama_config, llama_rules),
-            "mistral": Family(llama_model, llama_config, llama_rules)}
+            "mistral": Family(llama_model, llama_config, llama_rules),
+            "bert": Family(enc.bert_model, enc.bert_config, enc.bert_rules, "bert", "mlm"),
+            "t5": Family(enc.t5_model, enc.t5_config, enc.t5_rules, "t5", "span")}
 
 
 def family_of(hf: dict, where: str) -> Family:
@@ -212,12 +176,19 @@ def family_of(hf: dict, where: str) -> Family:
 
 
 def family_for_export(m) -> Family:
-    """The family a pretrainx decoder exports as: RoPE + RMSNorm + SwiGLU is Llama (Qwen2 with
-    q/k/v biases), learned positions + LayerNorm + tanh-GELU with biases is GPT-2."""
+    """The family a pretrainx model exports as: an encoder-decoder is T5; a post-LN bidirectional
+    encoder with learned positions is BERT; RoPE + RMSNorm + SwiGLU is Llama (Qwen2 with q/k/v
+    biases), learned positions + LayerNorm + tanh-GELU with biases is GPT-2."""
+    plain = not (m.num_kv_heads or m.head_size or m.mlp_gated or m.rope)
+    if m.num_decoder_layers and m.norm == "rmsnorm" and not m.use_bias and not m.scaled_attention:
+        return FAMILIES["t5"]
+    if (m.attention_kind == "bidirectional" and m.norm_position == "post" and m.use_bias and plain
+            and m.norm == "layernorm" and m.mlp_activation in enc.ACTIVATION_NAMES):
+        return FAMILIES["bert"]
     if m.rope and m.norm == "rmsnorm" and m.mlp_gated and m.mlp_activation == "silu" and not m.use_bias:
         return FAMILIES["llama"]
     if (not m.rope and m.norm == "layernorm" and not m.mlp_gated and m.use_bias
             and m.mlp_activation == "gelu_tanh" and not (m.num_kv_heads or m.head_size)):
         return FAMILIES["gpt2"]
-    raise UnsupportedCheckpoint("this model is neither GPT-2-shaped nor Llama-shaped, so no "
+    raise UnsupportedCheckpoint("this model is none of T5, BERT, GPT-2 or Llama in shape, so no "
                                 "Hugging Face architecture loads it exactly")

@@ -74,6 +74,7 @@ def test_sigkill_then_rerun_resumes_with_identical_losses(reference_run, tmp_pat
     assert test_train.metric_rows(tmp_path) == test_train.metric_rows(reference_run)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_exits_with_the_preempted_code(tmp_path):
     proc = subprocess.Popen(train_cmd(tmp_path, "--config.train.steps=100000",
                                       "--config.checkpoint.every=10"),

@@ -70,6 +70,7 @@ def keep_threefry(base, step):
     return jax.random.bernoulli(step_lib.step_key(base, step), 0.8, (200_000,))
 
 
+@pytest.mark.slow
 def test_rbg_dropout_still_learns():
     _, _, losses = _run_steps(tiny_config(**{"model.dropout": 0.1, "train.rng_impl": "rbg",
                                              "optimizer.warmup_steps": 0}), n=6)

@@ -109,6 +109,7 @@ def test_guided_velocity_mixes_model_velocities_and_spares_dropped_rows(objectiv
     np.testing.assert_array_equal(guided[2], v[2])
 
 
+@pytest.mark.slow
 def test_loss_trains_and_samples_in_one_step(objective_and_params):
     objective, params = objective_and_params
     batch = {"image": jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (8, 8, 8, 1)),

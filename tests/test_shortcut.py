@@ -90,6 +90,7 @@ def test_shortcut_sampler_is_exact_on_straight_paths_and_euler_queries_d_zero(
     assert seen == [0.0]                         # traced once inside the loop, with d = 0
 
 
+@pytest.mark.slow
 def test_loss_splits_the_batch_and_trains_and_samples(objective_and_params):
     objective, params = objective_and_params
     batch = {"image": jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (16, 8, 8, 1)),

@@ -86,13 +86,23 @@ MESHES = {
 }
 
 
+class MeshRuns(dict):
+    """The 3-step tiny run on each mesh of MESHES, trained when a test first asks for it (the
+    fast test reads two meshes; the slow one compares all five)."""
+
+    def __init__(self, tmp_path_factory):
+        super().__init__()
+        self.tmp_path_factory = tmp_path_factory
+
+    def __missing__(self, name):
+        cfg = tiny_config(**{f"mesh.{k}": v for k, v in MESHES[name].items()}, **{"train.steps": 3})
+        self[name] = train.run(cfg, str(self.tmp_path_factory.mktemp(name)))
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def mesh_runs(tmp_path_factory):
-    out = {}
-    for name, mesh in MESHES.items():
-        cfg = tiny_config(**{f"mesh.{k}": v for k, v in mesh.items()}, **{"train.steps": 3})
-        out[name] = train.run(cfg, str(tmp_path_factory.mktemp(name)))
-    return out
+    return MeshRuns(tmp_path_factory)
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from pretrainx.models.gpt import GPT, GPTDecoder
 from pretrainx.models.transformer import TransformerConfig
 
 L = 8                    # the context
-BASE = TransformerConfig(vocab_size=23, num_layers=2, num_heads=4, embed_dim=32, max_len=L)
+BASE = TransformerConfig(vocab_size=23, num_layers=1, num_heads=4, embed_dim=32, max_len=L)
 CONFIGS = {
     "learned": BASE,
     "rotary_llama": dataclasses.replace(BASE, rope=True, norm="rmsnorm", mlp_gated=True,

@@ -234,13 +234,26 @@ def restore_newest(manager: ocp.CheckpointManager, target_state, unreadable: lis
     return None
 
 
+def _drop_read_only_notice(record: logging.LogRecord) -> bool:
+    """Orbax logs a WARNING on every read-only manager ("Given directory is read only"): it
+    repeats what we asked for, and ``pretrainx sample`` / ``eval`` should print no warning."""
+    return not record.getMessage().startswith("Given directory is read only")
+
+
 def restore_state_readonly(workdir: str, which: str, target_state):
     """(TrainState, DataState, step) of the "latest" or "best" checkpoint of a run, read-only."""
     sub = {"latest": rundir.CHECKPOINTS, "best": rundir.CHECKPOINTS_BEST}[which]
     directory = os.path.join(workdir, sub)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"no checkpoint directory {directory}")
-    manager = _manager(directory, ocp.CheckpointManagerOptions(read_only=True, create=False))
+    # save_interval_steps=0: a read-only manager saves nothing (orbax warns when told otherwise)
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+    absl_log = logging.getLogger("absl")
+    absl_log.addFilter(_drop_read_only_notice)
+    try:
+        manager = _manager(directory, options)
+    finally:
+        absl_log.removeFilter(_drop_read_only_notice)
     try:
         restored = restore_newest(manager, without_frozen(target_state))
     finally:

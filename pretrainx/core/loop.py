@@ -296,6 +296,6 @@ class TrainLoop:
         post = {"loss": f"{scalars['train/loss']:.4f}"}
         if self.tokens_per_step:
             post["tok/s"] = f"{scalars['train/tokens_per_sec']:.3g}"
-        if self.flops_per_step:
-            post["mfu"] = f"{scalars['train/mfu']:.1%}" if "train/mfu" in scalars else "n/a"
+        if "train/mfu" in scalars:   # only where the device's peak FLOP/s is known (not CPU)
+            post["mfu"] = f"{scalars['train/mfu']:.1%}"
         self.progress.update(done, post)

@@ -87,14 +87,19 @@ def _inception_unavailable(arrays, cache_dir, protocol):
         "no Inception-v3 weights ship with pretrainx (they cannot be downloaded here): register "
         "an extractor that loads them, e.g. @pretrainx.fid.register_extractor('inception_v3'), "
         "returning an object with .name and __call__(images in [-1, 1]) -> (N, 2048) pool3 "
-        "features; or use the default 'classifier'")
+        "features; or use the default 'classifier_fast'")
 
 
-@register_extractor("classifier")
 def _classifier_extractor(arrays, cache_dir, protocol):
+    """The CNN feature classifier named by ``protocol.extractor`` (evaluators/fid_classifier.py:
+    "classifier_fast", the default, or the pre-#25 "classifier")."""
     from pretrainx.evaluators import fid_classifier    # lazy: only this extractor needs flax/optax
     return fid_classifier.load_or_train(arrays, cache_dir, protocol.seed,
-                                        protocol.classifier_steps)
+                                        protocol.classifier_steps, protocol.extractor)
+
+
+register_extractor("classifier_fast")(_classifier_extractor)
+register_extractor("classifier")(_classifier_extractor)
 
 
 def default_cache_dir() -> str:
@@ -109,8 +114,8 @@ class FidProtocol:
     num_samples: int = 10000        # generated images, and held-out images for the floor
     num_reference: int = 10000      # training images for the reference Gaussian (0: all)
     seed: int = 0                   # picks the reference images and seeds the generator
-    extractor: str = "classifier"
-    classifier_steps: int = 1500    # training steps of the "classifier" extractor
+    extractor: str = "classifier_fast"   # or the pre-#25 "classifier" (evaluators/fid_classifier.py)
+    classifier_steps: int = 400     # training steps of the classifier extractors
     reference_split: str = "train"  # "train" | "heldout" (see the module docstring)
 
 

@@ -143,6 +143,12 @@ class GPTDecoder:
             input_mask=input_mask_BxT, mutable=["cache"])
         return logits, mutated["cache"]
 
+    def forward(self, params, tokens_BxT, positions_BxT, input_mask_BxT, prefix_length_B):
+        """The plain forward pass (no cache): the sliding window past ``max_len``."""
+        prefix = prefix_length_B if self.config.attention_kind == "prefix" else None
+        return GPT(self.config).apply({"params": params}, tokens_BxT, positions=positions_BxT,
+                                      input_mask=input_mask_BxT, prefix_length=prefix)
+
 
 class GPTScalar(nn.Module):
     """A GPT trunk ("backbone", no output head) and a linear head to one scalar per position: a

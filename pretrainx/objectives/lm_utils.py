@@ -73,12 +73,9 @@ def sample_continuations(model_config, params, prompt_ids: list[int], *, num_sam
                          eos_id: int | None = None):
     """``num_samples`` continuations of one prompt: (B x (P + N) ids, B new-token lengths)."""
     prompts = np.tile(np.asarray(prompt_ids, np.int32)[None], (num_samples, 1))
-    decoder = gpt.GPTDecoder(model_config)
-    out = decoding._decode_jit(decoder, params, jnp.asarray(prompts),
-                               jnp.ones(prompts.shape, bool), jax.random.PRNGKey(seed),
-                               jnp.float32(max(temperature, 1e-6)), max_new_tokens=max_new_tokens,
-                               top_k=top_k, greedy=temperature == 0, vocab_size=None,
-                               eos_id=eos_id, pad_id=0)
+    out = decoding.generate(gpt.GPTDecoder(model_config), params, prompts, max_new_tokens,
+                            rng=jax.random.PRNGKey(seed), temperature=temperature, top_k=top_k,
+                            eos_id=eos_id)
     return np.concatenate([prompts, np.asarray(out.tokens)], 1), np.asarray(out.lengths)
 
 

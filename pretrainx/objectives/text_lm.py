@@ -102,14 +102,10 @@ class CausalPolicy:
                 sample_flags.seed(0))
 
     def sample_command(self, params, options: dict) -> str:
-        """A continuation of ``--prompt``, cut to the room the context leaves."""
-        max_len = self.model_config.max_len
-        budget = max_len - len(self.tokenizer.encode(options["prompt"]))
-        if budget <= 0:
-            raise UserError(f"the prompt is {max_len - budget} tokens, the model's context "
-                            f"{max_len}: shorten it")
+        """A continuation of ``--prompt``, as long as asked: past the context the model sees its
+        last ``max_len`` tokens (``models/decoding.py``'s sliding window)."""
         return self.continue_text(params, options["prompt"],
-                                  max_new_tokens=min(options["max_new_tokens"], budget),
+                                  max_new_tokens=options["max_new_tokens"],
                                   temperature=options["temperature"], top_k=options["top_k"],
                                   seed=options["seed"])
 

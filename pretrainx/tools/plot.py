@@ -90,6 +90,20 @@ def compare(workdirs: list[str], out: str, **options) -> str:
     return out
 
 
+def default_out(workdirs: list[str]) -> str:
+    """Beside the runs, never into the current directory: ``WORKDIR/plots/curves.png`` for one
+    run, ``curves.png`` in the deepest folder holding all of several (a sweep's ``trials/``)."""
+    if len(workdirs) == 1:
+        return os.path.join(workdirs[0], "plots", "curves.png")
+    common = os.path.commonpath([os.path.abspath(w) for w in workdirs])
+    if common in [os.path.abspath(w) for w in workdirs]:    # one run inside another's folder
+        return os.path.join(common, "plots", "curves.png")
+    if os.path.dirname(common) == common:
+        raise UserError(f"the runs share no folder but {common!r}: say where the plot goes "
+                        "with --out FILE.png")
+    return os.path.join(common, "curves.png")
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="pretrainx plot", description=__doc__.splitlines()[0])
     p.add_argument("workdirs", nargs="+", metavar="WORKDIR")
@@ -99,12 +113,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--log-x", action="store_true", dest="log_x")
     p.add_argument("--log-y", action="store_true", dest="log_y")
     p.add_argument("--labels", nargs="+", help="legend names, one per WORKDIR")
-    p.add_argument("--out", help="PNG path (default: WORKDIR/plots/curves.png for one run, "
-                                 "./curves.png for several)")
+    p.add_argument("--out", help="PNG path (default: WORKDIR/plots/curves.png for one run; "
+                                 "for several, curves.png in the folder that holds them all)")
     args = p.parse_args(argv)
-    out = args.out or (os.path.join(args.workdirs[0], "plots", "curves.png")
-                       if len(args.workdirs) == 1 else "curves.png")
-    path = compare(args.workdirs, out, metric=args.metric, train_metric=args.train_metric,
-                   log_x=args.log_x, log_y=args.log_y, labels=args.labels, mode=args.mode)
+    path = compare(args.workdirs, args.out or default_out(args.workdirs), metric=args.metric,
+                   train_metric=args.train_metric, log_x=args.log_x, log_y=args.log_y,
+                   labels=args.labels, mode=args.mode)
     print(f"wrote {path}")
     return 0

@@ -19,7 +19,6 @@ import json
 import logging
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -71,14 +70,10 @@ def sample_responses(model_config, params, prompts: np.ndarray, *, max_new_token
     """Token ids of one sampled response per prompt row (the policy's own samples)."""
     from pretrainx.models import decoding, gpt
     out = []
-    for i in range(0, len(prompts), chunk):
-        rows = jnp.asarray(prompts[i:i + chunk])
-        decoded = decoding._decode_jit(gpt.GPTDecoder(model_config), params, rows,
-                                       jnp.ones(rows.shape, bool),
-                                       jax.random.fold_in(jax.random.PRNGKey(seed), i),
-                                       jnp.float32(temperature), max_new_tokens=max_new_tokens,
-                                       top_k=None, greedy=False, vocab_size=None, eos_id=None,
-                                       pad_id=0)
+    for i in range(0, len(prompts), chunk):    # past the context: the sliding window of generate
+        decoded = decoding.generate(gpt.GPTDecoder(model_config), params, prompts[i:i + chunk],
+                                    max_new_tokens, temperature=temperature,
+                                    rng=jax.random.fold_in(jax.random.PRNGKey(seed), i))
         out.append(np.asarray(decoded.tokens))
     return np.concatenate(out)
 

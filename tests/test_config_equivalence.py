@@ -118,7 +118,8 @@ def test_recipe_resolves_to_its_pre_redesign_config(old_spec):
 
 
 #: recipes written after the redesign: no pre-redesign config to compare them with
-NEW_RECIPES = {"configs/llama/llama3_2_1b.py", "configs/llama/qwen2_5_0_5b.py"}   # issue 21
+NEW_RECIPES = {"configs/llama/llama3_2_1b.py", "configs/llama/qwen2_5_0_5b.py",   # issue 21
+               "configs/gpt/shakespeare_wiki_shards.py"}                             # issue 22
 
 
 def test_every_fixture_recipe_and_no_other_variant_is_compared():

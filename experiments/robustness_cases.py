@@ -37,6 +37,7 @@ REWARD_RUN = CHAR_PARENT + "; " + _sh(stage(
     "--config.reward.pool=mean"))
 HOLD_LOCK = ("(python -c \"import fcntl,sys,time; f=open('{d}/parent/run.lock','a+'); "
              "fcntl.flock(f,fcntl.LOCK_EX); time.sleep(60)\" &) ; sleep 2")
+SHARED_SETUPS = [PARENT, CHAR_PARENT, REWARD_RUN]   # made once per probe (robustness_probe.prepare)
 SWEEP = ["sweep", "--config", CONFIG, "--workdir", "{w}", *TINY]
 
 CASES_CHAINS = [

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -159,13 +160,37 @@ def last_said(stderr: str, stdout: str) -> str:
     return (said or err or stdout.strip().splitlines() or [""])[-1]
 
 
+#: setups many cases start with (a trained run): made once per probe, copied into each case
+SHARED_SETUPS: list[str] = [TRAINED]
+_made: dict[str, str] = {}
+
+
+def _shell(script: str, d: str, env) -> None:
+    """``script`` with {w} = d/w and {d} = d; "python" is this interpreter (the one with
+    pretrainx's dependencies)."""
+    script = script.replace("{w}", os.path.join(d, "w")).replace("{d}", d)
+    subprocess.run(script.replace("python ", shlex.quote(sys.executable) + " "), shell=True,
+                   cwd=ROOT, env=env, check=False)
+
+
+def prepare(setup: str, d: str, env) -> None:
+    """Run ``setup`` in ``d``; a shared setup it starts with is made once and copied."""
+    shared = max((s for s in SHARED_SETUPS if setup.startswith(s)), key=len, default="")
+    if shared:
+        if shared not in _made:
+            _made[shared] = tempfile.mkdtemp(prefix="probe_shared_")
+            _shell(shared, _made[shared], env)
+        shutil.copytree(_made[shared], d, dirs_exist_ok=True, symlinks=True)
+        setup = setup[len(shared):].lstrip("; ")
+    if setup:
+        _shell(setup, d, env)
+
+
 def run_case(what, argv, setup, env, expect_ok=False):
     with tempfile.TemporaryDirectory() as d:
         w = os.path.join(d, "w")
         fill = lambda s: s.replace("{w}", w).replace("{d}", d)
-        if setup:   # "python" there is this interpreter (the one with pretrainx's dependencies)
-            script = fill(setup).replace("python ", shlex.quote(sys.executable) + " ")
-            subprocess.run(script, shell=True, cwd=ROOT, env=env, check=False)
+        prepare(setup, d, env)
         cmd = [sys.executable, "-m", "pretrainx.main", *[fill(a) for a in argv]]
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     kind = classify(p.returncode, p.stderr, p.stdout, expect_ok)
@@ -180,6 +205,7 @@ def run_case(what, argv, setup, env, expect_ok=False):
 def tables():
     """(name, cases) of every table; a case is (what, argv, setup[, expect_ok])."""
     import robustness_cases   # experiments/: the chain and sweep cases of issue 24 part B
+    SHARED_SETUPS.extend(robustness_cases.SHARED_SETUPS)
     return [("bad inputs (issue 9)", CASES),
             # part A's table (issue 24: readers, objective ranges, tools), once merged
             ("inputs (issue 24 A)", globals().get("CASES_INPUTS", [])),

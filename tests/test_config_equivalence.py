@@ -51,6 +51,9 @@ ADDED_DEFAULTS = {
     "data.eval_split": "test",             # data/preferences.py: config.get("eval_split", "test")
     "data.min_margin": 0.0,                # data/preferences.py: config.get("min_margin", 0.0)
     "init_from.also": {},                  # core/init_from.py: (config.get("init_from") or {}).get("also") or {}
+    "init_from.agree": [],                 # core/init_from.py (issue 24): nothing was compared
+    # PPO's reward run must score as PPO pools (issue 24: a new check, off before it)
+    "init_from.also.reward.agree": [["reward.pool", "ppo.reward_pool"]],
     "data.text_key": "text",               # data/text.py: TextOptions.text_key
     "data.max_docs": 0,                    # data/text.py: TextOptions.max_docs
     "data.couplings": "",                  # data/images.py: if data_config.get("couplings")

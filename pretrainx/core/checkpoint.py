@@ -179,9 +179,12 @@ class Checkpointer:
                     not os.path.isdir(os.path.join(manager.directory, str(s)))]
             if not gone:
                 raise
-            raise CheckpointError(f"checkpoints {gone} of {manager.directory} were deleted while "
-                                  f"the run trained: step {step} cannot be saved there; stopped "
-                                  f"(rerun the same command to resume from what is left)") from None
+            # the folder went while an async save was writing into it: that save is lost
+            log.warning("checkpoints %s of %s were deleted while the run trained (a save into "
+                        "them failed): saving step %d anew", gone, manager.directory, step)
+            os.makedirs(manager.directory, exist_ok=True)
+            manager.reload()
+            save()
 
     def save(self, step: int, state, data_state: DataState, metrics: dict | None = None) -> None:
         """Async save; errors of an earlier async save surface here, never silently."""

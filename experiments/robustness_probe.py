@@ -198,7 +198,8 @@ def run_case(what, argv, setup, env, expect_ok=False):
     shown = " ".join("$SMOKE" if a == CONFIG else a.replace("|", "\\|")
                      for a in argv if a not in TINY)
     tb = " (traceback)" if kind == "traceback" else ""
-    row = f"| {what} | `pretrainx {shown}` | {p.returncode}{tb} | {last_said(p.stderr, p.stdout)[:240]} |"
+    said = last_said(p.stderr, p.stdout).replace(w, "{w}").replace(d, "{d}")
+    row = f"| {what} | `pretrainx {shown}` | {p.returncode}{tb} | {said[:240]} |"
     return row, kind
 
 

@@ -97,23 +97,29 @@ def test_chains_refuse_another_model_another_vocabulary_and_a_running_parent(par
     assert not any(s.isdigit() for s in os.listdir(tmp_path / "chars" / "checkpoints"))   # none saved
     # a parent still training (a live process holds its run.lock): "latest" is refused ...
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import fcntl, json, os, sys, time
+        import fcntl, json, os, time
         f = open({os.path.join(parent, 'run.lock')!r}, 'a+')
         fcntl.flock(f, fcntl.LOCK_EX)
         f.truncate(0); f.write(json.dumps({{"pid": os.getpid(), "host": "h", "since": "t"}}))
-        f.flush(); print("held", flush=True); time.sleep(float(sys.argv[1]))
-        """), "8"], stdout=subprocess.PIPE, text=True)
+        f.flush(); print("held", flush=True); time.sleep(600)
+        """)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         line = one_line_error(child("running"))
         assert "is still training (pid" in line and "init_from.step=N" in line, line
         # ... and a named step it has not saved yet is waited for until the parent stops
-        began = time.time()
-        p = child("named", "--config.init_from.step=8")
-        assert holder.poll() is not None and time.time() - began > 3   # it waited for the holder
-        line = one_line_error(p)
-        assert "no checkpoint of step 8" in line, line
-        assert "waiting for its step 8" in p.stderr
+        log = tmp_path / "named.log"
+        with open(log, "w") as err:
+            named = subprocess.Popen(train_cmd(tmp_path / "named", f"--config.init_from.workdir={parent}",
+                                               "--config.init_from.step=8"),
+                                     cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=err)
+            wait_until(lambda: "waiting for its step 8" in log.read_text(), named, "the wait")
+            time.sleep(3)
+            assert named.poll() is None          # still waiting while the parent "trains"
+            holder.kill()
+            named.wait(timeout=120)
+        p = subprocess.CompletedProcess([], named.returncode, "", log.read_text())
+        assert "no checkpoint of step 8" in one_line_error(p)
     finally:
         holder.kill()
         holder.wait()

@@ -38,14 +38,16 @@ REWARD_RUN = CHAR_PARENT + "; " + _sh(stage(
 HOLD_LOCK = ("(python -c \"import fcntl,sys,time; f=open('{d}/parent/run.lock','a+'); "
              "fcntl.flock(f,fcntl.LOCK_EX); time.sleep(60)\" &) ; sleep 2")
 SHARED_SETUPS = [PARENT, CHAR_PARENT, REWARD_RUN]   # made once per probe (robustness_probe.prepare)
-SWEEP = ["sweep", "--config", CONFIG, "--workdir", "{w}", *TINY]
+# the sweep's metric is val/loss: the trials evaluate (TINY's eval.every=0 would be refused)
+SWEEP = ["sweep", "--config", CONFIG, "--workdir", "{w}",
+         *[a for a in TINY if not a.startswith("--config.eval.every")], "--config.eval.every=4"]
 
 CASES_CHAINS = [
     ("fine-tune from a parent of another depth", train(
         "--config.init_from.workdir={d}/parent", "--config.model.num_layers=2"), PARENT),
     ("fine-tune from a parent of another width", train(
         "--config.init_from.workdir={d}/parent", "--config.model.embed_dim=64"), PARENT),
-    ("fine-tune with another tokenizer of the same size (char, 256 ids)", train(
+    ("fine-tune with another tokenizer (char, fit on the same text)", train(
         "--config.init_from.workdir={d}/parent", "--config.data.tokenizer=char"), PARENT),
     ("fine-tune from a parent that is still training (its run.lock held)", train(
         "--config.init_from.workdir={d}/parent"), PARENT + "; " + HOLD_LOCK),

@@ -26,8 +26,10 @@ def _run(cmd, env, **kw):
 
 
 def _start(cmd, env):
+    # SIGINT as a terminal delivers it: a probe started in the background inherits it ignored
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=default_sigint)
 
 
 def _wait_for(condition, proc, timeout=300) -> bool:
@@ -177,7 +179,8 @@ def disk_full_on_rerun(d, env):
 def sigterm_sweep_between_trials(d, env):
     w = os.path.join(d, "w")
     cmd = [sys.executable, "-m", "pretrainx.main", "sweep", "--config", CONFIG, "--workdir", w,
-           "--trials", "3", *TINY]
+           "--trials", "3", *[a for a in TINY if not a.startswith("--config.eval.every")],
+           "--config.eval.every=4"]
     proc = _start(cmd, env)
     lines = []
     for line in proc.stdout:

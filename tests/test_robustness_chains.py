@@ -6,6 +6,7 @@ The runs are the tiny byte-level GPT of tests/test_cli.py (1 layer, width 32, 4 
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,6 +68,12 @@ def wait_until(condition, proc, what, timeout=300):
         if time.time() - t0 > timeout:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+def remove(path):
+    """rm -r a folder a live run may be writing into (a file made meanwhile: try again)."""
+    while os.path.exists(path):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def start(cmd):
@@ -180,7 +187,7 @@ def test_checkpoints_deleted_while_training_and_before_reruns(tmp_path):
     proc = start(train_cmd(tmp_path, *flags))
     try:
         wait_until(lambda: (tmp_path / "checkpoints" / "20").is_dir(), proc, "checkpoint 20")
-        subprocess.run(["rm", "-rf", str(tmp_path / "checkpoints")], check=True)
+        remove(tmp_path / "checkpoints")
         _, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
@@ -191,7 +198,7 @@ def test_checkpoints_deleted_while_training_and_before_reruns(tmp_path):
     assert "was deleted while the run trained" in err or "were deleted while the run trained" in err
     assert "60" in os.listdir(tmp_path / "checkpoints")
     # 2. deleted after the run, rerun with more steps: resumes from the best checkpoint, rows kept
-    subprocess.run(["rm", "-rf", str(tmp_path / "checkpoints")], check=True)
+    remove(tmp_path / "checkpoints")
     best = int(os.listdir(tmp_path / "checkpoints_best")[0])
     p = run(train_cmd(tmp_path, *flags[1:], "--config.train.steps=70"))
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-3000:]
@@ -200,7 +207,7 @@ def test_checkpoints_deleted_while_training_and_before_reruns(tmp_path):
     assert train_steps == list(range(10, 80, 10))   # kept up to the best, trained again after
     # 3. both folders gone: refused, one line, metrics.jsonl untouched
     for sub in ("checkpoints", "checkpoints_best"):
-        subprocess.run(["rm", "-rf", str(tmp_path / sub)], check=True)
+        remove(tmp_path / sub)
     before = (tmp_path / "metrics.jsonl").read_bytes()
     line = one_line_error(run(train_cmd(tmp_path, *flags[1:], "--config.train.steps=80")))
     assert "CheckpointError" in line and "checkpoints/ is gone" in line, line

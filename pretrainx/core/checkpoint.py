@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import sys
 import time
 
 import jax
@@ -116,6 +117,21 @@ def _manager(directory: str, options: ocp.CheckpointManagerOptions) -> ocp.Check
                                  options=options)
 
 
+WRITE_FAILURES = ("Failed writing", "No space left", "File too large", "Read-only file system")
+
+
+def raise_write_failure(directory) -> None:
+    """Inside ``except``: a save that could not write (a full disk, a file size limit, a
+    read-only folder) is one line naming the folder and the system's reason; anything else is
+    re-raised as it is (a bug keeps its traceback)."""
+    e = sys.exc_info()[1]
+    text = " ".join(str(e).split())
+    if not (isinstance(e, OSError) or any(w in text for w in WRITE_FAILURES)):
+        raise e
+    raise CheckpointError(f"a checkpoint could not be written under {directory} (disk full, a "
+                          f"file size limit or a read-only folder?): {text}") from None
+
+
 class Checkpointer:
     def __init__(self, workdir: str, ckpt_config):
         self.workdir = workdir
@@ -178,7 +194,7 @@ class Checkpointer:
             gone = [s for s in manager.all_steps() if s != step and
                     not os.path.isdir(os.path.join(manager.directory, str(s)))]
             if not gone:
-                raise
+                raise_write_failure(manager.directory)
             # the folder went while an async save was writing into it: that save is lost
             log.warning("checkpoints %s of %s were deleted while the run trained (a save into "
                         "them failed): saving step %d anew", gone, manager.directory, step)
@@ -255,7 +271,7 @@ class Checkpointer:
                 manager.wait_until_finished()
             except Exception:  # noqa: BLE001 - told apart: a deleted folder is the user's doing
                 if os.path.isdir(manager.directory):
-                    raise
+                    raise_write_failure(manager.directory)
                 raise CheckpointError(f"{manager.directory} was deleted while a save was "
                                       f"writing into it; rerun the same command to resume from "
                                       f"what is left") from None

@@ -3,7 +3,6 @@ signals and faults around the last eval, deleted checkpoints and sweeps, and the
 user error from a bug by its type. Each class tries at least three members.
 
 The runs are the tiny byte-level GPT of tests/test_cli.py (1 layer, width 32, 4 steps)."""
-import fcntl
 import json
 import os
 import shutil

@@ -1,7 +1,14 @@
-"""Run every bad input of experiments/robustness.md through ``pretrainx`` and print the table rows:
-the command, the exit code, the last line on stderr.
+"""Run every table of experiments/robustness.md through ``pretrainx`` and print the rows (the
+command, the exit code, what the user reads) and then the counts: tracebacks, silent or wrong
+results, clear errors (a one-line error, or exit 0 with a warning saying what was tolerated),
+survived faults. The bar is 0 tracebacks and 0 silent.
 
-  python experiments/robustness_probe.py [--only SUBSTRING ...] > /tmp/probe.md
+  python experiments/robustness_probe.py [--only SUBSTRING ...] [--table NAME ...] > /tmp/probe.md
+
+Tables: ``CASES`` (issue 9's bad inputs), ``CASES_INPUTS`` (issue 24 part A: readers, objective
+ranges, tools; present once that branch is merged), ``CASES_CHAINS`` (issue 24 part B: chains,
+sweeps; robustness_cases.py) and ``FAULTS`` (signals, kills, deleted files: each a function that
+injects the fault for real and checks what survived; robustness_faults.py).
 
 Each case runs in a fresh temporary workdir on the tiny byte-level GPT of tests/test_cli.py (the
 standard library's source as text), so it needs no data file and finishes in seconds.
@@ -11,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -253,38 +261,116 @@ CASES_INPUTS = [
 ]
 
 
-def run_case(what, argv, setup, env):
+def classify(code: int, stderr: str, stdout: str, expect_ok: bool = False) -> str:
+    """traceback | clear | silent: a bad input must end in one error line (exit 2) or exit 0
+    with a warning (or the usage it was asked for); ``expect_ok``: a case that must succeed."""
+    if "Traceback" in stderr:
+        return "traceback"
+    if expect_ok:
+        return "clear" if code == 0 else "silent"
+    said = any(line.startswith("WARNING") for line in stderr.splitlines())
+    if code == 2 and "pretrainx: error:" in stderr:
+        return "clear"
+    if code == 0 and (said or "usage:" in stdout + stderr):
+        return "clear"
+    return "silent"
+
+
+def last_said(stderr: str, stdout: str) -> str:
+    """The error, else the last warning (a tolerated input must say so), else the last line."""
+    err = [line for line in stderr.strip().splitlines() if line.strip()]
+    said = [line for line in err if line.startswith(("pretrainx:", "WARNING"))]
+    return (said or err or stdout.strip().splitlines() or [""])[-1]
+
+
+#: setups many cases start with (a trained run): made once per probe, copied into each case
+SHARED_SETUPS: list[str] = [TRAINED]
+_made: dict[str, str] = {}
+
+
+def _shell(script: str, d: str, env) -> None:
+    """``script`` with {w} = d/w and {d} = d; "python" is this interpreter (the one with
+    pretrainx's dependencies)."""
+    script = script.replace("{w}", os.path.join(d, "w")).replace("{d}", d)
+    subprocess.run(script.replace("python ", shlex.quote(sys.executable) + " "), shell=True,
+                   cwd=ROOT, env=env, check=False)
+
+
+def prepare(setup: str, d: str, env) -> None:
+    """Run ``setup`` in ``d``; a shared setup it starts with is made once and copied."""
+    shared = max((s for s in SHARED_SETUPS if setup.startswith(s)), key=len, default="")
+    if shared:
+        if shared not in _made:
+            _made[shared] = tempfile.mkdtemp(prefix="probe_shared_")
+            _shell(shared, _made[shared], env)
+        shutil.copytree(_made[shared], d, dirs_exist_ok=True, symlinks=True)
+        setup = setup[len(shared):].lstrip("; ")
+    if setup:
+        _shell(setup, d, env)
+
+
+def run_case(what, argv, setup, env, expect_ok=False):
     with tempfile.TemporaryDirectory() as d:
         w = os.path.join(d, "w")
         fill = lambda s: s.replace("{w}", w).replace("{d}", d)
-        if setup:   # "python" there is this interpreter (the one with pretrainx's dependencies)
-            script = fill(setup).replace("python ", shlex.quote(sys.executable) + " ")
-            subprocess.run(script, shell=True, cwd=ROOT, env=env, check=False)
+        prepare(setup, d, env)
         cmd = [sys.executable, "-m", "pretrainx.main", *[fill(a) for a in argv]]
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    err = [line for line in p.stderr.strip().splitlines() if line.strip()]
-    tb = any(line.startswith("Traceback") for line in err)
-    # the error, else the last warning (a tolerated input must say so), else the last line
-    said = [line for line in err if line.startswith(("pretrainx:", "WARNING"))]
-    last = (said or err or p.stdout.strip().splitlines() or [""])[-1]
+    kind = classify(p.returncode, p.stderr, p.stdout, expect_ok)
     # the tiny flags every case shares are left out; $SMOKE stands for the smoke config
     shown = " ".join("$SMOKE" if a == CONFIG else a.replace("|", "\\|")
                      for a in argv if a not in TINY)
-    return f"| {what} | `pretrainx {shown}` | {p.returncode}{' (traceback)' if tb else ''} | {last[:240]} |"
+    tb = " (traceback)" if kind == "traceback" else ""
+    said = last_said(p.stderr, p.stdout).replace(w, "{w}").replace(d, "{d}")
+    row = f"| {what} | `pretrainx {shown}` | {p.returncode}{tb} | {said[:240]} |"
+    return row, kind
+
+
+def tables():
+    """(name, cases) of every table; a case is (what, argv, setup[, expect_ok])."""
+    import robustness_cases   # experiments/: the chain and sweep cases of issue 24 part B
+    SHARED_SETUPS.extend(robustness_cases.SHARED_SETUPS)
+    return [("bad inputs (issue 9)", CASES),
+            # part A's table (issue 24: readers, objective ranges, tools), once merged
+            ("inputs (issue 24 A)", globals().get("CASES_INPUTS", [])),
+            ("chains and sweeps (issue 24 B)", robustness_cases.CASES_CHAINS)]
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--only", action="append", default=[],
                    help="run the cases whose name holds this text (repeatable)")
+    p.add_argument("--table", action="append", default=[],
+                   help="run the tables whose name holds this text (repeatable; 'faults' too)")
     args = p.parse_args()
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
            "JAX_PLATFORMS": "cpu"}
-    print("| input | command | exit | what pretrainx says (last line of stderr) |")
-    print("|---|---|---|---|")
-    for what, argv, setup in CASES + CASES_INPUTS:
-        if not args.only or any(o in what for o in args.only):
-            print(run_case(what, argv, setup, env), flush=True)
+    env.pop("PRETRAINX_DEBUG", None)
+    pick = lambda name, items: [c for c in items if not args.only or any(o in c[0] for o in args.only)] \
+        if not args.table or any(t in name for t in args.table) else []
+    counts = {"traceback": 0, "silent": 0, "clear": 0, "survived": 0}
+    for name, cases in tables():
+        chosen = pick(name, cases)
+        if chosen:
+            print(f"\n### {name}\n\n| input | command | exit | what pretrainx says (last line "
+                  f"of stderr) |\n|---|---|---|---|", flush=True)
+        for case in chosen:
+            row, kind = run_case(*case[:3], env, *case[3:])
+            counts[kind] += 1
+            print(row, flush=True)
+    import robustness_faults   # experiments/: each fault injected for real, then checked
+    chosen = pick("faults", robustness_faults.FAULTS)
+    if chosen:
+        print("\n### faults\n\n| fault | exit codes | outcome | what pretrainx says |\n"
+              "|---|---|---|---|", flush=True)
+    for what, inject in chosen:
+        with tempfile.TemporaryDirectory() as d:
+            codes, ok, said, stderr = inject(d, env)
+        kind = "traceback" if "Traceback" in stderr else ("survived" if ok else "silent")
+        counts[kind] += 1
+        print(f"| {what} | {codes} | {kind} | {said[:240]} |", flush=True)
+    print(f"\ncounts: {counts['traceback']} tracebacks, {counts['silent']} silent or wrong, "
+          f"{counts['clear']} clear errors, {counts['survived']} survived faults", flush=True)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,10 @@ from pretrainx.errors import UserError
 USAGE = __doc__
 
 #: exit codes: 0 done, 1 a bug (traceback), 2 a one-line user error, 75 stopped by SIGTERM after
-#: saving (rerun to resume; pretrainx.run.preemption.PREEMPTED_EXIT_CODE)
+#: saving (rerun to resume; pretrainx.run.preemption.PREEMPTED_EXIT_CODE), 130 interrupted by
+#: Ctrl-C (128 + SIGINT, as a shell reports it)
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 # A missing or unreadable file is the user's to fix wherever it surfaces.
 _FILE_ERRORS = (FileNotFoundError, PermissionError)
@@ -205,7 +207,7 @@ def _pairs(argv: list[str]) -> int:
 
 def _sweep(argv: list[str]) -> int:
     from pretrainx.config import load as config_lib
-    from pretrainx.tools import sweep, sweep_def
+    from pretrainx.tools import sweep, sweep_def, sweep_worker
     p = argparse.ArgumentParser(prog="pretrainx sweep",
                                 epilog="--config.KEY=VALUE overrides the base config of every trial")
     p.add_argument("--config", required=True, help="config file with get_sweep(arg): FILE.py[:arg]")
@@ -236,7 +238,8 @@ def _sweep(argv: list[str]) -> int:
     except KeyboardInterrupt as e:   # SIGTERM or Ctrl-C: the trial saved and was re-queued
         print(f"pretrainx: sweep stopped ({e or 'interrupted'}); rerun the same command to resume",
               file=sys.stderr)
-        return 130
+        # SIGTERM (a scheduler's preemption) exits as `train` does: 75, "try again later"
+        return 75 if isinstance(e, sweep_worker.Interrupted) else EXIT_INTERRUPTED
 
 
 def _plot(argv: list[str]) -> int:
@@ -325,6 +328,12 @@ def cli(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return COMMANDS[argv[0]](argv[1:]) or 0
+    except KeyboardInterrupt:   # Ctrl-C: the user's own stop, not a bug; saves begun have landed
+        if os.environ.get("PRETRAINX_DEBUG"):
+            raise
+        print(f"pretrainx: interrupted (Ctrl-C); rerun the same command to resume from the last "
+              f"checkpoint (exit {EXIT_INTERRUPTED})", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (UserError, *_FILE_ERRORS) as e:   # anything else is a bug: it keeps its traceback
         if os.environ.get("PRETRAINX_DEBUG"):
             raise

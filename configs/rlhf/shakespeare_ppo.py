@@ -25,6 +25,7 @@ def get_config(arg: str = ""):
     c.init_from.mapping = (("params", "params/policy"), ("params", "frozen/reference"),
                            ("params", "params/value/backbone"))
     c.init_from.also.reward = base.init_from((("params", "frozen/reward"),))
+    c.init_from.also.reward.agree = (("reward.pool", "ppo.reward_pool"),)   # scored as it was trained
     c = base.change(c, {"batch_size": 32,   # rollouts (prompts) per step
                         "eval.batch_size": 32, "eval.num_batches": 2,
                         "data.seq_len": 16,  # the prompt: a window of 16 characters

@@ -87,6 +87,7 @@ def init_from(mapping=(("params", "params"),)) -> ml_collections.ConfigDict:
     i.workdir = ""                    # "": from scratch; a run's workdir: load it (unless resuming)
     i.step = "latest"                 # "latest" | "best" | a step number, e.g. "2000"
     i.mapping = mapping               # (source subtree, target subtree) pairs
+    i.agree = ()                      # (source run's key, this run's key) pairs that must be equal
     return i
 
 

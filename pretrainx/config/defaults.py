@@ -46,6 +46,8 @@ def with_defaults(config) -> ml_collections.ConfigDict:
     """A copy of ``config`` with every field it lacks set to its preset's value (module docstring)."""
     filled = ml_collections.ConfigDict(config.to_dict() if hasattr(config, "to_dict") else config)
     _fill(filled, base.runner(""))           # no objective is filled: a run always names one
+    for name in filled.init_from.also:       # each further source reads as an init_from section
+        _fill(filled.init_from.also[name], base.init_from())
     for name, preset in SECTIONS.items():
         if name in filled:
             _fill(filled[name], preset())

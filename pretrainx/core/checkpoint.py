@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
+import sys
 import time
 
 import jax
@@ -43,6 +45,35 @@ def has_checkpoint(workdir: str) -> bool:
     """Whether ``workdir`` holds a step checkpoint (a run to resume, not one to start)."""
     directory = rundir.path(workdir, rundir.CHECKPOINTS)
     return os.path.isdir(directory) and any(s.isdigit() for s in os.listdir(directory))
+
+
+def recover_deleted_checkpoints(workdir: str) -> None:
+    """Before a rerun reads ``workdir``: when its step checkpoints are gone (``checkpoints/``
+    deleted) but the run logged steps, a silent restart from step 0 would drop every row and
+    later collide with ``checkpoints_best/`` (StepAlreadyExistsError). The best checkpoint, a
+    whole state with its data position, is copied back as the step to resume; with none, the
+    rerun is refused and nothing is touched. An empty ``checkpoints/`` and no best is a run that
+    crashed before its first save: it starts over, as always."""
+    latest_dir = rundir.path(workdir, rundir.CHECKPOINTS)
+    if has_checkpoint(workdir) or jax.process_index() != 0:
+        return
+    best = sorted(int(s) for s in rundir.kept_checkpoint_steps(
+        rundir.path(workdir, rundir.CHECKPOINTS_BEST)))
+    if best:
+        os.makedirs(latest_dir, exist_ok=True)
+        shutil.copytree(rundir.path(workdir, os.path.join(rundir.CHECKPOINTS_BEST, str(best[-1]))),
+                        os.path.join(latest_dir, str(best[-1])))
+        log.warning("%s holds no step checkpoint (deleted?): resuming from the best one, step %d "
+                    "(copied from %s); steps after it are trained again", latest_dir, best[-1],
+                    rundir.CHECKPOINTS_BEST)
+        return
+    logged = [int(r.get("step", 0)) for r in rundir.read_rows(workdir)] if rundir.has_metrics(
+        workdir) else []
+    if not os.path.isdir(latest_dir) and max(logged, default=0) > 0:
+        raise CheckpointError(
+            f"{workdir} logged steps up to {max(logged)} but its {rundir.CHECKPOINTS}/ is gone: "
+            f"nothing to resume from and nothing was changed; restore it, or move "
+            f"{rundir.METRICS} away to start over here")
 
 
 def without_frozen(state):
@@ -86,6 +117,21 @@ def _manager(directory: str, options: ocp.CheckpointManagerOptions) -> ocp.Check
                                  options=options)
 
 
+WRITE_FAILURES = ("Failed writing", "No space left", "File too large", "Read-only file system")
+
+
+def raise_write_failure(directory) -> None:
+    """Inside ``except``: a save that could not write (a full disk, a file size limit, a
+    read-only folder) is one line naming the folder and the system's reason; anything else is
+    re-raised as it is (a bug keeps its traceback)."""
+    e = sys.exc_info()[1]
+    text = " ".join(str(e).split())
+    if not (isinstance(e, OSError) or any(w in text for w in WRITE_FAILURES)):
+        raise e
+    raise CheckpointError(f"a checkpoint could not be written under {directory} (disk full, a "
+                          f"file size limit or a read-only folder?): {text}") from None
+
+
 class Checkpointer:
     def __init__(self, workdir: str, ckpt_config):
         self.workdir = workdir
@@ -119,20 +165,56 @@ class Checkpointer:
             save_frozen(self.workdir, state.frozen)
             self.frozen_saved = True
 
+    def _check_present(self, manager: ocp.CheckpointManager, step: int) -> None:
+        """A checkpoint folder deleted under the run: said in one line, made again, and the
+        manager's list of kept steps read anew (else Orbax fails later on the vanished steps)."""
+        if os.path.isdir(manager.directory):
+            return
+        try:
+            manager.wait_until_finished()    # a save in flight into the deleted folder
+        except Exception:  # noqa: BLE001 - its step is lost with the folder; said below
+            pass
+        if jax.process_index() == 0:
+            log.warning("%s was deleted while the run trained (the steps it held are gone): made "
+                        "it again; saving step %d there", manager.directory, step)
+            os.makedirs(manager.directory, exist_ok=True)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices("pretrainx_checkpoints_remade")
+        manager.reload()
+
+    def _saving(self, manager: ocp.CheckpointManager, step: int, save) -> None:
+        """``save()`` into ``manager``: an Orbax failure because saved steps vanished from disk
+        (the folder deleted and recreated under an async save) is one line, not a traceback."""
+        self._check_present(manager, step)
+        try:
+            manager.check_for_errors()
+            save()
+        except Exception:  # noqa: BLE001 - told apart: steps deleted under the run
+            gone = [s for s in manager.all_steps() if s != step and
+                    not os.path.isdir(os.path.join(manager.directory, str(s)))]
+            if not gone:
+                raise_write_failure(manager.directory)
+            # the folder went while an async save was writing into it: that save is lost
+            log.warning("checkpoints %s of %s were deleted while the run trained (a save into "
+                        "them failed): saving step %d anew", gone, manager.directory, step)
+            os.makedirs(manager.directory, exist_ok=True)
+            manager.reload()
+            save()
+
     def save(self, step: int, state, data_state: DataState, metrics: dict | None = None) -> None:
         """Async save; errors of an earlier async save surface here, never silently."""
-        self.latest.check_for_errors()
         self._save_frozen_once(state)
-        self.latest.save(step, args=self._args(without_frozen(state), data_state, metrics),
-                         force=True)
+        self._saving(self.latest, step, lambda: self.latest.save(
+            step, args=self._args(without_frozen(state), data_state, metrics), force=True))
 
     def save_best(self, step: int, state, data_state: DataState, metrics: dict) -> None:
         if self.best is None or self.best_metric not in metrics:
             return
-        self.best.check_for_errors()
         self._save_frozen_once(state)
-        self.best.save(step, args=self._args(without_frozen(state), data_state, metrics),
-                       metrics={self.best_metric: float(metrics[self.best_metric])}, force=True)
+        self._saving(self.best, step, lambda: self.best.save(
+            step, args=self._args(without_frozen(state), data_state, metrics),
+            metrics={self.best_metric: float(metrics[self.best_metric])}, force=True))
 
     def check_best_metric(self, scalars: dict) -> str | None:
         """After the first eval: a ``best_metric`` the eval never reports would keep no best
@@ -180,10 +262,19 @@ class Checkpointer:
         self.latest.reload()
 
     def wait(self) -> None:
-        """Block until async saves finish; raises if one failed."""
-        self.latest.wait_until_finished()
-        if self.best is not None:
-            self.best.wait_until_finished()
+        """Block until async saves finish; raises if one failed (one line when its folder was
+        deleted under it)."""
+        for manager in (self.latest, self.best):
+            if manager is None:
+                continue
+            try:
+                manager.wait_until_finished()
+            except Exception:  # noqa: BLE001 - told apart: a deleted folder is the user's doing
+                if os.path.isdir(manager.directory):
+                    raise_write_failure(manager.directory)
+                raise CheckpointError(f"{manager.directory} was deleted while a save was "
+                                      f"writing into it; rerun the same command to resume from "
+                                      f"what is left") from None
 
     def close(self) -> None:
         self.latest.close()

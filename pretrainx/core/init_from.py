@@ -17,27 +17,42 @@ Several runs: ``init_from.also.NAME`` holds further (workdir, step, mapping) sou
 after the main one in name order, e.g. ``c.init_from.also.reward.workdir = "workdirs/rm"`` with
 ``mapping = (("params", "frozen/reward"),)`` (``InitFrom.all_from_config``).
 
+Before anything is read, ``check_source`` compares the source run's ``config.json`` and saved
+tokenizer with this run (``MODEL_KEYS``, the tokenizer's token strings, the section's ``agree``
+pairs) and refuses a source that is still training unless ``step`` names a step (then it waits
+for that step). ``apply`` refuses to load nothing: a mapping that fills no array is an error.
+
 Applied only when the run's workdir has no checkpoint of its own: a resumed run restores its own
 state and never reads the other run again (``train.run``).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
+import time
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 from pretrainx.core import checkpoint as checkpoint_lib
+from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.errors import UserError
-from pretrainx.run import rundir
+from pretrainx.run import lock as lock_lib, rundir
 
 log = logging.getLogger(__name__)
 
 SOURCE_ROOTS = ("params", "ema_params", "frozen")
 TARGET_ROOTS = ("params", "frozen")
+# The model fields that decide what a loaded array means: a source that differs in one of them
+# is another model (a BERT under a GPT head, 2 layers under 4), even where some shapes agree.
+MODEL_KEYS = ("arch", "name", "vocab_size", "embed_dim", "num_layers", "num_decoder_layers",
+              "num_heads", "num_kv_heads", "head_size", "mlp_dim", "mlp_activation", "rope",
+              "tie_embeddings", "use_bias", "image_shape", "ch", "ch_mult", "num_res_blocks",
+              "attn_resolutions", "norm_groups", "patch_size", "hidden_size", "depth", "mlp_ratio")
+WAIT_POLL_S = 2.0            # how often a named step of a running source is looked for
 
 
 class InitFromError(UserError):
@@ -49,6 +64,7 @@ class InitFrom:
     workdir: str
     step: str = "latest"
     mapping: tuple[tuple[str, str], ...] = (("params", "params"),)
+    agree: tuple[tuple[str, str], ...] = ()   # (source run's key, this run's key) to be equal
 
     @classmethod
     def from_config(cls, config) -> "InitFrom | None":
@@ -64,7 +80,8 @@ class InitFrom:
             if src.split("/")[0] not in SOURCE_ROOTS or dst.split("/")[0] not in TARGET_ROOTS:
                 raise InitFromError(f"init_from.mapping pair ({src!r}, {dst!r}): a source starts "
                                     f"with one of {SOURCE_ROOTS}, a target with one of {TARGET_ROOTS}")
-        return cls(str(c.workdir), str(c.step), mapping)
+        agree = tuple((str(s), str(d)) for s, d in c.agree)
+        return cls(str(c.workdir), str(c.step), mapping, agree)
 
     @classmethod
     def all_from_config(cls, config) -> "list[InitFrom]":
@@ -100,6 +117,73 @@ def _step_dir(workdir: str, step: str) -> tuple[str, int]:
                         f"{steps(rundir.CHECKPOINTS) + steps(rundir.CHECKPOINTS_BEST)})")
 
 
+def check_source(opts: InitFrom, config, tokenizer) -> None:
+    """Refuse a source whose arrays would mean something else here, before reading any: another
+    model (``MODEL_KEYS`` of its config.json), another vocabulary (its saved tokenizer's token
+    strings must start this run's), a setting this run relies on (``agree``); and a source that
+    is still training, unless ``step`` names a step (then wait for that step)."""
+    if not os.path.isdir(opts.workdir):
+        raise InitFromError(f"init_from.workdir {opts.workdir!r} does not exist")
+    _wait_if_training(opts)
+    saved = rundir.read_config(opts.workdir)
+    if saved is None:
+        log.warning("init_from: %s has no %s: its model and settings cannot be checked",
+                    opts.workdir, rundir.CONFIG)
+    else:
+        theirs, ours = rundir.flatten(saved), rundir.flatten(json.loads(config.to_json()))
+        pairs = [(f"model.{k}", f"model.{k}") for k in MODEL_KEYS] + list(opts.agree)
+        differ = [f"{s}={theirs[s]!r} there, {d}={ours[d]!r} here" for s, d in pairs
+                  if s in theirs and d in ours and not rundir.same_value(theirs[s], ours[d])]
+        differ += [f"{s} missing there" for s, d in opts.agree if s not in theirs]
+        if differ:
+            raise InitFromError(f"init_from: {opts.workdir} was trained with other settings than "
+                                f"this run relies on ({'; '.join(differ[:4])}); load a matching "
+                                f"run or set this run's fields to the source's")
+    _check_tokenizer(opts.workdir, tokenizer)
+
+
+def _check_tokenizer(workdir: str, tokenizer) -> None:
+    """The same ids must be the same strings: the source's token strings start this run's (this
+    run may append special tokens). Sizes alone would pass two char sets of one length."""
+    file = rundir.path(workdir, tokenizer_lib.FILENAME)
+    if tokenizer is None or not os.path.exists(file):
+        return                       # an image run, or a source that saved no tokenizer
+    theirs, ours = tokenizer_lib.load(file).token_strings(), tokenizer.token_strings()
+    if ours[:len(theirs)] == theirs:
+        return
+    if len(ours) < len(theirs):
+        where = f"it has {len(theirs)} tokens, this run {len(ours)}"
+    else:
+        i = next(i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b)
+        where = f"id {i} is {theirs[i]!r} there and {ours[i]!r} here"
+    raise InitFromError(f"init_from: the tokenizer of {workdir} is not this run's ({where}); "
+                        f"use it here with --config.data.tokenizer={workdir}")
+
+
+def _wait_if_training(opts: InitFrom) -> None:
+    """A running source's "latest" is whatever it saved last and may vanish (checkpoint.keep):
+    refused. A named step is waited for until it is saved (or the source stops)."""
+    holder = lock_lib.holder_if_held(opts.workdir)
+    if holder is None:
+        return
+    who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+    if not opts.step.isdigit():
+        raise InitFromError(
+            f"init_from: {opts.workdir} is still training ({who}); wait for it to finish, or name "
+            f"one of its steps with init_from.step=N to start from that step")
+    log.warning("init_from: %s is still training (%s): waiting for its step %s", opts.workdir,
+                who, opts.step)
+    while lock_lib.holder_if_held(opts.workdir) is not None:
+        if _saved_steps(opts.workdir).count(int(opts.step)):
+            return
+        time.sleep(WAIT_POLL_S)
+
+
+def _saved_steps(workdir: str) -> list[int]:
+    return [int(s) for sub in (rundir.CHECKPOINTS, rundir.CHECKPOINTS_BEST)
+            for s in rundir.kept_checkpoint_steps(os.path.join(workdir, sub))]
+
+
 def _read_numpy(directory: str, roots: list[str] | None) -> dict:
     """The subtrees ``roots`` of the pytree checkpoint in ``directory`` (all when None), as numpy
     arrays on the host: no sharding of the other run is needed to read them."""
@@ -120,8 +204,15 @@ def read_source(opts: InitFrom) -> tuple[dict, int]:
     step_dir, step = _step_dir(opts.workdir, opts.step)
     roots = sorted({src.split("/")[0] for src, _ in opts.mapping})
     # absolute: Orbax's metadata() of a relative path finds no tree (init_from.workdir="workdirs/x")
-    source = _read_numpy(os.path.abspath(os.path.join(step_dir, "state")),
-                         [r for r in roots if r != "frozen"])
+    try:
+        source = _read_numpy(os.path.abspath(os.path.join(step_dir, "state")),
+                             [r for r in roots if r != "frozen"])
+    except Exception:   # noqa: BLE001 - a step vanishing under the reader is told apart below
+        if os.path.isdir(step_dir):
+            raise
+        raise InitFromError(f"init_from: step {step} of {opts.workdir} was deleted while it was "
+                            f"read (that run rotates its checkpoints); name a step it keeps, "
+                            f"e.g. a checkpoints_best one") from None
     if "frozen" in roots:
         frozen_dir = os.path.join(opts.workdir, checkpoint_lib.FROZEN_DIR)
         if not os.path.isdir(frozen_dir):
@@ -179,6 +270,11 @@ def apply(state, objective, opts: InitFrom):
     target = {"params": abstract(state.params), "frozen": abstract(state.frozen)}
     source = objective.adapt_init_from(source, target)
     assigned = plan(source, target, opts.mapping)
+    if not assigned:   # else the run would train from scratch with only an INFO line
+        raise InitFromError(
+            f"init_from: no array of {opts.workdir} (step {step}) has a place in this run: the "
+            f"mapping {list(opts.mapping)} loads nothing once the objective has dropped what does "
+            f"not fit; is it a run of another model family?")
 
     def place(tree, root):
         flat, treedef = jax.tree_util.tree_flatten_with_path(tree)

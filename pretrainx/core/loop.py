@@ -27,6 +27,9 @@ from pretrainx.run import metrics as metrics_lib, preemption, trackers
 log = logging.getLogger(__name__)
 
 
+EVAL_MARK = "time/eval_s"     # every eval row of metrics.jsonl has it; train rows never
+
+
 class NonFiniteLossError(FloatingPointError):
     pass
 
@@ -105,10 +108,12 @@ class TrainLoop:
     """One invocation of the loop over a set-up, restored run (``train.run`` builds it)."""
 
     def __init__(self, built, config, workdir: str, ckpt, state, data_state: DataState, *,
-                 last_saved: int | None, stop_after: int | None, on_eval):
+                 last_saved: int | None, stop_after: int | None, on_eval,
+                 eval_first: bool = False):
         self.built, self.config, self.ckpt = built, config, ckpt
         self.state, self.data_state, self.last_saved = state, data_state, last_saved
         self.stop_after, self.on_eval = stop_after, on_eval
+        self.eval_first = eval_first   # the restored last step still lacks its final eval
         self.cadence = Cadence.of(config, ckpt.every)
         self.start = int(jax.device_get(state.step))
         self.batch = built.host_batch(built.dataset.train, data_state.next_index)
@@ -140,9 +145,12 @@ class TrainLoop:
 
     def run(self) -> RunResult:
         plan = None
-        check_every = self.config.train.preemption_check_every
-        try:
-            with preemption.PreemptionWatch(check_every) as watch:
+        # The watch spans ``finish`` too: a SIGTERM while the last saves land must not kill
+        # the process half-way through them.
+        with preemption.PreemptionWatch(self.config.train.preemption_check_every) as watch:
+            try:
+                if self.eval_first:
+                    plan = self.missed_final_eval(watch)
                 for step in range(self.start, self.cadence.total):
                     metrics = self.dispatch()
                     self.flush()                 # step n-1's metrics, now that step n is queued
@@ -167,11 +175,24 @@ class TrainLoop:
                     if plan.stop:
                         break
                 self.flush()
-        finally:
-            self.finish()
+            finally:
+                self.finish()
         return RunResult(state=self.state, history=self.history,
                          stopped_early=bool(plan and plan.stop),
                          preempted=bool(plan and plan.preempted))
+
+    def missed_final_eval(self, watch) -> StepPlan:
+        """A rerun of a run whose last step was saved without its eval (SIGTERM during it):
+        that eval now, its row and the best checkpoint; nothing is trained."""
+        done = self.cadence.total
+        log.warning("step %d was saved without its final eval (stopped during it): evaluating "
+                    "it now", done)
+        scalars = self.evaluate(done, watch)
+        if scalars is None:
+            return plan_step(done, self.cadence, preempted=True).eval_interrupted()
+        self.record_eval(done, scalars)
+        self.after_eval(done, scalars)
+        return plan_step(done, self.cadence)
 
     # --- the phases of a step, in the order the loop calls them ---------------------------------
 

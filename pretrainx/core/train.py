@@ -23,8 +23,8 @@ from pretrainx.core import checkpoint as checkpoint_lib, init_from, optim
 from pretrainx.core import sharding as sharding_lib, state as state_lib
 from pretrainx.core.batches import host_batch
 # NonFinite*Error: callers (tests, sweeps) catch them as train.X
-from pretrainx.core.loop import (NonFiniteLossError, NonFiniteStateError,  # noqa: F401
-                                 RunResult, TrainLoop)
+from pretrainx.core.loop import (EVAL_MARK, NonFiniteLossError,  # noqa: F401
+                                 NonFiniteStateError, RunResult, TrainLoop)
 from pretrainx.core.step import RNG_IMPLS, train_step
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.data.base import DataState
@@ -129,17 +129,18 @@ def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) ->
         return _run_locked(config, workdir, stop_after, on_eval)
 
 
-def _restore_or_init(ckpt, state, shardings, objective, config, workdir: str):
+def _restore_or_init(ckpt, state, built, config, workdir: str):
     """(state, data state, (state, data state, step) restored or None): the newest readable
     checkpoint; else ``init_from`` when set; else the fresh ``state``."""
     data_state = DataState()
-    restored = ckpt.restore(state_lib.abstract_state(state, shardings))
+    restored = ckpt.restore(state_lib.abstract_state(state, built.shardings))
     if restored is not None:        # resume wins over init_from: the run's own state is newer
         state, data_state, restored_step = restored
         log.info("resumed from step %d (next batch %d)", restored_step, data_state.next_index)
     else:
         for source in init_from.InitFrom.all_from_config(config):   # none: from scratch
-            state = init_from.apply(state, objective, source)
+            init_from.check_source(source, config, built.dataset.tokenizer)
+            state = init_from.apply(state, built.objective, source)
     total = int(config.train.steps)
     if restored is not None and restored[2] > total:
         # A run asked to stop before where it already is cannot be honoured (it exited 0 having
@@ -147,27 +148,39 @@ def _restore_or_init(ckpt, state, shardings, objective, config, workdir: str):
         raise config_check.ConfigError(
             f"{workdir} holds a run at step {restored[2]}, past train.steps={total}: nothing to "
             f"train (raise train.steps to go on)")
-    if restored is not None and restored[2] == total:   # a rerun of a finished run: said
+    if restored is not None and restored[2] == total and not final_eval_missing(config, workdir):
         log.warning("the run in %s has already trained its %d steps: nothing to do (raise "
-                    "train.steps to go on)", workdir, total)
+                    "train.steps to go on)", workdir, total)   # a rerun of a finished run: said
     return state, data_state, restored
 
 
+def final_eval_missing(config, workdir: str) -> bool:
+    """The run evaluates, but no eval of its last step was logged (a SIGTERM during that eval
+    saved the step without it): the rerun evaluates it, keeping the best checkpoint."""
+    total = int(config.train.steps)
+    if not config.eval.every or not rundir.has_metrics(workdir):
+        return False
+    return not any(int(r.get("step", -1)) == total and EVAL_MARK in r
+                   for r in rundir.read_rows(workdir))
+
+
 def _run_locked(config, workdir: str, stop_after, on_eval) -> RunResult:
+    checkpoint_lib.recover_deleted_checkpoints(workdir)
     changes = rundir.check_resume(workdir, config) if checkpoint_lib.has_checkpoint(workdir) else {}
     built = setup(config, workdir)
     state, built.state = built.state, None   # one reference, so a restore frees the fresh init
     ckpt = checkpoint_lib.Checkpointer(workdir, config.checkpoint)
     try:
-        state, data_state, restored = _restore_or_init(ckpt, state, built.shardings,
-                                                       built.objective, config, workdir)
+        state, data_state, restored = _restore_or_init(ckpt, state, built, config, workdir)
     except BaseException:
         ckpt.close()       # no manager left running behind the error the user reads
         raise
     restored_step = restored[2] if restored else None
     _rewrite_record(config, workdir, built.dataset, restored_step, changes)
     return TrainLoop(built, config, workdir, ckpt, state, data_state, last_saved=restored_step,
-                     stop_after=stop_after, on_eval=on_eval).run()
+                     stop_after=stop_after, on_eval=on_eval,
+                     eval_first=restored_step == int(config.train.steps)
+                     and final_eval_missing(config, workdir)).run()
 
 
 def _rewrite_record(config, workdir: str, dataset, restored_step: int | None, changes) -> None:

@@ -51,6 +51,20 @@ def _holder(path: str) -> dict:
         return {}
 
 
+def holder_if_held(workdir: str) -> dict | None:
+    """The holder ({pid, host, since}) of ``workdir``'s lock while a live run holds it; None
+    when no run trains there. Reads only: another run's workdir (``init_from``) is never written."""
+    path = os.path.join(workdir, FILENAME)
+    try:
+        with open(path) as f:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)   # released when the file closes
+            return None
+    except BlockingIOError:
+        return _holder(path) or {"pid": "?"}
+    except OSError:             # no lock file (an imported run, or one from before locks)
+        return None
+
+
 class WorkdirLock:
     """``with WorkdirLock(workdir):`` -- raises WorkdirError when another live run holds it."""
 

@@ -8,7 +8,9 @@ size, T sequence length).
 """
 from __future__ import annotations
 
+import logging
 import math
+import os
 import re
 import time
 
@@ -42,6 +44,8 @@ PEAK_BF16_FLOPS = (
     ("TPU v3", 61.5e12),     # 123 TFLOP/s per chip, 2 devices
     ("TPU v2", 22.5e12),     # 45 TFLOP/s per chip, 2 devices
 )
+
+log = logging.getLogger(__name__)
 
 
 def peak_flops_per_device(device_kind: str | None = None) -> float | None:
@@ -78,6 +82,7 @@ class MetricWriter:
         if not self.enabled:
             return
         self.trackers = trackers()
+        self.workdir = workdir
         self.jsonl = rundir.open_metrics(workdir)
         if tensorboard:
             from tensorboardX import SummaryWriter
@@ -87,6 +92,11 @@ class MetricWriter:
         if not self.enabled:
             return
         clean = {k: float(v) for k, v in scalars.items()}
+        if os.fstat(self.jsonl.fileno()).st_nlink == 0:   # deleted under the run: rows would vanish
+            log.warning("%s was deleted while the run trained: the rows before step %d are gone; "
+                        "writing a new one", rundir.path(self.workdir, rundir.METRICS), step)
+            self.jsonl.close()
+            self.jsonl = rundir.open_metrics(self.workdir)
         self.jsonl.write(rundir.metrics_line(step, clean))
         if self.tb is not None:
             for k, v in clean.items():

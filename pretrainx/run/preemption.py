@@ -24,6 +24,14 @@ import numpy as np
 PREEMPTED_EXIT_CODE = 75     # sysexits.h EX_TEMPFAIL
 DEFAULT_CHECK_EVERY = 10     # steps between multi-process agreements
 
+# A SIGTERM reached this process (through any watch): a caller that runs several runs in turn
+# (a sweep's trials) stops before the next one, even when the run that caught it had ended.
+_signalled = False
+
+
+def signalled() -> bool:
+    return _signalled
+
 
 class Preempted(Exception):
     """Raised inside an evaluation when SIGTERM arrives; the loop saves and stops."""
@@ -54,6 +62,8 @@ class PreemptionWatch:
             signal.signal(signal.SIGTERM, self._previous)
 
     def _handle(self, signum, frame):
+        global _signalled
+        _signalled = True
         self.raised = True
         if self._interruptible and jax.process_count() == 1:
             self._interruptible = False

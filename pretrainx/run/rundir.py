@@ -61,6 +61,7 @@ SAFE_CHANGES = (
     # which eval metric picks the best checkpoint: safe only while none is kept (a misspelt
     # metric keeps none; a kept one was ranked by the old metric, which Orbax would look up)
     "checkpoint.best_metric", "checkpoint.best_mode",
+    "eval.num_batches",             # how much held-out data an eval reads (same state trained)
     "mesh.*",                       # the same state restored onto another mesh (tested)
     "model.attention", "model.remat",   # the same math: another kernel, recomputation
     "sample.*",                     # what the text / image samples show; no metric
@@ -69,6 +70,10 @@ SAFE_CHANGES = (
     "data.sources",                 # a shards mixture's folders and weights: batches from the
                                     # resume step on draw with the new ones (logged, provenance)
 )
+
+
+#: safe changes only while no best checkpoint is kept: a kept one was ranked under the old value
+BEST_RANKING = ("checkpoint.best_metric", "checkpoint.best_mode", "eval.num_batches")
 
 
 class ConfigMismatchError(ConfigError):
@@ -91,7 +96,7 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def _same(old, new) -> bool:
+def same_value(old, new) -> bool:
     if old == new:
         return True
     # A run started before paths were stored absolute holds the path as it was given.
@@ -105,7 +110,7 @@ def config_changes(saved: dict, config) -> dict[str, tuple]:
     old = flatten(saved)
     new = flatten(json.loads(config.to_json()))
     return {k: (old[k], new[k]) for k in sorted(old.keys() & new.keys())
-            if not _same(old[k], new[k])}
+            if not same_value(old[k], new[k])}
 
 
 def read_config(workdir: str) -> dict | None:
@@ -142,7 +147,7 @@ def check_resume(workdir: str, config) -> dict[str, tuple]:
     changes = config_changes(saved, config)
     best_kept = kept_checkpoint_steps(path(workdir, CHECKPOINTS_BEST))
     unsafe = {k: v for k, v in changes.items()
-              if not is_safe_change(k) or (k.startswith("checkpoint.best_") and best_kept)}
+              if not is_safe_change(k) or (k in BEST_RANKING and best_kept)}
     if unsafe:
         shown = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(unsafe.items())[:4])
         more = f" (and {len(unsafe) - 4} more)" if len(unsafe) > 4 else ""

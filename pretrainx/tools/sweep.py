@@ -28,6 +28,7 @@ import time
 import warnings
 
 import optuna
+from optuna.trial import TrialState
 
 from pretrainx.config import load as config_lib
 
@@ -101,7 +102,8 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
 
 
-def launch_workers(argv: list[str], n: int, workdir: str, study: optuna.Study) -> int:
+def launch_workers(argv: list[str], n: int, workdir: str, study: optuna.Study, budget: int,
+                   total_steps: int) -> int:
     """Start ``n`` worker processes of this same command (each one trial at a time; on GPUs each
     sees one device) and wait for them, printing each trial as it finishes."""
     gpus = visible_gpus()
@@ -128,23 +130,57 @@ def launch_workers(argv: list[str], n: int, workdir: str, study: optuna.Study) -
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
                 signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
     try:
-        seen: set[int] = set()
-        while any(p.poll() is None for p in procs):
-            time.sleep(1.0)
-            trials = study.get_trials(deepcopy=False)
-            for t in trials:
-                if t.state.is_finished() and t.number not in seen:
-                    seen.add(t.number)
-                    if not t.user_attrs.get("surplus"):
-                        print(sweep_report.trial_line(trials, t), flush=True)
+        show_progress(procs, study, workdir, total_steps)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    codes = [p.wait() for p in procs]
+    return launcher_exit_code([p.wait() for p in procs], study, budget, workdir)
+
+
+RUNNING_EVERY_S = 10.0    # the running line is repeated at most this often while it changes
+
+
+def show_progress(procs, study: optuna.Study, workdir: str, total_steps: int) -> None:
+    """Until the workers exit: a line per finished or pruned trial, and a line of the running
+    trials with their last logged step whenever the set changes (else every RUNNING_EVERY_S)."""
+    seen: set[int] = set()
+    shown, shown_at, running_set = "", 0.0, set()
+    while any(p.poll() is None for p in procs):
+        time.sleep(1.0)
+        trials = study.get_trials(deepcopy=False)
+        for t in trials:
+            if t.state.is_finished() and t.number not in seen:
+                seen.add(t.number)
+                if not t.user_attrs.get("surplus"):
+                    print(sweep_report.trial_line(trials, t), flush=True)
+        now_running = {t.number for t in trials if t.state == TrialState.RUNNING}
+        line = sweep_report.running_line(trials, workdir, total_steps)
+        changed_set = now_running != running_set
+        if line and line != shown and (changed_set or time.time() - shown_at >= RUNNING_EVERY_S):
+            print(line, flush=True)
+            shown, shown_at, running_set = line, time.time(), now_running
+
+
+def launcher_exit_code(codes: list[int], study: optuna.Study, budget: int, workdir: str) -> int:
+    """75 when a worker was stopped by SIGTERM (rerun to resume); 0 when every trial of the
+    budget finished, whatever a worker's own code; else the first failing worker's code."""
+    from pretrainx.run.preemption import PREEMPTED_EXIT_CODE
+    logs = os.path.join(workdir, "workers")
+    if PREEMPTED_EXIT_CODE in codes:
+        return PREEMPTED_EXIT_CODE
+    trials = study.get_trials(deepcopy=False)
+    done = (len(sweep_worker.first_attempts(trials)) >= budget and
+            not any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials))
     bad = [c for c in codes if c != 0]
     if bad:
-        log.warning("worker exit codes %s; logs in %s", codes, os.path.join(workdir, "workers"))
-    return bad[0] if bad else 0
+        log.warning("worker exit codes %s; logs in %s", codes, logs)
+    return 0 if done or not bad else bad[0]
+
+
+def print_finished(study: optuna.Study, trial) -> None:
+    """Optuna callback of a worker: the finished (or pruned, failed) trial's line."""
+    if not trial.user_attrs.get("surplus"):
+        print(sweep_report.trial_line(study.get_trials(deepcopy=False), trial), flush=True)
 
 
 def run_sweep(spec: str, workdir: str, *, argv: list[str], overrides: dict | None = None,
@@ -177,10 +213,11 @@ def run_sweep(spec: str, workdir: str, *, argv: list[str], overrides: dict | Non
         study.sampler = sweep_worker.make_sampler(sweep, random.randrange(2**31))
     code = 0
     if parallel > 1:
-        code = launch_workers(argv, parallel, workdir, study)
+        code = launch_workers(argv, parallel, workdir, study, budget, int(base.train.steps))
     else:
         objective = sweep_worker.TrialObjective(sweep, base, workdir, budget)
-        sweep_worker.work(study, objective, max_retries=sweep.max_retries, heartbeat=heartbeat_on)
+        sweep_worker.work(study, objective, max_retries=sweep.max_retries, heartbeat=heartbeat_on,
+                          on_finished=print_finished)
     if report:
         paths = sweep_report.write(study, sweep, base, workdir, spec=spec, overrides=overrides or {})
         print(f"{len(paths)} result files in {workdir}: " + ", ".join(

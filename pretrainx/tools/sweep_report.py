@@ -32,8 +32,26 @@ def trial_line(trials, t) -> str:
     """One finished trial, numbered as in results.md (Optuna's own number in brackets)."""
     value = "" if t.value is None else f" value={t.value:.4f}"
     params = ", ".join(f"{k}={v!r}" for k, v in sorted(t.params.items()))
+    wall = ""
+    if t.datetime_start is not None and t.datetime_complete is not None:
+        wall = f" wall={(t.datetime_complete - t.datetime_start).total_seconds():.1f}s"
     return (f"trial {sweep_worker.point_index(trials, t):03d} (optuna {t.number}) "
-            f"{t.state.name}{value} {params}").rstrip()
+            f"{t.state.name}{value}{wall} {params}").rstrip()
+
+
+def running_line(trials, workdir: str, total_steps: int) -> str:
+    """The trials training now and the last step each logged: "running: trial 003 at step
+    40/100, trial 004 at step 10/100" ("" when none runs)."""
+    shown = []
+    for t in trials:
+        if t.state != TrialState.RUNNING or "workdir" not in t.user_attrs:
+            continue
+        run_dir = os.path.join(workdir, t.user_attrs["workdir"])
+        steps = [int(r["step"]) for r in rundir.read_rows(run_dir)
+                 if "step" in r] if rundir.has_metrics(run_dir) else []
+        shown.append(f"trial {sweep_worker.point_index(trials, t):03d} at step "
+                     f"{max(steps, default=0)}/{total_steps}")
+    return "running: " + ", ".join(shown) if shown else ""
 
 
 def rows(study: optuna.Study, sweep: sweep_def.Sweep, workdir: str) -> list[dict]:

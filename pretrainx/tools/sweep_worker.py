@@ -120,6 +120,8 @@ class TrialObjective:
         run_dir = os.path.join(self.workdir, "trials", f"{index:03d}")
         trial.set_user_attr("workdir", os.path.relpath(run_dir, self.workdir))
         trial.set_user_attr("start_step", _latest_checkpoint_step(run_dir))
+        print(f"running: trial {index:03d} (optuna {trial.number}) " + ", ".join(
+            f"{k}={v!r}" for k, v in sorted(overrides.items())), flush=True)
         config = config_lib.override(self.base, overrides)
         reported = set(me.intermediate_values)   # a retry inherits its first attempt's reports
 
@@ -246,21 +248,33 @@ def fail_dead_trials(study: optuna.Study, retry, lock: WorkerLock, *, unmarked: 
     return failed
 
 
+def retry_failed_callback(retry):
+    def retry_failed(study, frozen):
+        if frozen.state == TrialState.FAIL and not frozen.user_attrs.get("no_retry"):
+            retry(study, frozen)
+    return retry_failed
+
+
 def _frozen(study, number):
     return next(t for t in study.get_trials(deepcopy=True) if t.number == number)
 
 
 def work(study: optuna.Study, objective: TrialObjective, *, max_retries: int, poll_s: float = 2.0,
-         heartbeat: bool = False) -> None:
+         heartbeat: bool = False, on_finished=None) -> None:
     """Run trials until the study holds ``budget`` first attempts and none is running or queued.
 
-    Idle while others' trials run: one of them may yet fail and need a retry."""
-    retry = retry_callback(max_retries)
-    lock = WorkerLock(objective.workdir)
+    Idle while others' trials run: one of them may yet fail and need a retry. A SIGTERM at any
+    point (in a trial, between trials, while idle) stops the worker before it takes another trial
+    (``Interrupted``). ``on_finished(study, trial)``: called as each trial of this worker ends."""
+    from pretrainx.run import preemption    # jax: imported by a worker, not by `sweep --help`
+    with preemption.PreemptionWatch():
+        _work(study, objective, max_retries, poll_s, heartbeat, on_finished, preemption.signalled)
 
-    def retry_failed(study, frozen):
-        if frozen.state == TrialState.FAIL and not frozen.user_attrs.get("no_retry"):
-            retry(study, frozen)
+
+def _work(study, objective, max_retries, poll_s, heartbeat, on_finished, signalled) -> None:
+    retry = retry_callback(max_retries)
+    callbacks = [retry_failed_callback(retry)] + ([on_finished] if on_finished else [])
+    lock = WorkerLock(objective.workdir)
 
     def run_one(trial):
         lock.mark(trial)
@@ -269,6 +283,8 @@ def work(study: optuna.Study, objective: TrialObjective, *, max_retries: int, po
 
     try:
         while True:
+            if signalled():
+                raise Interrupted("SIGTERM: no further trial taken")
             lock.hold_sweep()
             try:
                 fail_dead_trials(study, retry, lock, unmarked=not heartbeat)
@@ -280,7 +296,7 @@ def work(study: optuna.Study, objective: TrialObjective, *, max_retries: int, po
                 waiting = any(t.state == TrialState.WAITING for t in trials)
                 if waiting or len(first_attempts(trials)) < objective.budget:
                     # run_one releases the sweep lock once the trial names this worker
-                    study.optimize(run_one, n_trials=1, catch=(Exception,), callbacks=[retry_failed])
+                    study.optimize(run_one, n_trials=1, catch=(Exception,), callbacks=callbacks)
                     objective.current = None   # finished and told: not the interrupt's to retry
                     continue
             except KeyboardInterrupt:

@@ -1,0 +1,95 @@
+"""Issue 24 part B's table for experiments/robustness_probe.py: chains (fine-tuning, reward and
+PPO stages, DPO, reflow) that would load the wrong thing, and sweeps. ``{d}/parent`` is a tiny
+byte-level GPT (the probe's ``TRAINED`` run), ``{d}/char`` a tiny char GPT on Tiny Shakespeare
+whose vocabulary the preference pairs use, ``{d}/reward`` a reward run on it."""
+from __future__ import annotations
+
+import shlex
+
+from robustness_probe import CONFIG, TINY, train
+
+SHAKESPEARE = "/work/shared/data/tinyshakespeare/input.txt"
+REWARD = "configs/rlhf/shakespeare_reward.py:smoke"
+PPO = "configs/rlhf/shakespeare_ppo.py:smoke"
+DPO = "configs/rlhf/shakespeare_dpo.py:smoke"
+# the tiny model of every stage here: 1 layer, width 32, 64 positions (a prompt and a response)
+SMALL = ["--config.model.num_layers=1", "--config.model.embed_dim=32", "--config.model.max_len=64",
+         "--config.batch_size=16", "--config.eval.batch_size=16", "--config.train.steps=4",
+         "--config.eval.every=0", "--config.train.progress=False"]
+CHAR = [*SMALL, f"--config.data.path={SHAKESPEARE}", "--config.data.tokenizer=char",
+        "--config.data.seq_len=64"]
+
+
+def _sh(argv) -> str:
+    return "python -m pretrainx.main " + " ".join(shlex.quote(a) for a in argv) + " > /dev/null 2>&1"
+
+
+PARENT = _sh([a.replace("{w}", "{d}/parent") for a in train()])
+CHAR_PARENT = _sh(["train", "--config", CONFIG, "--workdir", "{d}/char", *CHAR])
+
+
+def stage(config, workdir, *flags):
+    return ["train", "--config", config, "--workdir", workdir, *SMALL, *flags]
+
+
+REWARD_RUN = CHAR_PARENT + "; " + _sh(stage(
+    REWARD, "{d}/reward", "--config.init_from.workdir={d}/char", "--config.data.tokenizer={d}/char",
+    "--config.reward.pool=mean"))
+HOLD_LOCK = ("(python -c \"import fcntl,sys,time; f=open('{d}/parent/run.lock','a+'); "
+             "fcntl.flock(f,fcntl.LOCK_EX); time.sleep(60)\" &) ; sleep 2")
+SHARED_SETUPS = [PARENT, CHAR_PARENT, REWARD_RUN]   # made once per probe (robustness_probe.prepare)
+# the sweep's metric is val/loss: the trials evaluate (TINY's eval.every=0 would be refused)
+SWEEP = ["sweep", "--config", CONFIG, "--workdir", "{w}",
+         *[a for a in TINY if not a.startswith("--config.eval.every")], "--config.eval.every=4"]
+
+CASES_CHAINS = [
+    ("fine-tune from a parent of another depth", train(
+        "--config.init_from.workdir={d}/parent", "--config.model.num_layers=2"), PARENT),
+    ("fine-tune from a parent of another width", train(
+        "--config.init_from.workdir={d}/parent", "--config.model.embed_dim=64"), PARENT),
+    ("fine-tune with another tokenizer (char, fit on the same text)", train(
+        "--config.init_from.workdir={d}/parent", "--config.data.tokenizer=char"), PARENT),
+    ("fine-tune from a parent that is still training (its run.lock held)", train(
+        "--config.init_from.workdir={d}/parent"), PARENT + "; " + HOLD_LOCK),
+    ("fine-tune from a step the parent never saved", train(
+        "--config.init_from.workdir={d}/parent", "--config.init_from.step=99"), PARENT),
+    ("fine-tune from 'best' of a parent that kept none", train(
+        "--config.init_from.workdir={d}/parent", "--config.init_from.step=best"), PARENT),
+    ("fine-tune from a parent whose checkpoints were deleted", train(
+        "--config.init_from.workdir={d}/parent"), PARENT + "; rm -r {d}/parent/checkpoints"),
+    ("fine-tune from a named step of a finished parent (fine)", train(
+        "--config.init_from.workdir={d}/parent", "--config.init_from.step=4"), PARENT, True),
+    ("reward model on a byte-level parent (pairs in a char vocabulary)", stage(
+        REWARD, "{w}", "--config.init_from.workdir={d}/parent"), PARENT),
+    ("reward model on the char parent without its tokenizer (fit on the pairs)", stage(
+        REWARD, "{w}", "--config.init_from.workdir={d}/char"), CHAR_PARENT),
+    ("reward model on the char parent, its tokenizer (the documented chain: fine)", stage(
+        REWARD, "{w}", "--config.init_from.workdir={d}/char", "--config.data.tokenizer={d}/char"),
+     CHAR_PARENT, True),
+    ("PPO whose reward run is a pretraining run (no reward head, no reward.pool)", stage(
+        PPO, "{w}", "--config.init_from.workdir={d}/char", "--config.data.path=" + SHAKESPEARE,
+        "--config.data.tokenizer={d}/char", "--config.init_from.also.reward.workdir={d}/char"),
+     CHAR_PARENT),
+    ("PPO with a reward run pooled by mean (PPO scores the last token)", stage(
+        PPO, "{w}", "--config.init_from.workdir={d}/char", "--config.data.path=" + SHAKESPEARE,
+        "--config.data.tokenizer={d}/char", "--config.init_from.also.reward.workdir={d}/reward"),
+     REWARD_RUN),
+    ("PPO with the mean-pooled reward run and ppo.reward_pool=mean (fine)", stage(
+        PPO, "{w}", "--config.init_from.workdir={d}/char", "--config.data.path=" + SHAKESPEARE,
+        "--config.data.tokenizer={d}/char", "--config.init_from.also.reward.workdir={d}/reward",
+        "--config.ppo.reward_pool=mean"), REWARD_RUN, True),
+    ("DPO from a reward run (its policy would be a scalar head's trunk)", stage(
+        DPO, "{w}", "--config.init_from.workdir={d}/reward", "--config.data.tokenizer={d}/char"),
+     REWARD_RUN),
+    ("reflow from a text run", ["train", "--config", "configs/diffusion/digits_reflow.py:smoke",
+                                "--workdir", "{w}", "--config.init_from.workdir={d}/parent"], PARENT),
+    ("sweep --trials 0", [*SWEEP, "--trials", "0"], ""),
+    ("sweep --parallel 0", [*SWEEP, "--parallel", "0"], ""),
+    ("sweep --pruner unknown", [*SWEEP, "--pruner", "hyperbandx"], ""),
+    ("sweep of a config without get_sweep", ["sweep", "--config", DPO, "--workdir", "{w}"], ""),
+    ("sweep with an unknown override", [*SWEEP, "--config.optimizer.lrr=1"], ""),
+    ("sweep --storage in a missing folder", [*SWEEP, "--storage", "{d}/no/such/study.journal"], ""),
+    ("sweep rerun with another base config", [*SWEEP, "--trials", "1",
+                                              "--config.optimizer.warmup_steps=1"],
+     _sh([*SWEEP, "--trials", "1"])),
+]

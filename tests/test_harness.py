@@ -81,8 +81,9 @@ def seq2seq_row(objective, context_ids, continuation_ids):
 
 
 @pytest.mark.parametrize("recipe,cls", [("configs/gpt/shakespeare_char.py:smoke", CausalLM),
-                                        ("configs/ul2/prefix_lm_char.py:smoke", PrefixLM),
-                                        # ~20 s of CPU each: in the slow set
+                                        # ~15-20 s of CPU each: in the slow set
+                                        pytest.param("configs/ul2/prefix_lm_char.py:smoke", PrefixLM,
+                                                     marks=pytest.mark.slow),
                                         pytest.param("configs/t5/t5_small.py:smoke", SpanCorruption,
                                                      marks=pytest.mark.slow),
                                         pytest.param("configs/ul2/ul2_small.py:smoke", UL2,

@@ -150,7 +150,7 @@ def test_a_missing_folder_is_one_line_naming_it_and_its_source(folders, tmp_path
 
 def test_a_folder_with_another_tokenizer_is_one_line_naming_it(folders, tmp_path):
     text = open(CORPORA["wiki"], encoding="utf-8").read()[:20_000]
-    subword.train_from_texts([text], "bpe", 300).save(str(tmp_path / "tok"))
+    subword.train_from_texts([text], "bpe", 500).save(str(tmp_path / "tok"))
     other = byte_shards(tmp_path, "wiki", chars=20_000, tokenizer=str(tmp_path / "tok"))
     message = one_line_error(f"plays:{folders['plays']}:1,bpe:{other}:1", shards.ShardsError)
     assert str(other) in message and "another tokenizer" in message

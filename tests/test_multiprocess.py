@@ -136,6 +136,7 @@ def test_two_processes_log_the_losses_of_one(runs):
     np.testing.assert_allclose(val_two, val_one, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_two_process_checkpoint_restores_in_one_process(runs):
     one, two = runs
     assert sorted(os.listdir(two / "checkpoints")) == [str(STEPS)]   # one checkpoint, no leftovers

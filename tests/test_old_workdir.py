@@ -46,6 +46,7 @@ def test_old_run_evaluates_to_its_logged_val_loss(old_run, capsys):
     assert float(printed["val/loss"]) == pytest.approx(logged_val, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_old_run_resumes_from_step_4(old_run):
     config = json.loads((old_run / "config.json").read_text())
     assert main.cli(["train", "--config", os.path.join(os.path.dirname(__file__), "..",

@@ -38,6 +38,7 @@ def two_runs(tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow
 def test_plot_writes_one_png_for_two_runs(two_runs, tmp_path, capsys):
     out = str(tmp_path / "compare.png")
     assert main.cli(["plot", *two_runs, "--out", out]) == 0
@@ -48,6 +49,7 @@ def test_plot_writes_one_png_for_two_runs(two_runs, tmp_path, capsys):
     assert pixels.std() > 10   # not a blank canvas
 
 
+@pytest.mark.slow
 def test_plot_axes_are_labelled_and_hold_the_logged_curves(two_runs):
     fig = plot.compare_figure(two_runs, log_x=True)
     ax_train, ax_val = fig.axes
@@ -65,6 +67,7 @@ def test_plot_axes_are_labelled_and_hold_the_logged_curves(two_runs):
     assert len(rundir.curve(rundir.read_rows(two_runs[0]), "val/loss")[0]) == 3
 
 
+@pytest.mark.slow
 def test_plot_of_a_metric_no_run_logged_is_a_one_line_error(two_runs, tmp_path, capsys):
     code = main.cli(["plot", *two_runs, "--metric", "eval/fid", "--out", str(tmp_path / "x.png")])
     err = capsys.readouterr().err.strip()

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import toy_objectives as toys
 from pretrainx.core import train
 from pretrainx.run import rundir
@@ -20,6 +22,7 @@ def tiny_run(workdir, **trackers):
     return config, metric_rows(workdir)
 
 
+@pytest.mark.slow
 def test_mlflow_local_store_receives_the_config_and_metrics(tmp_path):
     import mlflow
     config, rows = tiny_run(tmp_path, mlflow=True)
@@ -54,6 +57,7 @@ def wandb_records(path):
     return records
 
 
+@pytest.mark.slow
 def test_wandb_offline_receives_the_config_and_metrics(tmp_path):
     config, rows = tiny_run(tmp_path, wandb=True)
     run_file, = (tmp_path / rundir.WANDB).glob("offline-run-*/*.wandb")
@@ -72,6 +76,7 @@ def test_wandb_offline_receives_the_config_and_metrics(tmp_path):
     assert logged[1]["train/loss"] == rows[1]["train/loss"]
 
 
+@pytest.mark.slow
 def test_without_trackers_nothing_of_theirs_is_imported_or_written(tmp_path):
     code = (f"import sys; sys.path[:0] = {sys.path!r}; import toy_objectives as toys; "
             f"from pretrainx.core import train; "

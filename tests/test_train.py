@@ -34,6 +34,7 @@ def losses(history):
     return {h["step"]: h["train/loss"] for h in history if "train/loss" in h}
 
 
+@pytest.mark.slow
 def test_learning_rate_is_logged_every_step(tmp_path):
     # log_every=3: steps 3 and 6 write the LR with their train metrics, the others on its own
     # line; both must be the warm-up + cosine curve at the step that was taken.
@@ -132,6 +133,7 @@ def test_parameters_are_sharded_as_the_rules_say(mesh_runs):
     assert all(leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(dp))
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_matches_the_full_batch(tmp_path):
     one = losses(train.run(tiny_config(**{"train.steps": 3}), str(tmp_path / "a")).history)
     acc = losses(train.run(tiny_config(**{"train.steps": 3, "optimizer.grad_accum": 2,
@@ -139,6 +141,7 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path):
     np.testing.assert_allclose([acc[s] for s in (1, 2, 3)], [one[s] for s in (1, 2, 3)], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     cfg = tiny_config(**{"optimizer.lr": 1e30, "optimizer.schedule": "constant",
                          "optimizer.warmup_steps": 0, "optimizer.clip_norm": 0.0,
@@ -151,6 +154,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert saved and max(saved) <= max(finite), (saved, finite)
 
 
+@pytest.mark.slow
 def test_nan_loss_at_an_unlogged_eval_step_keeps_the_best_checkpoint_clean(tmp_path):
     # Evals (which save the best checkpoint) on every step; losses logged only every 100 steps.
     cfg = tiny_config(**{"optimizer.lr": 1e30, "optimizer.schedule": "constant",
@@ -165,6 +169,7 @@ def test_nan_loss_at_an_unlogged_eval_step_keeps_the_best_checkpoint_clean(tmp_p
         assert np.isfinite(meta["metrics"].get("val/loss", 0.0)), (step, meta)
 
 
+@pytest.mark.slow
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     cfg = tiny_config(**{"train.steps": 4, "checkpoint.every": 2, "checkpoint.keep": 3})
     train.run(cfg, str(tmp_path))

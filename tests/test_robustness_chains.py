@@ -18,14 +18,11 @@ import pytest
 
 from pretrainx.core import init_from
 from pretrainx.tools import sweep
+from tiny_cli import tiny_gpt_flags
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 CONFIG = os.path.join(ROOT, "configs/gpt/shakespeare_char.py:smoke")
-TINY = ["--config.data.path=stdlib", "--config.data.max_bytes=100000",
-        "--config.data.tokenizer=byte", "--config.model.vocab_size=256",
-        "--config.model.num_layers=1", "--config.model.embed_dim=32", "--config.model.max_len=32",
-        "--config.data.seq_len=32", "--config.batch_size=16", "--config.eval.batch_size=16",
-        "--config.train.steps=4", "--config.eval.every=0", "--config.train.progress=False"]
+TINY = tiny_gpt_flags(4)
 PREEMPTED = 75
 
 

@@ -16,16 +16,12 @@ import numpy as np
 import pytest
 
 from pretrainx import main
+from tiny_cli import tiny_gpt_flags
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 GPT = os.path.join(ROOT, "configs/gpt/shakespeare_char.py:smoke")
 DPO = os.path.join(ROOT, "configs/rlhf/shakespeare_dpo.py:smoke")
-# the tiny byte-level GPT of experiments/robustness_probe.py (TINY)
-TINY = ["--config.data.path=stdlib", "--config.data.max_bytes=100000",
-        "--config.data.tokenizer=byte", "--config.model.vocab_size=256",
-        "--config.model.num_layers=1", "--config.model.embed_dim=32", "--config.model.max_len=32",
-        "--config.data.seq_len=32", "--config.batch_size=16", "--config.eval.batch_size=16",
-        "--config.train.steps=1", "--config.eval.every=0", "--config.train.progress=False"]
+TINY = tiny_gpt_flags(1)
 
 
 def one_line_error(capsys, argv) -> str:

@@ -21,7 +21,7 @@ import pytest
 
 from pretrainx.config import load as config_lib
 
-from pretrainx.run import rundir
+from pretrainx.run import preemption, rundir
 
 from pretrainx.tools import sweep
 
@@ -166,7 +166,9 @@ def test_two_separate_workers_share_one_sqlite_study(tmp_path):
         time.sleep(0.05)
     first.send_signal(signal.SIGTERM)
     out, err = first.communicate(timeout=120)
-    assert first.returncode == 130 and "rerun the same command to resume" in err, err[-2000:]
+    # a SIGTERM stops the worker as it stops a run: saved, exit 75 (#24)
+    assert first.returncode == preemption.PREEMPTED_EXIT_CODE, err[-2000:]
+    assert "rerun the same command to resume" in err, err[-2000:]
     out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err[-3000:]
 

@@ -17,6 +17,7 @@ those steps again instead of failing on "step already exists". Read-only restore
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -168,7 +169,7 @@ class Checkpointer:
     def _check_present(self, manager: ocp.CheckpointManager, step: int) -> None:
         """A checkpoint folder deleted under the run: said in one line, made again, and the
         manager's list of kept steps read anew (else Orbax fails later on the vanished steps)."""
-        if os.path.isdir(manager.directory):
+        if os.path.isdir(manager.directory) and not _vanished_steps(manager):
             return
         try:
             manager.wait_until_finished()    # a save in flight into the deleted folder
@@ -325,10 +326,33 @@ def restore_newest(manager: ocp.CheckpointManager, target_state, unreadable: lis
     return None
 
 
-def _drop_read_only_notice(record: logging.LogRecord) -> bool:
-    """Orbax logs a WARNING on every read-only manager ("Given directory is read only"): it
-    repeats what we asked for, and ``pretrainx sample`` / ``eval`` should print no warning."""
-    return not record.getMessage().startswith("Given directory is read only")
+def _vanished_steps(manager: ocp.CheckpointManager) -> list[int]:
+    """The kept steps whose folders are gone from disk: the folder was deleted and made again
+    (by an async save writing into it) under the run. The newest step is left out: its async
+    save may still be writing under a temporary name."""
+    steps = sorted(manager.all_steps())
+    return [s for s in steps[:-1] if not os.path.isdir(os.path.join(manager.directory, str(s)))]
+
+
+#: Orbax's notices that repeat what a reader asked for: a read-only manager, and a checkpoint's
+#: item folder without its own metadata file (the step's is read instead). ``pretrainx sample`` /
+#: ``eval`` should print no warning for either.
+_READER_NOTICES = ("Given directory is read only", "Metadata file does not exist")
+
+
+def _drop_reader_notices(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(_READER_NOTICES)
+
+
+@contextlib.contextmanager
+def reader_notices_dropped():
+    """Orbax's reader notices (``_READER_NOTICES``) dropped from the absl logger, inside only."""
+    absl_log = logging.getLogger("absl")
+    absl_log.addFilter(_drop_reader_notices)
+    try:
+        yield
+    finally:
+        absl_log.removeFilter(_drop_reader_notices)
 
 
 def restore_state_readonly(workdir: str, which: str, target_state):
@@ -339,12 +363,8 @@ def restore_state_readonly(workdir: str, which: str, target_state):
         raise FileNotFoundError(f"no checkpoint directory {directory}")
     # save_interval_steps=0: a read-only manager saves nothing (orbax warns when told otherwise)
     options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
-    absl_log = logging.getLogger("absl")
-    absl_log.addFilter(_drop_read_only_notice)
-    try:
+    with reader_notices_dropped():
         manager = _manager(directory, options)
-    finally:
-        absl_log.removeFilter(_drop_read_only_notice)
     try:
         restored = restore_newest(manager, without_frozen(target_state))
     finally:

@@ -30,7 +30,9 @@ def fields_not_saved(workdir: str, which: str) -> list[str]:
     if not steps:
         return []           # nothing to restore: the restore itself says so
     state_dir = os.path.abspath(os.path.join(directory, str(steps[-1]), "state"))
-    saved = ocp.PyTreeCheckpointer().metadata(state_dir).item_metadata.tree
+    from pretrainx.core.checkpoint import reader_notices_dropped
+    with reader_notices_dropped():
+        saved = ocp.PyTreeCheckpointer().metadata(state_dir).item_metadata.tree
     return [name for name in ("opt_state", "ema_params") if saved.get(name) is None]
 
 

@@ -50,11 +50,16 @@ class PreemptionWatch:
         self._installed = False
 
     def __enter__(self):
+        global _signalled
         try:
             self._previous = signal.signal(signal.SIGTERM, self._handle)
             self._installed = True
         except ValueError:      # not the main thread: leave signals alone
             pass
+        if not isinstance(getattr(self._previous, "__self__", None), PreemptionWatch):
+            # the outermost watch (a sweep worker's, or a lone run's): a SIGTERM caught by an
+            # earlier watch of this process, since closed, is not one for this work
+            _signalled = False
         return self
 
     def __exit__(self, *exc):

@@ -6,6 +6,21 @@ import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
 
+def pytest_addoption(parser):
+    parser.addoption("--run-long", action="store_true",
+                     help="also run the tests marked long (registry entries of 5 min or more)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect (not skip) the long tests unless --run-long: CI's hour cannot hold them."""
+    if config.getoption("--run-long"):
+        return
+    long = [item for item in items if item.get_closest_marker("long")]
+    if long:
+        config.hook.pytest_deselected(items=long)
+        items[:] = [item for item in items if not item.get_closest_marker("long")]
+
+
 SHARED_DATA = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 
 

@@ -15,6 +15,7 @@ from pretrainx.tools import reproduce
 
 ENTRIES = reproduce.load_registry()
 RUNNABLE_CPU = [e for e in ENTRIES if e.hardware == "cpu"]
+LONG_MINUTES = 5              # entries this long run only with --run-long
 needs_shakespeare = pytest.mark.skipif(not os.path.isdir(SHARED_DATA),
                                        reason="../shared/data (Tiny Shakespeare) absent")
 
@@ -113,9 +114,19 @@ def test_cpu_entry_under_a_minute_passes(entry, tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("entry", [e for e in RUNNABLE_CPU if e.cpu_minutes >= 1],
+@pytest.mark.parametrize("entry", [e for e in RUNNABLE_CPU if 1 <= e.cpu_minutes < LONG_MINUTES],
                          ids=lambda e: e.name)
 def test_longer_cpu_entry_passes(entry, tmp_path, capsys):
+    _check_entry_passes(entry, tmp_path, capsys)
+
+
+# The entries of 5 minutes and more (the baby GPT, the MeanFlow FID) would take a sixth of CI's
+# hour between them: they run with --run-long (tests/conftest.py), and before each stop.
+@pytest.mark.slow
+@pytest.mark.long
+@pytest.mark.parametrize("entry", [e for e in RUNNABLE_CPU if e.cpu_minutes >= LONG_MINUTES],
+                         ids=lambda e: e.name)
+def test_long_cpu_entry_passes(entry, tmp_path, capsys):
     _check_entry_passes(entry, tmp_path, capsys)
 
 

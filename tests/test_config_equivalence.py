@@ -47,6 +47,9 @@ ADDED_DEFAULTS = {
     "train.preemption_check_every": 10,    # core/train.py: preemption.DEFAULT_CHECK_EVERY
     "optimizer.layer_decay": 1.0,          # core/optim.py: opt.get("layer_decay", 1.0)
     "data.decode_errors": "replace",       # data/text.py: TextOptions.decode_errors
+    # the token cache (issue 22) serves the uncached pipeline's batches (tests/test_text_cache.py)
+    "data.cache_min_mb": 64.0,
+    "data.cache_dir": "",
     "data.dev_fraction": 0.0,              # data/preferences.py: config.get("dev_fraction", 0.0)
     "data.eval_split": "test",             # data/preferences.py: config.get("eval_split", "test")
     "data.min_margin": 0.0,                # data/preferences.py: config.get("min_margin", 0.0)
@@ -83,6 +86,16 @@ CHANGED_ON_PURPOSE = {
     "eval.fid_classifier_steps": {400},
 }
 
+#: recipe:variant -> fields a later issue changed on purpose in that one recipe
+RECIPE_CHANGED_ON_PURPOSE = {
+    # #22/#25: the GPT-2 smoke ran 20 steps of a 2,000-step warm-up (it never left it) with a
+    # 50304-row table for 256 byte ids; it now leaves a warm-up of 20 and learns in 200 steps
+    "configs/gpt/gpt2_124m.py:smoke": {
+        "model.vocab_size": 256, "train.steps": 200, "optimizer.decay_steps": 200,
+        "optimizer.warmup_steps": 20, "optimizer.lr": 3e-3, "optimizer.end_lr": 3e-4,
+        "eval.every": 100, "checkpoint.every": 100, "eval.num_batches": 8},
+}
+
 #: the fields where nanoGPT's shakespeare_char (the GPT preset) is not the dataclass's GPT-2
 SHAKESPEARE_SIZES = {"max_len", "dropout", "attention_dropout", "use_bias"}
 
@@ -116,7 +129,8 @@ def test_recipe_resolves_to_its_pre_redesign_config(old_spec):
     old = {k: _fixture_text(v) for k, v in flatten(OLD[old_spec]).items()}
     new = flatten(json.loads(config_lib.load(os.path.join(ROOT, spec)).to_json()))
     problems = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in sorted(old.keys() & new.keys())
-                if not _same(old[k], new[k]) and new[k] not in CHANGED_ON_PURPOSE.get(k, ())]
+                if not _same(old[k], new[k]) and new[k] not in CHANGED_ON_PURPOSE.get(k, ())
+                and not _same(RECIPE_CHANGED_ON_PURPOSE.get(old_spec, {}).get(k), new[k])]
     problems += [f"{k}: dropped (was {old[k]!r})" for k in sorted(old.keys() - new.keys())
                  if k not in UNUSED_DROPPED.get(old_spec, ())]
     problems += [f"{k}: added as {new[k]!r}" for k in sorted(new.keys() - old.keys())

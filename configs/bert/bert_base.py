@@ -7,6 +7,9 @@ with RoBERTa's dynamic masking. The model, data and optimiser settings are the B
   pretrainx train --config configs/bert/bert_base.py --workdir workdirs/bert_base   # a GPU
   pretrainx train --config configs/bert/bert_base.py:smoke --workdir /tmp/bert_smoke  # < 1 min CPU
   pretrainx sample --workdir /tmp/bert_smoke --prompt "ROMEO: I [MASK] thee"
+`:shards` reads token shards made once with the same tokenizer, instead of the text:
+  pretrainx tokenize CORPUS --tokenizer workdirs/tokenizers/wikitext2_wp30k --out workdirs/shards/bert
+  pretrainx train --config configs/bert/bert_base.py:shards --workdir workdirs/bert_base
 
 Paper numbers: post-LN, GELU (erf), LayerNorm eps 1e-12, N(0, 0.02) init, dropout 0.1, Adam
 lr 1e-4 with 10k warm-up steps and linear decay, weight decay 0.01, batch 256 x 512 tokens,
@@ -21,10 +24,12 @@ from pretrainx.config import sections, text, variants
 
 
 def get_config(arg: str = ""):
-    flags = variants.parse(arg, __file__, "smoke")
+    flags = variants.parse(arg, __file__, "smoke", "shards", "shards,smoke")
     c = text.bert(flags)
     c.mlm = sections.mlm()
     c.sample = text.text_sample("The [MASK] of the river", max_new_tokens=0, temperature=0.0, top_k=0)
     if "smoke" in flags:
         c.sample.prompt = "ROMEO: I [MASK]ove thee"
+    if "shards" in flags:
+        c = text.read_shards(c, text.checkout_path("workdirs", "shards", "bert"))
     return c

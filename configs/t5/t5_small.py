@@ -8,6 +8,8 @@
   pretrainx train --config configs/t5/t5_small.py:smoke --workdir /tmp/t5_smoke        # < 1 min CPU
   pretrainx train --config configs/t5/t5_small.py:cpu --workdir /tmp/t5_cpu            # ~6 min CPU
   pretrainx sample --workdir /tmp/t5_smoke --prompt "ROMEO: I <extra_id_0> thee"
+  pretrainx tokenize CORPUS --tokenizer workdirs/tokenizers/wikitext2_uni32k --out workdirs/shards/t5
+  pretrainx train --config configs/t5/t5_small.py:shards --workdir workdirs/t5_small   # reads shards
 
 Variants: "" T5-small v1.1 (google/t5-v1_1-small: 8+8 layers, 512 wide, 6 heads of 64, gated-GELU
 MLP of 1024, untied output, 76,961,152 parameters); "v1_0" the paper's T5-small (6+6 layers, 8
@@ -22,6 +24,9 @@ from pretrainx.config import sections, text, variants
 
 
 def get_config(arg: str = ""):
-    c = text.t5(variants.parse(arg, __file__, "v1_0", "smoke", "cpu"))
+    flags = variants.parse(arg, __file__, "v1_0", "smoke", "cpu", "shards", "shards,smoke")
+    c = text.t5(flags)
     c.span = sections.span()
+    if "shards" in flags:
+        c = text.read_shards(c, text.checkout_path("workdirs", "shards", "t5"))
     return c

@@ -48,6 +48,9 @@ def text_data(path: str = SHAKESPEARE, tokenizer: str = "char", seq_len: int = 2
     d.sampling = "random"             # "random": nanoGPT's random windows | "sequential"
     d.decode_errors = "replace"       # bytes that are not UTF-8 (non-byte tokenizers): "replace"
                                       # with U+FFFD and warn with their count | "strict": refuse
+    d.cache_min_mb = 64.0             # a "stream" corpus this big is tokenized once and cached
+                                      # (data/text_cache.py; same batches); 0: never cache
+    d.cache_dir = ""                  # "": $PRETRAINX_TOKEN_CACHE or ~/.cache/pretrainx/tokens
     return d
 
 
@@ -78,6 +81,14 @@ def shards_data(path: str = "", seq_len: int = 1024) -> ml_collections.ConfigDic
                                       # cut where documents begin (segment ids, positions)
         sampling="random",            # "random": nanoGPT's random windows | "sequential"
         seq_len=seq_len))             # validation: the manifest's split (tokenize --val-fraction)
+
+
+def read_shards(c: ml_collections.ConfigDict, folder: str) -> ml_collections.ConfigDict:
+    """The ``shards`` flag of the GPT-2, BERT and T5 recipes: the run reads ``folder``, made once by
+    ``pretrainx tokenize`` with the run's tokenizer, instead of reading and tokenizing its text at
+    each start; the rest of the recipe is unchanged."""
+    c.data = shards_data(folder, seq_len=c.data.seq_len)
+    return c
 
 
 def gpt_model() -> ml_collections.ConfigDict:

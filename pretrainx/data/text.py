@@ -34,6 +34,7 @@ from pretrainx.data import rng as streams
 from pretrainx.data import packing as packing_lib
 from pretrainx.data import readers
 from pretrainx.data import special_tokens as st
+from pretrainx.data import text_cache
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.data.base import Dataset, raw_tokens, register
 from pretrainx.data.sources import TokenWindows
@@ -160,19 +161,23 @@ def build_text_dataset(docs: list[str], data_config, *, batch_size: int, eval_ba
 
 def _stream_dataset(layout: _Rows, train_pieces, val_pieces, info: dict) -> Dataset:
     """``data.packing = "stream"``: the documents joined into one stream read as windows."""
+    return _windows_dataset(layout, _stream_ids(layout, train_pieces),
+                            _stream_ids(layout, val_pieces), info)
+
+
+def _stream_ids(layout: _Rows, pieces) -> np.ndarray:
+    # EOS separates documents (GPT-2's <|endoftext|>): after each document's end but the
+    # stream's last. Char/byte vocabularies have none; the documents are then simply
+    # concatenated. One document (the "text" kind's corpus) is exactly nanoGPT's stream.
     eos = layout.special(st.EOS)
+    ids = _encode(layout.tokenizer, [p.text for p in pieces])
+    last = len(pieces) - 1
+    parts = [np.asarray(s + ([eos] if eos is not None and p.ends and i < last else []),
+                        np.int32) for i, (s, p) in enumerate(zip(ids, pieces))]
+    return np.concatenate(parts) if parts else np.zeros((0,), np.int32)
 
-    def stream(pieces):
-        # EOS separates documents (GPT-2's <|endoftext|>): after each document's end but the
-        # stream's last. Char/byte vocabularies have none; the documents are then simply
-        # concatenated. One document (the "text" kind's corpus) is exactly nanoGPT's stream.
-        ids = _encode(layout.tokenizer, [p.text for p in pieces])
-        last = len(pieces) - 1
-        parts = [np.asarray(s + ([eos] if eos is not None and p.ends and i < last else []),
-                            np.int32) for i, (s, p) in enumerate(zip(ids, pieces))]
-        return np.concatenate(parts) if parts else np.zeros((0,), np.int32)
 
-    train_ids, val_ids = stream(train_pieces), stream(val_pieces)
+def _windows_dataset(layout: _Rows, train_ids, val_ids, info: dict) -> Dataset:
     train = TokenWindows(train_ids, layout.batch_size, layout.seq_len, layout.seed,
                          layout.opts.sampling, stream=streams.WINDOW_STARTS_TRAIN,
                          shift=layout.shift)
@@ -240,13 +245,25 @@ DOCUMENT_SOURCES = {"text": _corpus_documents, "jsonl": _jsonl_documents,
 def _builder(read_documents):
     def build(data_config, *, batch_size, eval_batch_size, seq_len, seed, fields=None,
               tokenizer=None, special_tokens=()) -> Dataset:
+        cache_entry = text_cache.entry_folder(data_config, special_tokens)
+        cached = text_cache.load(cache_entry, tokenizer)
+        if cached is not None:
+            train_ids, val_ids, tokenizer, info = cached
+            layout = _Rows(tokenizer, TextOptions.from_config(data_config), batch_size,
+                           eval_batch_size, seq_len, seed, shift=not raw_tokens(fields))
+            return _windows_dataset(layout, train_ids, val_ids, info)
         docs = read_documents(data_config)
         if not docs:
             raise UserError(f"no documents in {data_config.path!r} (config.data)")
-        return build_text_dataset(docs, data_config, batch_size=batch_size,
-                                  eval_batch_size=eval_batch_size, seq_len=seq_len, seed=seed,
-                                  fields=fields, tokenizer=tokenizer,
-                                  special_tokens=special_tokens)
+        dataset = build_text_dataset(docs, data_config, batch_size=batch_size,
+                                     eval_batch_size=eval_batch_size, seq_len=seq_len, seed=seed,
+                                     fields=fields, tokenizer=tokenizer,
+                                     special_tokens=special_tokens)
+        if cache_entry is not None:     # a validation text shorter than a window has no val
+            val_ids = dataset.val.tokens if dataset.val is not None else np.zeros((0,), np.int32)
+            text_cache.save(cache_entry, dataset.train.tokens, val_ids, dataset.tokenizer,
+                            dict(dataset.info))
+        return dataset
     return build
 
 

@@ -60,6 +60,14 @@ def test_sources_are_parsed_with_names_paths_and_weights():
                                                             ("books", "C:/x/b", 3.0)]
 
 
+def test_relative_folders_become_absolute_and_the_rest_is_kept(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = mixtures.absolute_sources("web:shards/web:0.7,books:/data/books:3,home:~/b:1e-1")
+    assert spec == (f"web:{tmp_path}/shards/web:0.7,books:/data/books:3.0,"
+                    f"home:{os.path.expanduser('~')}/b:0.1")
+    assert mixtures.absolute_sources(spec) == spec and mixtures.absolute_sources("") == ""
+
+
 def test_shares_of_10000_rows_fall_in_the_99_percent_binomial_interval(folders):
     weights = {"plays": 0.7, "wiki": 0.3}
     train = build(spec(folders, **weights), batch_size=100).train

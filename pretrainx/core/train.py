@@ -26,7 +26,7 @@ from pretrainx.core.batches import host_batch
 from pretrainx.core.loop import (EVAL_MARK, NonFiniteLossError,  # noqa: F401
                                  NonFiniteStateError, RunResult, TrainLoop)
 from pretrainx.core.step import RNG_IMPLS, train_step
-from pretrainx.data import tokenizer as tokenizer_lib
+from pretrainx.data import mixtures, tokenizer as tokenizer_lib
 from pretrainx.data.base import DataState
 from pretrainx.errors import UserError
 from pretrainx.run import provenance, rundir, lock as workdir_lock
@@ -126,6 +126,8 @@ def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) ->
     workdir_lock.prepare(workdir)
     with workdir_lock.WorkdirLock(workdir):
         config = config_check.resolve_paths(config_defaults.with_defaults(config))
+        if "sources" in config.data:           # a mixture's folders, absolute as data.path is
+            config.data.sources = mixtures.absolute_sources(config.data.sources)
         return _run_locked(config, workdir, stop_after, on_eval)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 
 import numpy as np
@@ -64,6 +65,15 @@ def parse_sources(spec: str) -> tuple[Source, ...]:
     if len(set(names)) != len(names):
         raise MixtureError(f"data.sources: a source name is given twice ({', '.join(names)})")
     return tuple(sources)
+
+
+def absolute_sources(spec: str) -> str:
+    """``spec`` with each folder made absolute (``~`` expanded), so the run's config.json reads
+    the same folders from any directory (as ``config.check.resolve_paths`` does for data.path)."""
+    if not spec:
+        return spec
+    return ",".join(f"{s.name}:{os.path.abspath(os.path.expanduser(s.path))}:{s.weight!r}"
+                    for s in parse_sources(spec))
 
 
 class MixtureWindows:

@@ -63,6 +63,9 @@ ADDED_DEFAULTS = {
     "reward.pool": "last",                 # objectives/reward.py: opts.get("pool", "last")
     "model.name": "unet",                  # objectives/image_common.py: model_config.get("name", "unet")
     "eval.fid_reference_split": "train",   # objectives/image_common.py: e.get("fid_reference_split", "train")
+    # core/lora.py (issue 21): rank 0 is no adapters, every parameter trains, as before it
+    "lora.rank": 0, "lora.alpha": 16.0, "lora.targets": ["attn/(query|key|value|out)/kernel"],
+    "lora.train": ["(^|/)(value_)?head/"],
 }
 
 #: fields of a check added since (issue 24): a recipe turns it on, an old run's config.json reads

@@ -1,0 +1,155 @@
+"""LoRA (core/lora.py): a step moves the adapters alone and the base stays bit-identical, the
+model at step 0 is the base model, Adam's moments exist for the adapters only, the merge is the
+unmerged computation x W + s (x A) B, rank 0 is the old state exactly; with reward and PPO
+(their own frozen trees kept) the heads train in full."""
+import math
+
+import jax
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from pretrainx.config.check import ConfigError
+from pretrainx.core import lora, sharding, train
+
+import toy_objectives as toys
+
+RANK = 4
+
+
+def _steps(built, n):
+    state, losses = built.state, []
+    for i in range(n):
+        state, m = built.step_fn(state, sharding.put_batch(built.host_batch(built.dataset.train, i),
+                                                           built.mesh))
+        losses.append(float(jax.device_get(m)["loss"]))
+    return state, losses
+
+
+def _flat(tree):
+    return traverse_util.flatten_dict(jax.device_get(tree), sep="/")
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """The same tiny GPT and data, trained in full and through rank-4 adapters (same seed)."""
+    full = train.setup(toys.config("clm", **{"optimizer.lr": 1e-2}))
+    adapted = train.setup(toys.config("clm", **{"optimizer.lr": 1e-2, "lora.rank": RANK}))
+    return full, adapted
+
+
+def test_a_step_moves_the_adapters_alone_from_the_base_model(runs):
+    full, adapted = runs
+    base = _flat(adapted.state.frozen[lora.BASE])
+    # the base is the full run's initial model, and with B = 0 the first loss is the base's
+    initial = _flat(full.state.params)
+    assert base.keys() == initial.keys()
+    for path in base:
+        np.testing.assert_array_equal(base[path], initial[path], err_msg=path)
+    adapters0 = _flat(adapted.state.params)
+    state, losses = _steps(adapted, 3)
+    _, full_losses = _steps(full, 1)
+    np.testing.assert_allclose(losses[0], full_losses[0], rtol=1e-6)
+    assert losses[-1] < losses[0]
+    after = _flat(state.frozen[lora.BASE])
+    for path in base:                                     # bit-identical
+        np.testing.assert_array_equal(after[path], base[path], err_msg=path)
+    adapters = _flat(state.params)
+    assert adapters.keys() == adapters0.keys() and all(p.startswith("adapters/") for p in adapters)
+    for path in adapters:
+        assert np.abs(adapters[path] - adapters0[path]).max() > 0, path
+    assert all(not np.any(adapters0[p]) for p in adapters0 if p.endswith("/b"))   # B starts at 0
+
+
+def test_optimizer_state_holds_adapter_sized_arrays_only(runs):
+    full, adapted = runs
+    m = adapted.state.params["adapters"]
+    c = toys.config("clm")
+    width, heads = c.model.embed_dim, c.model.num_heads * (c.model.embed_dim // c.model.num_heads)
+    kernels = 4 * c.model.num_layers                      # attention's q, k, v, out per layer
+    adapter_count = kernels * RANK * (width + heads)      # A: in x r, B: r x out
+    assert sum(x.size for x in jax.tree.leaves(m)) == adapter_count
+
+    def arrays(opt_state):      # Adam's moments; the step counters are scalars
+        return [x for x in jax.tree.leaves(opt_state) if x.ndim > 0]
+    moments = arrays(adapted.state.opt_state)
+    assert len(moments) == 2 * len(jax.tree.leaves(m))
+    assert sorted(x.shape for x in moments) == sorted(2 * [x.shape for x in jax.tree.leaves(m)])
+    assert sum(x.size for x in moments) == 2 * adapter_count
+    full_count = sum(x.size for x in jax.tree.leaves(full.state.params))
+    assert sum(x.size for x in arrays(full.state.opt_state)) == 2 * full_count
+    print(f"optimizer state: {2 * adapter_count} numbers with LoRA r={RANK}, "
+          f"{2 * full_count} for the full fine-tune")
+    assert 2 * adapter_count < 0.2 * 2 * full_count
+
+
+def test_rank_zero_is_the_old_state(runs):
+    full, _ = runs
+    state = full.state
+    assert state.lora is None and lora.BASE not in state.frozen
+    objective_tree = jax.eval_shape(full.objective.init, jax.random.PRNGKey(0))
+    assert (jax.tree.structure(jax.tree.map(lambda x: 0, state.params))
+            == jax.tree.structure(jax.tree.map(lambda x: 0, objective_tree,
+                                               is_leaf=lambda x: hasattr(x, "names"))))
+    assert state.model_params() is state.params and state.eval_params() is state.params
+
+
+@pytest.mark.parametrize("names, shape, contract", [
+    (("embed", "heads", "kv"), (6, 2, 3), "bi,ihk->bhk"),       # q/k/v: embed in
+    (("heads", "kv", "embed"), (2, 3, 6), "bhk,hke->be"),        # attention out: heads x kv in
+    (("mlp", "embed"), (5, 6), "bi,ie->be")])
+def test_merged_kernel_computes_what_the_unmerged_adapters_do(names, shape, contract):
+    spec = lora.LoraSpec(rank=2, alpha=3.0, targets=("kernel",), train=())
+    kernel = jax.random.normal(jax.random.PRNGKey(0), shape)
+    params = {"layer": {"kernel": nn.LogicallyPartitioned(kernel, names)}}
+    trainable, base = lora.split(params, spec, jax.random.PRNGKey(1))
+    k = lora.input_axes(names)
+    made = trainable["adapters"]["layer"]["kernel"]       # the kernel's names, rank unsharded
+    assert made["a"].names == (*names[:k], None) and made["b"].names == (None, *names[k:])
+    assert made["a"].value.shape == (*shape[:k], 2) and not np.any(made["b"].value)
+    base = nn.unbox(base)
+    a = jax.random.normal(jax.random.PRNGKey(2), (*shape[:k], 2))
+    b = jax.random.normal(jax.random.PRNGKey(3), (2, *shape[k:]))
+    trainable = {"adapters": {"layer": {"kernel": {"a": a, "b": b}}}}
+    merged = lora.merge(trainable, base, spec.scale)["layer"]["kernel"]
+    x = jax.random.normal(jax.random.PRNGKey(4), (7, *shape[:k]))
+    low_rank = jnp.tensordot(x, a, axes=k) @ b.reshape(2, -1)
+    unmerged = jnp.einsum(contract, x, kernel).reshape(7, -1) + spec.scale * low_rank
+    np.testing.assert_allclose(jnp.einsum(contract, x, merged).reshape(7, -1), unmerged,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_bad_settings_are_one_line_config_errors():
+    with pytest.raises(ConfigError, match="match no kernel"):
+        train.setup(toys.config("clm", **{"lora.rank": 2, "lora.targets": ("nothing_here",)}))
+    with pytest.raises(ConfigError, match="lora.rank must be >= 0"):
+        train.setup(toys.config("clm", **{"lora.rank": -1}))
+    with pytest.raises(ConfigError, match="not a regular expression"):
+        train.setup(toys.config("clm", **{"lora.rank": 2, "lora.targets": ("(",)}))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["reward", "ppo"])
+def test_heads_train_in_full_beside_the_objectives_own_frozen_trees(objective, tmp_path):
+    from test_rlhf_objectives import pairs_config, ppo_config, write_pairs
+    lora_fields = {"lora.rank": 2, "optimizer.lr": 1e-2}
+    if objective == "ppo":
+        c = ppo_config(**{"ppo.eos": " ", **lora_fields})
+    else:
+        c = pairs_config(objective, write_pairs(tmp_path / "pairs.jsonl"), **lora_fields)
+    built = train.setup(c)
+    frozen0 = _flat(built.state.frozen)
+    params0 = _flat(built.state.params)
+    heads = [p for p in params0 if p.startswith("full/")]
+    assert heads and all("head/" in p for p in heads)
+    assert set(frozen0) > {p for p in frozen0 if p.startswith(lora.BASE + "/")}   # its own too
+    state, losses = _steps(built, 2)
+    assert all(math.isfinite(x) for x in losses)
+    frozen = _flat(state.frozen)
+    for path in frozen0:
+        np.testing.assert_array_equal(frozen[path], frozen0[path], err_msg=path)
+    params = _flat(state.params)
+    assert all(np.abs(params[p] - params0[p]).max() > 0 for p in heads + [
+        p for p in params if p.endswith("/a")])

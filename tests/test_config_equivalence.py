@@ -129,7 +129,8 @@ def test_recipe_resolves_to_its_pre_redesign_config(old_spec):
 
 #: recipes written after the redesign: no pre-redesign config to compare them with
 NEW_RECIPES = {"configs/llama/llama3_2_1b.py", "configs/llama/qwen2_5_0_5b.py",   # issue 21
-               "configs/gpt/shakespeare_wiki_shards.py"}                             # issue 22
+               "configs/gpt/shakespeare_wiki_shards.py",                              # issue 22
+               "configs/llama/dpo_lora.py"}                                          # issue 21
 
 
 def test_every_fixture_recipe_and_no_other_variant_is_compared():

@@ -1,8 +1,11 @@
 """LoRA (core/lora.py): a step moves the adapters alone and the base stays bit-identical, the
 model at step 0 is the base model, Adam's moments exist for the adapters only, the merge is the
 unmerged computation x W + s (x A) B, rank 0 is the old state exactly; with reward and PPO
-(their own frozen trees kept) the heads train in full."""
+(their own frozen trees kept) the heads train in full; configs/llama/dpo_lora.py:smoke chained
+on a Llama made by transformers learns, and its export holds the merged weights."""
+import json
 import math
+import os
 
 import jax
 import flax.linen as nn
@@ -144,12 +147,59 @@ def test_heads_train_in_full_beside_the_objectives_own_frozen_trees(objective, t
     params0 = _flat(built.state.params)
     heads = [p for p in params0 if p.startswith("full/")]
     assert heads and all("head/" in p for p in heads)
-    assert set(frozen0) > {p for p in frozen0 if p.startswith(lora.BASE + "/")}   # its own too
+    if objective == "ppo":           # its reference and reward model stay beside the base
+        assert {p.split("/")[0] for p in frozen0} == {lora.BASE, "reference", "reward"}
     state, losses = _steps(built, 2)
     assert all(math.isfinite(x) for x in losses)
     frozen = _flat(state.frozen)
     for path in frozen0:
         np.testing.assert_array_equal(frozen[path], frozen0[path], err_msg=path)
     params = _flat(state.params)
+    # a zero reward head passes no gradient to the trunk at step 1, and A moves once B is not
+    # zero: after 2 steps the heads and every B have moved
     assert all(np.abs(params[p] - params0[p]).max() > 0 for p in heads + [
-        p for p in params if p.endswith("/a")])
+        p for p in params if p.endswith("/b")])
+
+
+def _logged(workdir, key):
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    return [r[key] for r in rows if key in r]
+
+
+@pytest.mark.slow
+def test_dpo_smoke_chained_on_an_imported_llama_then_exported_merged(tmp_path):
+    """configs/llama/dpo_lora.py:smoke on a random Llama made by transformers: import-hf, DPO
+    through rank-8 adapters (the imported weights are the frozen base and the reference, never
+    changed), then export-hf: transformers computes the merged model's logits."""
+    from transformers import AutoModelForCausalLM
+    from pretrainx import main
+    from pretrainx.core import inference, init_from
+    from pretrainx.models import gpt, transformer
+    from tests import hf_checkpoints as hfc
+    hf_dir, imported, dpo, out = (str(tmp_path / n) for n in ("hf", "imported", "dpo", "out"))
+    model = hfc.make_model("llama", hf_dir)
+    assert main.cli(["import-hf", hf_dir, "--workdir", imported]) == 0
+    assert main.cli(["train", "--config", os.path.join(toys.ROOT, "configs/llama/dpo_lora.py:smoke"),
+                     "--workdir", dpo, f"--config.init_from.workdir={imported}",
+                     f"--config.data.tokenizer={imported}", "--config.mesh.data=1",
+                     "--config.train.progress=False"]) == 0
+    margins, accuracy = _logged(dpo, "train/reward_margin"), _logged(dpo, "train/accuracy")
+    print(f"train reward margin {margins}, accuracy {accuracy}")
+    assert margins[-1] > max(margins[0], 0.1) and accuracy[-1] > accuracy[0]
+
+    weights = init_from.read_source(init_from.InitFrom(imported))[0]["params"]
+    frozen = init_from.read_source(init_from.InitFrom(dpo, mapping=(("frozen", "frozen"),)))[0]
+    for tree in ("reference", lora.BASE):
+        jax.tree.map(np.testing.assert_array_equal, frozen["frozen"][tree], weights)
+
+    assert main.cli(["export-hf", "--workdir", dpo, "--out", out]) == 0
+    _, ctx, config = inference.load_trained_run(dpo, "latest")
+    tokens = np.random.default_rng(0).integers(0, hfc.VOCAB, (2, 24))
+    ours = np.asarray(gpt.GPT(transformer.TransformerConfig.from_config(config.model)).apply(
+        {"params": ctx.params}, tokens))
+    exported = hfc.reference_logits(AutoModelForCausalLM.from_pretrained(out), tokens)
+    err = float(np.max(np.abs(exported - ours)) / np.max(np.abs(ours)))
+    moved = float(np.max(np.abs(exported - hfc.reference_logits(model, tokens))))
+    print(f"export vs the unmerged run: max relative difference {err:.1e}; "
+          f"the adapters moved the logits by up to {moved:.3f}")
+    assert err < 1e-5 and moved > 1e-2

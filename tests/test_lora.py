@@ -177,7 +177,7 @@ def test_dpo_smoke_chained_on_an_imported_llama_then_exported_merged(tmp_path):
     from pretrainx.models import gpt, transformer
     from tests import hf_checkpoints as hfc
     hf_dir, imported, dpo, out = (str(tmp_path / n) for n in ("hf", "imported", "dpo", "out"))
-    model = hfc.make_model("llama", hf_dir)
+    model = hfc.make_model("llama", hf_dir, vocab_size=512)    # the smoke's rows (a BPE fits)
     assert main.cli(["import-hf", hf_dir, "--workdir", imported]) == 0
     assert main.cli(["train", "--config", os.path.join(toys.ROOT, "configs/llama/dpo_lora.py:smoke"),
                      "--workdir", dpo, f"--config.init_from.workdir={imported}",

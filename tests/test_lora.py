@@ -124,6 +124,18 @@ def test_merged_kernel_computes_what_the_unmerged_adapters_do(names, shape, cont
                                rtol=1e-5, atol=1e-5)
 
 
+def test_adapters_are_sharded_as_their_kernel_on_an_fsdp_x_tensor_mesh():
+    built = train.setup(toys.config("clm", **{"lora.rank": RANK, "mesh.data": 1, "mesh.fsdp": 4,
+                                              "mesh.tensor": 2, "data.max_bytes": 20_000}))
+    kernel = built.state.frozen[lora.BASE]["h_0"]["attn"]["query"]["kernel"]  # (embed, heads, kv)
+    pair = built.state.params["adapters"]["h_0"]["attn"]["query"]["kernel"]
+    assert tuple(kernel.sharding.spec) == ("fsdp", "tensor", None)
+    assert tuple(pair["a"].sharding.spec) == ("fsdp", None)          # (embed, rank)
+    assert tuple(pair["b"].sharding.spec) == (None, "tensor", None)  # (rank, heads, kv)
+    moments = [x for x in jax.tree.leaves(built.state.opt_state) if x.shape == pair["b"].shape]
+    assert moments and all(m.sharding == pair["b"].sharding for m in moments)   # Adam's too
+
+
 def test_bad_settings_are_one_line_config_errors():
     with pytest.raises(ConfigError, match="match no kernel"):
         train.setup(toys.config("clm", **{"lora.rank": 2, "lora.targets": ("nothing_here",)}))
@@ -156,9 +168,10 @@ def test_heads_train_in_full_beside_the_objectives_own_frozen_trees(objective, t
         np.testing.assert_array_equal(frozen[path], frozen0[path], err_msg=path)
     params = _flat(state.params)
     # a zero reward head passes no gradient to the trunk at step 1, and A moves once B is not
-    # zero: after 2 steps the heads and every B have moved
-    assert all(np.abs(params[p] - params0[p]).max() > 0 for p in heads + [
-        p for p in params if p.endswith("/b")])
+    # zero: after 2 steps the head kernels and every B have moved (a pair loss has no gradient
+    # for a reward head's bias)
+    assert all(np.abs(params[p] - params0[p]).max() > 0 for p in params
+               if p.endswith("/b") or p.startswith("full/") and p.endswith("head/kernel"))
 
 
 def _logged(workdir, key):

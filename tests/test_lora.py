@@ -216,3 +216,21 @@ def test_dpo_smoke_chained_on_an_imported_llama_then_exported_merged(tmp_path):
     print(f"export vs the unmerged run: max relative difference {err:.1e}; "
           f"the adapters moved the logits by up to {moved:.3f}")
     assert err < 1e-5 and moved > 1e-2
+
+
+@pytest.mark.slow
+def test_the_next_stage_loads_a_lora_run_merged(tmp_path):
+    """init_from a LoRA run gives the model it trained (adapters merged), into a full run's params
+    and into another LoRA run's base."""
+    from pretrainx.core import inference, init_from
+    first = str(tmp_path / "lora")
+    train.run(toys.config("clm", **{"lora.rank": RANK, "optimizer.lr": 1e-2}), first)
+    trained = _flat(inference.load_trained_run(first, "latest")[1].params)
+    opts = init_from.InitFrom(first)
+    for rank in (0, 2):
+        built = train.setup(toys.config("clm", **{"lora.rank": rank}))
+        state = init_from.apply(built.state, built.objective, opts)
+        loaded = _flat(state.params if rank == 0 else state.frozen[lora.BASE])
+        assert loaded.keys() == trained.keys()
+        for path in trained:
+            np.testing.assert_array_equal(loaded[path], trained[path], err_msg=path)

@@ -22,6 +22,9 @@ tokenizer with this run (``MODEL_KEYS``, the tokenizer's token strings, the sect
 pairs) and refuses a source that is still training unless ``step`` names a step (then it waits
 for that step). ``apply`` refuses to load nothing: a mapping that fills no array is an error.
 
+A LoRA run as the source gives its "params" with the adapters merged into its base (the model it
+trained); this run's own LoRA setting decides how they load (``apply``: into the base).
+
 Applied only when the run's workdir has no checkpoint of its own: a resumed run restores its own
 state and never reads the other run again (``train.run``).
 """
@@ -221,7 +224,23 @@ def read_source(opts: InitFrom) -> tuple[dict, int]:
     missing = [r for r in roots if r not in source]
     if missing:
         raise InitFromError(f"init_from: the checkpoint {step_dir} has no {missing[0]!r}")
-    return source, step
+    return _merged_lora(source, opts.workdir), step
+
+
+def _merged_lora(source: dict, workdir: str) -> dict:
+    """A LoRA run's "params" / "ema_params" as the model saw them (its adapters merged into its
+    frozen base): the next stage loads the fine-tuned model, whatever its own LoRA setting."""
+    if rundir.read_config(workdir) is None:
+        return source
+    spec = lora_lib.LoraSpec.from_config(rundir.load_config(workdir))
+    trained = [r for r in ("params", "ema_params") if r in source]
+    if spec is None or not trained:
+        return source
+    frozen_dir = os.path.abspath(os.path.join(workdir, checkpoint_lib.FROZEN_DIR))
+    base = _read_numpy(frozen_dir, [lora_lib.BASE])[lora_lib.BASE]
+    merged = {r: jax.tree.map(np.asarray, lora_lib.merge(source[r], base, spec.scale))
+              for r in trained}
+    return {**source, **merged}
 
 
 def _subtree(tree, path: str, what: str):

@@ -111,8 +111,11 @@ def split(params, spec: LoraSpec, rng) -> tuple[dict, dict]:
         if role == ADAPTERS:
             groups[ADAPTERS][path] = _adapter(leaf, spec.rank, jax.random.fold_in(rng, i))
     if not groups[ADAPTERS]:
+        # numbered layers once each: "h_*/attn/query/kernel"
+        kernels = sorted({re.sub(r"_\d+(?=/)", "_*", p) for p, leaf in flat.items()
+                          if nn.unbox(leaf).ndim >= 2})
         raise ConfigError(f"lora.targets {list(spec.targets)} match no kernel of this model "
-                          f"(its kernels: {', '.join(p for p in sorted(flat) if 'kernel' in p)[:300]})")
+                          f"(its matrices: {', '.join(kernels)})")
     trainable = {ADAPTERS: _unflat({f"{p}/{ab}": v for p, pair in groups[ADAPTERS].items()
                                     for ab, v in pair.items()})}
     if groups[FULL]:        # no empty subtree: a checkpoint restores no empty dict

@@ -66,6 +66,9 @@ ADDED_DEFAULTS = {
     "reward.pool": "last",                 # objectives/reward.py: opts.get("pool", "last")
     "model.name": "unet",                  # objectives/image_common.py: model_config.get("name", "unet")
     "eval.fid_reference_split": "train",   # objectives/image_common.py: e.get("fid_reference_split", "train")
+    # core/lora.py (issue 21): rank 0 is no adapters, every parameter trains, as before it
+    "lora.rank": 0, "lora.alpha": 16.0, "lora.targets": ["attn/(query|key|value|out)/kernel"],
+    "lora.train": ["(^|/)(value_)?head/"],
 }
 
 #: fields of a check added since (issue 24): a recipe turns it on, an old run's config.json reads
@@ -140,7 +143,8 @@ def test_recipe_resolves_to_its_pre_redesign_config(old_spec):
 
 #: recipes written after the redesign: no pre-redesign config to compare them with
 NEW_RECIPES = {"configs/llama/llama3_2_1b.py", "configs/llama/qwen2_5_0_5b.py",   # issue 21
-               "configs/gpt/shakespeare_wiki_shards.py"}                             # issue 22
+               "configs/gpt/shakespeare_wiki_shards.py",                              # issue 22
+               "configs/llama/dpo_lora.py"}                                          # issue 21
 
 
 def test_every_fixture_recipe_and_no_other_variant_is_compared():

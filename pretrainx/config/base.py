@@ -91,6 +91,21 @@ def init_from(mapping=(("params", "params"),)) -> ml_collections.ConfigDict:
     return i
 
 
+def lora() -> ml_collections.ConfigDict:
+    """Low-rank adapters on chosen kernels, the rest frozen (core/lora.py): fine-tuning a large
+    imported model with optimiser state for the adapters only."""
+    l = ml_collections.ConfigDict()
+    l.rank = 0                        # r of the adapters; 0: off (every parameter trains)
+    l.alpha = 16.0                    # the update is (alpha / rank) * A B
+    # regexes (re.search) over "/"-joined parameter paths of the kernels given adapters:
+    # attention's q/k/v/o here; add "mlp/(fc|gate|proj)/kernel" for the MLP
+    l.targets = ("attn/(query|key|value|out)/kernel",)
+    # paths trained in full, not frozen: the heads an objective puts on a pretrained trunk
+    # (classify's and reward's "head", PPO's value head)
+    l.train = ("(^|/)(value_)?head/",)
+    return l
+
+
 def mesh() -> ml_collections.ConfigDict:
     m = ml_collections.ConfigDict()
     m.data = -1                       # -1: all devices not used by the other axes
@@ -114,6 +129,7 @@ def runner(objective: str, *, seed: int = 0, batch_size: int = 32) -> ml_collect
     c.init_from = init_from()
     # further runs to load, by name: {NAME: init_from(...)} (PPO's reward model)
     c.init_from.also = ml_collections.ConfigDict()
+    c.lora = lora()
     c.mesh = mesh()
     return c
 

@@ -22,6 +22,9 @@ tokenizer with this run (``MODEL_KEYS``, the tokenizer's token strings, the sect
 pairs) and refuses a source that is still training unless ``step`` names a step (then it waits
 for that step). ``apply`` refuses to load nothing: a mapping that fills no array is an error.
 
+A LoRA run as the source gives its "params" with the adapters merged into its base (the model it
+trained); this run's own LoRA setting decides how they load (``apply``: into the base).
+
 Applied only when the run's workdir has no checkpoint of its own: a resumed run restores its own
 state and never reads the other run again (``train.run``).
 """
@@ -37,7 +40,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from pretrainx.core import checkpoint as checkpoint_lib
+from pretrainx.core import checkpoint as checkpoint_lib, lora as lora_lib
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.errors import UserError
 from pretrainx.run import lock as lock_lib, rundir
@@ -221,7 +224,23 @@ def read_source(opts: InitFrom) -> tuple[dict, int]:
     missing = [r for r in roots if r not in source]
     if missing:
         raise InitFromError(f"init_from: the checkpoint {step_dir} has no {missing[0]!r}")
-    return source, step
+    return _merged_lora(source, opts.workdir), step
+
+
+def _merged_lora(source: dict, workdir: str) -> dict:
+    """A LoRA run's "params" / "ema_params" as the model saw them (its adapters merged into its
+    frozen base): the next stage loads the fine-tuned model, whatever its own LoRA setting."""
+    if rundir.read_config(workdir) is None:
+        return source
+    spec = lora_lib.LoraSpec.from_config(rundir.load_config(workdir))
+    trained = [r for r in ("params", "ema_params") if r in source]
+    if spec is None or not trained:
+        return source
+    frozen_dir = os.path.abspath(os.path.join(workdir, checkpoint_lib.FROZEN_DIR))
+    base = _read_numpy(frozen_dir, [lora_lib.BASE])[lora_lib.BASE]
+    merged = {r: jax.tree.map(np.asarray, lora_lib.merge(source[r], base, spec.scale))
+              for r in trained}
+    return {**source, **merged}
 
 
 def _subtree(tree, path: str, what: str):
@@ -264,10 +283,13 @@ def plan(source: dict, target: dict, mapping) -> dict[str, np.ndarray]:
 
 
 def apply(state, objective, opts: InitFrom):
-    """``state`` with the mapped arrays of the other run in place (same shardings)."""
+    """``state`` with the mapped arrays of the other run in place (same shardings). With LoRA
+    the mapping sees the objective's own tree (``lora.join``): "params" loads the base weights
+    and the fully trained heads; the adapters keep their fresh (zero-update) start."""
     source, step = read_source(opts)
+    params, frozen = _objective_view(state)
     abstract = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), t)
-    target = {"params": abstract(state.params), "frozen": abstract(state.frozen)}
+    target = {"params": abstract(params), "frozen": abstract(frozen)}
     source = objective.adapt_init_from(source, target)
     assigned = plan(source, target, opts.mapping)
     if not assigned:   # else the run would train from scratch with only an INFO line
@@ -287,9 +309,27 @@ def apply(state, objective, opts: InitFrom):
             out.append(leaf)
         return jax.tree_util.tree_unflatten(treedef, out)
 
-    params, frozen = place(state.params, "params"), place(state.frozen, "frozen")
+    params, frozen = place(params, "params"), place(frozen, "frozen")
     fresh = [k for k in _leaves(target, "") if k not in assigned]
     log.info("init_from: %d arrays from %s (step %d); %d keep their fresh init%s", len(assigned),
              opts.workdir, step, len(fresh), f": {', '.join(fresh[:8])}" if fresh else "")
-    ema = jax.tree.map(lambda x: x.copy(), params) if state.ema_params is not None else None
-    return state.replace(params=params, frozen=frozen, ema_params=ema)
+    state = _state_of_view(state, params, frozen)
+    ema = jax.tree.map(lambda x: x.copy(), state.params) if state.ema_params is not None else None
+    return state.replace(ema_params=ema)
+
+
+def _objective_view(state) -> tuple[dict, dict]:
+    """(params, frozen) as the objective made them: with LoRA, the base and the fully trained
+    paths joined into one tree, and the frozen trees without the base."""
+    if state.lora is None:
+        return state.params, state.frozen
+    frozen = {k: v for k, v in state.frozen.items() if k != lora_lib.BASE}
+    return lora_lib.join(state.params, state.frozen[lora_lib.BASE]), frozen
+
+
+def _state_of_view(state, params, frozen):
+    """``_objective_view``'s inverse: the loaded trees back in the state's own layout."""
+    if state.lora is None:
+        return state.replace(params=params, frozen=frozen)
+    trainable, base = lora_lib.separate(params, state.params)
+    return state.replace(params=trainable, frozen={**frozen, lora_lib.BASE: base})

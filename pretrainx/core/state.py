@@ -4,6 +4,10 @@ One state serves every objective: trainable ``params`` with their optimiser stat
 EMA of them (diffusion samples from the EMA), ``frozen`` parameters that are carried but never
 updated (a PPO/DPO reference policy, a reward model; checkpointed once per run, see
 checkpoint.py), and ``aux``, the objective's small auxiliary state (an adaptive KL coefficient).
+
+With LoRA (``config.lora.rank`` > 0, core/lora.py) ``params`` holds the adapters and the fully
+trained heads, ``frozen["lora_base"]`` the base weights, and ``model_params`` merges them: every
+reader of the weights the model sees (the step, validation, sampling, export) goes through it.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pretrainx.core import sharding as sharding_lib
+from pretrainx.core import lora as lora_lib, sharding as sharding_lib
 
 
 @flax.struct.dataclass
@@ -26,10 +30,20 @@ class TrainState:
     ema_params: Any           # None when config.optimizer.ema_decay == 0
     frozen: Any
     aux: Any                  # Objective.init_aux(), updated by Objective.update_aux each step
+    # static: the run's LoRA settings (None: every parameter trains); see core/lora.py
+    lora: Any = flax.struct.field(pytree_node=False, default=None)
+
+    def model_params(self, params=None):
+        """The objective's parameter tree the model sees for ``params`` (default: the trained
+        ones): with LoRA the base weights with the adapters merged in, else ``params`` itself."""
+        params = self.params if params is None else params
+        if self.lora is None:
+            return params
+        return lora_lib.merge(params, self.frozen[lora_lib.BASE], self.lora.scale)
 
     def eval_params(self):
         """The weights to evaluate and sample with: the EMA when there is one."""
-        return self.params if self.ema_params is None else self.ema_params
+        return self.model_params(self.params if self.ema_params is None else self.ema_params)
 
 
 def _init_key(rng: jax.Array) -> jax.Array:
@@ -43,11 +57,15 @@ def _boxed_state(objective, tx_factory, ema: bool, rng: jax.Array) -> TrainState
     param_rng, frozen_rng, state_rng = jax.random.split(rng, 3)
     params = objective.init(_init_key(param_rng))
     frozen = objective.init_frozen(_init_key(frozen_rng))
+    lora = lora_lib.LoraSpec.from_config(objective.config)
+    if lora is not None:     # the adapters train; the base joins the frozen trees
+        params, base = lora_lib.split(params, lora, jax.random.fold_in(param_rng, 1))
+        frozen = {**frozen, lora_lib.BASE: base}
     # optax maps over the boxes, so Adam's moments keep each parameter's logical names.
     tx = tx_factory(nn.unbox(params))
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                       rng=state_rng, ema_params=params if ema else None, frozen=frozen,
-                      aux=jax.tree.map(jnp.asarray, objective.init_aux()))
+                      aux=jax.tree.map(jnp.asarray, objective.init_aux()), lora=lora)
 
 
 def create_train_state(objective, tx_factory, *, seed: int, ema: bool, mesh, axis_rules):

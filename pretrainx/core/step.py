@@ -65,15 +65,20 @@ def weighted_loss_and_grad(loss_fn, params, batch, rng, grad_accum: int):
 
 
 class Updater:
-    """What ``Objective.update`` gets: the loss's gradient and the optimiser, bound to one step."""
+    """What ``Objective.update`` gets: the loss's gradient and the optimiser, bound to one step.
 
-    def __init__(self, objective, tx, frozen, ctx: StepContext, grad_accum: int = 1):
+    ``model_params(params)``: the objective's tree the loss sees for the trained ``params``
+    (``TrainState.model_params``: LoRA's merge; the identity without LoRA). Gradients and
+    updates are of ``params`` themselves."""
+
+    def __init__(self, objective, tx, frozen, ctx: StepContext, grad_accum: int = 1,
+                 model_params=lambda params: params):
         self.objective, self.tx, self.frozen, self.ctx = objective, tx, frozen, ctx
-        self.grad_accum = grad_accum
+        self.grad_accum, self.model_params = grad_accum, model_params
 
     def loss_fn(self, params, batch, rng):
-        return self.objective.loss_fn(params, batch, rng, train=True, frozen=self.frozen,
-                                      ctx=self.ctx)
+        return self.objective.loss_fn(self.model_params(params), batch, rng, train=True,
+                                      frozen=self.frozen, ctx=self.ctx)
 
     def loss_and_grad(self, params, batch, rng, grad_accum: int | None = None):
         """(loss, metrics, grads), pooled over ``grad_accum`` micro-batches (default: the
@@ -112,9 +117,9 @@ def train_step(state, batch, *, objective, tx, grad_accum: int, ema_decay: float
                total_steps: int = 0, rng_impl: str = "threefry"):
     rng = step_key(state.rng, state.step, rng_impl)
     ctx = StepContext(step=state.step, aux=state.aux, total_steps=total_steps, train=True)
-    batch = objective.prepare(state.params, state.frozen, batch,
+    batch = objective.prepare(state.model_params(), state.frozen, batch,
                               jax.random.fold_in(rng, streams.PREPARE), ctx)
-    updater = Updater(objective, tx, state.frozen, ctx, grad_accum)
+    updater = Updater(objective, tx, state.frozen, ctx, grad_accum, state.model_params)
     params, opt_state, metrics = objective.update(state.params, state.opt_state, batch, rng, ctx,
                                                   updater)
     metrics = objective.finalize_metrics(dict(metrics))

@@ -2,6 +2,8 @@
 model folder (``model.safetensors``, ``config.json``, the tokenizer files) that transformers'
 ``AutoModelForCausalLM`` and ``AutoTokenizer`` load. GPT-2-shaped runs export as GPT-2,
 RoPE + RMSNorm + SwiGLU runs as Llama (Qwen2 when q/k/v carry biases); see hf_families.py.
+A LoRA run (``config.lora.rank`` > 0) exports its adapters merged into the base kernels,
+W + (alpha / r) A B: the weights it trained with, as ``TrainState.eval_params`` gives them.
 """
 from __future__ import annotations
 
@@ -78,7 +80,7 @@ def export_hf(workdir: str, out: str, which: str = "latest") -> dict:
     from safetensors.numpy import save_file
     from pretrainx.core import inference
 
-    _, ctx, config = inference.load_trained_run(workdir, which)
+    _, ctx, config = inference.load_trained_run(workdir, which)   # LoRA: merged already
     tensors, hf_config = hf_tensors(config.model, ctx.params)
     hf_config.update(special_token_ids(workdir))
     os.makedirs(out, exist_ok=True)

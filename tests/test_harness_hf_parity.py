@@ -9,7 +9,7 @@ cloze's perplexity (a continuous number: any difference in scoring shows) equal 
 import pytest
 
 from pretrainx import main
-from pretrainx.tools import harness, local_tasks
+from pretrainx.core import harness, local_tasks
 from tests import hf_checkpoints as hfc
 
 LIMIT = 40

@@ -8,6 +8,8 @@ pooled values: perplexity is exp of the pooled NLL, never a mean of perplexities
 from __future__ import annotations
 
 import collections
+import copy
+import dataclasses
 import functools
 import os
 
@@ -111,13 +113,26 @@ class EvalRunner:
         scalars = self._pooled(source, "val", params, frozen, aux, step, should_stop)
         # a mixture of sources (data/mixtures.py) is pooled source by source too: val/<name>/loss
         for name, part in getattr(source, "parts", {}).items():
-            scalars.update(self._pooled(part, f"val/{name}", params, frozen, aux, step, should_stop))
+            scalars.update(self._pooled(part, f"val/{name}", params, frozen, aux, step,
+                                        should_stop, finalize=self._finalize_source(name)))
         return scalars
 
+    def _finalize_source(self, name: str):
+        """The objective's ``finalize_metrics`` for one source of a mixture, as if its validation
+        split were the run's: the counts of ``info["sources"][name]`` (its tokens, its bytes)
+        replace the whole split's, so ``val/<name>/bpb`` is that source's bits per byte."""
+        counts = self.dataset.info.get("sources", {}).get(name, {})
+        own = copy.copy(self.objective)
+        own.spec = dataclasses.replace(self.objective.spec, info={**self.objective.spec.info, **{
+            k: v for k, v in counts.items() if k.startswith("val_")}})
+        return own.finalize_metrics
+
     def _pooled(self, source, prefix: str, params, frozen, aux, step: int,
-                should_stop) -> dict[str, float]:
+                should_stop, finalize=None) -> dict[str, float]:
         """The objective's validation metrics over ``num_batches`` of ``source``, each a mean
-        weighted by its batch's denominator, named ``prefix/metric``."""
+        weighted by its batch's denominator, then ``finalize`` (the objective's
+        ``finalize_metrics``: what is not a mean, from the pooled values), named
+        ``prefix/metric``."""
         sums: dict[str, float] = {}
         total = 0.0
         rng = jax.random.PRNGKey(self.config.seed + streams.VAL_LOSS_SEED_OFFSET)
@@ -142,7 +157,7 @@ class EvalRunner:
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + weight * float(v)
         pooled = {k: v / total if total > 0 else float("nan") for k, v in sums.items()}
-        pooled = self.objective.finalize_metrics(pooled)
+        pooled = (finalize or self.objective.finalize_metrics)(pooled)
         return {f"{prefix}/{k}": float(np.asarray(v)) for k, v in pooled.items()}
 
     def run(self, params, frozen, step: int, *, final: bool = False, aux=None,

@@ -174,7 +174,7 @@ def _eval(argv: list[str]) -> int:
 
 
 def _eval_tasks(args) -> int:
-    from pretrainx.tools import harness
+    from pretrainx.core import harness
     objective, ctx, _ = inference.load_trained_run(args.workdir, args.checkpoint)
     lm = harness.PretrainxLM(objective, ctx.params, mesh=ctx.mesh)
     results = harness.evaluate_tasks(lm, args.tasks.split(","), task_dir=args.task_dir,

@@ -44,6 +44,9 @@ ADDED_DEFAULTS = {
        if f.default is not dataclasses.MISSING},
     "trackers.wandb": False,               # run/trackers.py (issue 23): no tracker before it existed
     "trackers.mlflow": False,
+    # in-training task evaluation (core/evaluate.py, issue 23): no task before it existed
+    "eval.tasks": "", "eval.tasks_every": 1000, "eval.tasks_limit": 0, "eval.tasks_batch_size": 16,
+    "eval.task_dir": "~/.cache/pretrainx/tasks",
     "train.preemption_check_every": 10,    # core/train.py: preemption.DEFAULT_CHECK_EVERY
     "optimizer.layer_decay": 1.0,          # core/optim.py: opt.get("layer_decay", 1.0)
     "data.decode_errors": "replace",       # data/text.py: TextOptions.decode_errors

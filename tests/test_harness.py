@@ -17,7 +17,7 @@ from pretrainx.objectives.encoder_decoder import EncoderDecoderObjective
 from pretrainx.objectives.prefix_lm import PrefixLM
 from pretrainx.objectives.span_corruption import SpanCorruption
 from pretrainx.objectives.ul2 import UL2
-from pretrainx.tools.harness import PretrainxLM
+from pretrainx.core.harness import PretrainxLM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHARS = "\n !',.:;?abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -127,7 +127,7 @@ def test_local_tasks_through_the_cli_score_as_pretrainx_does(tmp_path, capsys):
     from pretrainx import main
     from pretrainx.config.text import SHAKESPEARE
     from pretrainx.core import inference, train
-    from pretrainx.tools import local_tasks
+    from pretrainx.core import local_tasks
     run = tmp_path / "run"
     train.run(toys.config("clm", **{"data.path": SHAKESPEARE, "data.tokenizer": "char",
                                     "model.vocab_size": 65, "model.max_len": 128,

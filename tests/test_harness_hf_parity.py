@@ -9,7 +9,7 @@ cloze's perplexity (a continuous number: any difference in scoring shows) equal 
 import pytest
 
 from pretrainx import main
-from pretrainx.tools import harness, local_tasks
+from pretrainx.core import harness, local_tasks
 from tests import hf_checkpoints as hfc
 
 LIMIT = 40
@@ -34,3 +34,56 @@ def test_the_harness_hf_backend_on_the_export_scores_as_the_adapter_on_the_run(t
     assert float(ours[f"{local_tasks.NEXTLINE}/acc"]) == pytest.approx(nextline["acc"])
     assert float(ours[f"{local_tasks.NEXTLINE}/acc_norm"]) == pytest.approx(nextline["acc_norm"])
     assert float(ours[f"{local_tasks.CLOZE}/perplexity"]) == pytest.approx(cloze["perplexity"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_a_trained_run_exported_scores_in_the_hf_backend_as_in_the_adapter(tmp_path):
+    """A GPT trained here (byte-level BPE on Tiny Shakespeare, 20 steps), exported: the harness's
+    HF backend and the adapter give every request the same log-likelihood (to 1e-4 nats: float32
+    in two frameworks) and greediness, and the local tasks the same accuracy."""
+    import json
+
+    import numpy as np
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoTokenizer
+
+    import toy_objectives as toys
+    from pretrainx.data import special_tokens as st
+    from pretrainx.config.text import SHAKESPEARE
+    from pretrainx.core import inference, train
+    run, out, tasks = (str(tmp_path / n) for n in ("run", "export", "tasks"))
+    train.run(toys.config("clm", **{"data.path": SHAKESPEARE, "data.tokenizer": "bpe:400",
+                                    "data.max_bytes": 200_000, "model.vocab_size": 400,
+                                    "model.max_len": 64, "data.seq_len": 64,
+                                    "model.embed_dim": 32, "model.num_layers": 2,
+                                    "model.dtype": "float32", "model.use_bias": True,   # GPT-2's shape
+                                    "train.steps": 20,
+                                    "optimizer.lr": 3e-3, "optimizer.decay_steps": 20,
+                                    "checkpoint.every": 20}), run)
+    assert main.cli(["export-hf", "--workdir", run, "--out", out]) == 0
+    objective, ctx, _ = inference.load_trained_run(run, "latest")
+    ours = harness.PretrainxLM(objective, ctx.params, batch_size=8)
+    # the export's tokenizer_config.json names no eos_token; the HF backend needs one (its prefix
+    # token): the vocabulary's EOS, which the adapter also conditions an empty context on
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    tokenizer.eos_token = st.EOS
+    theirs = HFLM(pretrained=out, tokenizer=tokenizer, dtype="float32", device="cpu", batch_size=8)
+    names = [local_tasks.NEXTLINE, local_tasks.CLOZE]
+    local_tasks.build(tasks, names)
+    requests = []
+    for name in names:
+        for doc in [json.loads(line) for line in open(f"{tasks}/{name}.jsonl")][:LIMIT]:
+            requests += [(doc["context"], c) for c in doc.get("choices", [doc.get("target")])]
+    instances = [Instance("loglikelihood", {}, r, i) for i, r in enumerate(requests)]
+    mine, hf = ours.loglikelihood(instances, disable_tqdm=True), theirs.loglikelihood(instances)
+    gap = max(abs(a[0] - b[0]) for a, b in zip(mine, hf))
+    print(f"{len(requests)} requests: largest log-likelihood gap {gap:.2e} nats")
+    assert gap < 1e-4 and [a[1] for a in mine] == [b[1] for b in hf]
+    assert np.std([a[0] for a in mine]) > 1.0      # the requests are told apart: a real check
+    ours_acc = harness.evaluate_tasks(ours, names, task_dir=tasks, limit=LIMIT)
+    theirs_acc = harness.evaluate_tasks(theirs, names, task_dir=tasks, limit=LIMIT)
+    print(f"pretrainx adapter {ours_acc}; harness HF backend {theirs_acc}")
+    for name in names:
+        for metric, value in theirs_acc[name].items():
+            assert ours_acc[name][metric] == pytest.approx(value, rel=1e-4), (name, metric)

@@ -200,6 +200,47 @@ def tiny_gpt_on(folders, steps, **weights):
     return cfg
 
 
+@pytest.fixture(scope="module")
+def bpe_folders(tmp_path_factory):
+    """The two corpora under one BPE vocabulary fitted to the plays: the plays' tokens hold
+    more bytes each than WikiText's."""
+    tmp = tmp_path_factory.mktemp("bpe_mixture")
+    text = open(CORPORA["plays"], encoding="utf-8").read()[:60_000]
+    subword.train_from_texts([text], "bpe", 600).save(str(tmp / "tok"))
+    return {name: byte_shards(tmp, name, tokenizer=str(tmp / "tok")) for name in CORPORA}
+
+
+def test_each_source_has_its_bits_per_byte_pooled_over_its_own_bytes(bpe_folders):
+    """A causal LM whose every parameter is 0 costs log2(V) bits a token: a source's
+    ``val/<name>/bpb`` is that times its held-out tokens over the UTF-8 bytes they decode to
+    (the EOS between documents has none), and the mixture's is all bits over all bytes."""
+    import jax
+    import jax.numpy as jnp
+    from pretrainx.core import evaluate, train
+    cfg = config_lib.override(tiny_gpt_on(bpe_folders, 2, plays=0.5, wiki=0.5),
+                              {"model.vocab_size": 600})
+    built = train.setup(cfg)
+    params = jax.tree.map(jnp.zeros_like, built.state.params)
+    runner = evaluate.EvalRunner(built.objective, cfg, built.mesh, built.dataset, "")
+    metrics = runner.val_metrics(params, {}, {}, 0)
+    tok, eos, bits = built.dataset.tokenizer, built.dataset.info["eos_id"], np.log2(600)
+    tokens = bytes_ = 0
+    for name in CORPORA:
+        held_out = split_tokens(bpe_folders[name])[1]
+        text = tok.decode([int(t) for t in held_out if t != eos])
+        # the tail of the corpus, its documents joined without the blank lines between them
+        assert text.replace("\n", "") in open(CORPORA[name], encoding="utf-8").read().replace(
+            " \n", "\n").replace("\n", "")
+        counted = len(text.encode("utf-8"))
+        assert built.dataset.info["sources"][name]["val_bytes"] == counted
+        assert metrics[f"val/{name}/bpb"] == pytest.approx(bits * len(held_out) / counted, rel=1e-5)
+        tokens, bytes_ = tokens + len(held_out), bytes_ + counted
+    # WikiText's text costs the plays' vocabulary more tokens a byte
+    assert metrics["val/wiki/bpb"] > 1.1 * metrics["val/plays/bpb"]
+    # the whole split's: all its bits over all its bytes, not a mean of the sources'
+    assert metrics["val/bpb"] == pytest.approx(bits * tokens / bytes_, rel=1e-5)
+
+
 @pytest.mark.slow
 def test_clm_on_a_packed_mixture_resumes_bit_for_bit(folders, tmp_path):
     from resume_check import assert_kill_and_resume_is_exact

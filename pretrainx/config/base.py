@@ -68,6 +68,17 @@ def evaluation() -> ml_collections.ConfigDict:
     e.every = 250                     # steps between evaluations (and one at the end); 0: none
     e.num_batches = 20                # validation batches per evaluation (0: none)
     e.batch_size = 64                 # global, like batch_size
+    # lm-evaluation-harness tasks during training, as `pretrainx eval --tasks` takes them: names
+    # or task YAML paths, comma-separated ("": none; pip install pretrainx[eval]). Logged as
+    # eval/<task>/<metric>, which checkpoint.best_metric and a sweep's metric may name.
+    e.tasks = ""
+    e.tasks_every = 1000              # steps between task evaluations, their own cadence (and
+                                      # one at the end; 0: only at the end). A task step reports
+                                      # val/* too
+    e.tasks_limit = 0                 # at most N documents per task (0: all of them)
+    e.tasks_batch_size = 16           # requests scored per batch (rounded up to the mesh's
+                                      # batch axes)
+    e.task_dir = "~/.cache/pretrainx/tasks"   # where local tasks' JSONL and YAML are generated
     return e
 
 

@@ -71,9 +71,10 @@ def check_values(config) -> None:
 
 def _check_runner(config) -> None:
     for dotted in ("batch_size", "train.steps", "train.log_every", "checkpoint.every",
-                   "checkpoint.keep", "eval.batch_size", "train.preemption_check_every"):
+                   "checkpoint.keep", "eval.batch_size", "train.preemption_check_every",
+                   "eval.tasks_batch_size"):
         _integer(config, dotted, minimum=1)
-    for dotted in ("eval.every", "eval.num_batches", "seed"):
+    for dotted in ("eval.every", "eval.num_batches", "seed", "eval.tasks_every", "eval.tasks_limit"):
         _integer(config, dotted, minimum=0)
     _choice(config, "checkpoint.best_mode", ("min", "max"))
 

@@ -8,7 +8,10 @@ pooled values: perplexity is exp of the pooled NLL, never a mean of perplexities
 from __future__ import annotations
 
 import collections
+import copy
+import dataclasses
 import functools
+import os
 
 import jax
 import numpy as np
@@ -47,16 +50,53 @@ def check_held_out(config, dataset) -> None:
                         f"{-(-held_out // config.eval.batch_size)}")
 
 
+class TaskEvaluation:
+    """``eval.tasks`` through lm-evaluation-harness (``core/harness.py``) on the weights of an
+    eval: ``eval/<task>/<metric>``. Made when the run starts, so that a task the harness does not
+    know or a model it cannot score (a masked LM) is one line before any step is trained. Scoring
+    is deterministic (greedy, no sampling, no bootstrap): a resumed run reports the numbers of an
+    uninterrupted one."""
+
+    def __init__(self, objective, config, mesh):
+        from pretrainx.core import harness     # lazy: lm-eval is an optional extra
+        self.lm = harness.PretrainxLM(objective, None, batch_size=int(config.eval.tasks_batch_size),
+                                      mesh=mesh)
+        names = [t.strip() for t in str(config.eval.tasks).split(",") if t.strip()]
+        self.suite = harness.TaskSuite(names, task_dir=os.path.expanduser(config.eval.task_dir))
+        self.limit = int(config.eval.tasks_limit) or None
+        self.higher_is_better: dict[str, bool] = {}    # eval/<task>/<metric> -> its direction
+
+    def __call__(self, params) -> dict[str, float]:
+        self.lm.params = params
+        scores, better = self.suite.run(self.lm, limit=self.limit)
+        self.higher_is_better.update({f"eval/{task}/{metric}": bool(up) for task, directions
+                                      in better.items() for metric, up in directions.items()})
+        return {f"eval/{task}/{metric}": value for task, metrics in scores.items()
+                for metric, value in metrics.items()}
+
+    def wrong_direction(self, metric: str, mode: str) -> str | None:
+        """The error text when ``checkpoint.best_mode`` ranks a task metric the wrong way."""
+        if metric not in self.higher_is_better or (mode == "max") == self.higher_is_better[metric]:
+            return None
+        right = "max" if self.higher_is_better[metric] else "min"
+        return (f"checkpoint.best_metric {metric!r} is {'higher' if right == 'max' else 'lower'}"
+                f"-is-better (lm-evaluation-harness), but checkpoint.best_mode is {mode!r}: give "
+                f"--config.checkpoint.best_mode={right}")
+
+
 class EvalRunner:
     """One periodic evaluation of a run: the pooled validation loss, then the objective's plug-in
     evaluators (each an ``objectives.base.Evaluator``)."""
 
-    def __init__(self, objective, config, mesh, dataset, workdir: str, *, host_batch=None):
+    def __init__(self, objective, config, mesh, dataset, workdir: str, *, host_batch=None,
+                 with_tasks: bool = False):
         self.objective, self.config, self.mesh = objective, config, mesh
         self.dataset, self.workdir = dataset, workdir
         self.num_batches = int(config.eval.num_batches)
         self.total_steps = int(config.train.steps)
         self.plugins = objective.evaluators()
+        # with_tasks: the train loop's evals (``pretrainx eval`` scores tasks with --tasks)
+        self.tasks = TaskEvaluation(objective, config, mesh) if with_tasks and config.eval.tasks else None
         # (source, index, step) -> this process's transformed rows, as the runner makes them
         fields = objective.data_request(config).fields
         self.host_batch = host_batch or (lambda source, index, step: batches.host_batch(
@@ -73,13 +113,26 @@ class EvalRunner:
         scalars = self._pooled(source, "val", params, frozen, aux, step, should_stop)
         # a mixture of sources (data/mixtures.py) is pooled source by source too: val/<name>/loss
         for name, part in getattr(source, "parts", {}).items():
-            scalars.update(self._pooled(part, f"val/{name}", params, frozen, aux, step, should_stop))
+            scalars.update(self._pooled(part, f"val/{name}", params, frozen, aux, step,
+                                        should_stop, finalize=self._finalize_source(name)))
         return scalars
 
+    def _finalize_source(self, name: str):
+        """The objective's ``finalize_metrics`` for one source of a mixture, as if its validation
+        split were the run's: the counts of ``info["sources"][name]`` (its tokens, its bytes)
+        replace the whole split's, so ``val/<name>/bpb`` is that source's bits per byte."""
+        counts = self.dataset.info.get("sources", {}).get(name, {})
+        own = copy.copy(self.objective)
+        own.spec = dataclasses.replace(self.objective.spec, info={**self.objective.spec.info, **{
+            k: v for k, v in counts.items() if k.startswith("val_")}})
+        return own.finalize_metrics
+
     def _pooled(self, source, prefix: str, params, frozen, aux, step: int,
-                should_stop) -> dict[str, float]:
+                should_stop, finalize=None) -> dict[str, float]:
         """The objective's validation metrics over ``num_batches`` of ``source``, each a mean
-        weighted by its batch's denominator, named ``prefix/metric``."""
+        weighted by its batch's denominator, then ``finalize`` (the objective's
+        ``finalize_metrics``: what is not a mean, from the pooled values), named
+        ``prefix/metric``."""
         sums: dict[str, float] = {}
         total = 0.0
         rng = jax.random.PRNGKey(self.config.seed + streams.VAL_LOSS_SEED_OFFSET)
@@ -104,15 +157,18 @@ class EvalRunner:
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + weight * float(v)
         pooled = {k: v / total if total > 0 else float("nan") for k, v in sums.items()}
-        pooled = self.objective.finalize_metrics(pooled)
+        pooled = (finalize or self.objective.finalize_metrics)(pooled)
         return {f"{prefix}/{k}": float(np.asarray(v)) for k, v in pooled.items()}
 
     def run(self, params, frozen, step: int, *, final: bool = False, aux=None,
-            should_stop=None) -> dict[str, float]:
+            should_stop=None, tasks: bool = False) -> dict[str, float]:
         """``params``: the weights to evaluate (the EMA when the run keeps one); ``final``: the
         run's last evaluation, where evaluators may add their costly extras; ``should_stop()``:
-        polled between batches and plug-ins, ``Preempted`` when it says so (a SIGTERM)."""
+        polled between batches and plug-ins, ``Preempted`` when it says so (a SIGTERM);
+        ``tasks``: run ``eval.tasks`` too (their own cadence, ``loop.plan_step``)."""
         scalars = self.val_metrics(params, frozen, aux, step, should_stop=should_stop)
+        if tasks and self.tasks is not None:
+            scalars.update(self.tasks(params))
         ctx = EvalContext(params=params, frozen=frozen, step=step, workdir=self.workdir,
                           rng=eval_key(int(self.config.seed), step), mesh=self.mesh,
                           val_data=self.dataset.val, tokenizer=self.dataset.tokenizer, final=final,

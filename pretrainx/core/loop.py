@@ -54,11 +54,13 @@ class Cadence:
     log_every: int
     eval_every: int          # 0: never
     save_every: int
+    tasks_every: int | None = None   # eval.tasks: None: none configured; 0: only at the end
 
     @classmethod
     def of(cls, config, save_every: int) -> "Cadence":
         return cls(int(config.train.steps), int(config.train.log_every),
-                   int(config.eval.every or 0), int(save_every))
+                   int(config.eval.every or 0), int(save_every),
+                   int(config.eval.tasks_every) if config.eval.tasks else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +70,7 @@ class StepPlan:
     log: bool                # its metrics are logged in full (else only its learning rate)
     evaluate: bool
     save: bool
+    tasks: bool = False      # the eval runs eval.tasks too (their own cadence)
     halt: bool = False       # ``stop_after`` reached: leave as a crash would, nothing saved
     preempted: bool = False  # SIGTERM, agreed by every process: save this step, then stop
 
@@ -82,7 +85,7 @@ class StepPlan:
 
     def eval_interrupted(self) -> "StepPlan":
         """A SIGTERM during this step's evaluation: save the step without its eval, stop."""
-        return dataclasses.replace(self, evaluate=False, save=True, preempted=True)
+        return dataclasses.replace(self, evaluate=False, tasks=False, save=True, preempted=True)
 
 
 def plan_step(done: int, cadence: Cadence, *, halt: bool = False,
@@ -92,10 +95,12 @@ def plan_step(done: int, cadence: Cadence, *, halt: bool = False,
     logged = done % cadence.log_every == 0 or last
     if halt:
         return StepPlan(done, log=logged, evaluate=False, save=False, halt=True)
-    evaluate = bool(cadence.eval_every) and (done % cadence.eval_every == 0 or last)
+    tasks = cadence.tasks_every is not None and (
+        last or bool(cadence.tasks_every) and done % cadence.tasks_every == 0)
+    evaluate = bool(cadence.eval_every) and (done % cadence.eval_every == 0 or last) or tasks
     return StepPlan(done, log=logged, evaluate=evaluate and not preempted,
                     save=done % cadence.save_every == 0 or last or preempted,
-                    preempted=preempted)
+                    preempted=preempted, tasks=tasks and not preempted)
 
 
 def _all_finite(tree) -> jax.Array:
@@ -118,7 +123,7 @@ class TrainLoop:
         self.start = int(jax.device_get(state.step))
         self.batch = built.host_batch(built.dataset.train, data_state.next_index)
         self.evaluator = evaluate.EvalRunner(built.objective, config, built.mesh, built.dataset,
-                                             workdir)
+                                             workdir, with_tasks=True)
         if config.eval.every and built.dataset.val is None:
             log.warning("no validation data (data.val_fraction is 0 or the split too short): "
                         "evals report no val/ metrics")
@@ -161,7 +166,7 @@ class TrainLoop:
                         break
                     if plan.check:
                         self.check_finite(plan.done, metrics)
-                    scalars = self.evaluate(plan.done, watch) if plan.evaluate else None
+                    scalars = self.evaluate(plan, watch) if plan.evaluate else None
                     if plan.evaluate and scalars is None:
                         plan = plan.eval_interrupted()
                     if scalars is not None:
@@ -169,7 +174,7 @@ class TrainLoop:
                     if plan.save:
                         self.save(plan.done)
                     if scalars is not None:
-                        self.after_eval(plan.done, scalars)
+                        self.after_eval(plan, scalars)
                     if plan.preempted:
                         self.progress.write(f"SIGTERM: saved step {plan.done} and stopping")
                     if plan.stop:
@@ -187,12 +192,13 @@ class TrainLoop:
         done = self.cadence.total
         log.warning("step %d was saved without its final eval (stopped during it): evaluating "
                     "it now", done)
-        scalars = self.evaluate(done, watch)
+        plan = plan_step(done, self.cadence)
+        scalars = self.evaluate(plan, watch)
         if scalars is None:
             return plan_step(done, self.cadence, preempted=True).eval_interrupted()
         self.record_eval(done, scalars)
-        self.after_eval(done, scalars)
-        return plan_step(done, self.cadence)
+        self.after_eval(plan, scalars)
+        return plan
 
     # --- the phases of a step, in the order the loop calls them ---------------------------------
 
@@ -239,14 +245,14 @@ class TrainLoop:
                 f"the parameters are not finite after step {done}; stopped without saving "
                 f"(last good checkpoint: step {self.last_saved})")
 
-    def evaluate(self, done: int, watch) -> dict | None:
-        """The eval of step ``done``; None when a SIGTERM interrupted it."""
-        began = time.perf_counter()
+    def evaluate(self, plan: StepPlan, watch) -> dict | None:
+        """The eval of step ``plan.done``; None when a SIGTERM interrupted it."""
+        began, done = time.perf_counter(), plan.done
         try:
             with watch.interruptible():
                 scalars = self.evaluator.run(
                     self.state.eval_params(), self.state.frozen, done,
-                    final=done == self.cadence.total, aux=self.state.aux,
+                    final=done == self.cadence.total, aux=self.state.aux, tasks=plan.tasks,
                     should_stop=watch.should_stop if jax.process_count() > 1 else None)
         except preemption.Preempted:
             self.progress.write(f"SIGTERM during the eval at step {done}: eval skipped")
@@ -273,15 +279,19 @@ class TrainLoop:
         self.ckpt.save(done, self.state, self.data_state)
         self.last_saved = done
 
-    def after_eval(self, done: int, scalars: dict) -> None:
-        """Once the step's saves are queued: the best metric is checked at the first eval (a
-        typo stops the run here, its step saved), then the caller's ``on_eval``."""
-        if not self.evaluated:
+    def after_eval(self, plan: StepPlan, scalars: dict) -> None:
+        """Once the step's saves are queued: the best metric is checked at the first eval that
+        ran every evaluator (a typo or a task metric ranked the wrong way stops the run here, its
+        step saved), then the caller's ``on_eval``."""
+        tasks = self.evaluator.tasks
+        if not self.evaluated and (plan.tasks or tasks is None):
             self.evaluated = True
-            if (problem := self.ckpt.check_best_metric(scalars)) is not None:
+            problem = self.ckpt.check_best_metric(scalars) or (tasks and tasks.wrong_direction(
+                self.ckpt.best_metric, self.config.checkpoint.best_mode))
+            if problem:
                 raise ConfigError(problem)
         if self.on_eval is not None:
-            self.on_eval(done, scalars)
+            self.on_eval(plan.done, scalars)
 
     def finish(self) -> None:
         """Saves already dispatched hold good states: they land even when the loop raised. A

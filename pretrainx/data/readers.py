@@ -107,6 +107,27 @@ def utf8_bytes(text: str) -> int:
     return len(text.encode(ENCODING, ERRORS))
 
 
+#: token streams' bytes are counted on their first BYTES_SAMPLE tokens (a few seconds of
+#: decoding), a longer one scaled by its length: bits per byte needs only the bytes per token
+BYTES_SAMPLE, BYTES_CHUNK = 1 << 24, 1 << 20
+
+
+def decoded_bytes(stream, tok, eos_id: int | None) -> int:
+    """The UTF-8 bytes of the text a token stream (``len``, ``read(start, length)``) decodes to,
+    without the EOS between documents (as the text kinds' ``val_bytes``): the denominator of
+    bits per byte. Decoded a chunk at a time, each cut after an EOS so that no character is split
+    between two chunks."""
+    import numpy as np
+    total, carry, counted = 0, np.zeros((0,), np.int64), min(len(stream), BYTES_SAMPLE)
+    for start in range(0, counted, BYTES_CHUNK):
+        ids = np.concatenate([carry, stream.read(start, min(BYTES_CHUNK, counted - start))])
+        ends = np.flatnonzero(ids == eos_id) if eos_id is not None else ()
+        cut = len(ids) if start + BYTES_CHUNK >= counted or not len(ends) else int(ends[-1]) + 1
+        ids, carry = ids[:cut], ids[cut:]
+        total += utf8_bytes(tok.decode(ids[ids != eos_id].tolist()))
+    return round(total * len(stream) / counted) if counted else 0
+
+
 def expand_paths(path) -> list[str]:
     """A path, a glob, or a list of either -> the sorted existing files (error if none)."""
     patterns = [path] if isinstance(path, str) else list(path)

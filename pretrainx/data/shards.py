@@ -31,7 +31,7 @@ import tempfile
 
 import numpy as np
 
-from pretrainx.data import mixtures, packing
+from pretrainx.data import mixtures, packing, readers
 from pretrainx.data import rng as streams
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.data.base import Dataset, raw_tokens, register, shard_rows
@@ -329,6 +329,7 @@ def build_shards(config, *, batch_size, eval_batch_size, seq_len, seed, fields=N
                         stream=streams.WINDOW_STARTS_VAL, shift=shift)
            if len(val_split) > width else None)
     info = split_info([manifest], tok, len(train_split), len(val_split), config.packing)
+    info["val_bytes"] = readers.decoded_bytes(val_split, tok, manifest["eos_id"])
     return Dataset(train=laid_out(train, config, seq_len), val=laid_out(val, config, seq_len),
                    tokenizer=tok, info=info)
 
@@ -373,6 +374,9 @@ def build_mixture(config, *, batch_size, eval_batch_size, seq_len, seed, shift, 
                       sum(map(len, vals.values())), config.packing)
     info["sources"] = {s.name: {"path": os.path.abspath(os.path.expanduser(s.path)),
                                 "weight": s.weight, "train_tokens": len(trains[s.name]),
-                                "val_tokens": len(vals[s.name])} for s in sources}
+                                "val_tokens": len(vals[s.name]),
+                                "val_bytes": readers.decoded_bytes(vals[s.name], tok, m["eos_id"])}
+                       for s, m in zip(sources, manifests)}
+    info["val_bytes"] = sum(part["val_bytes"] for part in info["sources"].values())
     return Dataset(train=laid_out(train, config, seq_len), val=laid_out(val, config, seq_len),
                    tokenizer=tok, info=info)

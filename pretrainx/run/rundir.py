@@ -62,6 +62,8 @@ SAFE_CHANGES = (
     # metric keeps none; a kept one was ranked by the old metric, which Orbax would look up)
     "checkpoint.best_metric", "checkpoint.best_mode",
     "eval.num_batches",             # how much held-out data an eval reads (same state trained)
+    # which lm-evaluation-harness tasks the evals run, and how: nothing trained changes
+    "eval.tasks", "eval.tasks_every", "eval.tasks_limit", "eval.tasks_batch_size", "eval.task_dir",
     "mesh.*",                       # the same state restored onto another mesh (tested)
     "model.attention", "model.remat",   # the same math: another kernel, recomputation
     "sample.*",                     # what the text / image samples show; no metric
@@ -73,7 +75,8 @@ SAFE_CHANGES = (
 
 
 #: safe changes only while no best checkpoint is kept: a kept one was ranked under the old value
-BEST_RANKING = ("checkpoint.best_metric", "checkpoint.best_mode", "eval.num_batches")
+BEST_RANKING = ("checkpoint.best_metric", "checkpoint.best_mode", "eval.num_batches",
+                "eval.tasks_limit")
 
 
 class ConfigMismatchError(ConfigError):

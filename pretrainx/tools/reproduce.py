@@ -83,6 +83,7 @@ class Entry:
     config: str = ""                # "configs/x.py[:arg]" (train, params)
     overrides: dict = dataclasses.field(default_factory=dict)
     take: str = "best"              # train: best | final eval of the run
+    mode: str = "min"               # which is best: min (loss, val/bpb) | max (a task's acc)
     options: dict = dataclasses.field(default_factory=dict)   # ngram: text, n, k, val_fraction
     recorded: Recorded | str = "not yet run"   # the last recorded result, or why there is none
     cpu_minutes: float = 0.0        # rough wall time on 2 CPU cores (tests run those under 1)
@@ -104,6 +105,8 @@ def load_registry(path: str = REGISTRY) -> list[Entry]:
     if dup:
         raise UserError(f"registry {path} names {sorted(dup)} twice")
     for e in entries:
+        if e.mode not in ("min", "max"):
+            raise UserError(f"registry entry {e.name!r}: mode {e.mode!r} (min or max)")
         if e.kind not in KINDS or e.hardware not in HARDWARE:
             raise UserError(f"registry entry {e.name!r}: kind {e.kind!r} / hardware {e.hardware!r} "
                             f"(kinds: {KINDS}; hardware: {HARDWARE})")
@@ -168,7 +171,7 @@ def measure(entry: Entry, workdir: str) -> float:
     from pretrainx.run import rundir
     from pretrainx.core import train
     train.run(config, workdir)
-    summary = rundir.summarize(workdir, entry.metric)
+    summary = rundir.summarize(workdir, entry.metric, entry.mode)
     if summary is None:
         raise UserError(f"the run in {workdir} never logged {entry.metric!r}")
     return summary[entry.take]

@@ -189,7 +189,7 @@ def check(sweep: Sweep, config: ml_collections.ConfigDict) -> None:
         raise UserError(f"mode is {sweep.mode!r}; it must be 'min' or 'max'")
     if sweep.value not in ("best", "final"):
         raise UserError(f"value is {sweep.value!r}; it must be 'best' or 'final'")
-    if not int(config.eval.every):
+    if not int(config.eval.every) and not config.eval.tasks:   # task evals have their own cadence
         raise UserError(f"the sweep's metric {sweep.metric!r} comes from evals, but "
                         f"config.eval.every is 0")
     make_pruner(sweep, int(config.train.steps))   # unknown pruner or option -> ValueError

@@ -190,30 +190,47 @@ def _task_name(path: str) -> str:
     return name
 
 
-def evaluate_tasks(lm, tasks: list[str], *, task_dir: str, limit: int | None = None) -> dict:
-    """``{task: {metric: value}}`` of the harness's ``simple_evaluate`` on ``tasks``: names (the
-    local ones of ``local_tasks.py`` are built into ``task_dir`` first; others come from the
-    harness's own registry when this machine has their data) or paths to task YAMLs."""
-    from lm_eval import evaluator
-    from lm_eval.tasks import TaskManager
+class TaskSuite:
+    """Tasks resolved once through the harness's ``TaskManager``: names (the local ones of
+    ``local_tasks.py`` are built into ``task_dir`` first; others come from the harness's own
+    registry when this machine has their data) or paths to task YAMLs. An unknown task is one
+    line, before anything is scored (before a run trains)."""
 
-    from pretrainx.tools import local_tasks
-    names, include = [], [task_dir]
-    for task in tasks:
-        if task.endswith((".yaml", ".yml")):
-            include.append(os.path.dirname(os.path.abspath(task)))
-            names.append(_task_name(task))
-        else:
-            names.append(task)
-    local_tasks.build(task_dir, [n for n in names if n in local_tasks.BUILDERS])
-    registered = [t for t in tasks if not t.endswith((".yaml", ".yml")) and t not in local_tasks.BUILDERS]
-    manager = TaskManager(include_path=include, include_defaults=bool(registered))
-    unknown = [n for n in names if n not in manager.all_tasks]
-    if unknown:
-        raise UserError(f"unknown task {unknown[0]!r} (--tasks): local tasks are "
-                        f"{', '.join(local_tasks.BUILDERS)}, or give a task YAML's path")
-    out = evaluator.simple_evaluate(model=lm, tasks=names, task_manager=manager, limit=limit,
-                                    bootstrap_iters=0, log_samples=False)
-    return {task: {k.split(",")[0]: v for k, v in metrics.items()
-                   if isinstance(v, (int, float)) and not k.endswith("alias")}
-            for task, metrics in out["results"].items()}
+    def __init__(self, tasks: list[str], *, task_dir: str):
+        from lm_eval.tasks import TaskManager
+
+        from pretrainx.core import local_tasks
+        self.names, include = [], [task_dir]
+        for task in tasks:
+            if task.endswith((".yaml", ".yml")):
+                folder = os.path.dirname(os.path.abspath(task))
+                include += [] if folder in include else [folder]
+                self.names.append(_task_name(task))
+            else:
+                self.names.append(task)
+        local_tasks.build(task_dir, [n for n in self.names if n in local_tasks.BUILDERS])
+        registered = [t for t in tasks if not t.endswith((".yaml", ".yml"))
+                      and t not in local_tasks.BUILDERS]
+        self.manager = TaskManager(include_path=include, include_defaults=bool(registered))
+        unknown = [n for n in self.names if n not in self.manager.all_tasks]
+        if unknown:
+            raise UserError(f"unknown task {unknown[0]!r} (--tasks): local tasks are "
+                            f"{', '.join(local_tasks.BUILDERS)}, or give a task YAML's path")
+
+    def run(self, lm, *, limit: int | None = None) -> tuple[dict, dict]:
+        """``({task: {metric: value}}, {task: {metric: higher is better}})`` of the harness's
+        ``simple_evaluate`` (zero-shot, no bootstrap: every number is deterministic)."""
+        from lm_eval import evaluator
+        out = evaluator.simple_evaluate(model=lm, tasks=self.names, task_manager=self.manager,
+                                        limit=limit, bootstrap_iters=0, log_samples=False)
+        # "metric,filter" keys are the task's metrics ("alias", "sample_len" are not; a
+        # "_stderr" is the string "N/A" without bootstrap)
+        scores = {task: {k.split(",")[0]: float(v) for k, v in metrics.items()
+                         if "," in k and isinstance(v, (int, float))}
+                  for task, metrics in out["results"].items()}
+        return scores, {task: dict(better) for task, better in out["higher_is_better"].items()}
+
+
+def evaluate_tasks(lm, tasks: list[str], *, task_dir: str, limit: int | None = None) -> dict:
+    """``{task: {metric: value}}`` of ``TaskSuite(tasks).run(lm)`` (``pretrainx eval --tasks``)."""
+    return TaskSuite(tasks, task_dir=task_dir).run(lm, limit=limit)[0]

@@ -127,6 +127,9 @@ def test_a_prompt_with_nothing_to_fill_names_what_to_put_in_it(objective, needs)
     obj, params = random_objective(objective)
     with pytest.raises(UserError, match=f"has no .*put {re.escape(needs)}"):
         sample(obj, params, prompt="ROMEO: I love thee")
+    # the eval samples' prompt is checked before training, not at the first eval
+    with pytest.raises(UserError, match=f"config.sample.prompt .* has no {re.escape(needs)}"):
+        type(obj).check_config(smoke(objective, **{"sample.prompt": "ROMEO: I love thee"}))
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,9 @@ been selected, and ``segment_ids``/``positions`` for packed rows.
 Metrics: ``loss`` and ``nll`` (mean over selected tokens, their count the denominator),
 ``accuracy`` (masked-token accuracy), ``unigram_accuracy`` (always predicting the most frequent
 training token on the same positions: the baseline), ``mask_rate`` and ``selected_fraction``.
+
+``pretrainx sample --prompt "ROMEO: I [MASK]ove thee"`` and the eval samples print the prompt with
+its [MASK]s filled, then each mask's top candidates and their probabilities (``masking_mixin.py``).
 """
 from __future__ import annotations
 
@@ -56,6 +59,11 @@ class MaskedLM(MaskingMixin, TextObjective):
         seq_len = int(config.data.seq_len)
         return text_common.raw_request(config, seq_len if packed else seq_len - 1,
                                        cls.special_tokens)
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)          # the masking rates
+        text_common.check_sample_prompt(config, st.MASK, st.MASK)
 
     @classmethod
     def data_spec(cls, config, dataset) -> DataSpec:

@@ -198,4 +198,5 @@ def test_t5_smoke_lowers_the_loss_steadily_and_fills_spans(tmp_path, capsys):
     capsys.readouterr()
     assert main.cli(["sample", "--workdir", str(tmp_path),
                      "--prompt", "ROMEO: I <extra_id_0> thee"]) == 0
-    assert "<extra_id_0>" in capsys.readouterr().out
+    filled = capsys.readouterr().out.split("\n\n")[0]      # the prompt, its span filled in
+    assert filled.startswith("ROMEO: I ") and "<extra_id_0>" not in filled

@@ -27,7 +27,6 @@ def get_config(arg: str = ""):
     flags = variants.parse(arg, __file__, "smoke", "shards", "shards,smoke")
     c = text.bert(flags)
     c.mlm = sections.mlm()
-    c.sample = text.text_sample("The [MASK] of the river", max_new_tokens=0, temperature=0.0, top_k=0)
     if "smoke" in flags:
         c.sample.prompt = "ROMEO: I [MASK]ove thee"
     if "shards" in flags:

@@ -259,10 +259,13 @@ def llama(flags=frozenset(), objective: str = "clm") -> ml_collections.ConfigDic
 
 
 def bert(flags=frozenset(), objective: str = "mlm") -> ml_collections.ConfigDict:
-    """BERT-base's run (configs/bert/bert_base.py) without its objective section and samples.
+    """BERT-base's run (configs/bert/bert_base.py) without its objective section; a masked LM's
+    has the fill-mask prompt of ``pretrainx sample`` and the eval samples (an imported BERT too).
     ``smoke``: a 2-layer, 64-wide BERT on Tiny Shakespeare characters (~1 minute on 2 CPU cores)."""
     tokenizer = checkout_path("workdirs", "tokenizers", "wikitext2_wp30k")
     c = _text_run(objective, bert_model(), text_data(WIKITEXT, tokenizer, seq_len=512), batch_size=256)
+    if objective == "mlm":        # temperature 0: each [MASK] gets its top candidate
+        c.sample = text_sample("The [MASK] of the river", max_new_tokens=0, temperature=0.0, top_k=0)
     c.sharding.rules = text_rules(("token_types", None), ("embed_out", None), ("relpos_buckets", None),
                                   ("classes", None))
     c = base.change(c, {"optimizer.lr": 1e-4, "optimizer.end_lr": 0.0, "optimizer.warmup_steps": 10000,

@@ -15,6 +15,8 @@ same rows for every training mixture, pure masked LM included) and the masking s
 Metrics: ``loss`` over all target tokens; ``clm_loss`` and ``mlm_loss`` each over its own tokens
 (pooled exactly: ``text_common.component_means``); ``accuracy`` over all targets. No perplexity:
 the pooled NLL mixes two tasks (``val/clm_loss`` is the causal one).
+``pretrainx sample`` continues a prompt causally, or fills its [MASK]s with the masked half
+(bidirectional attention) when it holds one; the eval samples continue ``sample.prompt``.
 """
 from __future__ import annotations
 
@@ -95,3 +97,17 @@ class CausalMaskedMixture(MaskingMixin, CausalLM):
 
     def finalize_metrics(self, metrics):
         return self.with_bits_per_byte(text_common.component_means(metrics, COMPONENTS))
+
+    # --- generation: a causal continuation, or fill-mask for a prompt holding [MASK] ------------
+    def mask_logits(self, params, ids):
+        """The logits (T x V) of a masked row: every token attends to every token."""
+        tokens = np.asarray([ids], np.int32)
+        return np.asarray(self.model.apply({"params": params}, tokens,
+                                           prefix_mask=np.ones(tokens.shape, bool)))[0]
+
+    def sample_command(self, ctx, options):
+        """Fill-mask (``masking_mixin.py``) when ``--prompt`` holds [MASK], else the causal
+        continuation (``--max-new-tokens``) the CLM half was trained for."""
+        if self.mask_id in self.tokenizer.encode(options["prompt"]):
+            return self.fill_mask_command(ctx.params, options, self.model_config.max_len)
+        return super().sample_command(ctx, options)

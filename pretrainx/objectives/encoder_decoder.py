@@ -3,9 +3,17 @@ init at the (inputs, targets) lengths, the teacher-forced loss on weighted targe
 inputs shifted right behind the pad id, FLOPs, and span filling as the sampler.
 
 Config: ``data.seq_len`` is the encoder input length; ``data.packing`` must be "stream" (the
-corruption reads fixed raw rows); ``sample.{prompt, max_new_tokens}``.
+corruption reads fixed raw rows); ``sample.{prompt, max_new_tokens, temperature, top_k}``.
+
+Span filling (``pretrainx sample``, and the sample written at each eval): the prompt's sentinels
+mark the gaps; the decoder starts from the first gap's sentinel (as every span-corrupted target
+row does) and samples the targets (``<extra_id_0> span <extra_id_1> span ... </s>``) at
+``--temperature`` with ``--seed`` (greedy at 0); what is printed is the prompt with each
+sentinel replaced by its span, then one line per span.
 """
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +24,7 @@ from pretrainx.errors import UserError
 from pretrainx.models import decoding, t5
 from pretrainx.objectives import losses, sample_flags
 from pretrainx.objectives.base import DENOMINATOR, DataSpec, EvalContext
-from pretrainx.objectives.text_lm import TextObjective
+from pretrainx.objectives.text_lm import SampleFileEvaluator, TextObjective
 
 
 class EncoderDecoderObjective(TextObjective):
@@ -67,29 +75,91 @@ class EncoderDecoderObjective(TextObjective):
         return 6.0 * t5.param_count(self.param_shapes) * (batch["inputs"].size
                                                            + batch["targets"].size)
 
-    def fill_spans(self, params, prompt: str, max_new_tokens: int, prefix_ids=()) -> str:
-        """Greedy decoding of the targets for ``prompt`` (sentinels in it mark the gaps)."""
-        ids = list(prefix_ids) + self.tokenizer.encode(prompt) + [self.eos_id]
+    def decode_targets(self, params, input_ids: list[int], start: list[int], max_new_tokens: int,
+                       *, temperature: float = 0.0, top_k: int = 0, seed: int = 0) -> list[int]:
+        """The decoder's tokens for the encoder input ``input_ids`` (EOS appended here): ``start``
+        (forced after the pad id T5 starts from), then sampled ones (greedy at temperature 0,
+        among the ``top_k`` most likely when > 0, drawn with ``seed``) up to EOS."""
+        ids = list(input_ids) + [self.eos_id]
         if len(ids) > self.inputs_length:
             raise UserError(f"the prompt has {len(ids)} tokens; the encoder reads "
                             f"{self.inputs_length}")
         enc = np.asarray([ids], np.int32)
         encoded = t5.encoded_params(self.model_config, params, enc, np.ones_like(enc, bool))
-        n = min(max_new_tokens, self.model_config.max_len - 1)
-        out = decoding.continue_prompt(t5.T5Decoder(self.model_config), encoded,
-                                       np.asarray([[self.pad_id]], np.int32), n,
-                                       rng=jax.random.key(0), temperature=0.0, eos_id=self.eos_id,
-                                       vocab_size=min(self.tokenizer.vocab_size,
-                                                      self.model_config.vocab_size))
+        prompt = np.asarray([[self.pad_id, *start]], np.int32)
+        n = min(max_new_tokens, self.model_config.max_len - prompt.shape[1] + 1)  # no sliding
+        vocab = min(self.tokenizer.vocab_size, self.model_config.vocab_size)
+        out = decoding.continue_prompt(t5.T5Decoder(self.model_config), encoded, prompt, n,
+                                       rng=jax.random.key(seed), temperature=temperature,
+                                       top_k=min(top_k, vocab) if top_k else None,
+                                       eos_id=self.eos_id, vocab_size=vocab)
         gen = [int(i) for i in out[0, 1:]]
-        if self.eos_id in gen:
-            gen = gen[:gen.index(self.eos_id)]
-        return self.tokenizer.decode(gen)
+        return gen[:gen.index(self.eos_id)] if self.eos_id in gen else gen
+
+    def fill_spans(self, params, prompt: str, max_new_tokens: int, prefix_ids=()) -> str:
+        """The greedy target text for ``prompt`` (``prefix_ids`` before it): what the decoder
+        emits, sentinels included (the evaluation harness's generation)."""
+        ids = list(prefix_ids) + self.tokenizer.encode(prompt)
+        return self.tokenizer.decode(self.decode_targets(params, ids, [], max_new_tokens))
+
+    def span_fill_command(self, params, options: dict, prefix_ids=()) -> str:
+        """``pretrainx sample`` on a prompt with sentinels: the prompt with each sentinel
+        replaced by the span generated for it, then a table of the spans (``span_display``)."""
+        prompt_ids = self.tokenizer.encode(options["prompt"])
+        gaps = [i for i in prompt_ids if i in self.sentinel_index]
+        if not gaps:
+            raise UserError(f"the prompt {options['prompt']!r} has no sentinel: put "
+                            f"{st.sentinel(0)} where a span is to be filled ({st.sentinel(1)} "
+                            f"for a second, ...), e.g. --prompt \"ROMEO: I {st.sentinel(0)} "
+                            f"thee\"")
+        # the targets of a span-corrupted row start with the first gap's sentinel: forced here
+        targets = self.decode_targets(params, list(prefix_ids) + prompt_ids, gaps[:1],
+                                      int(options["max_new_tokens"]),
+                                      temperature=float(options["temperature"]),
+                                      top_k=int(options["top_k"] or 0), seed=int(options["seed"]))
+        return span_display(self.tokenizer, prompt_ids, targets, self.sentinel_index)
+
+    @functools.cached_property
+    def sentinel_index(self) -> dict[int, int]:
+        """Every sentinel the tokenizer holds: id -> its number (``<extra_id_N>``: N)."""
+        return {self.tokenizer.token_id(s): n for n, s in enumerate(st.sentinels())
+                if self.tokenizer.has_token(s)}
 
     def sample_options(self):
         s = self.config.sample
         return (sample_flags.prompt(s.prompt),
-                sample_flags.max_new_tokens(s.max_new_tokens or self.targets_length))
+                sample_flags.max_new_tokens(s.max_new_tokens or self.targets_length),
+                sample_flags.temperature(s.temperature), sample_flags.top_k(s.top_k),
+                sample_flags.seed(0))
 
     def sample_command(self, ctx: EvalContext, options: dict) -> str:
-        return self.fill_spans(ctx.params, options["prompt"], int(options["max_new_tokens"]))
+        return self.span_fill_command(ctx.params, options)
+
+    def evaluators(self):
+        return [SampleFileEvaluator(self.sample_at_eval)]
+
+
+def split_spans(target_ids: list[int], sentinel_index: dict[int, int]) -> dict[int, list[int]]:
+    """The decoder's targets (``<extra_id_0> span <extra_id_1> span ...``) as {sentinel id:
+    its span's ids}; tokens before the first sentinel belong to none and are dropped."""
+    spans, current = {}, None
+    for i in target_ids:
+        if i in sentinel_index:
+            current = spans.setdefault(i, [])
+        elif current is not None:
+            current.append(i)
+    return spans
+
+
+def span_display(tokenizer, prompt_ids: list[int], target_ids: list[int],
+                 sentinel_index: dict[int, int]) -> str:
+    """The prompt with each sentinel replaced by its span (decoded as one text, so subword
+    pieces join), then one line per sentinel: its number and its span (quoted), or
+    "(none generated)" where the decoder gave it no span (the text then has nothing there)."""
+    spans = split_spans(target_ids, sentinel_index)
+    filled = [t for i in prompt_ids for t in (spans.get(i, []) if i in sentinel_index else [i])]
+    lines = ["extra_id  span"]
+    for i in [i for i in prompt_ids if i in sentinel_index]:
+        span = repr(tokenizer.decode(spans[i])) if i in spans else "(none generated)"
+        lines.append(f"{sentinel_index[i]:>8}  {span}")
+    return tokenizer.decode(filled) + "\n\n" + "\n".join(lines)

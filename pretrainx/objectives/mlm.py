@@ -14,6 +14,9 @@ been selected, and ``segment_ids``/``positions`` for packed rows.
 Metrics: ``loss`` and ``nll`` (mean over selected tokens, their count the denominator),
 ``accuracy`` (masked-token accuracy), ``unigram_accuracy`` (always predicting the most frequent
 training token on the same positions: the baseline), ``mask_rate`` and ``selected_fraction``.
+
+``pretrainx sample --prompt "ROMEO: I [MASK]ove thee"`` and the eval samples print the prompt with
+its [MASK]s filled, then each mask's top candidates and their probabilities (``masking_mixin.py``).
 """
 from __future__ import annotations
 
@@ -22,12 +25,11 @@ import numpy as np
 
 from pretrainx.data import masking
 from pretrainx.data import special_tokens as st
-from pretrainx.errors import UserError
 from pretrainx.models import bert
 from pretrainx.objectives import losses, sample_flags, text_common
 from pretrainx.objectives.base import DENOMINATOR, DataSpec, EvalContext, register
 from pretrainx.objectives.masking_mixin import MaskingMixin
-from pretrainx.objectives.text_lm import TextObjective
+from pretrainx.objectives.text_lm import SampleFileEvaluator, TextObjective
 
 #: the spec's info key of the most frequent ordinary training token (``MaskedLM.data_spec``)
 MOST_FREQUENT = "most_frequent_token"
@@ -57,6 +59,11 @@ class MaskedLM(MaskingMixin, TextObjective):
         seq_len = int(config.data.seq_len)
         return text_common.raw_request(config, seq_len if packed else seq_len - 1,
                                        cls.special_tokens)
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)          # the masking rates
+        text_common.check_sample_prompt(config, st.MASK, st.MASK)
 
     @classmethod
     def data_spec(cls, config, dataset) -> DataSpec:
@@ -105,19 +112,22 @@ class MaskedLM(MaskingMixin, TextObjective):
         return self.flops_per_token(self.seq_len) * batch["inputs"].size
 
     def sample_options(self):
-        return (sample_flags.prompt(f"To be or not to {st.MASK} that is the question"),)
+        s = self.config.sample
+        return (sample_flags.prompt(s.prompt), sample_flags.temperature(s.temperature),
+                sample_flags.top_k(s.top_k), sample_flags.seed(0))
+
+    def mask_logits(self, params, ids):
+        """The model's logits (T x V) at the prompt's tokens, read behind [CLS] as in training."""
+        tokens = np.asarray([[self.cls_id] + list(ids)], np.int32)
+        return np.asarray(self.model.apply({"params": params}, tokens))[0, 1:]
 
     def sample_command(self, ctx: EvalContext, options: dict) -> str:
-        """Fill the [MASK] tokens of ``--prompt`` with the model's most likely tokens."""
-        prompt = options["prompt"]
-        ids = [self.cls_id] + self.tokenizer.encode(prompt)
-        if len(ids) > self.model_config.max_len:
-            raise UserError(f"the prompt has {len(ids)} tokens; the model reads at most "
-                            f"{self.model_config.max_len}")
-        tokens = np.asarray([ids], np.int32)
-        logits = np.asarray(self.model.apply({"params": ctx.params}, tokens))[0]
-        filled = np.where(tokens[0] == self.mask_id, logits.argmax(-1), tokens[0])
-        return self.tokenizer.decode(filled[1:].tolist())
+        """Fill the [MASK]s of ``--prompt``: the text, then each mask's top candidates
+        (``masking_mixin.py``)."""
+        return self.fill_mask_command(ctx.params, options, self.model_config.max_len - 1)
+
+    def evaluators(self):
+        return [SampleFileEvaluator(self.sample_at_eval)]
 
 
 def masked_lm_loss(logits_BxTxV, batch, most_frequent: int, label_smoothing: float = 0.0):

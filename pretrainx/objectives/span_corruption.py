@@ -10,7 +10,9 @@ Batch (after ``transform``): ``inputs`` (B, I) the corrupted text ending in EOS,
 behind the pad id (T5 starts decoding from it), ``weights`` ones (every target counts).
 
 Metrics: ``loss``/``nll`` per target token (their count the denominator), ``accuracy``.
-``pretrainx sample --prompt "To be or <extra_id_0> to be"`` fills the spans greedily.
+``pretrainx sample --prompt "To be or <extra_id_0> to be"`` prints the prompt with each sentinel
+replaced by its generated span, then the spans (``encoder_decoder.py``); the eval samples fill
+``sample.prompt`` the same way.
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ class SpanCorruption(EncoderDecoderObjective):
                 f"(data.seq_len {config.data.seq_len}) is {raw * density:.2f} noise tokens: a row "
                 f"needs at least one noise and one kept token; raise data.seq_len or move the "
                 f"density")
+        text_common.check_sample_prompt(config, "<extra_id_", st.sentinel(0))
 
     @classmethod
     def data_request(cls, config):

@@ -15,6 +15,7 @@ import numpy as np
 
 from pretrainx.data import special_tokens as st
 from pretrainx.data.base import TOKENS
+from pretrainx.objectives import settings
 from pretrainx.objectives.base import DataRequest
 
 
@@ -24,6 +25,18 @@ def raw_request(config, seq_len: int, special_tokens=()) -> DataRequest:
     packed = config.data.packing != "stream"
     fields = (TOKENS, "segment_ids", "positions") if packed else (TOKENS,)
     return DataRequest(seq_len=int(seq_len), fields=fields, special_tokens=tuple(special_tokens))
+
+
+def check_sample_prompt(config, marker: str, spelling: str) -> None:
+    """The eval samples of a filling objective fill ``config.sample.prompt``: one holding no
+    ``marker`` (``[MASK]``, a sentinel) is refused before training rather than at the first
+    eval, naming what to put in it (``spelling``)."""
+    prompt = config.sample.prompt
+    if marker not in prompt:
+        raise settings.SettingError(
+            f"config.sample.prompt {prompt!r} has no {spelling}: the eval samples fill it in; "
+            f"put {spelling} where the model is to fill, e.g. "
+            f"--config.sample.prompt='ROMEO: I {spelling} thee'")
 
 
 def token_counts(source, vocab_size: int, batches: int = 64) -> np.ndarray:

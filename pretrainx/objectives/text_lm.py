@@ -5,8 +5,9 @@ config, the one vocabulary check (the tokenizer of the spec must fit ``model.voc
 the one lazy count of parameter shapes that FLOPs estimates read.
 
 ``CausalPolicy`` is a GPT with the run's tokenizer and ``config.sample``: it continues a prompt
-(``continue_text``), declares and runs ``pretrainx sample`` for a causal LM, and writes the text
-sample at each eval. ``clm`` (and its variants) and ``dpo`` each hold one, so DPO samples as a
+(``continue_text``), declares and runs ``pretrainx sample`` for a causal LM, and makes the text
+sample of each eval. ``SampleFileEvaluator`` writes every text objective's eval sample to
+``samples/`` (a continuation, filled masks, filled spans). ``clm`` (and its variants) and ``dpo`` each hold one, so DPO samples as a
 pretraining run does without being a kind of ``clm``.
 """
 from __future__ import annotations
@@ -54,6 +55,12 @@ class TextObjective(Objective):
         if not (text_bytes and tokens and "nll" in metrics):
             return metrics
         return {**metrics, "bpb": metrics["nll"] / LN2 * (tokens / text_bytes)}
+
+    def sample_at_eval(self, ctx: EvalContext) -> str:
+        """The eval's text sample (``SampleFileEvaluator``): ``pretrainx sample`` with its
+        default flags, i.e. the run's ``config.sample``, seeded by the step."""
+        options = {o.name: o.default for o in self.sample_options()}
+        return self.sample_command(ctx, {**options, "seed": ctx.step})
 
     @functools.cached_property
     def param_shapes(self):
@@ -109,24 +116,37 @@ class CausalPolicy:
                                   temperature=options["temperature"], top_k=options["top_k"],
                                   seed=options["seed"])
 
-
-class TextSampleEvaluator:
-    """Writes a short sample to ``workdir/samples/step_N.txt`` at each eval: a look, not a metric."""
-    name = "text_sample"
-
-    def __init__(self, policy: CausalPolicy):
-        self.policy = policy
-
-    def __call__(self, ctx: EvalContext):
-        s, tokenizer = self.policy.sample_config, self.policy.tokenizer
-        max_len = self.policy.model_config.max_len
-        # A prompt of any length: its last half-context at most, and room for the rest.
+    def eval_sample(self, ctx: EvalContext) -> str:
+        """The eval's sample: ``config.sample``'s prompt (its last half-context at most, so a
+        prompt of any length leaves room) continued within the context, seeded by the step."""
+        s, tokenizer, max_len = self.sample_config, self.tokenizer, self.model_config.max_len
         prompt = tokenizer.decode(tokenizer.encode(s.prompt)[-(max_len // 2):])
         n = min(int(s.max_new_tokens), max_len - max(len(tokenizer.encode(prompt)), 1))
-        text = self.policy.continue_text(ctx.params, prompt, max_new_tokens=n,
-                                         temperature=float(s.temperature), top_k=int(s.top_k),
-                                         seed=ctx.step)
+        return self.continue_text(ctx.params, prompt, max_new_tokens=n,
+                                  temperature=float(s.temperature), top_k=int(s.top_k),
+                                  seed=ctx.step)
+
+
+class SampleFileEvaluator:
+    """Writes a text sample to ``workdir/samples/step_N.txt`` at each eval: a look, not a metric.
+    ``make_text(ctx)`` makes it (a continuation, a filled mask, filled spans): every text
+    objective writes its samples through this one evaluator."""
+    name = "text_sample"
+
+    def __init__(self, make_text):
+        self.make_text = make_text
+
+    def __call__(self, ctx: EvalContext):
+        text = self.make_text(ctx)
         if ctx.samples_dir and jax.process_index() == 0:
             with open(ctx.sample_path(".txt"), "w") as f:
                 f.write(text)
         return []
+
+
+class TextSampleEvaluator(SampleFileEvaluator):
+    """The causal LM's eval sample: ``config.sample``'s continuation, seeded by the step."""
+
+    def __init__(self, policy: CausalPolicy):
+        super().__init__(policy.eval_sample)
+        self.policy = policy

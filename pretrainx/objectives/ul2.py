@@ -134,11 +134,17 @@ class UL2(EncoderDecoderObjective):
         return self.with_bits_per_byte(text_common.component_means(metrics, self.names))
 
     def sample_command(self, ctx, options):
-        """Span filling behind [NLU] when the prompt holds sentinels, else continuation [S2S]."""
+        """Span filling behind [NLU] when the prompt holds sentinels; else the S-denoiser's
+        prefix LM behind [S2S]: the prompt, then its continuation."""
         prompt = options["prompt"]
-        mode = st.NLU if "<extra_id_" in prompt else st.S2S
-        return self.fill_spans(ctx.params, prompt, int(options["max_new_tokens"]),
-                               [self.tokenizer.token_id(mode)])
+        if any(i in self.sentinel_index for i in self.tokenizer.encode(prompt)):
+            return self.span_fill_command(ctx.params, options, [self.tokenizer.token_id(st.NLU)])
+        ids = self.tokenizer.encode(prompt)
+        suffix = self.decode_targets(ctx.params, [self.tokenizer.token_id(st.S2S)] + ids, [],
+                                     int(options["max_new_tokens"]),
+                                     temperature=float(options["temperature"]),
+                                     top_k=int(options["top_k"] or 0), seed=int(options["seed"]))
+        return self.tokenizer.decode(ids + suffix)
 
 
 def targets_length(config) -> int:

@@ -46,6 +46,9 @@ ADDED_DEFAULTS = {
     "trackers.mlflow": False,
     "train.preemption_check_every": 10,    # core/train.py: preemption.DEFAULT_CHECK_EVERY
     "optimizer.layer_decay": 1.0,          # core/optim.py: opt.get("layer_decay", 1.0)
+    "optimizer.name": "adamw",             # issue 26: Muon is an option; AdamW was the only one
+    "optimizer.muon_lr": 0.02,             # issue 26: read only when name is "muon"
+    "optimizer.muon_momentum": 0.95,
     "data.decode_errors": "replace",       # data/text.py: TextOptions.decode_errors
     "data.dev_fraction": 0.0,              # data/preferences.py: config.get("dev_fraction", 0.0)
     "data.eval_split": "test",             # data/preferences.py: config.get("eval_split", "test")

@@ -146,3 +146,9 @@ def test_muon_trains_a_tiny_gpt_with_clipping_and_a_schedule():
 def test_unknown_optimizer_is_a_user_error():
     with pytest.raises(UserError, match="optimizer.name 'sgd'"):
         optim.make_optimizer(opt_config("sgd"), tree(0))
+
+
+def test_muon_on_a_model_without_blocks_is_a_user_error():
+    params = {"conv": {"kernel": jnp.zeros((3, 3, 1, 4))}, "norm": {"scale": jnp.ones(4)}}
+    with pytest.raises(UserError, match="no matrices for Muon"):
+        optim.make_optimizer(opt_config(), params)

@@ -186,9 +186,12 @@ def make_optimizer(opt, params) -> tuple[optax.GradientTransformation, optax.Sch
         parts.append(optax.clip_by_global_norm(float(opt.clip_norm)))
     mask = weight_decay_mask(params, opt.decay_mask)
     if opt.name == "muon":
+        labels = muon_labels(params)
+        if "muon" not in jax.tree.leaves(labels):
+            raise UserError("optimizer.name 'muon' found no matrices for Muon in this model: it "
+                            "takes the kernels inside transformer blocks (h_i, layers_i, block_i)")
         parts.append(optax.multi_transform({"muon": _muon(opt, schedule),
-                                            "adamw": _adamw(opt, schedule, mask)},
-                                           muon_labels(params)))
+                                            "adamw": _adamw(opt, schedule, mask)}, labels))
     else:
         parts.append(_adamw(opt, schedule, mask))
     decay = float(opt.layer_decay)

@@ -22,6 +22,7 @@ def losses(data_devices: int, *extra: str, steps: int = 6) -> list[float]:
     return out
 
 
+@pytest.mark.slow          # the runner's setup and 6 training steps, twice per case
 @pytest.mark.parametrize("extra", [(), ("optimizer.name=muon",)], ids=["adamw", "muon"])
 def test_two_device_data_parallel_mesh_gives_one_devices_losses(extra):
     one, two = losses(1, *extra), losses(2, *extra)

@@ -115,6 +115,7 @@ def _at(tree_, path):
     return tree_
 
 
+@pytest.mark.slow
 def test_muon_trains_a_tiny_gpt_with_clipping_and_a_schedule():
     """The whole optimizer (clip, warm-up + cosine, decay mask) in a jitted loop: loss falls."""
     cfg = TransformerConfig(vocab_size=16, num_layers=2, num_heads=2, embed_dim=32, max_len=16)

@@ -49,6 +49,9 @@ ADDED_DEFAULTS = {
     "eval.task_dir": "~/.cache/pretrainx/tasks",
     "train.preemption_check_every": 10,    # core/train.py: preemption.DEFAULT_CHECK_EVERY
     "optimizer.layer_decay": 1.0,          # core/optim.py: opt.get("layer_decay", 1.0)
+    "optimizer.name": "adamw",             # issue 26: Muon is an option; AdamW was the only one
+    "optimizer.muon_lr": 0.02,             # issue 26: read only when name is "muon"
+    "optimizer.muon_momentum": 0.95,
     "data.decode_errors": "replace",       # data/text.py: TextOptions.decode_errors
     # the token cache (issue 22) serves the uncached pipeline's batches (tests/test_text_cache.py)
     "data.cache_min_mb": 64.0,

@@ -19,6 +19,9 @@ from pretrainx.config import load as config_lib
 
 def optimizer() -> ml_collections.ConfigDict:
     o = ml_collections.ConfigDict()
+    # "adamw" | "muon": Muon (momentum orthogonalised by Newton-Schulz, optax.contrib.muon) on
+    # the blocks' matrices, AdamW with the fields below on embeddings, head, norms and biases
+    o.name = "adamw"
     o.lr = 1e-3
     o.end_lr = 1e-4                   # the schedule's final LR (nanoGPT's min_lr)
     o.schedule = "cosine"             # "cosine" | "inverse_sqrt" | "exponential" | "constant"
@@ -36,6 +39,8 @@ def optimizer() -> ml_collections.ConfigDict:
     o.grad_accum = 1                  # microbatches per step (the batch is split, not grown)
     o.ema_decay = 0.0                 # 0: no EMA of the parameters; evaluators see the EMA if > 0
     o.mu_dtype = "float32"            # Adam's first moment; "bfloat16" saves memory traffic
+    o.muon_lr = 0.02                  # name "muon": the matrices' peak LR (lr stays AdamW's)
+    o.muon_momentum = 0.95            # name "muon": Nesterov momentum of the matrices
     o.layer_decay = 1.0               # < 1: layer-wise LR decay (head 1, top block d, ... embeddings d^(L+1))
     return o
 

@@ -114,7 +114,7 @@ def gpt_model() -> ml_collections.ConfigDict:
     # --- what tells GPT-2, BERT, T5 and Llama apart (GPT-2's values here) -----------------------
     m.head_size = 0                   # per-head width; 0: embed_dim // num_heads
     m.mlp_dim = 0                     # MLP hidden width; 0: mlp_ratio * embed_dim
-    m.mlp_activation = "gelu_tanh"    # "gelu_tanh" (GPT-2) | "gelu" (BERT, erf) | "relu" | "silu"
+    m.mlp_activation = "gelu_tanh"    # "gelu_tanh" (GPT-2) | "gelu" (BERT, erf) | "relu" | "silu" | "relu2"
     m.mlp_gated = False               # act(x W) * (x V): T5 v1.1's gated GELU, Llama's SwiGLU
     m.norm = "layernorm"              # "layernorm" | "rmsnorm"
     m.norm_eps = 1e-5
@@ -134,6 +134,10 @@ def gpt_model() -> ml_collections.ConfigDict:
     m.rope_low_freq_factor = 1.0      # llama3: wavelengths > original_max_len / this: scaled
     m.rope_high_freq_factor = 4.0     # llama3: wavelengths < original_max_len / this: kept
     m.rope_original_max_len = 8192    # llama3: the context length before the extension
+    # --- modern GPT options (modded-nanogpt's speedrun; off: GPT-2). Also there: rope (above,
+    # in place of wpe), tie_embeddings=False (an untied head), mlp_activation="relu2" (ReLU^2)
+    m.qk_norm = False                 # RMSNorm on q and k per head, before RoPE
+    m.zero_init_proj = False          # attention out / MLP proj kernels start at 0
     return m
 
 

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pretrainx.models.transformer import TransformerConfig, init_std, normal_init, zeros_init
+from pretrainx.models.transformer import (TransformerConfig, init_std, normal_init, ones_init,
+                                          residual_out_init, zeros_init)
 
 
 def resolve_attention(choice: str, *, backend: str, dtype, head_dim: int, masked: bool,
@@ -125,6 +126,11 @@ class Attention(nn.Module):
         # holds only these, and jax's attention groups the query heads over them)
         k_BxTxHxD = dense("key", init_std(cfg, "kv"), cfg.kv_heads)(source_BxSxE)
         v_BxTxHxD = dense("value", init_std(cfg, "kv"), cfg.kv_heads)(source_BxSxE)
+        if cfg.qk_norm:     # each head's q and k to unit RMS (times a learned scale), pre-RoPE
+            qk_norm = lambda name: nn.RMSNorm(epsilon=cfg.norm_eps, dtype=cfg.compute_dtype,
+                                              scale_init=ones_init(("kv",)), name=name)
+            q_BxTxHxD = qk_norm("query_norm")(q_BxTxHxD)
+            k_BxTxHxD = qk_norm("key_norm")(k_BxTxHxD)
         if cfg.rope and context is None:
             inv_freq = rope_inv_freq(cfg)
             q_BxTxHxD = apply_rope(q_BxTxHxD, positions_BxT, inv_freq)
@@ -162,7 +168,7 @@ class Attention(nn.Module):
                 y_BxTxHxD = attend(implementation="xla")
         out_BxTxE = nn.DenseGeneral(
             cfg.embed_dim, axis=(-2, -1), use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
-            kernel_init=normal_init(init_std(cfg, "out"), ("heads", "kv", "embed")),
+            kernel_init=residual_out_init(cfg, "out", ("heads", "kv", "embed")),
             bias_init=zeros_init(("embed",)), name="out")(y_BxTxHxD)
         return nn.Dropout(cfg.dropout)(out_BxTxE, deterministic=not train)
 

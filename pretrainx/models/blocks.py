@@ -15,13 +15,15 @@ import flax.linen as nn
 import jax
 
 from pretrainx.models.attention import Attention
-from pretrainx.models.transformer import TransformerConfig, init_std, norm, normal_init, zeros_init
+from pretrainx.models.transformer import (TransformerConfig, init_std, norm, normal_init,
+                                          residual_out_init, zeros_init)
 
 ACTIVATION_FNS = {
     "gelu_tanh": lambda x: nn.gelu(x, approximate=True),    # GPT-2, T5 v1.1 ("gelu_new")
     "gelu": lambda x: nn.gelu(x, approximate=False),        # BERT (erf)
     "relu": nn.relu,                                         # T5 v1.0
     "silu": nn.silu,                                         # Llama's SwiGLU (with mlp_gated)
+    "relu2": lambda x: nn.relu(x) ** 2,                      # ReLU squared (So et al. 2021, Primer)
 }
 
 
@@ -43,7 +45,7 @@ class MLP(nn.Module):
         if cfg.mlp_gated:
             h_BxTxM = h_BxTxM * dense_in("gate")(x_BxTxE)
         out_BxTxE = nn.Dense(cfg.embed_dim, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
-                             kernel_init=normal_init(init_std(cfg, "mlp_out"), ("mlp", "embed")),
+                             kernel_init=residual_out_init(cfg, "mlp_out", ("mlp", "embed")),
                              bias_init=zeros_init(("embed",)), name="proj")(h_BxTxM)
         return nn.Dropout(cfg.dropout)(out_BxTxE, deterministic=not train)
 

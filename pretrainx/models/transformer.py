@@ -38,7 +38,7 @@ from pretrainx.errors import UserError
 
 IMPLEMENTATIONS = ("auto", "xla", "cudnn")
 ATTENTION_KINDS = ("causal", "bidirectional", "prefix")
-ACTIVATIONS = ("gelu_tanh", "gelu", "relu", "silu")
+ACTIVATIONS = ("gelu_tanh", "gelu", "relu", "silu", "relu2")
 ROPE_SCALINGS = ("none", "llama3")
 NORMS = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("pre", "post")
@@ -119,6 +119,7 @@ class TransformerConfig:
     head_size: int = 0                # per-head width; 0: embed_dim // num_heads (T5 v1.1: 64)
     mlp_dim: int = 0                  # MLP hidden width; 0: mlp_ratio * embed_dim
     mlp_activation: str = "gelu_tanh"  # "gelu_tanh" (GPT-2) | "gelu" (BERT, erf) | "relu" (T5 1.0)
+                                       # | "silu" | "relu2" (ReLU squared, Primer)
     mlp_gated: bool = False           # act(x W) * (x V): T5 v1.1's gated-GELU (Shazeer 2020)
     norm: str = "layernorm"           # "layernorm" | "rmsnorm" (T5: scale only, no mean)
     norm_eps: float = 1e-5            # GPT-2 1e-5, BERT 1e-12, T5 1e-6
@@ -146,6 +147,11 @@ class TransformerConfig:
     # autocast gives them; the losses upcast inside their reductions, so no float32 B x T x V
     # array is written). Only by name until a GPU measures it.
     logits_dtype: str = "float32"
+    # --- modern GPT options (modded-nanogpt's speedrun; all off in GPT-2) ----------------------
+    qk_norm: bool = False             # RMSNorm (a learned scale per head dim) on q and k per head,
+                                      # before RoPE: bounded attention logits at a higher LR
+    zero_init_proj: bool = False      # attention out and MLP proj kernels start at 0: each block
+                                      # starts as the identity (its residual branch adds nothing)
 
     def __post_init__(self):
         if not self.head_size and self.embed_dim % self.num_heads:
@@ -296,6 +302,14 @@ def init_std(cfg: TransformerConfig, what: str) -> float:
     if cfg.init_style == "gpt" and what in ("out", "mlp_out"):
         return 0.02 / math.sqrt(2 * cfg.num_layers)
     return 0.02
+
+
+def residual_out_init(cfg: TransformerConfig, what: str, names: tuple):
+    """The kernel init of a residual branch's output (attention ``out``, MLP ``proj``): zeros
+    with ``zero_init_proj``, else the architecture's normal init."""
+    if cfg.zero_init_proj:
+        return zeros_init(names)
+    return normal_init(init_std(cfg, what), names)
 
 
 def norm(cfg: TransformerConfig, name: str) -> nn.Module:

@@ -13,6 +13,7 @@ import pytest
 from pretrainx.models.blocks import ACTIVATION_FNS, MLP
 from pretrainx.models.gpt import GPT
 from pretrainx.models.transformer import TransformerConfig
+from tiny_training import next_token_losses
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "gpt_options_off.npz")
 TOKENS = (jnp.arange(16).reshape(2, 8) * 5) % 16
@@ -114,19 +115,5 @@ def test_each_option_trains(name):
     tokens = tokens.at[:, 1::2].set((tokens[:, ::2] + 1) % 16)
     params = init(cfg)
     tx = optax.adamw(3e-3)
-
-    def loss_fn(p):
-        logits = model.apply({"params": p}, tokens)[:, :-1]
-        return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
-
-    @jax.jit
-    def step(p, s):
-        loss, g = jax.value_and_grad(loss_fn)(p)
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s, loss
-
-    state, losses = tx.init(params), []
-    for _ in range(25):
-        params, state, loss = step(params, state)
-        losses.append(float(loss))
+    losses = next_token_losses(model, params, tx, tokens, 25)
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0] - 0.3, losses

@@ -4,7 +4,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -13,6 +12,7 @@ from pretrainx.core import optim
 from pretrainx.errors import UserError
 from pretrainx.models.gpt import GPT
 from pretrainx.models.transformer import TransformerConfig
+from tiny_training import next_token_losses
 
 # optax.contrib.muon's default quintic coefficients (Jordan's modded-nanogpt), 5 steps
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
@@ -126,21 +126,7 @@ def test_muon_trains_a_tiny_gpt_with_clipping_and_a_schedule():
     opt = base.change(opt_config(), {"schedule": "cosine", "warmup_steps": 5, "decay_steps": 30,
                                      "clip_norm": 1.0})
     tx, _ = optim.make_optimizer(opt, params)
-
-    def loss_fn(p):
-        logits = model.apply({"params": p}, tokens)[:, :-1]
-        return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
-
-    @jax.jit
-    def step(p, s):
-        loss, g = jax.value_and_grad(loss_fn)(p)
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s, loss
-
-    state, losses = tx.init(params), []
-    for _ in range(30):
-        params, state, loss = step(params, state)
-        losses.append(float(loss))
+    losses = next_token_losses(model, params, tx, tokens, 30)
     assert losses[-1] < losses[0] - 0.5, losses
 
 

@@ -169,7 +169,8 @@ class Checkpointer:
     def _check_present(self, manager: ocp.CheckpointManager, step: int) -> None:
         """A checkpoint folder deleted under the run: said in one line, made again, and the
         manager's list of kept steps read anew (else Orbax fails later on the vanished steps)."""
-        if os.path.isdir(manager.directory) and not _vanished_steps(manager):
+        newest = max(manager.all_steps(), default=None)   # its async save may still be writing
+        if os.path.isdir(manager.directory) and not _vanished_steps(manager, newest):
             return
         try:
             manager.wait_until_finished()    # a save in flight into the deleted folder
@@ -192,8 +193,7 @@ class Checkpointer:
             manager.check_for_errors()
             save()
         except Exception:  # noqa: BLE001 - told apart: steps deleted under the run
-            gone = [s for s in manager.all_steps() if s != step and
-                    not os.path.isdir(os.path.join(manager.directory, str(s)))]
+            gone = _vanished_steps(manager, step)
             if not gone:
                 raise_write_failure(manager.directory)
             # the folder went while an async save was writing into it: that save is lost
@@ -326,12 +326,12 @@ def restore_newest(manager: ocp.CheckpointManager, target_state, unreadable: lis
     return None
 
 
-def _vanished_steps(manager: ocp.CheckpointManager) -> list[int]:
+def _vanished_steps(manager: ocp.CheckpointManager, left_out: int | None) -> list[int]:
     """The kept steps whose folders are gone from disk: the folder was deleted and made again
-    (by an async save writing into it) under the run. The newest step is left out: its async
-    save may still be writing under a temporary name."""
-    steps = sorted(manager.all_steps())
-    return [s for s in steps[:-1] if not os.path.isdir(os.path.join(manager.directory, str(s)))]
+    (by an async save writing into it) under the run. ``left_out`` is not asked about: a step
+    whose save may still be writing under a temporary name, or the one being saved."""
+    return [s for s in sorted(manager.all_steps()) if s != left_out and
+            not os.path.isdir(os.path.join(manager.directory, str(s)))]
 
 
 #: Orbax's notices that repeat what a reader asked for: a read-only manager, and a checkpoint's

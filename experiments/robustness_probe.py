@@ -324,7 +324,8 @@ def tables():
     return [("bad inputs (issue 9)", CASES),
             # part A's table (issue 24: readers, objective ranges, tools), once merged
             ("inputs (issue 24 A)", globals().get("CASES_INPUTS", [])),
-            ("chains and sweeps (issue 24 B)", robustness_cases.CASES_CHAINS)]
+            ("chains and sweeps (issue 24 B)", robustness_cases.CASES_CHAINS),
+            ("class members the issue did not name (issue 24)", robustness_cases.CASES_MEMBERS)]
 
 
 def main():

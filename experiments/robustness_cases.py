@@ -150,6 +150,8 @@ CASES_MEMBERS = [
     ("shards: another tokenizer than the shards'", [*ON_SHARDS, "--config.data.tokenizer={d}/tok"],
      MAKE_SHARDS + "; python -m pretrainx.main tokenizer train --corpus {d}/c.txt "
                    "--vocab-size 400 --out {d}/tok > /dev/null 2>&1"),
+    ("ppo: eos of several tokens (its first one stopped every response)",
+     train_on(PPO, "--config.ppo.eos=xyzzy"), ""),
     ("train: a config file with a syntax error", ["train", "--config", "{d}/c.py", "--workdir",
                                                   "{w}"], "echo 'def get_config(:' > {d}/c.py"),
     ("sweep: a search space with low > high", ["sweep", "--config", "{d}/sw.py", "--workdir",

@@ -181,6 +181,7 @@ SPEAKERS = os.path.join(ROOT, "configs/finetune/speakers_bert.py:smoke")
     (PPO, ["--config.ppo.kl_coef=-0.1"], "config.ppo.kl_coef"),
     (PPO, ["--config.ppo.clip=0.0"], "config.ppo.clip"),
     (PPO, ["--config.ppo.gamma=1.5"], "config.ppo.gamma"),
+    (PPO, ["--config.ppo.eos=xyzzy"], "config.ppo.eos"),       # its first token 'x' stopped all
     (DIGITS, ["--config.sample.guidance=-1.0"], "config.sample.guidance"),
     (DIGITS, ["--config.sample.steps=2000", "--config.sample.sampler=ddim"], "config.sample.steps"),
     (SHORTCUT, ["--config.shortcut.bootstrap_fraction=-0.1"], "config.shortcut.bootstrap_fraction"),

@@ -89,7 +89,8 @@ def signal_then_rerun(sig, code):
         _wait_for(_ckpt(w, 40), proc)
         err = _finish(proc, sig)
         rerun = _run(_cmd(w, *LONG), env)
-        ok = proc.returncode == code and rerun.returncode == 0 and "resumed from step" in rerun.stderr
+        ok = (proc.returncode == code and rerun.returncode == 0 and
+              "resumed from step" in rerun.stderr)
         return [proc.returncode, rerun.returncode], ok, last_said(err, ""), err + rerun.stderr
     return inject
 

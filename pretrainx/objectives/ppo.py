@@ -67,8 +67,9 @@ class PPOObjective(Objective):
         self.shared = o.value_head == "shared"
         eos_ids = self.spec.require_tokenizer("ppo.eos").encode(o.eos) if o.eos else [None]
         if len(eos_ids) != 1:    # its first token alone would stop responses at the wrong place
-            raise settings.SettingError(f"config.ppo.eos {o.eos!r} is {len(eos_ids)} tokens of this tokenizer, not "
-                            f"one: give a single token (e.g. '\\n')")
+            raise settings.SettingError(f"config.ppo.eos {o.eos!r} is {len(eos_ids)} tokens of "
+                                        f"this tokenizer, not one: give a single token "
+                                        f"(e.g. '\\n')")
         self.eos_id = None if eos_ids[0] is None else int(eos_ids[0])
         self.reward_pool = o.reward_pool   # as the reward run's reward.pool
         if self.prompt_len + self.max_new > self.model_config.max_len:

@@ -7,11 +7,12 @@
   background threads each log the write failure with its whole traceback, and tensorstore's
   writes still in flight then post their results to the save's event loop, which Orbax has
   already closed: each prints an unraisable "RuntimeError: Event loop is closed" traceback
-  (about 300 for a tiny model), some after the process has said its error. Orbax re-raises the
+  (about 300 for a tiny model), some after the process has said its error, and asyncio logs
+  each of the loop's failed writes as an "exception was never retrieved". Orbax re-raises the
   same failure in the main thread at the next save or the final wait, where pretrainx tells it
   once, in one line (``checkpoint.raise_write_failure``). So, once ``failed_save_noise_dropped``
-  is installed, the threads' records of a *write failure* and the closed-loop notices are dropped;
-  every other record and unraisable exception passes as it is (a bug keeps its traceback).
+  is installed, the absl and asyncio records of a *write failure* and the closed-loop notices are
+  dropped; every other record and unraisable exception passes as it is (a bug keeps its traceback).
 """
 from __future__ import annotations
 
@@ -71,7 +72,8 @@ def failed_save_noise_dropped() -> None:
     docstring). Installed once: the notices come from threads, some after the run has ended."""
     if _installed:
         return
-    logging.getLogger("absl").addFilter(_drop_write_failure_records)
+    for name in ("absl", "asyncio"):   # Orbax's threads; the futures of the closed loop
+        logging.getLogger(name).addFilter(_drop_write_failure_records)
     previous = sys.unraisablehook
 
     def hook(unraisable):

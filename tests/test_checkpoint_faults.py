@@ -180,16 +180,15 @@ def test_failed_async_save_raises_and_keeps_the_last_good_checkpoint(good_checkp
 
 def _train_cli(workdir, steps, limit_bytes=None):
     """``pretrainx train`` of the tiny byte-level GPT in a real process, its files capped at
-    ``limit_bytes`` (RLIMIT_FSIZE, as a full disk) when given."""
+    ``limit_bytes`` (RLIMIT_FSIZE, as a full disk: writes fail with EFBIG) when given."""
     cmd = [sys.executable, "-m", "pretrainx.main", "train", "--config", TINY_CONFIG, "--workdir",
            str(workdir), *tiny_gpt_flags(steps), "--config.checkpoint.every=2",
            "--config.eval.every=2", "--config.eval.num_batches=1", "--config.train.log_every=1"]
     env = {**{k: v for k, v in os.environ.items() if k != "PRETRAINX_DEBUG"},
            "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
-    cap = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
-           if limit_bytes else None)
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-                          preexec_fn=cap)
+    if limit_bytes:   # the shell's ulimit: a preexec_fn would fork this JAX process (warned)
+        cmd = ["bash", "-c", f'ulimit -f {limit_bytes // 1024} && exec "$@"', "bash", *cmd]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.slow

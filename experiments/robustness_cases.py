@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 
-from robustness_probe import CONFIG, TINY, train
+from robustness_probe import CONFIG, TINY, TRAINED, train, train_on
 
 SHAKESPEARE = "/work/shared/data/tinyshakespeare/input.txt"
 REWARD = "configs/rlhf/shakespeare_reward.py:smoke"
@@ -92,4 +92,82 @@ CASES_CHAINS = [
     ("sweep rerun with another base config", [*SWEEP, "--trials", "1",
                                               "--config.optimizer.warmup_steps=1"],
      _sh([*SWEEP, "--trials", "1"])),
+]
+
+def tokenize_case(name: str):
+    return ["tokenize", "{d}/" + name, "--tokenizer", "byte", "--out", "{d}/out"]
+
+
+def python_setup(code: str) -> str:
+    return "python -c " + shlex.quote(code)
+
+
+SHARDS = "configs/gpt/shakespeare_wiki_shards.py:smoke"
+# a byte-level shards folder {d}/sh of 300 small documents, 12 shards
+MAKE_SHARDS = (python_setup("open('{d}/c.txt', 'w').write('\\n\\n'.join("
+                            "f'document {i} ' * 30 for i in range(300)))") +
+               "; python -m pretrainx.main tokenize {d}/c.txt --tokenizer byte --out {d}/sh "
+               "--shard-mb 0.01 --val-fraction 0.1 > /dev/null 2>&1")
+ON_SHARDS = train_on(SHARDS, "--config.data.sources=", "--config.data.path={d}/sh",
+                     "--config.model.num_layers=1", "--config.model.embed_dim=32",
+                     "--config.train.steps=2", "--config.eval.every=0",
+                     "--config.train.progress=False", "--config.batch_size=8",
+                     "--config.eval.batch_size=8")
+BAD_SWEEP = python_setup(
+    "open('{d}/sw.py', 'w').write('from configs.gpt.shakespeare_char import get_config\\n"
+    "from pretrainx.tools import sweep_def as sd\\ndef get_sweep(arg):\\n"
+    "    return sd.search({\"optimizer.lr\": sd.loguniform(1e-2, 1e-4)}, trials=2)\\n')")
+HF_FOLDER = "mkdir {d}/hf && echo x > {d}/hf/model.safetensors"
+IMPORT_HF = ["import-hf", "{d}/hf", "--workdir", "{w}"]
+GPT2_JSON = ('{\"model_type\": \"gpt2\", \"vocab_size\": 50, \"n_embd\": 32, '
+             '\"n_layer\": 1, \"n_head\": 2, \"n_positions\": 32}')
+
+# Members of each class of issue 24 that it did not name (the check that follows it): other
+# corpus formats of `pretrainx tokenize`, damaged shards folders, the user's Python files
+# (config, sweep, registry), Hugging Face folders, runs without a checkpoint.
+CASES_MEMBERS = [
+    ("tokenize: a truncated .jsonl.zst", tokenize_case("c.jsonl.zst"), python_setup(
+        "import zstandard; b = zstandard.ZstdCompressor().compress(b'{\"text\": \"abc\"}\\n' "
+        "* 5000); open('{d}/c.jsonl.zst', 'wb').write(b[:len(b) // 2])")),
+    ("tokenize: a .zst that is not zstd", tokenize_case("c.jsonl.zst"),
+     "echo hello > {d}/c.jsonl.zst"),
+    ("tokenize: .jsonl.gz with a bad line 3", tokenize_case("c.jsonl.gz"), python_setup(
+        "import gzip; open('{d}/c.jsonl.gz', 'wb').write(gzip.compress("
+        "b'{\"text\": \"a\"}\\n{\"text\": \"b\"}\\n{\"text\": \\n'))")),
+    ("tokenize: a Parquet file without the text column", tokenize_case("c.parquet"), python_setup(
+        "import pyarrow as pa, pyarrow.parquet as pq; "
+        "pq.write_table(pa.table({'body': ['a b c'] * 10}), '{d}/c.parquet')")),
+    ("tokenize: a Parquet text column of numbers", tokenize_case("c.parquet"), python_setup(
+        "import pyarrow as pa, pyarrow.parquet as pq; "
+        "pq.write_table(pa.table({'text': [1, 2, 3]}), '{d}/c.parquet')")),
+    ("tokenize: a .parquet that is text", tokenize_case("c.parquet"), "echo hello > {d}/c.parquet"),
+    ("shards: a shard cut short", ON_SHARDS, MAKE_SHARDS + "; " + python_setup(
+        "import os; f = '{d}/sh/shard_00000.tokens.npy'; os.truncate(f, os.path.getsize(f) // 2)")),
+    ("shards: a shard's tokens deleted", ON_SHARDS,
+     MAKE_SHARDS + "; rm {d}/sh/shard_00001.tokens.npy"),
+    ("shards: manifest.json garbage", ON_SHARDS, MAKE_SHARDS + "; echo '{' > {d}/sh/manifest.json"),
+    ("shards: a folder with no manifest", ON_SHARDS, "mkdir {d}/sh"),
+    ("shards: another tokenizer than the shards'", [*ON_SHARDS, "--config.data.tokenizer={d}/tok"],
+     MAKE_SHARDS + "; python -m pretrainx.main tokenizer train --corpus {d}/c.txt "
+                   "--vocab-size 400 --out {d}/tok > /dev/null 2>&1"),
+    ("ppo: eos of several tokens (its first one stopped every response)",
+     train_on(PPO, "--config.ppo.eos=xyzzy"), ""),
+    ("train: a config file with a syntax error", ["train", "--config", "{d}/c.py", "--workdir",
+                                                  "{w}"], "echo 'def get_config(:' > {d}/c.py"),
+    ("sweep: a search space with low > high", ["sweep", "--config", "{d}/sw.py", "--workdir",
+                                               "{w}"], BAD_SWEEP),
+    ("reproduce an unknown entry", ["reproduce", "no_such_entry"], ""),
+    ("reproduce with a registry that is not Python", ["reproduce", "--list", "--registry",
+                                                      "{d}/r.py"], "echo 'x = (' > {d}/r.py"),
+    ("export-hf of a run with no checkpoint", ["export-hf", "--workdir", "{w}", "--out", "{d}/hf"],
+     TRAINED + "; rm -r {w}/checkpoints"),
+    ("export-hf of a folder that is no run", ["export-hf", "--workdir", "{d}", "--out",
+                                              "{d}/hf"], ""),
+    ("import-hf of a folder without config.json", IMPORT_HF, HF_FOLDER),
+    ("import-hf of an unsupported architecture", IMPORT_HF, HF_FOLDER +
+     "; echo '{\"model_type\": \"mamba\"}' > {d}/hf/config.json"),
+    ("import-hf with a config.json cut short", IMPORT_HF, HF_FOLDER +
+     "; echo '{\"model_type\": \"gpt2\"' > {d}/hf/config.json"),
+    ("import-hf of a gpt2 folder with garbage safetensors", IMPORT_HF, HF_FOLDER +
+     f"; echo '{GPT2_JSON}' > {{d}}/hf/config.json"),
 ]

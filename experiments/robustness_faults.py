@@ -81,24 +81,18 @@ def sigterm_during_last_eval(d, env):
     return [proc.returncode, rerun.returncode], ok, last_said(rerun.stderr, ""), err + rerun.stderr
 
 
-def sigterm_then_rerun(d, env):
-    w = os.path.join(d, "w")
-    proc = _start(_cmd(w, *LONG), env)
-    _wait_for(_ckpt(w, 40), proc)
-    err = _finish(proc, signal.SIGTERM)
-    rerun = _run(_cmd(w, *LONG), env)
-    ok = proc.returncode == 75 and rerun.returncode == 0 and "resumed from step" in rerun.stderr
-    return [proc.returncode, rerun.returncode], ok, last_said(err, ""), err + rerun.stderr
-
-
-def sigint_then_rerun(d, env):
-    w = os.path.join(d, "w")
-    proc = _start(_cmd(w, *LONG), env)
-    _wait_for(_ckpt(w, 40), proc)
-    err = _finish(proc, signal.SIGINT)
-    rerun = _run(_cmd(w, *LONG), env)
-    ok = proc.returncode == 130 and rerun.returncode == 0 and "resumed from step" in rerun.stderr
-    return [proc.returncode, rerun.returncode], ok, last_said(err, ""), err + rerun.stderr
+def signal_then_rerun(sig, code):
+    """The fault "``sig`` mid-run, then rerun": the run must exit ``code`` and the rerun resume."""
+    def inject(d, env):
+        w = os.path.join(d, "w")
+        proc = _start(_cmd(w, *LONG), env)
+        _wait_for(_ckpt(w, 40), proc)
+        err = _finish(proc, sig)
+        rerun = _run(_cmd(w, *LONG), env)
+        ok = (proc.returncode == code and rerun.returncode == 0 and
+              "resumed from step" in rerun.stderr)
+        return [proc.returncode, rerun.returncode], ok, last_said(err, ""), err + rerun.stderr
+    return inject
 
 
 def kill9_then_rerun(d, env):
@@ -196,8 +190,8 @@ def sigterm_sweep_between_trials(d, env):
 
 FAULTS = [
     ("SIGTERM during the last step's eval, then rerun", sigterm_during_last_eval),
-    ("SIGTERM mid-run, then rerun", sigterm_then_rerun),
-    ("SIGINT (Ctrl-C) mid-run, then rerun", sigint_then_rerun),
+    ("SIGTERM mid-run, then rerun", signal_then_rerun(signal.SIGTERM, 75)),
+    ("SIGINT (Ctrl-C) mid-run, then rerun", signal_then_rerun(signal.SIGINT, 130)),
     ("kill -9 mid-run, then rerun", kill9_then_rerun),
     ("a second writer while the first trains", second_writer),
     ("checkpoints/ deleted while training", checkpoints_deleted_while_training),

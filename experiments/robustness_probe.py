@@ -32,8 +32,14 @@ TINY = ["--config.data.path=stdlib", "--config.data.max_bytes=100000",
         "--config.train.steps=4", "--config.eval.every=0", "--config.train.progress=False"]
 
 
+def train_on(config, *flags):
+    """``pretrainx train`` of ``config`` in the case's workdir."""
+    return ["train", "--config", config, "--workdir", "{w}", *flags]
+
+
 def train(*flags):
-    return ["train", "--config", CONFIG, "--workdir", "{w}", *TINY, *flags]
+    """The tiny byte-level GPT (``TINY``) with ``flags``."""
+    return train_on(CONFIG, *TINY, *flags)
 
 
 # setup: train the tiny run (4 steps, no eval: no best checkpoint) in {w}
@@ -152,11 +158,7 @@ def pairs_file(*lines):
 
 
 def dpo(*flags):
-    return ["train", "--config", DPO, "--workdir", "{w}", "--config.data.path={d}/p.jsonl", *flags]
-
-
-def inputs_train(*flags):
-    return ["train", "--config", CONFIG, "--workdir", "{w}", *TINY, *flags]
+    return train_on(DPO, "--config.data.path={d}/p.jsonl", *flags)
 
 
 def make_png_folder(odd: str):
@@ -170,74 +172,63 @@ def make_png_folder(odd: str):
 
 
 CIFAR = "configs/diffusion/cifar10_ddpm.py:jpeg"
+PPO = "configs/rlhf/shakespeare_ppo.py:smoke"
 CASES_INPUTS = [
-    ("pairs: line 2 not JSON (a record cut short)", dpo(), pairs_file('{"prompt": "x"', '{"prompt": "a"}')),
+    ("pairs: line 2 not JSON (a record cut short)", dpo(),
+     pairs_file('{"prompt": "x"', '{"prompt": "a"}')),
     ("pairs: \"scores\" not two numbers", dpo(),
      pairs_file('{"prompt": "a", "chosen": "b", "rejected": "c", "scores": "high"}')),
-    ("pairs: a truncated .jsonl.gz", ["train", "--config", DPO, "--workdir", "{w}",
-                                      "--config.data.path={d}/p.jsonl.gz"],
+    ("pairs: a truncated .jsonl.gz", train_on(DPO, "--config.data.path={d}/p.jsonl.gz"),
      PY + shlex.quote("import gzip; b = gzip.compress(b'{\"prompt\": \"a\", \"chosen\": "
                       "\"b\", \"rejected\": \"c\"}\\n' * 500); "
                       "open('{d}/p.jsonl.gz', 'wb').write(b[:len(b) // 2])")),
-    ("jsonl: a record that is a number", inputs_train("--config.data.kind=jsonl",
-                                                      "--config.data.path={d}/t.jsonl"),
+    ("jsonl: a record that is a number",
+     train("--config.data.kind=jsonl", "--config.data.path={d}/t.jsonl"),
      "printf '{\"text\": \"ok\"}\\n42\\n' > {d}/t.jsonl"),
-    ("jsonl: data.text_key misspelt", inputs_train("--config.data.kind=jsonl",
-                                                   "--config.data.path={d}/t.jsonl",
-                                                   "--config.data.text_key=txt"),
+    ("jsonl: data.text_key misspelt", train("--config.data.kind=jsonl",
+                                            "--config.data.path={d}/t.jsonl",
+                                            "--config.data.text_key=txt"),
      "printf '{\"text\": \"ok\"}\\n' > {d}/t.jsonl"),
-    ("text: data.path a binary file", inputs_train("--config.data.path={d}/a.npy"),
+    ("text: data.path a binary file", train("--config.data.path={d}/a.npy"),
      PY + shlex.quote("import numpy as np; np.save('{d}/a.npy', np.arange(1000))")),
-    ("text: data.path a folder", inputs_train("--config.data.kind=text_files",
-                                              "--config.data.path={d}/*"), "mkdir {d}/sub"),
-    ("images: a .png that is text", ["train", "--config", CIFAR, "--workdir", "{w}",
-                                     "--config.data.path={d}/img"],
+    ("text: data.path a folder", train("--config.data.kind=text_files", "--config.data.path={d}/*"),
+     "mkdir {d}/sub"),
+    ("images: a .png that is text", train_on(CIFAR, "--config.data.path={d}/img"),
      make_png_folder("open('{d}/img/b/x.png', 'w').write('not an image')")),
-    ("images: sizes differ, no data.image_size", ["train", "--config", CIFAR, "--workdir", "{w}",
-                                                  "--config.data.path={d}/img"],
+    ("images: sizes differ, no data.image_size", train_on(CIFAR, "--config.data.path={d}/img"),
      make_png_folder("Image.fromarray(np.zeros((16, 12), np.uint8)).save('{d}/img/b/big.png')")),
-    ("images: a truncated tar archive", ["train", "--config", CIFAR, "--workdir", "{w}",
-                                         "--config.data.path={d}/tars"],
+    ("images: a truncated tar archive", train_on(CIFAR, "--config.data.path={d}/tars"),
      make_png_folder("import tarfile; os.makedirs('{d}/tars'); t = tarfile.open("
                      "'{d}/tars/x-cat.tar', 'w'); t.add('{d}/img/a', 'a'); t.close(); "
                      "b = open('{d}/tars/x-cat.tar', 'rb').read(); "
                      "open('{d}/tars/x-cat.tar', 'wb').write(b[:700])")),
-    ("idx: a text file named as the images", ["train", "--config",
-                                              "configs/diffusion/fashion_mnist_ddpm.py:smoke",
-                                              "--workdir", "{w}", "--config.data.path={d}"],
+    ("idx: a text file named as the images",
+     train_on("configs/diffusion/fashion_mnist_ddpm.py:smoke", "--config.data.path={d}"),
      "echo hello > {d}/train-images-idx3-ubyte"),
     ("tokenizer: a char tokenizer.json without its chars",
-     inputs_train("--config.data.tokenizer={d}/tok.json"),
+     train("--config.data.tokenizer={d}/tok.json"),
      "echo '{\"pretrainx_kind\": \"char\"}' > {d}/tok.json"),
-    ("t5: noise_density x row < 1 token", ["train", "--config", T5, "--workdir", "{w}",
-                                           "--config.span.noise_density=0.01"], ""),
-    ("prefix_lm: min_length >= seq_len", ["train", "--config",
-                                          "configs/ul2/prefix_lm_char.py:smoke", "--workdir",
-                                          "{w}", "--config.prefix.min_length=4096"], ""),
-    ("clm_mlm: mixture.mlm_weight = 1.5", ["train", "--config",
-                                           "configs/ul2/clm_mlm_char.py:smoke", "--workdir",
-                                           "{w}", "--config.mixture.mlm_weight=1.5"], ""),
-    ("mlm: rate_schedule unknown", ["train", "--config", "configs/bert/bert_base.py:smoke",
-                                    "--workdir", "{w}", "--config.mlm.rate_schedule=step"], ""),
-    ("reward: margin < 0", ["train", "--config", "configs/rlhf/shakespeare_reward.py:smoke",
-                            "--workdir", "{w}", "--config.reward.margin=-1.0"], ""),
-    ("ppo: minibatches not dividing the batch", ["train", "--config",
-                                                 "configs/rlhf/shakespeare_ppo.py:smoke",
-                                                 "--workdir", "{w}", "--config.ppo.minibatches=7"],
-     ""),
-    ("ppo: lam = -0.1", ["train", "--config", "configs/rlhf/shakespeare_ppo.py:smoke",
-                         "--workdir", "{w}", "--config.ppo.lam=-0.1"], ""),
-    ("ddpm: ddim steps > timesteps", ["train", "--config", "configs/diffusion/digits_smoke.py",
-                                      "--workdir", "{w}", "--config.sample.sampler=ddim",
-                                      "--config.sample.steps=5000"], ""),
-    ("flow: logit_std = 0", ["train", "--config", "configs/diffusion/fashion_mnist_flow.py:smoke",
-                             "--workdir", "{w}", "--config.flow.logit_std=0.0"], ""),
-    ("meanflow: norm_eps = 0", ["train", "--config", "configs/diffusion/digits_meanflow.py:smoke",
-                                "--workdir", "{w}", "--config.meanflow.norm_eps=0.0"], ""),
-    ("classify: num_classes below the data's", ["train", "--config",
-                                                "configs/finetune/speakers_bert.py:smoke",
-                                                "--workdir", "{w}", "--config.eval.batch_size=64",
-                                                "--config.classify.num_classes=5"], ""),
+    ("t5: noise_density x row < 1 token", train_on(T5, "--config.span.noise_density=0.01"), ""),
+    ("prefix_lm: min_length >= seq_len", train_on("configs/ul2/prefix_lm_char.py:smoke",
+                                                  "--config.prefix.min_length=4096"), ""),
+    ("clm_mlm: mixture.mlm_weight = 1.5", train_on("configs/ul2/clm_mlm_char.py:smoke",
+                                                   "--config.mixture.mlm_weight=1.5"), ""),
+    ("mlm: rate_schedule unknown", train_on("configs/bert/bert_base.py:smoke",
+                                            "--config.mlm.rate_schedule=step"), ""),
+    ("reward: margin < 0", train_on("configs/rlhf/shakespeare_reward.py:smoke",
+                                    "--config.reward.margin=-1.0"), ""),
+    ("ppo: minibatches not dividing the batch", train_on(PPO, "--config.ppo.minibatches=7"), ""),
+    ("ppo: lam = -0.1", train_on(PPO, "--config.ppo.lam=-0.1"), ""),
+    ("ddpm: ddim steps > timesteps", train_on("configs/diffusion/digits_smoke.py",
+                                              "--config.sample.sampler=ddim",
+                                              "--config.sample.steps=5000"), ""),
+    ("flow: logit_std = 0", train_on("configs/diffusion/fashion_mnist_flow.py:smoke",
+                                     "--config.flow.logit_std=0.0"), ""),
+    ("meanflow: norm_eps = 0", train_on("configs/diffusion/digits_meanflow.py:smoke",
+                                        "--config.meanflow.norm_eps=0.0"), ""),
+    ("classify: num_classes below the data's",
+     train_on("configs/finetune/speakers_bert.py:smoke", "--config.eval.batch_size=64",
+              "--config.classify.num_classes=5"), ""),
     ("eval with data.val_fraction = 0", ["eval", "--workdir", "{w}",
                                          "--config.data.val_fraction=0.0"], TRAINED),
     ("eval with eval.num_batches = 0", ["eval", "--workdir", "{w}",
@@ -333,7 +324,8 @@ def tables():
     return [("bad inputs (issue 9)", CASES),
             # part A's table (issue 24: readers, objective ranges, tools), once merged
             ("inputs (issue 24 A)", globals().get("CASES_INPUTS", [])),
-            ("chains and sweeps (issue 24 B)", robustness_cases.CASES_CHAINS)]
+            ("chains and sweeps (issue 24 B)", robustness_cases.CASES_CHAINS),
+            ("class members the issue did not name (issue 24)", robustness_cases.CASES_MEMBERS)]
 
 
 def main():

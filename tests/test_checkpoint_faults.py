@@ -3,11 +3,14 @@
 (A corrupt latest checkpoint is covered in test_train.py.)
 """
 import contextlib
+import json
 import os
 import resource
 import shutil
 import signal
 import struct
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -26,6 +29,10 @@ from pretrainx.core import sharding
 from pretrainx.core import train, state as state_lib
 
 import test_train   # tests/ is on sys.path under pytest's default import mode
+from tiny_cli import tiny_gpt_flags
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
+TINY_CONFIG = os.path.join(ROOT, "configs/gpt/shakespeare_char.py:smoke")
 
 
 def tiny_config(**updates):
@@ -169,3 +176,37 @@ def test_failed_async_save_raises_and_keeps_the_last_good_checkpoint(good_checkp
     jax.tree.map(np.testing.assert_array_equal, host_tree(state), good_state)
     # The run still closed its writers on the way out: every logged loss reached TensorBoard.
     assert tensorboard_loss_steps(workdir / "tensorboard") == set(range(1, steps + 1))
+
+
+def _train_cli(workdir, steps, limit_bytes=None):
+    """``pretrainx train`` of the tiny byte-level GPT in a real process, its files capped at
+    ``limit_bytes`` (RLIMIT_FSIZE, as a full disk: writes fail with EFBIG) when given."""
+    cmd = [sys.executable, "-m", "pretrainx.main", "train", "--config", TINY_CONFIG, "--workdir",
+           str(workdir), *tiny_gpt_flags(steps), "--config.checkpoint.every=2",
+           "--config.eval.every=2", "--config.eval.num_batches=1", "--config.train.log_every=1"]
+    env = {**{k: v for k, v in os.environ.items() if k != "PRETRAINX_DEBUG"},
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    if limit_bytes:   # the shell's ulimit: a preexec_fn would fork this JAX process (warned)
+        cmd = ["bash", "-c", f'ulimit -f {limit_bytes // 1024} && exec "$@"', "bash", *cmd]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_disk_full_during_a_save_is_one_line_and_the_rerun_resumes(tmp_path):
+    """Through the command line: Orbax's save threads log the write failure with tracebacks and
+    print hundreds of "Event loop is closed" tracebacks; the user must read one line."""
+    assert _train_cli(tmp_path, steps=2).returncode == 0
+    full = _train_cli(tmp_path, steps=6, limit_bytes=20000)    # the state's files are ~100 kB
+    errors = [line for line in full.stderr.splitlines() if line.startswith("pretrainx: error:")]
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr[-3000:]
+    assert len(errors) == 1 and "CheckpointError" in errors[0] and "File too large" in errors[0]
+    # the checkpoint before the failure is intact; every step the failed run trained is logged
+    assert [s for s in os.listdir(tmp_path / "checkpoints") if s.isdigit()] == ["2"]
+    logged = [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")]
+    assert {s for s in logged} == set(range(1, 7))
+    # with room again, the rerun resumes from step 2 and trains steps 3-6 once more
+    rerun = _train_cli(tmp_path, steps=6)
+    assert rerun.returncode == 0 and "resumed from step 2" in rerun.stderr, rerun.stderr[-3000:]
+    steps = [r["step"] for r in map(json.loads, open(tmp_path / "metrics.jsonl"))
+             if "train/loss" in r]
+    assert steps == list(range(1, 7))

@@ -181,6 +181,7 @@ SPEAKERS = os.path.join(ROOT, "configs/finetune/speakers_bert.py:smoke")
     (PPO, ["--config.ppo.kl_coef=-0.1"], "config.ppo.kl_coef"),
     (PPO, ["--config.ppo.clip=0.0"], "config.ppo.clip"),
     (PPO, ["--config.ppo.gamma=1.5"], "config.ppo.gamma"),
+    (PPO, ["--config.ppo.eos=xyzzy"], "config.ppo.eos"),       # its first token 'x' stopped all
     (DIGITS, ["--config.sample.guidance=-1.0"], "config.sample.guidance"),
     (DIGITS, ["--config.sample.steps=2000", "--config.sample.sampler=ddim"], "config.sample.steps"),
     (SHORTCUT, ["--config.shortcut.bootstrap_fraction=-0.1"], "config.shortcut.bootstrap_fraction"),
@@ -252,3 +253,57 @@ def test_tools_refuse_a_corpus_with_no_text_and_save_nothing(tmp_path, capsys):
     short.write_text("abcdefgh")
     err = one_line_error(capsys, ["ngram", "--text", short, "--n", "2"])
     assert "val part" in err and "too short" in err
+
+
+def test_streamed_corpora_of_tokenize_name_the_file_and_the_line(tmp_path, capsys):
+    """The readers of ``pretrainx tokenize`` beyond plain text: Parquet, JSONL.gz, JSONL.zst."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zstandard
+    numbers, text_file, cut, bad_line = (tmp_path / n for n in (
+        "numbers.parquet", "text.parquet", "cut.jsonl.zst", "bad.jsonl.gz"))
+    pq.write_table(pa.table({"text": [1, 2, 3]}), numbers)
+    text_file.write_text("not parquet\n")
+    whole = zstandard.ZstdCompressor().compress(b'{"text": "abc"}\n' * 5000)
+    cut.write_bytes(whole[:len(whole) // 2])
+    bad_line.write_bytes(gzip.compress(b'{"text": "a"}\n{"text": "b"}\n{"text": \n'))
+    for corpus, expected in ((numbers, "column 'text' holds int64, not text"),
+                             (text_file, "not a readable Parquet file"),
+                             (cut, "truncated or corrupt"),
+                             (bad_line, f"{bad_line}:3: not a JSON record")):
+        err = one_line_error(capsys, ["tokenize", corpus, "--tokenizer", "byte", "--out",
+                                      tmp_path / f"out_{corpus.name}"])
+        assert str(corpus) in err and expected in err, err
+
+
+def test_user_files_of_the_tools_are_one_line_naming_the_file(tmp_path, capsys):
+    """A config, a sweep, a registry: Python files of the user's; a Hugging Face folder."""
+    config = tmp_path / "c.py"
+    config.write_text("def get_config(:\n")
+    err = one_line_error(capsys, train(config, tmp_path / "w"))
+    assert f"{config}:1: not valid Python" in err
+    registry = tmp_path / "registry.py"
+    registry.write_text("ENTRIES = [\n    (\n")
+    err = one_line_error(capsys, ["reproduce", "--list", "--registry", registry])
+    assert f"{registry}:" in err and "not valid Python" in err
+    sweep = tmp_path / "sweep.py"
+    sweep.write_text(f"from pretrainx.config import load\n"
+                     f"from pretrainx.tools import sweep_def as sd\n"
+                     f"def get_config(arg=''):\n    return load.load({GPT!r})\n"
+                     f"def get_sweep(arg=''):\n"
+                     f"    return sd.search({{'optimizer.lr': sd.loguniform(1e-2, 1e-4)}}, "
+                     f"trials=2)\n")
+    err = one_line_error(capsys, ["sweep", "--config", sweep, "--workdir", tmp_path / "sw"])
+    assert "sd.loguniform(0.01, 0.0001)" in err and "low <= high" in err
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "model.safetensors").write_bytes(b"x")
+    (hf / "config.json").write_text('{"model_type": "gpt2"\n')
+    err = one_line_error(capsys, ["import-hf", hf, "--workdir", tmp_path / "imported"])
+    assert f"{hf / 'config.json'}:2:1: not a JSON file" in err
+    (hf / "config.json").write_text(json.dumps({"model_type": "gpt2", "vocab_size": 50,
+                                                "n_embd": 32, "n_layer": 1, "n_head": 2,
+                                                "n_positions": 32}))
+    err = one_line_error(capsys, ["import-hf", hf, "--workdir", tmp_path / "imported"])
+    assert f"{hf / 'model.safetensors'}: not a readable safetensors file" in err
+    assert not (tmp_path / "imported").exists() and not (tmp_path / "sw").exists()

@@ -13,12 +13,24 @@ from pretrainx.errors import UnknownName, UserError
 def load(spec: str) -> ml_collections.ConfigDict:
     """``"configs/gpt/shakespeare_char.py:smoke"`` -> the ConfigDict that file returns."""
     path, _, arg = spec.partition(":")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file not found: {path}")
-    module_spec = importlib.util.spec_from_file_location(f"_pretrainx_config_{abs(hash(path))}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    module = load_file(path, "config")
     return module.get_config(arg) if arg else module.get_config()
+
+
+def load_file(path: str, what: str):
+    """The user's Python file ``path`` (a ``what``: config, registry) as a module; missing or not
+    valid Python -> one line naming it and the line (a library's syntax error stays a bug)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    spec = importlib.util.spec_from_file_location(f"_pretrainx_{what}_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        if os.path.abspath(e.filename or "") != os.path.abspath(path):
+            raise
+        raise UserError(f"{path}:{e.lineno}: not valid Python ({e.msg})") from None
+    return module
 
 
 def override(config: ml_collections.ConfigDict, updates: dict) -> ml_collections.ConfigDict:

@@ -17,7 +17,6 @@ those steps again instead of failing on "step already exists". Read-only restore
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
@@ -28,6 +27,8 @@ import time
 import jax
 import orbax.checkpoint as ocp
 
+from pretrainx.core import orbax_logs
+from pretrainx.core.orbax_logs import reader_notices_dropped
 from pretrainx.data.base import DataState
 from pretrainx.errors import UserError
 from pretrainx.run import rundir
@@ -118,19 +119,16 @@ def _manager(directory: str, options: ocp.CheckpointManagerOptions) -> ocp.Check
                                  options=options)
 
 
-WRITE_FAILURES = ("Failed writing", "No space left", "File too large", "Read-only file system")
-
-
 def raise_write_failure(directory) -> None:
     """Inside ``except``: a save that could not write (a full disk, a file size limit, a
     read-only folder) is one line naming the folder and the system's reason; anything else is
     re-raised as it is (a bug keeps its traceback)."""
     e = sys.exc_info()[1]
-    text = " ".join(str(e).split())
-    if not (isinstance(e, OSError) or any(w in text for w in WRITE_FAILURES)):
+    if not orbax_logs.is_write_failure(e):
         raise e
     raise CheckpointError(f"a checkpoint could not be written under {directory} (disk full, a "
-                          f"file size limit or a read-only folder?): {text}") from None
+                          f"file size limit or a read-only folder?): {orbax_logs.one_line(e)}"
+                          ) from None
 
 
 class Checkpointer:
@@ -140,6 +138,8 @@ class Checkpointer:
         self.every = int(ckpt_config.every)
         self.best_metric = ckpt_config.best_metric
         async_save = bool(ckpt_config.async_save)
+        # a failed async save is told once, by save/wait: not also by Orbax's threads
+        orbax_logs.failed_save_noise_dropped()
         # Each manager gets its own barrier names: multi-process saves of the latest and the best
         # checkpoint of one step would otherwise both wait at "_async_commit_complete.<step>"
         # and fail ("Barrier ... is already ongoing").
@@ -169,7 +169,8 @@ class Checkpointer:
     def _check_present(self, manager: ocp.CheckpointManager, step: int) -> None:
         """A checkpoint folder deleted under the run: said in one line, made again, and the
         manager's list of kept steps read anew (else Orbax fails later on the vanished steps)."""
-        if os.path.isdir(manager.directory) and not _vanished_steps(manager):
+        newest = max(manager.all_steps(), default=None)   # its async save may still be writing
+        if os.path.isdir(manager.directory) and not _vanished_steps(manager, newest):
             return
         try:
             manager.wait_until_finished()    # a save in flight into the deleted folder
@@ -192,8 +193,7 @@ class Checkpointer:
             manager.check_for_errors()
             save()
         except Exception:  # noqa: BLE001 - told apart: steps deleted under the run
-            gone = [s for s in manager.all_steps() if s != step and
-                    not os.path.isdir(os.path.join(manager.directory, str(s)))]
+            gone = _vanished_steps(manager, step)
             if not gone:
                 raise_write_failure(manager.directory)
             # the folder went while an async save was writing into it: that save is lost
@@ -326,33 +326,12 @@ def restore_newest(manager: ocp.CheckpointManager, target_state, unreadable: lis
     return None
 
 
-def _vanished_steps(manager: ocp.CheckpointManager) -> list[int]:
+def _vanished_steps(manager: ocp.CheckpointManager, left_out: int | None) -> list[int]:
     """The kept steps whose folders are gone from disk: the folder was deleted and made again
-    (by an async save writing into it) under the run. The newest step is left out: its async
-    save may still be writing under a temporary name."""
-    steps = sorted(manager.all_steps())
-    return [s for s in steps[:-1] if not os.path.isdir(os.path.join(manager.directory, str(s)))]
-
-
-#: Orbax's notices that repeat what a reader asked for: a read-only manager, and a checkpoint's
-#: item folder without its own metadata file (the step's is read instead). ``pretrainx sample`` /
-#: ``eval`` should print no warning for either.
-_READER_NOTICES = ("Given directory is read only", "Metadata file does not exist")
-
-
-def _drop_reader_notices(record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith(_READER_NOTICES)
-
-
-@contextlib.contextmanager
-def reader_notices_dropped():
-    """Orbax's reader notices (``_READER_NOTICES``) dropped from the absl logger, inside only."""
-    absl_log = logging.getLogger("absl")
-    absl_log.addFilter(_drop_reader_notices)
-    try:
-        yield
-    finally:
-        absl_log.removeFilter(_drop_reader_notices)
+    (by an async save writing into it) under the run. ``left_out`` is not asked about: a step
+    whose save may still be writing under a temporary name, or the one being saved."""
+    return [s for s in sorted(manager.all_steps()) if s != left_out and
+            not os.path.isdir(os.path.join(manager.directory, str(s)))]
 
 
 def restore_state_readonly(workdir: str, which: str, target_state):

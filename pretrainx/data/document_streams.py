@@ -146,6 +146,10 @@ def _parquet_documents(path: str, text_key: str) -> Iterator[str]:
     if text_key not in table.schema_arrow.names:
         raise CorpusError(f"{path}: no column {text_key!r} (columns: {table.schema_arrow.names}); "
                           f"pass --text-key")
+    column = table.schema_arrow.field(text_key).type
+    if str(column) not in ("string", "large_string", "string_view"):
+        raise CorpusError(f"{path}: column {text_key!r} holds {column}, not text; pass --text-key "
+                          f"to name the text column")
     for batch in table.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[text_key]):
         yield from (str(t) for t in batch.column(0).to_pylist() if t is not None)
 

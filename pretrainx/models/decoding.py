@@ -19,6 +19,7 @@ A model plugs in through two functions, and a third for the sliding window (see
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -29,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from pretrainx.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 class Decoder(Protocol):
@@ -143,6 +146,9 @@ def decode(decoder: Decoder, params, prompt_BxP, prompt_mask_BxP, rng, *, max_ne
     tokens that fit and a sliding window re-encoded each step (``Decoder.forward``) the rest."""
     B = prompt_BxP.shape[0]
     L = decoder.max_len
+    if prompt_BxP.shape[1] > L:    # tolerated, as nanoGPT does, but said
+        log.warning("the prompt is %d tokens, the model's context %d: it sees the last %d",
+                    prompt_BxP.shape[1], L, L)
     prompt_BxP, mask_BxP = prompt_BxP[:, -L:], prompt_mask_BxP[:, -L:].astype(bool)
     P = prompt_BxP.shape[1]
     cached = min(max_new_tokens, L - P + 1)  # the last of them fills the cache's last slot

@@ -65,8 +65,12 @@ class PPOObjective(Objective):
         self.prompt_len, self.max_new = int(o.prompt_len), int(o.max_new_tokens)
         self.temperature, self.top_k = float(o.temperature), int(o.top_k) or None
         self.shared = o.value_head == "shared"
-        eos = o.eos
-        self.eos_id = int(self.spec.require_tokenizer("ppo.eos").encode(eos)[0]) if eos else None
+        eos_ids = self.spec.require_tokenizer("ppo.eos").encode(o.eos) if o.eos else [None]
+        if len(eos_ids) != 1:    # its first token alone would stop responses at the wrong place
+            raise settings.SettingError(f"config.ppo.eos {o.eos!r} is {len(eos_ids)} tokens of "
+                                        f"this tokenizer, not one: give a single token "
+                                        f"(e.g. '\\n')")
+        self.eos_id = None if eos_ids[0] is None else int(eos_ids[0])
         self.reward_pool = o.reward_pool   # as the reward run's reward.pool
         if self.prompt_len + self.max_new > self.model_config.max_len:
             raise UserError(f"ppo.prompt_len + ppo.max_new_tokens = {self.prompt_len + self.max_new}"

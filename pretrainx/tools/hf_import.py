@@ -14,6 +14,7 @@ resident), and Orbax writes the host arrays without its defensive copy (nothing 
 The arrays are placed on a mesh when a run restores them, each process reading its own shards."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -45,16 +46,39 @@ RENAMED_ROLES = {"pad_token": st.PAD, "unk_token": st.UNK, "cls_token": st.CLS, 
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq")
 
 
+def read_json(path: str):
+    """A JSON file of the folder; not JSON -> one line naming the file, the line and column."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        at = f":{e.lineno}:{e.colno}" if isinstance(e, json.JSONDecodeError) else ""
+        raise hf_families.UnsupportedCheckpoint(f"{path}{at}: not a JSON file "
+                                                f"({getattr(e, 'msg', e)})") from None
+
+
+@contextlib.contextmanager
+def open_safetensors(file: str):
+    """``safe_open(file)``; a file that is no safetensors (cut short, not one) -> one line."""
+    from safetensors import SafetensorError, safe_open
+    try:
+        f = safe_open(file, framework="numpy")
+    except SafetensorError as e:
+        raise hf_families.UnsupportedCheckpoint(f"{file}: not a readable safetensors file "
+                                                f"({e})") from None
+    with f:
+        yield f
+
+
 def special_token_roles(directory: str) -> dict[str, str]:
     """{role ("pad_token", ...): the token's text} from the tokenizer side files a folder holds."""
     roles = {}
     for name in ("special_tokens_map.json", "tokenizer_config.json"):
         if os.path.isfile(os.path.join(directory, name)):
-            with open(os.path.join(directory, name)) as f:
-                for role, token in json.load(f).items():
-                    token = token.get("content") if isinstance(token, dict) else token
-                    if role in RENAMED_ROLES and isinstance(token, str):
-                        roles[role] = token
+            for role, token in read_json(os.path.join(directory, name)).items():
+                token = token.get("content") if isinstance(token, dict) else token
+                if role in RENAMED_ROLES and isinstance(token, str):
+                    roles[role] = token
     return roles
 
 
@@ -81,8 +105,7 @@ def import_tokenizer(directory: str):
     with two roles keeps its text. Export renames them back (hf_export.write_tokenizer)."""
     from tokenizers import Tokenizer
     from pretrainx.data.subword import SubwordTokenizer
-    with open(os.path.join(directory, "tokenizer.json")) as f:
-        data = json.load(f)
+    data = read_json(os.path.join(directory, "tokenizer.json"))
     has = Tokenizer.from_str(json.dumps(data)).token_to_id
     roles = special_token_roles(directory)
     texts = list(roles.values())
@@ -96,23 +119,20 @@ def read_hf_config(directory: str) -> dict:
     if not os.path.isfile(path):
         raise hf_families.UnsupportedCheckpoint(f"{directory}: no {CONFIG} (a Hugging Face model "
                                                 f"folder holds config.json and *.safetensors)")
-    with open(path) as f:
-        return json.load(f)
+    return read_json(path)
 
 
 def tensor_files(directory: str) -> dict[str, str]:
     """{tensor name: the safetensors file holding it}, from the index or the single file."""
-    from safetensors import safe_open
     index = os.path.join(directory, INDEX)
     if os.path.isfile(index):
-        with open(index) as f:
-            weight_map = json.load(f)["weight_map"]
+        weight_map = read_json(index)["weight_map"]
         return {name: os.path.join(directory, file) for name, file in weight_map.items()}
     single = os.path.join(directory, SINGLE)
     if not os.path.isfile(single):
         raise hf_families.UnsupportedCheckpoint(f"{directory}: no {SINGLE} nor {INDEX} (only "
                                                 f"safetensors weights are read, not .bin)")
-    with safe_open(single, framework="numpy") as f:
+    with open_safetensors(single) as f:
         return {name: single for name in f.keys()}
 
 
@@ -124,8 +144,7 @@ def _canonical(name: str, wanted: set[str]) -> str:
 def read_tensor(file: str, name: str) -> np.ndarray:
     """One tensor, read with the file opened for it alone: while a safetensors file is open
     its memory map keeps every page read so far resident."""
-    from safetensors import safe_open
-    with safe_open(file, framework="numpy") as f:
+    with open_safetensors(file) as f:
         return f.get_tensor(name)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -94,11 +93,10 @@ class Entry:
 
 
 def load_registry(path: str = REGISTRY) -> list[Entry]:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"registry file not found: {path}")
-    spec = importlib.util.spec_from_file_location("_pretrainx_registry", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from pretrainx.config import load as config_lib
+    module = config_lib.load_file(path, "registry")
+    if not hasattr(module, "ENTRIES"):
+        raise UserError(f"registry {path} defines no ENTRIES (a list of Entry)")
     entries = list(module.ENTRIES)
     names = [e.name for e in entries]
     dup = {n for n in names if names.count(n) > 1}

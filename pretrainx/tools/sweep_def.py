@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import importlib.util
 import itertools
 import json
-import os
 import warnings
 
 import ml_collections
@@ -113,16 +111,25 @@ def grid(points: list[dict], **options) -> Sweep:
 
 
 # --- a search space ---------------------------------------------------------------------------
+def _range(name: str, make, low, high, **options):
+    """An Optuna distribution; bounds it refuses (low > high, log of 0) -> one line naming it."""
+    try:
+        return make(low, high, **options)
+    except ValueError as e:
+        raise UserError(f"sd.{name}({low!r}, {high!r}): {e}") from None
+
+
 def loguniform(low: float, high: float):
-    return optuna.distributions.FloatDistribution(float(low), float(high), log=True)
+    return _range("loguniform", optuna.distributions.FloatDistribution, float(low), float(high),
+                  log=True)
 
 
 def uniform(low: float, high: float):
-    return optuna.distributions.FloatDistribution(float(low), float(high))
+    return _range("uniform", optuna.distributions.FloatDistribution, float(low), float(high))
 
 
 def integer(low: int, high: int, log: bool = False):
-    return optuna.distributions.IntDistribution(int(low), int(high), log=log)
+    return _range("integer", optuna.distributions.IntDistribution, int(low), int(high), log=log)
 
 
 def choice(options):
@@ -155,11 +162,7 @@ def decode(value, field):
 def load(spec: str) -> tuple[Sweep, ml_collections.ConfigDict]:
     """``"configs/x.py:arg"`` -> (the file's ``get_sweep(arg)``, the config its trials start from)."""
     path, _, arg = spec.partition(":")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file not found: {path}")
-    module_spec = importlib.util.spec_from_file_location(f"_pretrainx_sweep_{abs(hash(path))}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    module = config_lib.load_file(path, "config")
     if not hasattr(module, "get_sweep"):
         raise UserError(f"{path} has no get_sweep(arg): nothing to sweep")
     try:

@@ -64,10 +64,10 @@ def test_a_trained_run_exported_scores_in_the_hf_backend_as_in_the_adapter(tmp_p
     assert main.cli(["export-hf", "--workdir", run, "--out", out]) == 0
     objective, ctx, _ = inference.load_trained_run(run, "latest")
     ours = harness.PretrainxLM(objective, ctx.params, batch_size=8)
-    # the export's tokenizer_config.json names no eos_token; the HF backend needs one (its prefix
-    # token): the vocabulary's EOS, which the adapter also conditions an empty context on
+    # the export names the vocabulary's EOS as eos_token: the HF backend's prefix token, which
+    # the adapter also conditions an empty context on
     tokenizer = AutoTokenizer.from_pretrained(out)
-    tokenizer.eos_token = st.EOS
+    assert tokenizer.eos_token == st.EOS
     theirs = HFLM(pretrained=out, tokenizer=tokenizer, dtype="float32", device="cpu", batch_size=8)
     names = [local_tasks.NEXTLINE, local_tasks.CLOZE]
     local_tasks.build(tasks, names)

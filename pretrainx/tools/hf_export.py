@@ -17,6 +17,7 @@ import numpy as np
 from flax import traverse_util
 
 from pretrainx.tools import hf_families, hf_import
+from pretrainx.data import special_tokens as st
 
 
 def flat_params(params) -> dict[str, np.ndarray]:
@@ -45,6 +46,11 @@ def special_token_ids(workdir: str) -> dict:
     return {key: kept.get(key) for key in hf_import.TOKEN_ID_KEYS}
 
 
+#: transformers' special-token role -> pretrainx's spelling of that token
+ROLE_TOKENS = {"bos": st.BOS, "eos": st.EOS, "pad": st.PAD, "unk": st.UNK, "mask": st.MASK,
+               "cls": st.CLS, "sep": st.SEP}
+
+
 def write_tokenizer(workdir: str, out: str) -> None:
     """tokenizer.json, and the side files an import kept (special tokens); without them a
     minimal tokenizer_config.json names the fast tokenizer class."""
@@ -71,8 +77,11 @@ def write_tokenizer(workdir: str, out: str) -> None:
         if os.path.isfile(os.path.join(workdir, name)):
             shutil.copy(os.path.join(workdir, name), os.path.join(out, name))
     if not os.path.isfile(os.path.join(out, "tokenizer_config.json")):
+        # the roles of the special tokens this vocabulary holds: without an eos_token,
+        # lm-evaluation-harness's HF backend cannot condition an empty context
+        roles = {f"{role}_token": text for role, text in ROLE_TOKENS.items() if vocab(text) is not None}
         with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
-            json.dump({"tokenizer_class": "PreTrainedTokenizerFast"}, f, indent=2)
+            json.dump({"tokenizer_class": "PreTrainedTokenizerFast", **roles}, f, indent=2)
 
 
 def export_hf(workdir: str, out: str, which: str = "latest") -> dict:

@@ -1,10 +1,19 @@
 """Eight fake CPU devices for every test, so sharding runs here as on a pod slice."""
 import os
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
+# One compilation cache for the suite's processes (xdist workers, the CLI subprocesses they start),
+# outside the user's ~/.cache: a program compiled by one test is loaded by the next that builds it.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    tempfile.gettempdir(), f"pretrainx-tests-xla-{os.getuid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 def pytest_addoption(parser):
     parser.addoption("--run-long", action="store_true",

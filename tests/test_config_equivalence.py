@@ -81,6 +81,12 @@ ADDED_DEFAULTS = {
 #: it off (empty), as the old library, which compared nothing
 NEW_CHECKS = {"init_from.also.reward.agree"}
 
+#: added fields whose default is a new behaviour on purpose (the old library had neither): #26's
+#: CPU levers, one device per core for the default mesh and the persistent compilation cache;
+#: the numbers they touch stay within tolerance (tests/test_cpu_levers.py, test_host_devices.py)
+ADDED_DEFAULTS.update({"mesh.host_devices": 0, "train.compile_cache": "~/.cache/pretrainx/xla"})
+NEW_BEHAVIOUR = {"mesh.host_devices", "train.compile_cache"}
+
 #: old recipe -> fields it carried that nothing read (the :jpeg variant reads JPEGs, not TFDS)
 UNUSED_DROPPED = {
     "configs/diffusion/cifar10_ddpm.py:jpeg": {
@@ -173,7 +179,8 @@ def test_old_config_json_gets_every_field_the_library_reads(old_spec):
     missing = sorted(new.keys() - filled.keys())
     assert not missing, f"{spec}: with_defaults leaves out {missing}"
     added = flatten(OLD[old_spec]).keys() ^ filled.keys()
-    wrong = {k: filled[k] for k in added if k in ADDED_DEFAULTS and k not in NEW_CHECKS
+    wrong = {k: filled[k] for k in added if k in ADDED_DEFAULTS
+             and k not in NEW_CHECKS | NEW_BEHAVIOUR
              and not _same(ADDED_DEFAULTS[k], filled[k])}
     assert not wrong, f"{spec}: filled with values the old library did not use: {wrong}"
 

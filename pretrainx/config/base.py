@@ -54,6 +54,9 @@ def train() -> ml_collections.ConfigDict:
     t.log_every = 100
     t.progress = True                 # a progress bar on the terminal
     t.preemption_check_every = 10     # multi-process: steps between SIGTERM agreements
+    # JAX's persistent compilation cache: a rerun loads the compiled step instead of compiling
+    # it again ("" = off; JAX_COMPILATION_CACHE_DIR in the environment wins)
+    t.compile_cache = "~/.cache/pretrainx/xla"
     return t
 
 
@@ -127,6 +130,9 @@ def mesh() -> ml_collections.ConfigDict:
     m.data = -1                       # -1: all devices not used by the other axes
     m.fsdp = 1
     m.tensor = 1
+    # XLA devices of a CPU host (core/host_devices.py): 0 = one per usable core (at most 8, a
+    # count dividing the batch) for the default mesh; 1 = one device. GPUs and TPUs: no effect.
+    m.host_devices = 0
     return m
 
 

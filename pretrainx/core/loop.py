@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pretrainx.config.check import ConfigError
-from pretrainx.core import evaluate, sharding as sharding_lib, state as state_lib
+from pretrainx.core import evaluate, host_devices, sharding as sharding_lib, state as state_lib
 from pretrainx.data.base import DataState
 from pretrainx.run import metrics as metrics_lib, preemption, trackers
 
@@ -137,6 +137,7 @@ class TrainLoop:
         self.history, self.pending, self.evaluated = [], None, False
         self.started = time.perf_counter()   # "time/elapsed_s": wall seconds of this loop
         self.all_finite = jax.jit(_all_finite)
+        self.bounded_queue, self.previous_metrics = host_devices.bounded_queue(built.mesh), None
 
     def _measure_rates(self, built, config) -> None:
         # The whole LR curve, computed once, is the one source of "train/lr": evaluating the
@@ -203,10 +204,14 @@ class TrainLoop:
     # --- the phases of a step, in the order the loop calls them ---------------------------------
 
     def dispatch(self):
-        """Queue one train step on the device; its metrics are not read back here."""
+        """Queue one train step on the device; its metrics are not read back here. On several
+        CPU devices the step before it is waited for first (``host_devices.bounded_queue``)."""
         batch = sharding_lib.put_batch(self.batch, self.built.mesh)
         self.state, metrics = self.built.step_fn(self.state, batch)
         self.data_state = DataState(self.data_state.next_index + 1)
+        if self.bounded_queue:
+            jax.block_until_ready(self.previous_metrics)
+            self.previous_metrics = metrics
         return metrics
 
     def prefetch(self, done: int) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from pretrainx import data as data_lib
 from pretrainx import objectives
 from pretrainx.config import check as config_check, defaults as config_defaults
-from pretrainx.core import checkpoint as checkpoint_lib, init_from, optim
+from pretrainx.core import checkpoint as checkpoint_lib, host_devices, init_from, optim
 from pretrainx.core import sharding as sharding_lib, state as state_lib
 from pretrainx.core.batches import host_batch
 # NonFinite*Error: callers (tests, sweeps) catch them as train.X
@@ -71,6 +71,8 @@ def setup(config, workdir: str | None = None) -> Setup:
     ``workdir``: a run's directory whose saved tokenizer the data should use."""
     config = config_defaults.with_defaults(config)    # a field the config lacks reads as the base's
     config_check.check_values(config)
+    host_devices.request(config)     # before the first use of a backend: it fixes the CPU's devices
+    host_devices.enable_compile_cache(config.train.compile_cache)
     objective_cls = objectives.get(config.objective)
     objective_cls.check_config(config)
     mesh = sharding_lib.make_mesh(config.mesh)
@@ -123,6 +125,7 @@ def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) ->
     paths are made absolute, the values are checked, and a resume's config is compared with the
     saved one (``rundir.check_resume``).
     """
+    host_devices.request(config_defaults.with_defaults(config))   # before the lock's first jax call
     workdir_lock.prepare(workdir)
     with workdir_lock.WorkdirLock(workdir):
         config = config_check.resolve_paths(config_defaults.with_defaults(config))

@@ -115,6 +115,8 @@ def launch_workers(argv: list[str], n: int, workdir: str, study: optuna.Study, b
         env = dict(os.environ)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
+        else:   # the workers share the cores: one CPU device each (core/host_devices.py)
+            env.setdefault("JAX_NUM_CPU_DEVICES", "1")
         out = open(os.path.join(workdir, "workers", f"worker_{i}.log"), "a")
         cmd = [sys.executable, "-m", "pretrainx.main", "sweep", *argv,
                "--parallel", "1", "--worker-index", str(i), "--no-report"]

@@ -28,7 +28,9 @@ import sys
 import time
 from typing import Iterator
 
-from pretrainx.data import document_streams, shards
+import numpy as np
+
+from pretrainx.data import document_streams, readers, shards
 from pretrainx.data import special_tokens as st
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.errors import UserError
@@ -93,6 +95,31 @@ def _planned_shards(files, settings) -> Iterator[list[str]]:
         yield texts
 
 
+class _TailBytes:
+    """Each document's UTF-8 bytes (``readers.utf8_bytes``, no EOS: the denominator of bits per
+    byte, as ``readers.decoded_bytes`` counts it), kept only for the last shards the validation
+    cut may still fall in: the cut's token (``_split``) never moves back as shards are added, so
+    a shard that ends before it is dropped for good and memory stays bounded by the split, not
+    the corpus. Counted here from the text the reader read, so whatever the worker count."""
+
+    def __init__(self, val_fraction: float):
+        self.val_fraction, self.per_doc, self.ends = val_fraction, {}, []
+
+    def add_text(self, index: int, texts: list[str]) -> int:
+        self.per_doc[index] = np.array([readers.utf8_bytes(t) for t in texts], np.int64)
+        return int(self.per_doc[index].sum())
+
+    def add_record(self, index: int, tokens: int) -> None:
+        self.ends.append((self.ends[-1] if self.ends else 0) + tokens)
+        target = int(self.ends[-1] * (1 - self.val_fraction))
+        for k in [k for k in self.per_doc if k <= index and self.ends[k] <= target]:
+            del self.per_doc[k]
+
+    def after(self, index: int, doc: int) -> int:
+        """Bytes of shard ``index``'s documents from ``doc`` on."""
+        return int(self.per_doc[index][doc:].sum())
+
+
 def _init_worker(tokenizer_path: str) -> None:
     # One Rust thread per process: --workers says how many cores tokenize.
     os.environ["RAYON_NUM_THREADS"] = "1"
@@ -100,11 +127,11 @@ def _init_worker(tokenizer_path: str) -> None:
     _worker_tokenizer = tokenizer_lib.load(tokenizer_path)
 
 
-def _tokenize_shard(out: str, index: int, texts: list[str], settings: dict) -> dict:
-    import numpy as np
+def _tokenize_shard(out: str, index: int, texts: list[str], settings: dict,
+                    text_bytes: int) -> dict:
     tokens, offsets = shards.encode_shard(_worker_tokenizer, texts, settings["eos_id"],
                                           np.dtype(settings["dtype"]))
-    return shards.write_shard(out, index, tokens, offsets, sum(len(t) for t in texts))
+    return shards.write_shard(out, index, tokens, offsets, sum(len(t) for t in texts), text_bytes)
 
 
 def tokenize(args) -> dict:
@@ -117,45 +144,57 @@ def tokenize(args) -> dict:
     settings = _settings(args, files, tokenizer)
     _prepare_folder(args.out, settings, tokenizer)
     records, kept = [], 0
+    tail = _TailBytes(args.val_fraction)
+
+    def finish(head) -> None:
+        records.append(head if isinstance(head, dict) else head.get())
+        tail.add_record(len(records) - 1, records[-1]["tokens"])
+
     ctx = multiprocessing.get_context("spawn")   # no fork: the tokenizer's threads
     with ctx.Pool(args.workers, _init_worker, (os.path.join(args.out, shards.TOKENIZER),)) as pool:
         pending = collections.deque()
         for index, texts in enumerate(_planned_shards(files, settings)):
+            text_bytes = tail.add_text(index, texts)
             done = shards.finished_shard(args.out, index)
             if done is not None:
                 kept += 1
+                done["text_bytes"] = text_bytes     # a shard kept from before the field existed
             pending.append(done or pool.apply_async(_tokenize_shard,
-                                                    (args.out, index, texts, settings)))
+                                                    (args.out, index, texts, settings, text_bytes)))
             while len(pending) > args.workers or (pending and isinstance(pending[0], dict)):
-                head = pending.popleft()
-                records.append(head if isinstance(head, dict) else head.get())
-        records += [p if isinstance(p, dict) else p.get() for p in pending]
-    manifest = _manifest(args.out, settings, records)
+                finish(pending.popleft())
+        while pending:
+            finish(pending.popleft())
+    manifest = _manifest(args.out, settings, records, tail)
     manifest["kept_shards"] = kept
     return manifest
 
 
-def _split(out: str, records: list[dict], val_fraction: float) -> dict:
+def _split(out: str, records: list[dict], val_fraction: float, tail: _TailBytes) -> dict:
     """The train/validation cut: the start of the document holding the token at
     ``(1 - val_fraction)`` of the stream, so the last documents, at least ``val_fraction`` of the
-    tokens and one document when > 0, validate and no document is cut."""
-    import numpy as np
+    tokens and one document when > 0, validate and no document is cut. With each side's UTF-8
+    bytes (``val_bytes``: what the shards kind's bits per byte divides by)."""
     total = sum(r["tokens"] for r in records)
-    cut, seen = total, 0
+    cut, seen, val_bytes = total, 0, 0
     if val_fraction > 0 and total:
         target = int(total * (1 - val_fraction))
-        for r in records:
+        for index, r in enumerate(records):
             if seen + r["tokens"] > target:
                 offsets = np.load(os.path.join(out, r["name"] + ".docs.npy"))
                 k = int(np.searchsorted(offsets, target - seen, side="right")) - 1
                 cut = seen + int(offsets[k])
+                val_bytes = tail.after(index, k) + sum(s["text_bytes"] for s in records[index + 1:])
                 break
             seen += r["tokens"]
-    return {"train_tokens": cut, "val_tokens": total - cut}
+    return {"train_tokens": cut, "val_tokens": total - cut,
+            "train_bytes": sum(r["text_bytes"] for r in records) - val_bytes,
+            "val_bytes": val_bytes}
 
 
-def _manifest(out: str, settings: dict, records: list[dict]) -> dict:
-    split = dict(settings["split"], **_split(out, records, settings["split"]["val_fraction"]))
+def _manifest(out: str, settings: dict, records: list[dict], tail: _TailBytes) -> dict:
+    split = dict(settings["split"], **_split(out, records, settings["split"]["val_fraction"],
+                                             tail))
     manifest = dict(settings, split=split, shards=records,
                     tokens=sum(r["tokens"] for r in records), docs=sum(r["docs"] for r in records))
     shards.write_json(os.path.join(out, shards.MANIFEST), manifest)

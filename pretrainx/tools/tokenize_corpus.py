@@ -2,10 +2,11 @@
 
     pretrainx tokenize SOURCE [SOURCE ...] --tokenizer DIR|byte --out DIR [--workers N]
                        [--text-key text] [--doc-separator '\\n\\n'] [--shard-mb 32]
-                       [--val-fraction 0.001]
+                       [--val-fraction 0.001] [--tfds-data-dir DIR]
 
-SOURCE: files, folders or globs of text, JSONL (.jsonl / .json, plain, .gz or .zst) or Parquet
-(data/document_streams.py). The documents are read in order, one at a time; every
+SOURCE: files, folders or globs of text, JSONL (.jsonl / .json, plain, .gz or .zst) or Parquet,
+or ``tfds:NAME[/CONFIG][:SPLIT]``: a TFDS text set already prepared in ``--tfds-data-dir`` (never
+downloaded), one record's ``--text-key`` feature per document (data/document_streams.py). The documents are read in order, one at a time; every
 ``--shard-mb`` MB of text (counted in characters, before tokenization) closes a shard, so which
 documents a shard holds depends on the corpus alone, never on the workers: the files are the same
 bytes whatever ``--workers``. Worker processes tokenize whole shards (the tokenizer's batch
@@ -46,18 +47,21 @@ def _parser() -> argparse.ArgumentParser:
                    help="a saved tokenizer (dir or tokenizer.json), or 'byte'")
     p.add_argument("--out", required=True, help="the shards folder to write (or resume)")
     p.add_argument("--workers", type=int, default=1, help="tokenizing processes")
-    p.add_argument("--text-key", default="text", help="JSONL field / Parquet column of the text")
+    p.add_argument("--text-key", default="text",
+                   help="JSONL field / Parquet column / TFDS feature of the text")
     p.add_argument("--doc-separator", default="\n\n",
                    help="text files: what separates documents ('' : one per file)")
     p.add_argument("--shard-mb", type=float, default=32.0, help="text per shard, in MB (chars)")
     p.add_argument("--val-fraction", type=float, default=0.001,
                    help="the last documents holding this fraction of the tokens validate")
+    p.add_argument("--tfds-data-dir", default="",
+                   help="where tfds: sources are prepared (default ~/tensorflow_datasets)")
     return p
 
 
 def _settings(args, files: list[str], tokenizer) -> dict:
     return {"format": shards.FORMAT,
-            "sources": [{"path": os.path.abspath(f), "bytes": os.path.getsize(f)} for f in files],
+            "sources": [document_streams.describe(f, args.text_key) for f in files],
             "tokenizer_sha256": shards.tokenizer_sha256(tokenizer),
             "vocab_size": int(tokenizer.vocab_size),
             "dtype": shards.token_dtype(tokenizer.vocab_size).name,
@@ -136,7 +140,7 @@ def _tokenize_shard(out: str, index: int, texts: list[str], settings: dict,
 
 def tokenize(args) -> dict:
     """Write (or finish) the shards folder ``args.out``; returns its manifest."""
-    files = document_streams.expand_sources(args.sources)
+    files = document_streams.expand_sources(args.sources, args.tfds_data_dir or None)
     if args.tokenizer != "byte" and not os.path.exists(os.path.expanduser(args.tokenizer)):
         raise FileNotFoundError(f"--tokenizer {args.tokenizer!r}: give a saved tokenizer (made by "
                                 f"`pretrainx tokenizer train`, or a run's workdir) or 'byte'")
@@ -208,9 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     manifest = tokenize(args)
     seconds = time.perf_counter() - start
-    source_mb = sum(s["bytes"] for s in manifest["sources"]) / 1e6
+    source_mb = sum(s["text_bytes"] for s in manifest["shards"]) / 1e6   # UTF-8 text read
     print(f"{args.out}: {manifest['tokens']} tokens ({manifest['dtype']}) in "
           f"{len(manifest['shards'])} shards ({manifest['kept_shards']} kept from an earlier run), "
           f"{manifest['docs']} documents, {manifest['split']['val_tokens']} validation tokens; "
-          f"{source_mb:.1f} MB in {seconds:.1f}s = {source_mb / max(seconds, 1e-9):.2f} MB/s")
+          f"{source_mb:.1f} MB of text in {seconds:.1f}s = {source_mb / max(seconds, 1e-9):.2f} MB/s")
     return 0

@@ -3,6 +3,7 @@
 import filecmp
 import json
 import os
+import sys
 import time
 
 import pytest
@@ -101,3 +102,12 @@ def test_bad_tfds_sources_are_one_line_naming_them(paragraph_set, tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("pretrainx: error:"), err
     assert all(e in err for e in expected), err
+
+
+def test_without_tensorflow_datasets_a_tfds_source_names_the_extra(paragraph_set, tmp_path,
+                                                                   capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)    # import -> ImportError
+    argv = tokenize_argv("tfds:plays:train", tmp_path / "out", paragraph_set["data_dir"])
+    assert cli_main.cli(argv) == cli_main.EXIT_USER_ERROR
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install 'pretrainx[tfds]'" in err, err

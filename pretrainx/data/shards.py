@@ -296,8 +296,8 @@ LAYOUTS = ("stream", "concat")
 class PackedWindows:
     """The windows ``source`` draws (``TokenWindows`` over a ``ShardStream``, or a
     ``mixtures.MixtureWindows``), each cut where a document begins (the shards' document index)
-    into one "concat" row of ``packing.pack_documents``: segment ids, positions restarting at
-    each document, no target across a document's end."""
+    into one "concat" row (``packing.concat_rows``, as the text kind's): segment ids, positions
+    restarting at each document, no target across a document's end."""
 
     def __init__(self, source, seq_len: int, pad_id: int = 0):
         self.source, self.seq_len, self.pad_id = source, seq_len, pad_id
@@ -316,13 +316,13 @@ class PackedWindows:
     def get_batch(self, index: int, shard: tuple[int, int] = (0, 1)) -> dict:
         streams_of_rows, starts = self.placements(index)
         mine = shard_rows(self.batch_size, shard)
-        width, rows = self.source.width, []
-        for stream, start in zip(streams_of_rows[mine], starts[mine]):
-            window = stream.read(int(start), width)
-            documents = np.split(window, stream.document_starts(int(start), width))
-            rows.append(packing.pack_documents(documents, self.seq_len, self.pad_id, "concat",
-                                               shift=self.source.shift))
-        return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+        streams_of_rows, starts = streams_of_rows[mine], starts[mine]
+        windows = np.empty((len(starts), self.source.width), np.int64)
+        begins = np.zeros(windows.shape, bool)
+        for row, (stream, start) in enumerate(zip(streams_of_rows, starts)):
+            windows[row] = stream.read(int(start), self.source.width)
+            begins[row, stream.document_starts(int(start), self.source.width)] = True
+        return packing.concat_rows(windows, begins, self.pad_id, shift=self.source.shift)
 
 
 @register("shards")

@@ -6,12 +6,15 @@
 
 SOURCE: files, folders or globs of text, JSONL (.jsonl / .json, plain, .gz or .zst) or Parquet,
 or ``tfds:NAME[/CONFIG][:SPLIT]``: a TFDS text set already prepared in ``--tfds-data-dir`` (never
-downloaded), one record's ``--text-key`` feature per document (data/document_streams.py). The documents are read in order, one at a time; every
-``--shard-mb`` MB of text (counted in characters, before tokenization) closes a shard, so which
-documents a shard holds depends on the corpus alone, never on the workers: the files are the same
-bytes whatever ``--workers``. Worker processes tokenize whole shards (the tokenizer's batch
-encoding, one thread each) and write them; the reader keeps at most ``workers + 1`` shards of
-text in flight, so memory is bounded by the shard size, not the corpus.
+downloaded), one record's ``--text-key`` feature per document (data/document_streams.py). The
+documents are read in order, one at a time; every ``--shard-mb`` MB of text (counted in
+characters, before tokenization) closes a shard, so which documents a shard holds depends on
+the corpus alone, never on the workers: the files are the same bytes whatever ``--workers``.
+Worker processes tokenize whole shards (the tokenizer's batch encoding, one thread each) and
+write them; the reader keeps at most ``workers + 1`` shards of text in flight, so memory is
+bounded by the shard size, not the corpus. The reader also counts each document's UTF-8 bytes:
+``manifest.json``'s ``split.train_bytes`` / ``split.val_bytes`` (bits per byte's denominator)
+and each shard's ``text_bytes``.
 
 A rerun into the same folder resumes: shards whose record and checksums are whole are kept and
 skipped (their text is still read, to know where the next shard starts), the rest are written
@@ -216,5 +219,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.out}: {manifest['tokens']} tokens ({manifest['dtype']}) in "
           f"{len(manifest['shards'])} shards ({manifest['kept_shards']} kept from an earlier run), "
           f"{manifest['docs']} documents, {manifest['split']['val_tokens']} validation tokens; "
-          f"{source_mb:.1f} MB of text in {seconds:.1f}s = {source_mb / max(seconds, 1e-9):.2f} MB/s")
+          f"{source_mb:.1f} MB of text in {seconds:.1f}s = "
+          f"{source_mb / max(seconds, 1e-9):.2f} MB/s")
     return 0

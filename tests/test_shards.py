@@ -127,6 +127,29 @@ def test_a_manifest_that_does_not_match_its_shards_is_one_line_naming_the_file(f
         build(copy)
 
 
+def test_val_bytes_come_from_the_manifest_and_an_older_folder_is_decoded_once(
+        folder, tmp_path, caplog, monkeypatch):
+    """bits per byte (``val_tokens`` and ``val_bytes`` of the info) is the same whether the bytes
+    were recorded by ``tokenize`` or decoded at start for a folder from before the field."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    decoded = []
+    monkeypatch.setattr(shards.readers, "decoded_bytes",
+                        lambda *a, real=shards.readers.decoded_bytes: decoded.append(1) or real(*a))
+    recorded = build(folder).info
+    assert recorded["val_bytes"] == manifest["split"]["val_bytes"] > 0 and not decoded
+    old = damaged_copy(folder, tmp_path)
+    for key in ("val_bytes", "train_bytes"):
+        del manifest["split"][key]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level("INFO", logger=shards.__name__):
+        first, again = build(old).info, build(old).info
+    assert len(decoded) == 2
+    assert first["val_bytes"] == again["val_bytes"] == recorded["val_bytes"]
+    assert first["val_tokens"] == recorded["val_tokens"]
+    lines = [r.getMessage() for r in caplog.records if "predates split.val_bytes" in r.getMessage()]
+    assert len(lines) == 1 and str(old) in lines[0]
+
+
 @pytest.mark.slow
 def test_clm_on_shards_resumes_bit_for_bit(tmp_path):
     from resume_check import assert_kill_and_resume_is_exact

@@ -151,3 +151,45 @@ def test_a_tokenizer_to_train_is_refused_with_what_to_give(corpus, tmp_path, cap
                                   "--out", str(tmp_path / "out")])
     assert "'bpe:800'" in err and "pretrainx tokenizer train" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def multibyte_docs():
+    """Shakespeare's paragraphs with 2-, 3- and 4-byte UTF-8 characters mixed in."""
+    with open(SHAKESPEARE, encoding="utf-8") as f:
+        paragraphs = [p for p in f.read()[:60_000].split("\n\n") if p.strip()]
+    marks = ["caf\u00e9", "\u6f22\u5b57", "\U0001f642", "na\u00efve \u00fcber"]
+    return [f"{p} {marks[i % 4]}" for i, p in enumerate(paragraphs)]
+
+
+@pytest.mark.parametrize("kind", ["byte", "bpe"])
+def test_manifest_bytes_are_the_utf8_bytes_decoded_bytes_counts(multibyte_docs, tmp_path, kind):
+    from pretrainx.data import readers, shards
+    from pretrainx.data import tokenizer as tokenizer_lib
+    spec = "byte"
+    if kind == "bpe":
+        spec = str(tmp_path / "tok")
+        subword.train_from_texts(multibyte_docs, "bpe", 400).save(spec)
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in multibyte_docs))
+    out = tmp_path / "out"
+    assert cli_main.cli(["tokenize", str(corpus), "--tokenizer", spec, "--out", str(out),
+                         "--shard-mb", "0.008", "--val-fraction", "0.3"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    split = manifest["split"]
+    assert len(manifest["shards"]) > 4
+    assert (manifest["eos_id"] is None) == (kind == "byte")     # BPE: an EOS after each document
+    stream = shards.open_shards(str(out), manifest)
+    tok = tokenizer_lib.load(str(out / "tokenizer.json"))
+    val = stream.slice(split["train_tokens"], len(stream))
+    assert split["val_bytes"] == readers.decoded_bytes(val, tok, manifest["eos_id"])
+    # independently: the UTF-8 bytes of the documents that start at or after the cut
+    starts = np.concatenate([np.load(out / f"{s['name']}.docs.npy")[:-1] + sum(
+        r["tokens"] for r in manifest["shards"][:k]) for k, s in enumerate(manifest["shards"])])
+    n_val = int((starts >= split["train_tokens"]).sum())
+    assert 0 < n_val < len(multibyte_docs)
+    sizes = [len(d.encode("utf-8")) for d in multibyte_docs]
+    assert split["val_bytes"] == sum(sizes[-n_val:]) and split["val_bytes"] > sum(
+        len(d) for d in multibyte_docs[-n_val:])
+    assert split["train_bytes"] == sum(sizes[:-n_val])
+    assert sum(s["text_bytes"] for s in manifest["shards"]) == sum(sizes)

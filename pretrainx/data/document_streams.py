@@ -1,4 +1,5 @@
-"""Documents streamed from files too big for memory: text, JSONL (plain, .gz, .zst), Parquet.
+"""Documents streamed from files too big for memory: text, JSONL (plain, .gz, .zst), Parquet, or
+a prepared TFDS text set (``tfds:NAME[/CONFIG][:SPLIT]``, data/tfds_text.py: one record each).
 
 ``iter_documents(files, text_key, separator)`` yields the documents of every file in order, one
 at a time, holding at most a chunk of a file and one document in memory (``readers.py`` reads a
@@ -19,7 +20,7 @@ import os
 import zlib
 from typing import Iterator
 
-from pretrainx.data import readers
+from pretrainx.data import readers, tfds_text
 from pretrainx.data.readers import CorpusError
 
 #: text bytes read at a time from a text file cut at a separator
@@ -28,12 +29,15 @@ CHUNK_CHARS = 1 << 20
 PARQUET_BATCH_ROWS = 1024
 
 
-def expand_sources(sources) -> list[str]:
+def expand_sources(sources, tfds_data_dir: str | None = None) -> list:
     """Files, folders (every file below, sorted) and globs -> the sorted list of files, each
     checked before anything is read (``readers.check_data_file``: no empty file, no binary file
-    where text is expected)."""
+    where text is expected); a ``tfds:`` source -> a ``tfds_text.TextRecords`` in its place."""
     files = []
     for source in [sources] if isinstance(sources, str) else list(sources):
+        if source.startswith(tfds_text.PREFIX):
+            files.append(tfds_text.TextRecords.parse(source, tfds_data_dir))
+            continue
         source = os.path.expanduser(source)
         if os.path.isdir(source):
             found = sorted(os.path.join(d, f) for d, _, names in os.walk(source) for f in names)
@@ -47,8 +51,16 @@ def expand_sources(sources) -> list[str]:
             raise FileNotFoundError(f"no corpus files in {source}")
         files += found
     for path in files:
-        readers.check_data_file(path, text=_format(path) != "parquet")
+        if isinstance(path, str):
+            readers.check_data_file(path, text=_format(path) != "parquet")
     return files
+
+
+def describe(source, text_key: str) -> dict:
+    """A source as the manifest records it: a file's path and size, a TFDS split's records."""
+    if isinstance(source, tfds_text.TextRecords):
+        return source.describe(text_key)
+    return {"path": os.path.abspath(source), "bytes": os.path.getsize(source)}
 
 
 def _compression(path: str) -> str:
@@ -156,6 +168,9 @@ def _parquet_documents(path: str, text_key: str) -> Iterator[str]:
 
 def file_documents(path: str, text_key: str = "text", separator: str = "\n\n") -> Iterator[str]:
     """The documents of one file (module docstring); a file that cannot be read -> CorpusError."""
+    if isinstance(path, tfds_text.TextRecords):
+        yield from path.documents(text_key)
+        return
     kind = _format(path)
     if kind == "parquet" and _compression(path):
         raise CorpusError(f"{path}: Parquet compresses its own columns; give the .parquet file")
@@ -182,6 +197,6 @@ def iter_documents(files: list[str], text_key: str = "text",
             count += 1
             yield document
     if not count:
-        raise CorpusError(f"no documents in {', '.join(files[:3])}"
+        raise CorpusError(f"no documents in {', '.join(map(str, files[:3]))}"
                           f"{f' and {len(files) - 3} more files' if len(files) > 3 else ''}: "
                           f"only whitespace")

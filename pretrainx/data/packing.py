@@ -52,8 +52,7 @@ def _pieces(docs: Sequence[Sequence[int]], width: int, mode: str, overlap: int):
 
 
 def _row_slots(docs, seq_len: int, mode: str, pad_id: int, width: int):
-    """(tokens, segments, positions) of every row, each (N, width) int64; consecutive "concat"
-    rows overlap by ``width - seq_len`` slots."""
+    """(tokens, segments, positions) of every "greedy" or "pad" row, each (N, width) int64."""
     tokens, segments, positions = [], [], []
 
     def new_row():
@@ -61,51 +60,45 @@ def _row_slots(docs, seq_len: int, mode: str, pad_id: int, width: int):
         segments.append(np.zeros(width, np.int64))
         positions.append(np.zeros(width, np.int64))
 
-    if mode == "concat":
-        stream = [np.asarray(d, np.int64) for d in docs if len(d)]
-        if stream:
-            flat = np.concatenate(stream)
-            doc_index = np.concatenate([np.full(len(d), i) for i, d in enumerate(stream)])
-            offset = np.concatenate([np.arange(len(d)) for d in stream])
-            overlap = width - seq_len                            # 1 for next-token rows
-            num_rows = max(1, -(-(len(flat) - overlap) // seq_len))
-            for r in range(num_rows):
-                window = slice(r * seq_len, r * seq_len + width)
-                tok, doc, off = flat[window], doc_index[window], offset[window]
-                new_row()
-                tokens[-1][:len(tok)] = tok
-                segments[-1][:len(tok)] = doc - doc[0] + 1       # documents 1, 2, ... in the row
-                # a document continued from the previous row restarts its positions at 0
-                positions[-1][:len(tok)] = off - np.where(doc == doc[0], off[0], 0)
-    else:
-        used = width                     # slots used in the current row; "full" opens a new one
-        for piece in _pieces(docs, width, mode, width - seq_len):
-            if mode == "pad" or used + len(piece) > width:
-                new_row()
-                used, count = 0, 0
-            count += 1
-            tokens[-1][used:used + len(piece)] = piece
-            segments[-1][used:used + len(piece)] = count
-            positions[-1][used:used + len(piece)] = np.arange(len(piece))
-            used += len(piece)
+    used = width                         # slots used in the current row; "full" opens a new one
+    for piece in _pieces(docs, width, mode, width - seq_len):
+        if mode == "pad" or used + len(piece) > width:
+            new_row()
+            used, count = 0, 0
+        count += 1
+        tokens[-1][used:used + len(piece)] = piece
+        segments[-1][used:used + len(piece)] = count
+        positions[-1][used:used + len(piece)] = np.arange(len(piece))
+        used += len(piece)
     if not tokens:
         empty = np.zeros((0, width), np.int64)
         return empty, empty, empty
     return np.stack(tokens), np.stack(segments), np.stack(positions)
 
 
-def pack_documents(docs: Sequence[Sequence[int]], seq_len: int, pad_id: int = 0,
-                   mode: str = "greedy", shift: bool = True) -> dict[str, np.ndarray]:
-    """Token-id documents -> rows of ``inputs``, ``targets``, ``segment_ids``, ``positions``,
-    ``weights`` (all (N, seq_len); int32 except ``weights`` float32); with ``shift=False`` rows
-    of ``tokens``, ``segment_ids``, ``positions`` (all (N, seq_len) int32)."""
-    if mode not in MODES:
-        raise UserError(f"unknown packing mode {mode!r} (known: {', '.join(MODES)})")
+def concat_rows(windows: np.ndarray, starts: np.ndarray, pad_id: int = 0, shift: bool = True,
+                valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """"concat" rows, all at once, from (N, width) token ``windows`` of a document stream (width
+    ``seq_len + 1`` when ``shift``) and ``starts`` (N, width) bool: True where a document begins
+    (slot 0 always begins a segment: a document continued from before the window restarts its
+    positions at 0). ``valid`` marks the real slots (the rest is padding: segment 0). The rows
+    ``pack_documents`` makes of the same documents, without a Python step per document (shared
+    by the text and shards kinds)."""
+    valid = np.ones(windows.shape, bool) if valid is None else valid
+    slot = np.broadcast_to(np.arange(windows.shape[1]), windows.shape)
+    begins = starts & valid
+    begins[:, 0] = False
+    segments = np.where(valid, np.cumsum(begins, axis=1) + 1, 0)
+    positions = np.where(valid, slot - np.maximum.accumulate(np.where(begins, slot, 0), axis=1), 0)
+    tokens = np.where(valid, windows, pad_id)
+    return _rows(tokens, segments, positions, pad_id, shift)
+
+
+def _rows(tokens, segments, positions, pad_id: int, shift: bool) -> dict[str, np.ndarray]:
+    """The fields of rows of ``width`` slots (``seq_len + 1`` when ``shift``, else ``seq_len``)."""
     if not shift:
-        tokens, segments, positions = _row_slots(docs, seq_len, mode, pad_id, seq_len)
         return {TOKENS: tokens.astype(np.int32), "segment_ids": segments.astype(np.int32),
                 "positions": positions.astype(np.int32)}
-    tokens, segments, positions = _row_slots(docs, seq_len, mode, pad_id, seq_len + 1)
     seg_in, seg_next = segments[:, :-1], segments[:, 1:]
     weights = (seg_in > 0) & (seg_next == seg_in)
     return {
@@ -115,6 +108,38 @@ def pack_documents(docs: Sequence[Sequence[int]], seq_len: int, pad_id: int = 0,
         "positions": positions[:, :-1].astype(np.int32),
         "weights": weights.astype(np.float32),
     }
+
+
+def _concat_stream(docs, seq_len: int, pad_id: int, shift: bool) -> dict[str, np.ndarray]:
+    """The documents as one stream cut into rows with a stride of ``seq_len`` (``concat_rows``);
+    the last row pads."""
+    width = seq_len + 1 if shift else seq_len
+    stream = [np.asarray(d, np.int64) for d in docs if len(d)]
+    if not stream:
+        empty = np.zeros((0, width), np.int64)
+        return _rows(empty, empty, empty, pad_id, shift)
+    flat = np.concatenate(stream)
+    begins = np.zeros(len(flat) + 1, bool)
+    begins[np.cumsum([0] + [len(d) for d in stream[:-1]])] = True
+    num_rows = max(1, -(-(len(flat) - (width - seq_len)) // seq_len))
+    at = np.arange(num_rows)[:, None] * seq_len + np.arange(width)
+    valid = at < len(flat)
+    at = np.minimum(at, len(flat))
+    windows = np.append(flat, pad_id)[at]
+    return concat_rows(windows, begins[at], pad_id, shift, valid)
+
+
+def pack_documents(docs: Sequence[Sequence[int]], seq_len: int, pad_id: int = 0,
+                   mode: str = "greedy", shift: bool = True) -> dict[str, np.ndarray]:
+    """Token-id documents -> rows of ``inputs``, ``targets``, ``segment_ids``, ``positions``,
+    ``weights`` (all (N, seq_len); int32 except ``weights`` float32); with ``shift=False`` rows
+    of ``tokens``, ``segment_ids``, ``positions`` (all (N, seq_len) int32)."""
+    if mode not in MODES:
+        raise UserError(f"unknown packing mode {mode!r} (known: {', '.join(MODES)})")
+    if mode == "concat":
+        return _concat_stream(docs, seq_len, pad_id, shift)
+    width = seq_len + 1 if shift else seq_len
+    return _rows(*_row_slots(docs, seq_len, mode, pad_id, width), pad_id, shift)
 
 
 class PackedBatches(ArraySource):

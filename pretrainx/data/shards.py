@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import mmap
 import os
 import tempfile
@@ -41,6 +42,9 @@ from pretrainx.errors import UserError
 FORMAT = "pretrainx-shards-1"
 MANIFEST = "manifest.json"
 TOKENIZER = tokenizer_lib.FILENAME
+
+log = logging.getLogger(__name__)
+_DECODED_VAL_BYTES: set[str] = set()     # folders from before split.val_bytes, logged once
 
 
 class ShardsError(UserError):
@@ -112,11 +116,12 @@ def encode_shard(tokenizer, texts: list[str], eos: int | None, dtype) -> tuple[n
 
 
 def write_shard(folder: str, index: int, tokens: np.ndarray, offsets: np.ndarray,
-                text_chars: int) -> dict:
-    """Shard ``index``'s two arrays, then its record (``shard_NNNNN.json``), each atomically."""
+                text_chars: int, text_bytes: int) -> dict:
+    """Shard ``index``'s two arrays, then its record (``shard_NNNNN.json``), each atomically.
+    ``text_bytes``: its documents' UTF-8 bytes, without EOS (``readers.utf8_bytes``)."""
     base = os.path.join(folder, shard_name(index))
     record = {"name": shard_name(index), "tokens": int(len(tokens)), "docs": int(len(offsets) - 1),
-              "text_chars": int(text_chars)}
+              "text_chars": int(text_chars), "text_bytes": int(text_bytes)}
     for suffix, array in (("tokens", tokens), ("docs", offsets)):
         path = f"{base}.{suffix}.npy"
         write_atomically(path, lambda f, a=array: np.save(f, a, allow_pickle=False))
@@ -265,6 +270,18 @@ def open_split(folder: str, config, tokenizer, special_tokens, named: str = "con
     return tok, manifest, stream.slice(0, cut), stream.slice(cut, len(stream))
 
 
+def val_bytes(folder: str, manifest: dict, val_split: ShardStream, tok) -> int:
+    """UTF-8 bytes of the validation documents (bits per byte's denominator), as ``tokenize``
+    recorded them; decoded (seconds on a big split) for a folder from before it did."""
+    if "val_bytes" in manifest["split"]:
+        return int(manifest["split"]["val_bytes"])
+    if folder not in _DECODED_VAL_BYTES:
+        _DECODED_VAL_BYTES.add(folder)
+        log.info("%s predates split.val_bytes in its %s: decoding the validation split to count "
+                 "its bytes (tokenize it again to record them)", folder, MANIFEST)
+    return readers.decoded_bytes(val_split, tok, manifest["eos_id"])
+
+
 def split_info(manifests: list[dict], tok, train_tokens: int, val_tokens: int, packing: str) -> dict:
     return {"train_tokens": int(train_tokens), "val_tokens": int(val_tokens), "packing": packing,
             "docs": sum(int(m["docs"]) for m in manifests),
@@ -272,16 +289,15 @@ def split_info(manifests: list[dict], tok, train_tokens: int, val_tokens: int, p
             "vocab_size": int(tok.vocab_size), "eos_id": manifests[0]["eos_id"]}
 
 
-#: data.packing of the shards kind: windows of the stream, or the same windows cut into packed
-#: rows where documents begin (PackedWindows)
+#: data.packing: windows of the stream, or the same windows cut where documents begin
 LAYOUTS = ("stream", "concat")
 
 
 class PackedWindows:
     """The windows ``source`` draws (``TokenWindows`` over a ``ShardStream``, or a
     ``mixtures.MixtureWindows``), each cut where a document begins (the shards' document index)
-    into one "concat" row of ``packing.pack_documents``: segment ids, positions restarting at
-    each document, no target across a document's end."""
+    into one "concat" row (``packing.concat_rows``, as the text kind's): segment ids, positions
+    restarting at each document, no target across a document's end."""
 
     def __init__(self, source, seq_len: int, pad_id: int = 0):
         self.source, self.seq_len, self.pad_id = source, seq_len, pad_id
@@ -300,13 +316,13 @@ class PackedWindows:
     def get_batch(self, index: int, shard: tuple[int, int] = (0, 1)) -> dict:
         streams_of_rows, starts = self.placements(index)
         mine = shard_rows(self.batch_size, shard)
-        width, rows = self.source.width, []
-        for stream, start in zip(streams_of_rows[mine], starts[mine]):
-            window = stream.read(int(start), width)
-            documents = np.split(window, stream.document_starts(int(start), width))
-            rows.append(packing.pack_documents(documents, self.seq_len, self.pad_id, "concat",
-                                               shift=self.source.shift))
-        return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+        streams_of_rows, starts = streams_of_rows[mine], starts[mine]
+        windows = np.empty((len(starts), self.source.width), np.int64)
+        begins = np.zeros(windows.shape, bool)
+        for row, (stream, start) in enumerate(zip(streams_of_rows, starts)):
+            windows[row] = stream.read(int(start), self.source.width)
+            begins[row, stream.document_starts(int(start), self.source.width)] = True
+        return packing.concat_rows(windows, begins, self.pad_id, shift=self.source.shift)
 
 
 @register("shards")
@@ -320,8 +336,8 @@ def build_shards(config, *, batch_size, eval_batch_size, seq_len, seed, fields=N
         return build_mixture(config, batch_size=batch_size, eval_batch_size=eval_batch_size,
                              seq_len=seq_len, seed=seed, shift=shift, tokenizer=tokenizer,
                              special_tokens=special_tokens)
-    tok, manifest, train_split, val_split = open_split(
-        os.path.expanduser(config.path), config, tokenizer, special_tokens)
+    folder = os.path.expanduser(config.path)
+    tok, manifest, train_split, val_split = open_split(folder, config, tokenizer, special_tokens)
     train = TokenWindows(train_split, batch_size, seq_len, seed, config.sampling,
                          stream=streams.WINDOW_STARTS_TRAIN, shift=shift)
     width = seq_len + 1 if shift else seq_len
@@ -329,7 +345,7 @@ def build_shards(config, *, batch_size, eval_batch_size, seq_len, seed, fields=N
                         stream=streams.WINDOW_STARTS_VAL, shift=shift)
            if len(val_split) > width else None)
     info = split_info([manifest], tok, len(train_split), len(val_split), config.packing)
-    info["val_bytes"] = readers.decoded_bytes(val_split, tok, manifest["eos_id"])
+    info["val_bytes"] = val_bytes(folder, manifest, val_split, tok)
     return Dataset(train=laid_out(train, config, seq_len), val=laid_out(val, config, seq_len),
                    tokenizer=tok, info=info)
 
@@ -353,13 +369,14 @@ def build_mixture(config, *, batch_size, eval_batch_size, seq_len, seed, shift, 
         raise ShardsError(f"data.sampling={config.sampling!r}: a mixture draws random windows "
                           f"(data.sampling='random')")
     sources = mixtures.parse_sources(config.sources)
-    manifests, trains, vals, tok = [], {}, {}, tokenizer
+    manifests, trains, vals, tok, nbytes = [], {}, {}, tokenizer, {}
     for source in sources:
         folder = os.path.abspath(os.path.expanduser(source.path))
         own, manifest, trains[source.name], vals[source.name] = open_split(
             folder, config, tok, special_tokens, named=f"source {source.name!r} of config.data.sources")
         tok = tok or own                   # the first folder's, unless the run gave its own
         manifests.append(manifest)
+        nbytes[source.name] = val_bytes(folder, manifest, vals[source.name], tok)
     weights = {s.name: s.weight for s in sources}
     train = mixtures.MixtureWindows(trains, weights, batch_size, seq_len, seed,
                                     streams.WINDOW_STARTS_TRAIN, shift)
@@ -375,8 +392,8 @@ def build_mixture(config, *, batch_size, eval_batch_size, seq_len, seed, shift, 
     info["sources"] = {s.name: {"path": os.path.abspath(os.path.expanduser(s.path)),
                                 "weight": s.weight, "train_tokens": len(trains[s.name]),
                                 "val_tokens": len(vals[s.name]),
-                                "val_bytes": readers.decoded_bytes(vals[s.name], tok, m["eos_id"])}
-                       for s, m in zip(sources, manifests)}
+                                "val_bytes": nbytes[s.name]}
+                       for s in sources}
     info["val_bytes"] = sum(part["val_bytes"] for part in info["sources"].values())
     return Dataset(train=laid_out(train, config, seq_len), val=laid_out(val, config, seq_len),
                    tokenizer=tok, info=info)

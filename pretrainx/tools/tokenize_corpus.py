@@ -2,15 +2,19 @@
 
     pretrainx tokenize SOURCE [SOURCE ...] --tokenizer DIR|byte --out DIR [--workers N]
                        [--text-key text] [--doc-separator '\\n\\n'] [--shard-mb 32]
-                       [--val-fraction 0.001]
+                       [--val-fraction 0.001] [--tfds-data-dir DIR]
 
-SOURCE: files, folders or globs of text, JSONL (.jsonl / .json, plain, .gz or .zst) or Parquet
-(data/document_streams.py). The documents are read in order, one at a time; every
-``--shard-mb`` MB of text (counted in characters, before tokenization) closes a shard, so which
-documents a shard holds depends on the corpus alone, never on the workers: the files are the same
-bytes whatever ``--workers``. Worker processes tokenize whole shards (the tokenizer's batch
-encoding, one thread each) and write them; the reader keeps at most ``workers + 1`` shards of
-text in flight, so memory is bounded by the shard size, not the corpus.
+SOURCE: files, folders or globs of text, JSONL (.jsonl / .json, plain, .gz or .zst) or Parquet,
+or ``tfds:NAME[/CONFIG][:SPLIT]``: a TFDS text set already prepared in ``--tfds-data-dir`` (never
+downloaded), one record's ``--text-key`` feature per document (data/document_streams.py). The
+documents are read in order, one at a time; every ``--shard-mb`` MB of text (counted in
+characters, before tokenization) closes a shard, so which documents a shard holds depends on
+the corpus alone, never on the workers: the files are the same bytes whatever ``--workers``.
+Worker processes tokenize whole shards (the tokenizer's batch encoding, one thread each) and
+write them; the reader keeps at most ``workers + 1`` shards of text in flight, so memory is
+bounded by the shard size, not the corpus. The reader also counts each document's UTF-8 bytes:
+``manifest.json``'s ``split.train_bytes`` / ``split.val_bytes`` (bits per byte's denominator)
+and each shard's ``text_bytes``.
 
 A rerun into the same folder resumes: shards whose record and checksums are whole are kept and
 skipped (their text is still read, to know where the next shard starts), the rest are written
@@ -28,7 +32,9 @@ import sys
 import time
 from typing import Iterator
 
-from pretrainx.data import document_streams, shards
+import numpy as np
+
+from pretrainx.data import document_streams, readers, shards
 from pretrainx.data import special_tokens as st
 from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.errors import UserError
@@ -44,18 +50,21 @@ def _parser() -> argparse.ArgumentParser:
                    help="a saved tokenizer (dir or tokenizer.json), or 'byte'")
     p.add_argument("--out", required=True, help="the shards folder to write (or resume)")
     p.add_argument("--workers", type=int, default=1, help="tokenizing processes")
-    p.add_argument("--text-key", default="text", help="JSONL field / Parquet column of the text")
+    p.add_argument("--text-key", default="text",
+                   help="JSONL field / Parquet column / TFDS feature of the text")
     p.add_argument("--doc-separator", default="\n\n",
                    help="text files: what separates documents ('' : one per file)")
     p.add_argument("--shard-mb", type=float, default=32.0, help="text per shard, in MB (chars)")
     p.add_argument("--val-fraction", type=float, default=0.001,
                    help="the last documents holding this fraction of the tokens validate")
+    p.add_argument("--tfds-data-dir", default="",
+                   help="where tfds: sources are prepared (default ~/tensorflow_datasets)")
     return p
 
 
 def _settings(args, files: list[str], tokenizer) -> dict:
     return {"format": shards.FORMAT,
-            "sources": [{"path": os.path.abspath(f), "bytes": os.path.getsize(f)} for f in files],
+            "sources": [document_streams.describe(f, args.text_key) for f in files],
             "tokenizer_sha256": shards.tokenizer_sha256(tokenizer),
             "vocab_size": int(tokenizer.vocab_size),
             "dtype": shards.token_dtype(tokenizer.vocab_size).name,
@@ -93,6 +102,31 @@ def _planned_shards(files, settings) -> Iterator[list[str]]:
         yield texts
 
 
+class _TailBytes:
+    """Each document's UTF-8 bytes (``readers.utf8_bytes``, no EOS: the denominator of bits per
+    byte, as ``readers.decoded_bytes`` counts it), kept only for the last shards the validation
+    cut may still fall in: the cut's token (``_split``) never moves back as shards are added, so
+    a shard that ends before it is dropped for good and memory stays bounded by the split, not
+    the corpus. Counted here from the text the reader read, so whatever the worker count."""
+
+    def __init__(self, val_fraction: float):
+        self.val_fraction, self.per_doc, self.ends = val_fraction, {}, []
+
+    def add_text(self, index: int, texts: list[str]) -> int:
+        self.per_doc[index] = np.array([readers.utf8_bytes(t) for t in texts], np.int64)
+        return int(self.per_doc[index].sum())
+
+    def add_record(self, index: int, tokens: int) -> None:
+        self.ends.append((self.ends[-1] if self.ends else 0) + tokens)
+        target = int(self.ends[-1] * (1 - self.val_fraction))
+        for k in [k for k in self.per_doc if k <= index and self.ends[k] <= target]:
+            del self.per_doc[k]
+
+    def after(self, index: int, doc: int) -> int:
+        """Bytes of shard ``index``'s documents from ``doc`` on."""
+        return int(self.per_doc[index][doc:].sum())
+
+
 def _init_worker(tokenizer_path: str) -> None:
     # One Rust thread per process: --workers says how many cores tokenize.
     os.environ["RAYON_NUM_THREADS"] = "1"
@@ -100,16 +134,16 @@ def _init_worker(tokenizer_path: str) -> None:
     _worker_tokenizer = tokenizer_lib.load(tokenizer_path)
 
 
-def _tokenize_shard(out: str, index: int, texts: list[str], settings: dict) -> dict:
-    import numpy as np
+def _tokenize_shard(out: str, index: int, texts: list[str], settings: dict,
+                    text_bytes: int) -> dict:
     tokens, offsets = shards.encode_shard(_worker_tokenizer, texts, settings["eos_id"],
                                           np.dtype(settings["dtype"]))
-    return shards.write_shard(out, index, tokens, offsets, sum(len(t) for t in texts))
+    return shards.write_shard(out, index, tokens, offsets, sum(len(t) for t in texts), text_bytes)
 
 
 def tokenize(args) -> dict:
     """Write (or finish) the shards folder ``args.out``; returns its manifest."""
-    files = document_streams.expand_sources(args.sources)
+    files = document_streams.expand_sources(args.sources, args.tfds_data_dir or None)
     if args.tokenizer != "byte" and not os.path.exists(os.path.expanduser(args.tokenizer)):
         raise FileNotFoundError(f"--tokenizer {args.tokenizer!r}: give a saved tokenizer (made by "
                                 f"`pretrainx tokenizer train`, or a run's workdir) or 'byte'")
@@ -117,45 +151,57 @@ def tokenize(args) -> dict:
     settings = _settings(args, files, tokenizer)
     _prepare_folder(args.out, settings, tokenizer)
     records, kept = [], 0
+    tail = _TailBytes(args.val_fraction)
+
+    def finish(head) -> None:
+        records.append(head if isinstance(head, dict) else head.get())
+        tail.add_record(len(records) - 1, records[-1]["tokens"])
+
     ctx = multiprocessing.get_context("spawn")   # no fork: the tokenizer's threads
     with ctx.Pool(args.workers, _init_worker, (os.path.join(args.out, shards.TOKENIZER),)) as pool:
         pending = collections.deque()
         for index, texts in enumerate(_planned_shards(files, settings)):
+            text_bytes = tail.add_text(index, texts)
             done = shards.finished_shard(args.out, index)
             if done is not None:
                 kept += 1
+                done["text_bytes"] = text_bytes     # a shard kept from before the field existed
             pending.append(done or pool.apply_async(_tokenize_shard,
-                                                    (args.out, index, texts, settings)))
+                                                    (args.out, index, texts, settings, text_bytes)))
             while len(pending) > args.workers or (pending and isinstance(pending[0], dict)):
-                head = pending.popleft()
-                records.append(head if isinstance(head, dict) else head.get())
-        records += [p if isinstance(p, dict) else p.get() for p in pending]
-    manifest = _manifest(args.out, settings, records)
+                finish(pending.popleft())
+        while pending:
+            finish(pending.popleft())
+    manifest = _manifest(args.out, settings, records, tail)
     manifest["kept_shards"] = kept
     return manifest
 
 
-def _split(out: str, records: list[dict], val_fraction: float) -> dict:
+def _split(out: str, records: list[dict], val_fraction: float, tail: _TailBytes) -> dict:
     """The train/validation cut: the start of the document holding the token at
     ``(1 - val_fraction)`` of the stream, so the last documents, at least ``val_fraction`` of the
-    tokens and one document when > 0, validate and no document is cut."""
-    import numpy as np
+    tokens and one document when > 0, validate and no document is cut. With each side's UTF-8
+    bytes (``val_bytes``: what the shards kind's bits per byte divides by)."""
     total = sum(r["tokens"] for r in records)
-    cut, seen = total, 0
+    cut, seen, val_bytes = total, 0, 0
     if val_fraction > 0 and total:
         target = int(total * (1 - val_fraction))
-        for r in records:
+        for index, r in enumerate(records):
             if seen + r["tokens"] > target:
                 offsets = np.load(os.path.join(out, r["name"] + ".docs.npy"))
                 k = int(np.searchsorted(offsets, target - seen, side="right")) - 1
                 cut = seen + int(offsets[k])
+                val_bytes = tail.after(index, k) + sum(s["text_bytes"] for s in records[index + 1:])
                 break
             seen += r["tokens"]
-    return {"train_tokens": cut, "val_tokens": total - cut}
+    return {"train_tokens": cut, "val_tokens": total - cut,
+            "train_bytes": sum(r["text_bytes"] for r in records) - val_bytes,
+            "val_bytes": val_bytes}
 
 
-def _manifest(out: str, settings: dict, records: list[dict]) -> dict:
-    split = dict(settings["split"], **_split(out, records, settings["split"]["val_fraction"]))
+def _manifest(out: str, settings: dict, records: list[dict], tail: _TailBytes) -> dict:
+    split = dict(settings["split"], **_split(out, records, settings["split"]["val_fraction"],
+                                             tail))
     manifest = dict(settings, split=split, shards=records,
                     tokens=sum(r["tokens"] for r in records), docs=sum(r["docs"] for r in records))
     shards.write_json(os.path.join(out, shards.MANIFEST), manifest)
@@ -169,9 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     manifest = tokenize(args)
     seconds = time.perf_counter() - start
-    source_mb = sum(s["bytes"] for s in manifest["sources"]) / 1e6
+    source_mb = sum(s["text_bytes"] for s in manifest["shards"]) / 1e6   # UTF-8 text read
     print(f"{args.out}: {manifest['tokens']} tokens ({manifest['dtype']}) in "
           f"{len(manifest['shards'])} shards ({manifest['kept_shards']} kept from an earlier run), "
           f"{manifest['docs']} documents, {manifest['split']['val_tokens']} validation tokens; "
-          f"{source_mb:.1f} MB in {seconds:.1f}s = {source_mb / max(seconds, 1e-9):.2f} MB/s")
+          f"{source_mb:.1f} MB of text in {seconds:.1f}s = "
+          f"{source_mb / max(seconds, 1e-9):.2f} MB/s")
     return 0

@@ -14,7 +14,8 @@ BPE-8000 on the shared text, then measures in subprocesses
   (tiktoken's GPT-2 file cannot be downloaded here), same measurements;
 * reading: a ``--read-gb`` shards folder (the largest tokenized folder's shards hard-linked
   over and over: the reader does not care how they were made): seconds and resident memory to the
-  first batch in a fresh process, and host batches/s of 32 x 1024 windows on one core;
+  first batch in a fresh process, and host batches/s of 32 x 1024 windows on one core; seconds
+  from a fresh ``pretrainx train`` process to its first logged step on the folder;
 * the storage choice: random 1025-token windows from memory-mapped .npy vs ArrayRecord records;
 * with ``--mixture``: host batches/s of a 0.7/0.3 mixture of two shards folders vs one folder,
   and of the one folder's windows packed where documents begin (``data.packing='concat'``).
@@ -307,9 +308,37 @@ def reading(folder: str, tmp: str, read_gb: float, batches: int) -> dict:
     for gb in sorted({0.1, read_gb}):
         shutil.rmtree(os.path.join(tmp, f"read_{gb:g}gb"), ignore_errors=True)
         big = replicate(folder, os.path.join(tmp, f"read_{gb:g}gb"), gb)
-        results[f"read_{gb:g}gb"] = read_run(big, batches)
+        results[f"read_{gb:g}gb"] = dict(read_run(big, batches), **train_start(big, tmp))
         print(gb, json.dumps(results[f"read_{gb:g}gb"]), flush=True)
     return results
+
+
+def train_start(folder: str, tmp: str) -> dict:
+    """Seconds from a fresh ``pretrainx train`` process to its first logged step on ``folder``
+    (GPT-2's ``:shards,smoke`` recipe, its table widened to the folder's BPE-8000), twice: the
+    first compiles, the second loads the step from JAX's compilation cache (``train.compile_cache``)."""
+    result = {}
+    for attempt in ("first", "second"):
+        workdir = os.path.join(tmp, f"train_start_{attempt}")
+        shutil.rmtree(workdir, ignore_errors=True)
+        command = [sys.executable, "-m", "pretrainx.main", "train", "--config",
+                   os.path.join(ROOT, "configs/gpt/gpt2_124m.py:shards,smoke"), "--workdir",
+                   workdir, f"--config.data.path={folder}", "--config.model.vocab_size=8192",
+                   "--config.train.steps=3", "--config.train.log_every=1", "--config.eval.every=0",
+                   "--config.train.progress=false"]
+        start = time.perf_counter()
+        proc = subprocess.Popen(command, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+        rows, first = os.path.join(workdir, "metrics.jsonl"), None
+        while proc.poll() is None and first is None:
+            if os.path.exists(rows) and '"train/loss"' in open(rows).read():
+                first = time.perf_counter() - start
+            time.sleep(0.02)
+        _, stderr = proc.communicate()
+        if proc.returncode:
+            raise SystemExit(f"bench_corpus: train on {folder} failed:\n{stderr[-2000:]}")
+        result[f"{attempt}_step_logged_s"] = round(first or time.perf_counter() - start, 2)
+    return result
 
 
 def mixture_reading(folder: str, tmp: str, batches: int, repeats: int = 3) -> dict:

@@ -242,7 +242,8 @@ def _load_tfds(cfg) -> ImageArrays:
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:
-        raise MissingExtra("data.kind='tfds_images' needs tensorflow-datasets installed") from e
+        raise MissingExtra("data.kind='tfds_images' needs tensorflow-datasets: "
+                           "pip install 'pretrainx[tfds]'") from e
     data_dir = cfg.tfds_data_dir or None
     builder = tfds.builder(cfg.tfds_name, data_dir=data_dir)
     if not builder.is_prepared():

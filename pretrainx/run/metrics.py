@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import re
+import sys
 import time
 
 import jax
@@ -66,6 +67,21 @@ def mfu(flops_per_unit: float | None, units_per_sec: float, num_devices: int,
     return flops_per_unit * units_per_sec / (peak * num_devices)
 
 
+def _import_summary_writer():
+    """tensorboardX's SummaryWriter, imported without torch: tensorboardX imports torch when it is
+    installed only to accept torch tensors, which a JAX run never logs, and that import was 1.7 s
+    of a run's start-up here. A torch the process already imported is left as it is."""
+    if "torch" in sys.modules:
+        from tensorboardX import SummaryWriter
+        return SummaryWriter
+    sys.modules["torch"] = None          # `import torch` inside raises ImportError: numpy only
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
+
+
 class MetricWriter:
     """JSONL + TensorBoard (+ the trackers of ``run/trackers.py``); values are floats, keys like
     ``train/loss`` or ``val/loss``."""
@@ -85,7 +101,7 @@ class MetricWriter:
         self.workdir = workdir
         self.jsonl = rundir.open_metrics(workdir)
         if tensorboard:
-            from tensorboardX import SummaryWriter
+            SummaryWriter = _import_summary_writer()
             self.tb = SummaryWriter(rundir.path(workdir, rundir.TENSORBOARD), purge_step=purge_step)
 
     def write(self, step: int, scalars: dict) -> None:

@@ -49,6 +49,7 @@ def test_packed_rows_carry_different_token_counts(packed):
     assert abs(per_micro_batch[0] - per_micro_batch[1]) > 5, per_micro_batch
 
 
+@pytest.mark.slow      # 15-35 s on 2 cores: out of the -m 'not slow' set's 10 min
 def test_accumulated_gradient_is_the_token_mean_of_the_whole_batch(packed):
     built, batch = packed
     params = built.state.params

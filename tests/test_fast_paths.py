@@ -77,6 +77,7 @@ def test_rbg_dropout_still_learns():
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
 
 
+@pytest.mark.slow      # 15-35 s on 2 cores: out of the -m 'not slow' set's 10 min
 def test_bf16_first_moment_tracks_the_float32_update():
     base = {"optimizer.warmup_steps": 0, "model.dropout": 0.0}
     built, fp32, _ = _run_steps(tiny_config(**base))

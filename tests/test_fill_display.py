@@ -102,6 +102,7 @@ def spans_of(out: str) -> tuple[str, dict[int, str]]:
     return filled, spans
 
 
+@pytest.mark.slow      # 15-35 s on 2 cores: out of the -m 'not slow' set's 10 min
 @pytest.mark.parametrize("objective", ["span_corruption", "ul2"])
 def test_span_filling_prints_the_prompt_with_its_spans_filled(objective):
     obj, params = random_objective(objective)

@@ -88,6 +88,7 @@ def seq2seq_row(objective, context_ids, continuation_ids):
                                                      marks=pytest.mark.slow),
                                         pytest.param("configs/ul2/ul2_small.py:smoke", UL2,
                                                      marks=pytest.mark.slow)])
+@pytest.mark.slow      # 15-35 s on 2 cores: out of the -m 'not slow' set's 10 min
 def test_adapter_loglikelihoods_equal_pretrainx_scoring(recipe, cls):
     objective, params = objective_and_params(recipe, cls)
     lm = PretrainxLM(objective, params, batch_size=3)      # 4 requests: two padded batches

@@ -32,6 +32,7 @@ def _import(hf_dir, workdir, *overrides):
     return transformer.TransformerConfig.from_config(config.model), ctx.params
 
 
+@pytest.mark.slow      # 15-35 s on 2 cores: out of the -m 'not slow' set's 10 min
 def test_sharded_import_on_fsdp_x_tensor_mesh_gives_the_one_device_logits(sharded_llama, tmp_path):
     hf_dir, model = sharded_llama
     cfg, sharded = _import(hf_dir, str(tmp_path / "mesh"), "--config.mesh.data=1",

@@ -30,6 +30,7 @@ def _inputs():
     return x, jnp.array([10.0, 500.0, 990.0]), jnp.array([0, 4, 10])
 
 
+@pytest.mark.slow      # 15-35 s on 2 cores: out of the -m 'not slow' set's 10 min
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_interval_embedding_is_off_by_default_and_adds_only_its_mlp(name):
     make, added = BACKBONES[name]

@@ -58,6 +58,7 @@ def objective_and_params():
     return objective, params
 
 
+@pytest.mark.slow      # 15-35 s on 2 cores: out of the -m 'not slow' set's 10 min
 def test_jvp_through_the_unet_matches_finite_differences(objective_and_params):
     objective, params = objective_and_params
     labels = jnp.arange(4, dtype=jnp.int32)

@@ -180,6 +180,7 @@ def test_per_token_kl_is_zero_for_identical_policies_and_matches_a_direct_sum(pp
     np.testing.assert_allclose(out["kl"], want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow      # 15-35 s on 2 cores: out of the -m 'not slow' set's 10 min
 def test_ppo_trains_the_policy_and_never_the_reference_or_reward(ppo_built):
     from pretrainx.core import sharding
     state = ppo_built.state
@@ -200,6 +201,7 @@ def test_ppo_trains_the_policy_and_never_the_reference_or_reward(ppo_built):
         assert key in metrics[-1], key
 
 
+@pytest.mark.slow      # 15-35 s on 2 cores: out of the -m 'not slow' set's 10 min
 def test_ppo_with_a_value_head_on_the_policy_trunk_and_whitened_rewards():
     from pretrainx.core import sharding
     built = train.setup(ppo_config(**{"ppo.value_head": "shared", "ppo.whiten_rewards": True}))
@@ -214,6 +216,7 @@ def test_ppo_with_a_value_head_on_the_policy_trunk_and_whitened_rewards():
     assert max(jax.tree.leaves(moved)) > 0          # the value loss trains the shared head
 
 
+@pytest.mark.slow      # 15-35 s on 2 cores: out of the -m 'not slow' set's 10 min
 def test_reward_scores_read_the_last_real_token_or_the_mean_over_real_tokens():
     from pretrainx.models import gpt, transformer
     cfg = transformer.TransformerConfig.from_config(

@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from pretrainx.models import decoding, t5
 from pretrainx.models.attention import relative_position_bucket
@@ -80,6 +81,7 @@ def encoder_dependence():
     return np.abs(np.asarray(jac_SxVxE)[:, ENC[0]]).sum(-1) > 0
 
 
+@pytest.mark.slow      # 15-35 s on 2 cores: out of the -m 'not slow' set's 10 min
 def test_encoder_bidirectional_decoder_causal_cross_attention_full():
     np.testing.assert_array_equal(encoder_dependence(), np.ones((S, S), bool))
     dep = dependence()
@@ -93,6 +95,7 @@ def test_encoder_padding_is_hidden_from_the_decoder():
     assert dep[:, :4].all() and not dep[:, 4:S].any()
 
 
+@pytest.mark.slow      # 15-35 s on 2 cores: out of the -m 'not slow' set's 10 min
 def test_packed_examples_equal_each_alone():
     params, model = _params(), t5.T5(TINY)
     enc = np.asarray([[1, 2, 3, 4, 5, 6]], np.int32)

@@ -137,6 +137,7 @@ def test_remat_wraps_blocks_and_keeps_logits():
     assert "checkpoint" not in jaxpr and "remat" not in jaxpr
 
 
+@pytest.mark.slow      # 15-35 s on 2 cores: out of the -m 'not slow' set's 10 min
 @pytest.mark.parametrize("dtype,atol", [("float32", 0.0), ("bfloat16", 2e-2)])
 def test_onehot_embedding_lookup_equals_the_gather(dtype, atol):
     """The one-hot lookup (the GPU fast path for small tables) gives the gather's logits and

@@ -59,6 +59,7 @@ def test_rows_follow_their_denoiser():
     assert share(1).mean() > 2 * share(0).mean()
 
 
+@pytest.mark.slow      # 15-35 s on 2 cores: out of the -m 'not slow' set's 10 min
 def test_component_losses_are_the_means_over_each_denoisers_tokens():
     obj, _ = bound(config_lib.load(SMOKE))
     params = obj.init(jax.random.key(0))

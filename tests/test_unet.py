@@ -3,6 +3,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from pretrainx.models.unet import UNet, num_norm_groups
 
@@ -65,6 +66,7 @@ def test_tiny_conditional_unet_shapes_names_and_label_effect():
     assert not np.allclose(out_a, train_a)        # dropout is live only when training
 
 
+@pytest.mark.slow      # 15-35 s on 2 cores: out of the -m 'not slow' set's 10 min
 def test_bf16_compute_matches_float32_to_bf16_rounding():
     """model.dtype=bfloat16 (the GPU option for the diffusion recipes): float32 parameters and
     output, and the same function as float32 compute up to bf16 rounding."""

@@ -89,3 +89,18 @@ def bounded_queue(mesh) -> bool:
     seen to starve a rendezvous until XLA aborts the process (``pretrainx bench``, 2 host devices,
     300 steps dispatched without a wait: "Termination timeout ... of 40 seconds exceeded")."""
     return mesh.size > 1 and mesh.devices.flat[0].platform == "cpu"
+
+
+class StepQueue:
+    """The steps dispatched on ``mesh``, kept at most one behind the running one where
+    ``bounded_queue(mesh)``: ``dispatched(outputs)`` after each dispatch waits for the step
+    before it (the train loop's and ``bench``'s one way of bounding their queue)."""
+
+    def __init__(self, mesh):
+        self.bounded, self.previous = bounded_queue(mesh), None
+
+    def dispatched(self, outputs) -> None:
+        if self.bounded:
+            import jax
+            jax.block_until_ready(self.previous)
+            self.previous = outputs

@@ -137,7 +137,7 @@ class TrainLoop:
         self.history, self.pending, self.evaluated = [], None, False
         self.started = time.perf_counter()   # "time/elapsed_s": wall seconds of this loop
         self.all_finite = jax.jit(_all_finite)
-        self.bounded_queue, self.previous_metrics = host_devices.bounded_queue(built.mesh), None
+        self.queue = host_devices.StepQueue(built.mesh)
 
     def _measure_rates(self, built, config) -> None:
         # The whole LR curve, computed once, is the one source of "train/lr": evaluating the
@@ -205,13 +205,11 @@ class TrainLoop:
 
     def dispatch(self):
         """Queue one train step on the device; its metrics are not read back here. On several
-        CPU devices the step before it is waited for first (``host_devices.bounded_queue``)."""
+        CPU devices the step before it is waited for (``host_devices.StepQueue``)."""
         batch = sharding_lib.put_batch(self.batch, self.built.mesh)
         self.state, metrics = self.built.step_fn(self.state, batch)
         self.data_state = DataState(self.data_state.next_index + 1)
-        if self.bounded_queue:
-            jax.block_until_ready(self.previous_metrics)
-            self.previous_metrics = metrics
+        self.queue.dispatched(metrics)
         return metrics
 
     def prefetch(self, done: int) -> None:

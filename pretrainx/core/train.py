@@ -125,10 +125,11 @@ def run(config, workdir: str, *, stop_after: int | None = None, on_eval=None) ->
     paths are made absolute, the values are checked, and a resume's config is compared with the
     saved one (``rundir.check_resume``).
     """
-    host_devices.request(config_defaults.with_defaults(config))   # before the lock's first jax call
+    config = config_defaults.with_defaults(config)
+    host_devices.request(config)     # before the workdir lock's first jax call
     workdir_lock.prepare(workdir)
     with workdir_lock.WorkdirLock(workdir):
-        config = config_check.resolve_paths(config_defaults.with_defaults(config))
+        config = config_check.resolve_paths(config)
         if "sources" in config.data:           # a mixture's folders, absolute as data.path is
             config.data.sources = mixtures.absolute_sources(config.data.sources)
         return _run_locked(config, workdir, stop_after, on_eval)

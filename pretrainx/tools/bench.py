@@ -57,16 +57,15 @@ def run_steps(prep: Prepared, state, count: int, *, sync_each: bool = False):
     """(state, metrics, per-step seconds) after ``count`` steps; synced after each when asked
     (their times then are the device's per step), else dispatched back to back."""
     times, metrics = [], None
-    bounded = host_devices.bounded_queue(prep.setup.mesh)
+    queue = host_devices.StepQueue(prep.setup.mesh)     # as the train loop bounds its queue
     for i in range(count):
         t = time.perf_counter()
-        previous = metrics
         state, metrics = prep.setup.step_fn(state, prep.batches[i % len(prep.batches)])
         if sync_each:
             jax.block_until_ready(metrics)
             times.append(time.perf_counter() - t)
-        elif bounded:    # as the train loop does on several CPU devices
-            jax.block_until_ready(previous)
+        else:
+            queue.dispatched(metrics)
     jax.block_until_ready(metrics)
     return state, metrics, times
 
@@ -82,12 +81,10 @@ def time_stacked(prep: Prepared, state, k: int, steps: int):
     jax.block_until_ready(metrics)
     dispatches = max(1, steps // k)
     t = time.perf_counter()
-    bounded = host_devices.bounded_queue(prep.setup.mesh)
+    queue = host_devices.StepQueue(prep.setup.mesh)
     for _ in range(dispatches):
-        previous = metrics
         state, metrics = multi(state, stacked)
-        if bounded:
-            jax.block_until_ready(previous)
+        queue.dispatched(metrics)
     jax.block_until_ready(metrics)
     return state, (time.perf_counter() - t) / (dispatches * k)
 

@@ -32,3 +32,27 @@ def test_a_checkpoint_from_before_aux_restores_with_an_empty_aux(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="step 7"):
         checkpoint.restore_newest(manager, with_aux)
     manager.close()
+
+
+def test_a_replicated_array_on_8_cpu_devices_is_saved_whole_and_restores(tmp_path, monkeypatch):
+    """On CPU each replicated array is written from one device: Orbax's replica-parallel save cut
+    every array into 8 slices, one JAX op each, which were nearly all of a save's time."""
+    from orbax.checkpoint._src.serialization import replica_slices
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]), ("data",))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    tree = {f"w{i}": jax.device_put(jnp.arange(16.0) + i, replicated) for i in range(5)}
+    slices = []
+    cut = replica_slices.jax.lax.slice_in_dim
+    monkeypatch.setattr(replica_slices.jax.lax, "slice_in_dim",
+                        lambda *a, **k: slices.append(1) or cut(*a, **k))
+    manager = checkpoint._manager(str(tmp_path / "checkpoints"), ocp.CheckpointManagerOptions())
+    manager.save(1, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
+                                            meta=ocp.args.JsonSave({})))
+    manager.wait_until_finished()
+    assert slices == []
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), tree)
+    restored = manager.restore(1, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
+                                                          meta=ocp.args.JsonRestore()))
+    for name, x in tree.items():
+        np.testing.assert_array_equal(restored.state[name], x)
+    manager.close()

@@ -87,6 +87,7 @@ def save_frozen(workdir: str, frozen) -> None:
     """Write ``frozen`` to ``workdir/frozen`` (replacing what is there); nothing when empty."""
     if not jax.tree.leaves(frozen):
         return
+    save_whole_shards_on_cpu()
     checkpointer = ocp.StandardCheckpointer(multiprocessing_options=_barriers("frozen"))
     try:
         checkpointer.save(os.path.abspath(os.path.join(workdir, FROZEN_DIR)), frozen, force=True)
@@ -114,7 +115,33 @@ def _barriers(prefix: str) -> ocp.options.MultiprocessingOptions:
     return ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=prefix)
 
 
+_cpu_saves_whole_shards = False
+
+
+def save_whole_shards_on_cpu() -> None:
+    """On CPU devices, each replica of a replicated array is saved whole by one device.
+
+    Orbax's default outside GPUs splits every replicated array over its replicas, cutting each
+    slice with a separate JAX op: on CPU devices those ops are the whole cost of a save (2 CPU
+    devices: 2 ops per array; 8: 8). A UNet's save on 8 CPU devices, 536 arrays, took 19 s of
+    which 16 s were the 4,232 slices. The files written are the same, and so is restoring them.
+    """
+    global _cpu_saves_whole_shards
+    if _cpu_saves_whole_shards or jax.default_backend() != "cpu":
+        return
+    absl_log = logging.getLogger("absl")    # its "overriding jax.Array" warning is this choice
+    level = absl_log.level
+    absl_log.setLevel(logging.ERROR)
+    try:
+        ocp.type_handlers.register_type_handler(
+            jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+    finally:
+        absl_log.setLevel(level)
+    _cpu_saves_whole_shards = True
+
+
 def _manager(directory: str, options: ocp.CheckpointManagerOptions) -> ocp.CheckpointManager:
+    save_whole_shards_on_cpu()
     return ocp.CheckpointManager(os.path.abspath(directory), item_names=("state", "meta"),
                                  options=options)
 

@@ -1,7 +1,7 @@
 """LoRA (core/lora.py): a step moves the adapters alone and the base stays bit-identical, the
 model at step 0 is the base model, Adam's moments exist for the adapters only, the merge is the
 unmerged computation x W + s (x A) B, rank 0 is the old state exactly; with reward and PPO
-(their own frozen trees kept) the heads train in full; configs/llama/dpo_lora.py:smoke chained
+(their own frozen trees kept) and with classify the heads train in full; configs/llama/dpo_lora.py:smoke chained
 on a Llama made by transformers learns, and its export holds the merged weights."""
 import json
 import math
@@ -18,6 +18,7 @@ from pretrainx.config.check import ConfigError
 from pretrainx.core import lora, sharding, train
 
 import toy_objectives as toys
+from conftest import SHARED_DATA
 
 RANK = 4
 
@@ -172,6 +173,31 @@ def test_heads_train_in_full_beside_the_objectives_own_frozen_trees(objective, t
     # for a reward head's bias)
     assert all(np.abs(params[p] - params0[p]).max() > 0 for p in params
                if p.endswith("/b") or p.startswith("full/") and p.endswith("head/kernel"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir(SHARED_DATA), reason="../shared/data (Tiny Shakespeare) absent")
+def test_classify_trains_its_head_and_the_adapters_over_a_frozen_encoder():
+    """configs/finetune/speakers_bert.py:smoke through rank-2 adapters: the 10-way head trains in
+    full, the encoder (its pooler too, as PEFT leaves a sequence classifier's) stays frozen."""
+    from pretrainx.config import load as config_lib
+    c = config_lib.override(config_lib.load(os.path.join(toys.ROOT, "configs/finetune/speakers_bert.py:smoke")),
+                            {"lora.rank": 2, "optimizer.lr": 1e-2, "optimizer.warmup_steps": 1,
+                             "batch_size": 8, "mesh.data": 1, "train.progress": False,
+                             "model.num_layers": 1, "model.embed_dim": 32, "model.max_len": 32,
+                             "data.seq_len": 32})
+    built = train.setup(c)
+    params0, frozen0 = _flat(built.state.params), _flat(built.state.frozen)
+    assert sorted(p for p in params0 if p.startswith("full/")) == ["full/head/bias", "full/head/kernel"]
+    assert any("/pooler/" in p for p in frozen0) and any("/attn/query/kernel" in p for p in frozen0)
+    state, losses = _steps(built, 3)
+    assert all(math.isfinite(x) for x in losses)
+    frozen, params = _flat(state.frozen), _flat(state.params)
+    for path in frozen0:
+        np.testing.assert_array_equal(frozen[path], frozen0[path], err_msg=path)
+    moved = {p for p in params if np.abs(params[p] - params0[p]).max() > 0}
+    assert {"full/head/kernel", "full/head/bias"} <= moved
+    assert all(p in moved for p in params if p.endswith("/a") or p.endswith("/b"))
 
 
 def _logged(workdir, key):

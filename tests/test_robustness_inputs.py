@@ -306,4 +306,7 @@ def test_user_files_of_the_tools_are_one_line_naming_the_file(tmp_path, capsys):
                                                 "n_positions": 32}))
     err = one_line_error(capsys, ["import-hf", hf, "--workdir", tmp_path / "imported"])
     assert f"{hf / 'model.safetensors'}: not a readable safetensors file" in err
+    err = one_line_error(capsys, ["import-hf", hf, "--workdir", tmp_path / "imported",
+                                  "--config.lora.rank=8"])
+    assert "drop --config.lora.rank here" in err
     assert not (tmp_path / "imported").exists() and not (tmp_path / "sw").exists()

@@ -120,7 +120,8 @@ def lora() -> ml_collections.ConfigDict:
     # attention's q/k/v/o here; add "mlp/(fc|gate|proj)/kernel" for the MLP
     l.targets = ("attn/(query|key|value|out)/kernel",)
     # paths trained in full, not frozen: the heads an objective puts on a pretrained trunk
-    # (classify's and reward's "head", PPO's value head)
+    # (classify's and reward's "head", PPO's value head); BERT's pooler stays frozen, as PEFT
+    # leaves it: add "pooler/" when the parent never trained it (an MLM-only pretrainx BERT)
     l.train = ("(^|/)(value_)?head/",)
     return l
 

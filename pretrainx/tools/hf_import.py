@@ -239,6 +239,11 @@ def import_hf(directory: str, workdir: str, overrides: tuple[str, ...] = ()) -> 
 
     if checkpoint.has_checkpoint(workdir):
         raise UserError(f"{workdir} already holds a checkpoint; import into a new workdir")
+    lora = [pair.split("=")[0] for pair in overrides if pair.startswith("lora.")]
+    if lora:   # the saved state holds full weights, not adapters + a base
+        raise UserError(f"import-hf writes the checkpoint's full weights; lora.* belongs to the run "
+                        f"that fine-tunes them (its config sets init_from.workdir to this import "
+                        f"and lora.rank): drop --config.{lora[0]} here")
     hf = read_hf_config(directory)
     where = os.path.join(directory, CONFIG)
     family = hf_families.family_of(hf, where)

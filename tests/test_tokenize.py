@@ -140,6 +140,19 @@ def test_jsonl_line_without_the_text_field_names_file_and_line(corpus, tmp_path,
     assert f"{bad}:3" in err and "'text'" in err and "body" in err
 
 
+def test_a_bad_line_fixed_then_the_same_command_finishes_the_same_folder(corpus, tmp_path,
+                                                                          capsys, caplog):
+    bad = tmp_path / "docs.jsonl"
+    bad.write_text('{"text": "fine"}\n{"body": "no text field"}\n')
+    cmd = ["tokenize", str(bad), "--tokenizer", "byte", "--out", str(tmp_path / "out")]
+    assert f"{bad}:2" in one_line_error(capsys, cmd)
+    bad.write_text('{"text": "fine"}\n{"text": "fixed"}\n')
+    assert cli_main.cli(cmd) == 0
+    assert "unfinished run with other settings" in caplog.text
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["docs"] == 2 and manifest["sources"][0]["bytes"] == bad.stat().st_size
+
+
 def test_rerun_with_other_settings_is_refused(corpus, one_worker, capsys):
     err = one_line_error(capsys, ["tokenize", *corpus["files"], "--tokenizer", "byte",
                                   "--out", str(one_worker), "--shard-mb", SHARD_MB])

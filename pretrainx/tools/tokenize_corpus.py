@@ -19,13 +19,15 @@ and each shard's ``text_bytes``.
 A rerun into the same folder resumes: shards whose record and checksums are whole are kept and
 skipped (their text is still read, to know where the next shard starts), the rest are written
 again. The settings (sources with sizes, tokenizer, shard size, split) are recorded in
-``tokenize.json`` at the start; a rerun with other settings is refused.
+``tokenize.json`` at the start; a rerun with other settings starts an unfinished folder again
+(a bad line fixed changes its file's size) and is refused in a finished one.
 """
 from __future__ import annotations
 
 import argparse
 import collections
 import glob
+import logging
 import multiprocessing
 import os
 import sys
@@ -40,6 +42,7 @@ from pretrainx.data import tokenizer as tokenizer_lib
 from pretrainx.errors import UserError
 
 SETTINGS = "tokenize.json"
+log = logging.getLogger(__name__)
 _worker_tokenizer = None
 
 
@@ -75,12 +78,22 @@ def _settings(args, files: list[str], tokenizer) -> dict:
 
 
 def _prepare_folder(out: str, settings: dict, tokenizer) -> None:
-    """Create ``out``, or check that its earlier start had the same settings; clear temporaries."""
+    """Create ``out``, or check that its earlier start had the same settings; clear temporaries.
+    An unfinished folder (no manifest: the run stopped, e.g. on a bad line since fixed, which
+    changes the source's size) started with other settings is cleared and started again: its
+    shards belong to sources that are gone. A finished one is refused."""
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, SETTINGS)
     if os.path.exists(path) and shards.read_json(path) != settings:
-        raise UserError(f"{path}: this folder was started with other settings (sources, sizes, "
-                        f"tokenizer or shard size); use a new --out folder")
+        if os.path.exists(os.path.join(out, shards.MANIFEST)):
+            raise UserError(f"{path}: this folder holds finished shards made with other settings "
+                            f"(sources, sizes, tokenizer or shard size); use a new --out folder")
+        stale = glob.glob(os.path.join(out, "shard_*"))
+        log.warning("%s: an unfinished run with other settings (sources, sizes, tokenizer or shard "
+                    "size): its %d shard files are removed and the folder starts again", out,
+                    len(stale))
+        for name in stale + [path]:
+            os.remove(name)
     for leftover in glob.glob(os.path.join(out, "*.tmp*")):   # a killed run's partial files
         os.remove(leftover)
     if not os.path.exists(path):

@@ -1,6 +1,12 @@
 """What the loop does at each step is decided by one pure function, ``loop.plan_step``: the plans
 of a whole run, a preempted step, a halted one and an evaluation cut by SIGTERM. The end-to-end
-tests (test_train, test_faults, test_robustness, test_multiprocess) pin what the plans do."""
+tests (test_train, test_faults, test_robustness, test_multiprocess) pin what the plans do. The
+state's finiteness check, on the host and jitted, gives one answer."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
 from pretrainx.core.loop import Cadence, StepPlan, plan_step
 
 CADENCE = Cadence(total=10, log_every=3, eval_every=4, save_every=5)
@@ -45,3 +51,16 @@ def test_a_sigterm_during_the_eval_saves_the_step_without_it_and_stops():
     cut = plan.eval_interrupted()
     assert cut == StepPlan(4, log=False, evaluate=False, save=True, preempted=True)
     assert cut.stop and plan.evaluate          # the plan is frozen: a new one, not a mutation
+
+
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
+def test_both_finiteness_checks_agree_on_every_dtype(bad):
+    """The host-memory check (one process on CPU) and the jitted one (GPUs, several processes)."""
+    from pretrainx.core import loop
+    tree = {"w": jnp.ones((3, 2), jnp.bfloat16), "mu": jnp.zeros(4), "step": jnp.int32(3),
+            "v": {"x": jnp.arange(5.0)}}
+    if bad is not None:
+        tree["v"]["x"] = tree["v"]["x"].at[2].set(bad)
+    host = loop._all_finite_in_host_memory(tree)
+    assert host == bool(jax.jit(loop._all_finite)(tree)) == (bad is None)
+    assert loop.finite_check() is loop._all_finite_in_host_memory     # this suite: one CPU process

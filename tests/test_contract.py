@@ -71,6 +71,7 @@ def test_accumulated_gradient_is_the_token_mean_of_the_whole_batch(packed):
     assert gap > 1e-4, gap
 
 
+@pytest.mark.slow
 def test_runner_accumulates_by_tokens(packed, tmp_path):
     _, batch = packed
     out = {}

@@ -128,6 +128,7 @@ def _decode(prompts, keys, greedy, eos_id=None):
     return jax.device_get(_decode_fn(greedy, eos_id)(nn.unbox(_params()), ids, mask, keys))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("greedy", [True, False], ids=["greedy", "sampled"])
 def test_left_padded_batch_decodes_as_each_row_alone(greedy):
     keys = jax.random.split(jax.random.key(11), len(PROMPTS))      # row b draws with keys[b]

@@ -118,6 +118,7 @@ def test_a_task_metric_ranked_the_wrong_way_stops_at_its_first_eval(tmp_path):
         train.run(cfg, str(tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_bad_tasks_are_one_line_before_training(tmp_path, capsys):
     cfg = run_config(tmp_path, **{"eval.tasks": "no_such_task"})
     with pytest.raises(UserError, match="unknown task 'no_such_task'"):

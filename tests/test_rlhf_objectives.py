@@ -129,6 +129,7 @@ def ppo_built():
     return train.setup(ppo_config(**{"ppo.eos": " "}))
 
 
+@pytest.mark.slow
 def test_kv_cache_rollout_matches_full_recomputation(ppo_built):
     obj, state = ppo_built.objective, ppo_built.state
     prompts = jnp.asarray(ppo_built.host_batch(ppo_built.dataset.train, 0)["tokens"])

@@ -272,6 +272,7 @@ def test_peak_flops_match_whole_names_per_jax_device():
     assert metrics.peak_flops_per_device("TPU v5 lite") == 197e12
 
 
+@pytest.mark.slow
 def test_text_samples_take_a_prompt_longer_than_the_context(tmp_path):
     from pretrainx.objectives.clm import CausalLM, TextSampleEvaluator
     from pretrainx.objectives.base import DataSpec, EvalContext

@@ -61,6 +61,7 @@ def objective_and_params():
     return objective, params
 
 
+@pytest.mark.slow
 def test_target_with_the_unet_matches_the_objectives_two_step_sampler(objective_and_params):
     objective, params = objective_and_params
     labels = jnp.arange(4, dtype=jnp.int32)

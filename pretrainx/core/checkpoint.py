@@ -132,9 +132,12 @@ def save_whole_shards_on_cpu() -> None:
     absl_log = logging.getLogger("absl")    # its "overriding jax.Array" warning is this choice
     level = absl_log.level
     absl_log.setLevel(logging.ERROR)
+    # the default handler's per-host array metadata store is kept, so the files are the same
+    store = getattr(ocp.type_handlers.get_type_handler(jax.Array), "_array_metadata_store", None)
     try:
         ocp.type_handlers.register_type_handler(
-            jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+            jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False,
+                                                      array_metadata_store=store), override=True)
     finally:
         absl_log.setLevel(level)
     _cpu_saves_whole_shards = True

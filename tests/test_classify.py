@@ -57,6 +57,7 @@ def tiny(arch, pooling="default"):
     return classify.Classify(c)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch,pooling", [("bert", "default"), ("gpt", "default"),
                                           ("bert", "mean")])
 def test_padding_does_not_change_the_class_logits(arch, pooling):

@@ -175,6 +175,7 @@ def test_decoding_runs_inside_a_jitted_function_of_the_params():
                                          rel=1e-5)
 
 
+@pytest.mark.slow
 def test_prefix_model_decodes_its_prompt_as_the_prefix():
     """``pretrainx sample`` on a prefix-LM: the cached decode of a prefix-attention GPT equals
     the argmax of a full recompute with prefix_length = the prompt's length (bidirectional over

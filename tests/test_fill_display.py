@@ -65,6 +65,7 @@ def parse_fill_mask(text: str):
     return filled, masks
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", ["mlm", "clm_mlm"])
 def test_fill_mask_prints_the_filled_text_and_five_ranked_candidates(objective):
     obj, params = random_objective(objective)

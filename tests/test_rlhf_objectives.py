@@ -92,6 +92,7 @@ def test_reward_model_starts_at_log2_and_learns_the_pairs(pairs_file, tmp_path):
     assert losses[-1] < 0.7 * math.log(2) and val["val/accuracy"] == 1.0, (losses, val)
 
 
+@pytest.mark.slow
 def test_dpo_is_log2_at_the_start_and_the_reference_never_changes(pairs_file):
     c = pairs_config("dpo", pairs_file, **{"optimizer.lr": 3e-3})
     built = train.setup(c)

@@ -103,17 +103,20 @@ def plan_step(done: int, cadence: Cadence, *, halt: bool = False,
                     preempted=preempted, tasks=tasks and not preempted)
 
 
+def _float_leaves(tree) -> list:
+    """The leaves that can hold a NaN or an infinity (integer steps and counters cannot)."""
+    return [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+
+
 def _all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    leaves = [jnp.all(jnp.isfinite(x)) for x in _float_leaves(tree)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
 def _all_finite_in_host_memory(tree) -> bool:
     """``_all_finite`` read where the arrays already are, the host's memory, with no program to
     compile: one reduction per leaf made the jitted check a 4.5 s compile for a small UNet."""
-    return all(bool(np.isfinite(np.asarray(x)).all()) for x in jax.tree.leaves(tree)
-               if jnp.issubdtype(x.dtype, jnp.inexact))
+    return all(bool(np.isfinite(np.asarray(x)).all()) for x in _float_leaves(tree))
 
 
 def finite_check():

@@ -48,6 +48,8 @@ ADDED_DEFAULTS = {
     "eval.tasks": "", "eval.tasks_every": 1000, "eval.tasks_limit": 0, "eval.tasks_batch_size": 16,
     "eval.task_dir": "~/.cache/pretrainx/tasks",
     "train.preemption_check_every": 10,    # core/train.py: preemption.DEFAULT_CHECK_EVERY
+    # issue 26: the same steps, several to a dispatch on CPU devices (tests/test_fast_paths.py)
+    "train.steps_per_dispatch": 0,
     "optimizer.layer_decay": 1.0,          # core/optim.py: opt.get("layer_decay", 1.0)
     "optimizer.name": "adamw",             # issue 26: Muon is an option; AdamW was the only one
     "optimizer.muon_lr": 0.02,             # issue 26: read only when name is "muon"

@@ -1,11 +1,14 @@
-"""GPU speed options pinned against the plain path on CPU: several steps per dispatch, the
-RngBitGenerator step key, Adam's first moment in bf16."""
+"""Speed options pinned against the plain path on CPU: several steps per dispatch (the loop's
+CPU default), the RngBitGenerator step key, Adam's first moment in bf16."""
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pretrainx.core import step as step_lib
+from pretrainx.config import load as config_lib
+from pretrainx.core import host_devices, step as step_lib
 
 from pretrainx.core import train
 from test_train import tiny_config
@@ -28,18 +31,22 @@ def _run_steps(cfg, n=3):
     return built, state, metrics
 
 
-def test_stacked_steps_equal_single_steps():
-    # Dropout on, so the per-step keys (fold_in of the state's step) are exercised too.
+@pytest.mark.parametrize("n", [3, 2])
+def test_steps_per_dispatch_equal_single_steps(n):
+    # Dropout on, so the per-step keys (fold_in of the state's step) are exercised too; n = 2 of
+    # 3 stacked batches: a chunk cut short trains on its first n batches only.
     cfg = tiny_config(**{"model.dropout": 0.1})
     built = train.setup(cfg)
     batches = _batches(built, cfg.seed, 3)
     start = _copy(built.state)
     state = built.state
-    for b in batches:
+    for b in batches[:n]:
         state, m = built.step_fn(state, b)
     stacked = jax.tree.map(lambda *xs: np.stack(xs), *batches)
-    multi_state, multi_m = step_lib.stacked_steps(built.step_fn, 3)(start, stacked)
-    assert int(multi_state.step) == int(state.step) == 3
+    multi = step_lib.steps_per_dispatch(built.step_fn, 3, state_shardings=built.shardings,
+                                        batch_shardings=built.batch_shardings)
+    multi_state, multi_m = multi(start, stacked, n)
+    assert int(multi_state.step) == int(state.step) == n
     np.testing.assert_allclose(float(multi_m["loss"]), float(m["loss"]), rtol=1e-6)
     for a, b in zip(jax.tree.leaves(multi_state.params), jax.tree.leaves(state.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
@@ -99,3 +106,40 @@ def test_bf16_first_moment_tracks_the_float32_update():
 def test_unknown_speed_option_is_a_one_line_error(key, value, message):
     with pytest.raises(ValueError, match=message):
         train.setup(tiny_config(**{key: value}))
+
+
+def _rows(workdir):
+    import json
+    with open(workdir / "metrics.jsonl") as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.slow
+def test_the_loop_dispatching_several_steps_trains_logs_and_resumes_as_one_step_at_a_time(tmp_path):
+    # 12 steps, logged every 4, evaluated and saved every 6: the dispatches end at 4, 6, 8, 12
+    cfg = tiny_config(**{"train.steps": 12, "train.log_every": 4, "eval.every": 6,
+                         "checkpoint.every": 6, "optimizer.decay_steps": 12})
+    one = train.run(config_lib.override(cfg, {"train.steps_per_dispatch": 1}), str(tmp_path / "one"))
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+    assert host_devices.steps_per_dispatch(cfg, mesh) == 4    # 0: log_every on CPU devices
+    full = train.run(cfg, str(tmp_path / "full"))
+    # the same rows: a learning rate every step, the train metrics every 4, the evals every 6
+    rows_one, rows_full = _rows(tmp_path / "one"), _rows(tmp_path / "full")
+    assert [sorted(r) for r in rows_one] == [sorted(r) for r in rows_full]
+    assert [r["step"] for r in rows_one] == [r["step"] for r in rows_full]
+    for a, b in zip(rows_one, rows_full):
+        for key in a.keys() - {"step", "train/steps_per_sec", "train/tokens_per_sec",
+                               "time/elapsed_s", "time/eval_s"}:
+            np.testing.assert_allclose(b[key], a[key], rtol=2e-5, err_msg=f"step {a['step']} {key}")
+    assert sorted(os.listdir(tmp_path / "one" / "checkpoints")) == \
+        sorted(os.listdir(tmp_path / "full" / "checkpoints"))
+    # killed after step 9 (mid-dispatch 8..12, the last save at 6), then rerun: the steps replay
+    # through the same program, bit for bit
+    killed = train.run(cfg, str(tmp_path / "killed"), stop_after=9)
+    assert killed.stopped_early and int(killed.state.step) == 9
+    resumed = train.run(cfg, str(tmp_path / "killed"))
+    assert int(resumed.state.step) == 12
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(resumed.state.params),
+                 jax.device_get(full.state.params))
+    last_loss = lambda run: [h["train/loss"] for h in run.history if "train/loss" in h][-1]
+    assert last_loss(resumed) == last_loss(full)

@@ -39,8 +39,11 @@ def test_every_option_off_is_the_model_before_the_options():
     assert sorted(flat) == sorted(k for k in old.files if k != "logits")
     for name, value in flat.items():
         np.testing.assert_array_equal(value, old[name], err_msg=name)
-    np.testing.assert_array_equal(np.asarray(GPT(cfg).apply({"params": params}, TOKENS)),
-                                  old["logits"])
+    # The logits to float32 rounding: XLA:CPU's matmul kernels follow the CPU's instruction
+    # set, and on another CPU (2026-12-07) they came out 3e-8 from the fixture's, with the code
+    # before this session's changes too.
+    np.testing.assert_allclose(np.asarray(GPT(cfg).apply({"params": params}, TOKENS)),
+                               old["logits"], rtol=0, atol=1e-6)
 
 
 def test_zero_init_projections_make_each_block_the_identity():

@@ -25,6 +25,18 @@ def test_a_whole_run_logs_evaluates_and_saves_on_its_cadences_and_at_the_end():
     assert steps_where("stop") == []
 
 
+def test_a_dispatch_of_several_steps_ends_at_the_next_step_with_a_plan():
+    # CADENCE logs at 3, 6, 9, evaluates at 4, 8, saves at 5, ends at 10: the loop's dispatches
+    # end where a step has something to do, so no plan falls inside one
+    ends = [CADENCE.next_event(done) for done in range(10)]
+    assert ends == [3, 3, 3, 4, 5, 6, 8, 8, 9, 10]
+    busy = [n for n in range(1, 11) if any(getattr(plan_step(n, CADENCE), f)
+                                            for f in ("log", "evaluate", "save"))]
+    assert sorted(set(ends)) == busy
+    tasks = Cadence(total=20, log_every=10, eval_every=0, save_every=20, tasks_every=7)
+    assert [tasks.next_event(d) for d in (0, 7, 10, 14, 19)] == [7, 10, 14, 20, 20]
+
+
 def test_no_eval_cadence_never_evaluates_but_the_last_step_still_saves():
     never = Cadence(total=6, log_every=2, eval_every=0, save_every=4)
     assert steps_where("evaluate", never) == []

@@ -52,6 +52,9 @@ def train() -> ml_collections.ConfigDict:
     t.rng_impl = "threefry"
     t.steps = 5000
     t.log_every = 100
+    # Train steps per dispatch to the devices (a loop on the device; the same steps): 0 = the
+    # steps between two logged steps, at most 16, on one process's CPU devices, else 1
+    t.steps_per_dispatch = 0
     t.progress = True                 # a progress bar on the terminal
     t.preemption_check_every = 10     # multi-process: steps between SIGTERM agreements
     # JAX's persistent compilation cache: a rerun loads the compiled step instead of compiling

@@ -74,7 +74,8 @@ def _check_runner(config) -> None:
                    "checkpoint.keep", "eval.batch_size", "train.preemption_check_every",
                    "eval.tasks_batch_size"):
         _integer(config, dotted, minimum=1)
-    for dotted in ("eval.every", "eval.num_batches", "seed", "eval.tasks_every", "eval.tasks_limit"):
+    for dotted in ("eval.every", "eval.num_batches", "seed", "eval.tasks_every", "eval.tasks_limit",
+                   "train.steps_per_dispatch"):
         _integer(config, dotted, minimum=0)
     _choice(config, "checkpoint.best_mode", ("min", "max"))
 

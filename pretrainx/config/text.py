@@ -109,6 +109,7 @@ def gpt_model() -> ml_collections.ConfigDict:
     m.remat = False
     m.attention = "auto"              # "auto" | "xla" | "cudnn" (jax.nn.dot_product_attention)
     m.embed_lookup = "auto"           # one-hot matmul for small tables, any on a GPU | "gather" | "onehot"
+    m.dense_grads = "auto"            # kernel gradients inputs-first on a CPU | "inputs_first" | "jax"
     m.logits_dtype = "float32"        # "float32" | "compute" (bf16 logits under bf16 compute)
     m.attention_kind = "causal"       # "causal" | "bidirectional" | "prefix" (models/transformer.py)
     # --- what tells GPT-2, BERT, T5 and Llama apart (GPT-2's values here) -----------------------

@@ -1,5 +1,6 @@
 """How many XLA devices a CPU host shows, and the persistent compilation cache: two process-wide
-settings the first ``train.setup`` of a process makes, before JAX starts its backends.
+settings the first ``train.setup`` of a process makes, before JAX starts its backends; and how
+the loop feeds CPU devices (one step queued behind the running one, several steps a dispatch).
 
 Why several devices on one CPU: XLA:CPU runs one device's program as a serial stream of small
 kernels, so a small model's step barely uses a second core (experiments/throughput.md, "CPU").
@@ -104,3 +105,16 @@ class StepQueue:
             import jax
             jax.block_until_ready(self.previous)
             self.previous = outputs
+
+
+def steps_per_dispatch(config, mesh) -> int:
+    """``train.steps_per_dispatch``, its 0 resolved: on one process's CPU devices the steps
+    between two logged steps (at most 16) go in one dispatch, as the host's per-step work (the
+    batch put on the devices, the learning-rate row, the dispatch) would otherwise take a core
+    from the devices' threads; elsewhere one step per dispatch."""
+    k = int(config.train.steps_per_dispatch)
+    if k:
+        return k
+    import jax
+    on_cpu = mesh.devices.flat[0].platform == "cpu" and jax.process_count() == 1
+    return min(int(config.train.log_every), 16) if on_cpu else 1

@@ -2,11 +2,13 @@
 one place, ``plan_step``, from the step, the run's cadence and two signals (``stop_after``
 reached, SIGTERM agreed); ``TrainLoop.run`` carries the plans out, one phase per method.
 
-Per step n: dispatch step n; read back and log step n-1's metrics (fetched only once step n is
-queued, so the host never stalls the device); make batch n+1 while the device works; plan step
-n; then, as planned: prove the state finite, evaluate, save, stop. No non-finite state is ever
-evaluated or saved: the loss of an eval or save step is checked (it was measured before the
-update), then every parameter, EMA and optimiser leaf.
+Per dispatch: queue the steps up to the next one that logs, evaluates, saves or halts (one on a
+GPU or TPU; up to ``train.steps_per_dispatch`` on CPU devices: ``host_devices.steps_per_dispatch``);
+read back and log the dispatch before's metrics (fetched only once this one is queued, so the
+host never stalls the device); make the next dispatch's batches while the device works; plan
+the last step of the dispatch; then, as planned: prove the state finite, evaluate, save, stop.
+No non-finite state is ever evaluated or saved: the loss of an eval or save step is checked (it
+was measured before the update), then every parameter, EMA and optimiser leaf.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from pretrainx.config.check import ConfigError
-from pretrainx.core import evaluate, host_devices, sharding as sharding_lib, state as state_lib
+from pretrainx.core import (evaluate, host_devices, sharding as sharding_lib, state as state_lib,
+                            step as step_lib)
 from pretrainx.data.base import DataState
 from pretrainx.run import metrics as metrics_lib, preemption, trackers
 
@@ -55,6 +58,11 @@ class Cadence:
     eval_every: int          # 0: never
     save_every: int
     tasks_every: int | None = None   # eval.tasks: None: none configured; 0: only at the end
+
+    def next_event(self, done: int) -> int:
+        """The first step after ``done`` that logs, evaluates, saves or ends the run."""
+        every = (self.log_every, self.eval_every, self.save_every, self.tasks_every or 0)
+        return min([self.total] + [(done // e + 1) * e for e in every if e])
 
     @classmethod
     def of(cls, config, save_every: int) -> "Cadence":
@@ -139,7 +147,11 @@ class TrainLoop:
         self.eval_first = eval_first   # the restored last step still lacks its final eval
         self.cadence = Cadence.of(config, ckpt.every)
         self.start = int(jax.device_get(state.step))
-        self.batch = built.host_batch(built.dataset.train, data_state.next_index)
+        self.per_dispatch = host_devices.steps_per_dispatch(config, built.mesh)
+        self.chunk_fn = None if self.per_dispatch == 1 else step_lib.steps_per_dispatch(
+            built.step_fn, self.per_dispatch, state_shardings=built.shardings,
+            batch_shardings=built.batch_shardings)
+        self.prefetch(self.start)   # self.batches: the host batches of the first dispatch
         self.evaluator = evaluate.EvalRunner(built.objective, config, built.mesh, built.dataset,
                                              workdir, with_tasks=True)
         if config.eval.every and built.dataset.val is None:
@@ -162,7 +174,7 @@ class TrainLoop:
         # schedule on the device each step would wait for the step queued before it.
         steps = jnp.arange(self.cadence.total)
         self.host_lrs = np.asarray(jax.device_get(jax.jit(jax.vmap(built.schedule))(steps)))
-        key, first = built.objective.tokens_key, self.batch
+        key, first = built.objective.tokens_key, self.batches[0]
         self.tokens_per_step = first[key].size * jax.process_count() if key in first else None
         flops = built.objective.flops_per_batch(first)           # of this process's rows
         self.flops_per_step = flops * jax.process_count() if flops else None
@@ -175,12 +187,14 @@ class TrainLoop:
             try:
                 if self.eval_first:
                     plan = self.missed_final_eval(watch)
-                for step in range(self.start, self.cadence.total):
-                    metrics = self.dispatch()
-                    self.flush()                 # step n-1's metrics, now that step n is queued
-                    self.prefetch(step + 1)
-                    plan = self.plan(step + 1, watch)
-                    self.hold_or_write_lr(plan, metrics)
+                done = self.start
+                while done < self.cadence.total:
+                    metrics, trained = self.dispatch()
+                    done += trained
+                    self.flush()                 # the last dispatch's metrics, now this one is queued
+                    self.prefetch(done)
+                    plan = self.plan(done, watch)
+                    self.hold_or_write_lr(plan, metrics, trained)
                     if plan.halt:
                         break
                     if plan.check:
@@ -221,26 +235,46 @@ class TrainLoop:
 
     # --- the phases of a step, in the order the loop calls them ---------------------------------
 
-    def dispatch(self):
-        """Queue one train step on the device; its metrics are not read back here. On several
-        CPU devices the step before it is waited for (``host_devices.StepQueue``)."""
-        batch = sharding_lib.put_batch(self.batch, self.built.mesh)
-        self.state, metrics = self.built.step_fn(self.state, batch)
-        self.data_state = DataState(self.data_state.next_index + 1)
+    def dispatch(self) -> tuple[dict, int]:
+        """Queue the steps of ``self.batches`` on the device: (the last one's metrics, not read
+        back here; their count). On several CPU devices the dispatch before it is waited for
+        (``host_devices.StepQueue``)."""
+        n = len(self.batches)
+        if self.chunk_fn is None:
+            batch = sharding_lib.put_batch(self.batches[0], self.built.mesh)
+            self.state, metrics = self.built.step_fn(self.state, batch)
+        else:   # stacked per_dispatch deep; the rows past n repeat the last batch, unused
+            rows = self.batches + self.batches[-1:] * (self.per_dispatch - n)
+            stacked = {k: np.stack([b[k] for b in rows]) for k in rows[0]}
+            batches = sharding_lib.put_batch(stacked, self.built.mesh, stacked=True)
+            self.state, metrics = self.chunk_fn(self.state, batches, n)
+        self.data_state = DataState(self.data_state.next_index + n)
         self.queue.dispatched(metrics)
-        return metrics
+        return metrics, n
 
     def prefetch(self, done: int) -> None:
-        """Make the next batch while the device works on this step."""
-        if done < self.cadence.total:
-            self.batch = self.built.host_batch(self.built.dataset.train, self.data_state.next_index)
+        """Make the next dispatch's batches while the device works: up to the next step that
+        logs, evaluates, saves or halts, at most ``per_dispatch`` of them."""
+        if done >= self.cadence.total:
+            return
+        end = self.cadence.next_event(done)
+        if self.stop_after is not None and self.start + self.stop_after > done:
+            end = min(end, self.start + self.stop_after)
+        if jax.process_count() > 1:   # where the processes agree on a SIGTERM
+            every = int(self.config.train.preemption_check_every)
+            end = min(end, (done // every + 1) * every)
+        first = self.data_state.next_index
+        self.batches = [self.built.host_batch(self.built.dataset.train, first + i)
+                        for i in range(min(self.per_dispatch, end - done))]
 
     def plan(self, done: int, watch) -> StepPlan:
         halt = self.stop_after is not None and done - self.start >= self.stop_after
         # The SIGTERM flag is agreed (a collective every few steps) only by a loop that goes on.
         return plan_step(done, self.cadence, halt=halt, preempted=not halt and watch.stop_at(done))
 
-    def hold_or_write_lr(self, plan: StepPlan, metrics) -> None:
+    def hold_or_write_lr(self, plan: StepPlan, metrics, trained: int) -> None:
+        for done in range(plan.done - trained + 1, plan.done):   # the dispatch's earlier steps
+            self.writer.write(done, {"train/lr": float(self.host_lrs[done - 1])})
         if plan.log:   # read back after the next dispatch (``flush``)
             self.pending = (plan.done, metrics)
         else:          # the learning rate every step; logged steps get it in their row

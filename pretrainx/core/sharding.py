@@ -75,11 +75,16 @@ def batch_divisor(mesh: Mesh) -> int:
     return mesh.shape["data"] * mesh.shape["fsdp"]
 
 
-def put_batch(batch: dict, mesh: Mesh) -> dict:
-    """Host numpy rows of this process -> global arrays split over the batch axes.
+def put_batch(batch: dict, mesh: Mesh, *, stacked: bool = False) -> dict:
+    """Host numpy rows of this process -> global arrays split over the batch axes; ``stacked``:
+    several batches on a leading axis (``step.steps_per_dispatch``), each split the same way.
 
     In a multi-process run each process holds only its rows; ``make_array_from_process_local_data``
     stitches them into one global array without any host gathering the whole batch.
     """
-    return {k: jax.make_array_from_process_local_data(batch_sharding(mesh, np.ndim(v)), np.asarray(v))
+    def sharding(value):
+        if not stacked:
+            return batch_sharding(mesh, np.ndim(value))
+        return NamedSharding(mesh, P(None, BATCH_AXES, *([None] * (np.ndim(value) - 2))))
+    return {k: jax.make_array_from_process_local_data(sharding(v), np.asarray(v))
             for k, v in batch.items()}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from pretrainx.core import state as state_lib
 from pretrainx.data import rng as streams
@@ -132,15 +133,29 @@ def train_step(state, batch, *, objective, tx, grad_accum: int, ema_decay: float
     return new_state, metrics
 
 
-def stacked_steps(step_fn, k: int):
-    """k train steps in one dispatch: ``(state, batches) -> (state, metrics of the last step)``
-    with every leaf of ``batches`` stacked k deep on a new leading axis. For small models whose
-    steps are shorter than the launch and host work around them; the same k steps as k calls of
-    ``step_fn`` (tested). ``step_fn`` may be the jitted step: jit inside the scan is inlined."""
-    def run(state, batches):
-        state, metrics = jax.lax.scan(lambda s, b: step_fn(s, b), state, batches)
-        return state, jax.tree.map(lambda m: m[-1], metrics)
-    return jax.jit(run, donate_argnums=0)
+def steps_per_dispatch(step_fn, k: int, *, state_shardings=None, batch_shardings=None):
+    """Up to ``k`` train steps in one dispatch: ``(state, batches, n) -> (state, metrics of step
+    n)``, every leaf of ``batches`` stacked ``k`` deep on a new leading axis, of which the first
+    ``n`` (1 <= n <= k, a traced count) are trained on. One compiled program serves every chunk
+    length, so a run's steps all go through the same loop body whether a chunk is cut short by a
+    log, eval or save step or by a resume. ``step_fn`` may be the jitted step (inlined here);
+    ``batch_shardings``: those of one batch, given the extra leading axis here."""
+    def run(state, batches, n):
+        pick = lambda i: jax.tree.map(lambda b: jax.lax.dynamic_index_in_dim(b, i, keepdims=False),
+                                      batches)
+        shapes = jax.eval_shape(step_fn, state, pick(0))[1]
+        metrics = jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), shapes)
+        return jax.lax.fori_loop(0, n, lambda i, carry: step_fn(carry[0], pick(i)),
+                                 (state, metrics))
+    if batch_shardings is None:
+        return jax.jit(run, donate_argnums=0)
+    stacked = jax.tree.map(_with_leading_axis, batch_shardings)
+    return jax.jit(run, donate_argnums=0, in_shardings=(state_shardings, stacked, None),
+                   out_shardings=(state_shardings, None))
+
+
+def _with_leading_axis(sharding):
+    return NamedSharding(sharding.mesh, PartitionSpec(None, *sharding.spec))
 
 
 def eval_step(params, frozen, aux, batch, rng, step, *, objective, total_steps: int = 0):

@@ -45,6 +45,7 @@ class Setup:
     step_fn: object           # jitted (state, batch) -> (state, metrics); donates state
     schedule: object          # step -> learning rate
     host_batch: object        # (source, index[, step, train]) -> this process's batch, as the loop makes it
+    batch_shardings: dict     # of one batch's leaves, as step_fn takes them
 
 
 def saved_tokenizer(workdir: str | None):
@@ -104,7 +105,8 @@ def setup(config, workdir: str | None = None) -> Setup:
                           ema_decay=float(config.optimizer.ema_decay), total_steps=total,
                           rng_impl=rng_impl),
         in_shardings=(shardings, batch_shardings), out_shardings=(shardings, None), donate_argnums=0)
-    return Setup(objective, mesh, dataset, state, shardings, step_fn, schedule, make_batch)
+    return Setup(objective, mesh, dataset, state, shardings, step_fn, schedule, make_batch,
+                 batch_shardings)
 
 
 def _host_batch(source, index, step=None, train=True, *, objective, seed, total_steps, fields):

@@ -118,6 +118,7 @@ class Attention(nn.Module):
         H, D = cfg.num_heads, cfg.head_dim
         dense = lambda name, std, heads: nn.DenseGeneral(
             (heads, D), use_bias=cfg.use_bias or cfg.qkv_bias, dtype=cfg.compute_dtype,
+            dot_general=cfg.dense_dot_general,
             kernel_init=normal_init(std, ("embed", "heads", "kv")),
             bias_init=zeros_init(("heads", "kv")), name=name)
         source_BxSxE = x_BxTxE if context is None else context
@@ -168,6 +169,7 @@ class Attention(nn.Module):
                 y_BxTxHxD = attend(implementation="xla")
         out_BxTxE = nn.DenseGeneral(
             cfg.embed_dim, axis=(-2, -1), use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
+            dot_general=cfg.dense_dot_general,
             kernel_init=residual_out_init(cfg, "out", ("heads", "kv", "embed")),
             bias_init=zeros_init(("embed",)), name="out")(y_BxTxHxD)
         return nn.Dropout(cfg.dropout)(out_BxTxE, deterministic=not train)

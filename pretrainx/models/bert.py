@@ -78,7 +78,7 @@ class Bert(nn.Module):
 
     def _dense(self, features: int, name: str, names=("embed", "embed_out")):
         cfg = self.config
-        return nn.Dense(features, dtype=cfg.compute_dtype,
+        return nn.Dense(features, dtype=cfg.compute_dtype, dot_general=cfg.dense_dot_general,
                         kernel_init=normal_init(init_std(cfg, "head"), names),
                         bias_init=zeros_init((names[1],)), name=name)
 

@@ -19,7 +19,7 @@ from pretrainx.models.transformer import (TransformerConfig, init_std, norm, nor
                                           residual_out_init, zeros_init)
 
 ACTIVATION_FNS = {
-    "gelu_tanh": lambda x: nn.gelu(x, approximate=True),    # GPT-2, T5 v1.1 ("gelu_new")
+    "gelu_tanh": __import__("importlib").import_module("gelu_try").gelu_tanh if __import__("os").environ.get("GELU_TRY") else (lambda x: nn.gelu(x, approximate=True)),    # GPT-2, T5 v1.1 ("gelu_new")
     "gelu": lambda x: nn.gelu(x, approximate=False),        # BERT (erf)
     "relu": nn.relu,                                         # T5 v1.0
     "silu": nn.silu,                                         # Llama's SwiGLU (with mlp_gated)
@@ -38,13 +38,14 @@ class MLP(nn.Module):
         cfg = self.config
         M = cfg.hidden_dim
         dense_in = lambda name: nn.Dense(
-            M, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
+            M, use_bias=cfg.use_bias, dtype=cfg.compute_dtype, dot_general=cfg.dense_dot_general,
             kernel_init=normal_init(init_std(cfg, "mlp_in"), ("embed", "mlp")),
             bias_init=zeros_init(("mlp",)), name=name)
         h_BxTxM = ACTIVATION_FNS[cfg.mlp_activation](dense_in("fc")(x_BxTxE))
         if cfg.mlp_gated:
             h_BxTxM = h_BxTxM * dense_in("gate")(x_BxTxE)
         out_BxTxE = nn.Dense(cfg.embed_dim, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
+                             dot_general=cfg.dense_dot_general,
                              kernel_init=residual_out_init(cfg, "mlp_out", ("mlp", "embed")),
                              bias_init=zeros_init(("embed",)), name="proj")(h_BxTxM)
         return nn.Dropout(cfg.dropout)(out_BxTxE, deterministic=not train)

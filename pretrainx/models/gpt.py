@@ -83,6 +83,7 @@ class GPT(nn.Module):
             logits_BxTxV = wte.attend(x_BxTxE)
         else:
             logits_BxTxV = nn.Dense(cfg.vocab_size, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
+                                    dot_general=cfg.dense_dot_general,
                                     kernel_init=normal_init(0.02, ("embed", "vocab")),
                                     bias_init=zeros_init(("vocab",)), name="lm_head")(x_BxTxE)
         return cfg.output_logits(logits_BxTxV)

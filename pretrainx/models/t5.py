@@ -83,6 +83,7 @@ class T5(nn.Module):
         self.decoder = T5Stack(cfg, decoder=True, decode=self.decode)
         if not cfg.tie_embeddings:
             self.lm_head = nn.Dense(cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype,
+                                    dot_general=cfg.dense_dot_general,
                                     kernel_init=normal_init(init_std(cfg, "head"),
                                                             ("embed", "vocab")))
 

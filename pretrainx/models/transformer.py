@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from pretrainx.errors import UserError
+from pretrainx.models.dense import DENSE_GRADS, dense_dot_general
 
 IMPLEMENTATIONS = ("auto", "xla", "cudnn")
 ATTENTION_KINDS = ("causal", "bidirectional", "prefix")
@@ -133,6 +134,7 @@ class TransformerConfig:
     tied_output_scale: bool = True    # T5 with a tied head: d_model^-0.5 on the decoder output
                                       # first (v1.0); False: not (v1.1 saved by transformers 5)
     embed_lookup: str = "auto"        # see EMBED_LOOKUPS and lookup_path
+    dense_grads: str = "auto"         # the dense layers' kernel gradients: see models/dense.py
     # --- the Llama family (Llama 2/3, Qwen2): GQA, SwiGLU, RMSNorm, scaled RoPE -----------------
     num_kv_heads: int = 0             # key/value heads; 0: num_heads (MHA); fewer: grouped-query
                                       # attention (GQA), 1: multi-query; must divide num_heads
@@ -153,12 +155,18 @@ class TransformerConfig:
     zero_init_proj: bool = False      # attention out and MLP proj kernels start at 0: each block
                                       # starts as the identity (its residual branch adds nothing)
 
+    @property
+    def dense_dot_general(self):
+        """The dense layers' ``dot_general`` (None: flax's default); see models/dense.py."""
+        return dense_dot_general(self.dense_grads)
+
     def __post_init__(self):
         if not self.head_size and self.embed_dim % self.num_heads:
             raise UserError(f"embed_dim {self.embed_dim} not divisible by num_heads {self.num_heads}")
         choices = {"attention": IMPLEMENTATIONS, "attention_kind": ATTENTION_KINDS,
                    "mlp_activation": ACTIVATIONS, "norm": NORMS, "norm_position": NORM_POSITIONS,
-                   "init_style": INIT_STYLES, "embed_lookup": EMBED_LOOKUPS, "dtype": ("float32", "bfloat16"),
+                   "init_style": INIT_STYLES, "embed_lookup": EMBED_LOOKUPS,
+                   "dense_grads": DENSE_GRADS, "dtype": ("float32", "bfloat16"),
                    "logits_dtype": ("float32", "compute")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

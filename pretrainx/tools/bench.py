@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import statistics
 import time
@@ -71,12 +72,12 @@ def run_steps(prep: Prepared, state, count: int, *, sync_each: bool = False):
 
 
 def time_stacked(prep: Prepared, state, k: int, steps: int):
-    """(state, seconds per step) with ``k`` steps per dispatch (``step.stacked_steps``, a
-    lax.scan): what is left once the per-step launch overhead is shared by k steps."""
+    """(state, seconds per step) with ``k`` steps per dispatch (``step.steps_per_dispatch``, a
+    loop on the device): what is left once the per-step launch overhead is shared by k steps."""
     from pretrainx.core import step as step_lib
     stacked = jax.tree.map(lambda *xs: jax.numpy.stack(xs),
                            *[prep.batches[i % len(prep.batches)] for i in range(k)])
-    multi = step_lib.stacked_steps(prep.setup.step_fn, k)
+    multi = functools.partial(step_lib.steps_per_dispatch(prep.setup.step_fn, k), n=k)
     state, metrics = multi(state, stacked)   # compiles
     jax.block_until_ready(metrics)
     dispatches = max(1, steps // k)
@@ -204,7 +205,7 @@ def bench_main(argv: list[str]) -> int:
     p.add_argument("--steps", type=int, default=30, help="timed steps")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps after compilation")
     p.add_argument("--steps-per-dispatch", type=int, default=1, metavar="K",
-                   help="K > 1: also time K steps per dispatch (a lax.scan): step_ms_stacked, "
+                   help="K > 1: also time K steps per dispatch (a loop on the device): step_ms_stacked, "
                         "tokens_per_sec_stacked")
     p.add_argument("--measure-peak", action="store_true", help="also time an 8192^3 bf16 matmul "
                    "and report MFU against it (the measured ceiling) beside the datasheet's")

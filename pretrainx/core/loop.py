@@ -151,7 +151,8 @@ class TrainLoop:
         self.chunk_fn = None if self.per_dispatch == 1 else step_lib.steps_per_dispatch(
             built.step_fn, self.per_dispatch, state_shardings=built.shardings,
             batch_shardings=built.batch_shardings)
-        self.prefetch(self.start)   # self.batches: the host batches of the first dispatch
+        self.batches = []
+        self.prefetch(self.start)   # the first dispatch's batches (one, at the end: for the rates)
         self.evaluator = evaluate.EvalRunner(built.objective, config, built.mesh, built.dataset,
                                              workdir, with_tasks=True)
         if config.eval.every and built.dataset.val is None:
@@ -255,7 +256,7 @@ class TrainLoop:
     def prefetch(self, done: int) -> None:
         """Make the next dispatch's batches while the device works: up to the next step that
         logs, evaluates, saves or halts, at most ``per_dispatch`` of them."""
-        if done >= self.cadence.total:
+        if done >= self.cadence.total and self.batches:
             return
         end = self.cadence.next_event(done)
         if self.stop_after is not None and self.start + self.stop_after > done:
@@ -265,7 +266,7 @@ class TrainLoop:
             end = min(end, (done // every + 1) * every)
         first = self.data_state.next_index
         self.batches = [self.built.host_batch(self.built.dataset.train, first + i)
-                        for i in range(min(self.per_dispatch, end - done))]
+                        for i in range(max(1, min(self.per_dispatch, end - done)))]
 
     def plan(self, done: int, watch) -> StepPlan:
         halt = self.stop_after is not None and done - self.start >= self.stop_after

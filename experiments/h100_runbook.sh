@@ -15,6 +15,8 @@
 #                                               # paths, then profiles of what is left (~4 min)
 #   bash experiments/h100_runbook.sh levers2    # GPT-2: embedding gradient by matmul only, bf16
 #                                               # logits, each against the one-hot step (~3 min)
+#   bash experiments/h100_runbook.sh levers3    # inputs-first dense gradients and steps per
+#                                               # dispatch, the CPU's defaults, on the GPU (~3 min)
 #   RUNBOOK_SMOKE=1 PYTHON=.venv/bin/python bash experiments/h100_runbook.sh gpt   # CPU dry run
 #
 # Results go to $OUT (the device tool's return folder; /tmp/pretrainx_runbook elsewhere): the
@@ -29,7 +31,7 @@
 # and carry both folders (device tool: carry=[".whl", ".data"], command
 # "bash experiments/h100_runbook.sh gpt"; 31 MB in all).
 set -uo pipefail
-phase=${1:?usage: h100_runbook.sh gpt|diffusion|levers}
+phase=${1:?usage: h100_runbook.sh gpt|diffusion|levers|fast|levers2|levers3}
 OUT=${OUT:-/tmp/pretrainx_runbook}
 WORK=${RUNBOOK_WORK:-/tmp/pretrainx_runbook_work}
 PY=${PYTHON:-python3}
@@ -218,6 +220,17 @@ levers2)
   bench g2_both "$g2" $g2_steps --config.model.embed_lookup=matmul_grad --config.model.logits_dtype=compute
   summarize_levers levers2_summary.json
   ;;
-*) echo "unknown phase $phase (gpt | diffusion | levers | fast | levers2)"; exit 2 ;;
+levers3)
+  # The seventh session's CPU defaults, not yet measured on a GPU (there: JAX's kernel gradients,
+  # one step a dispatch): inputs-first dense kernel gradients, and several steps a dispatch in
+  # the loop (the bench's stacked rate), each against the plain step in this call.
+  bench sc_plain "$sc" $sc_steps "${sc_set[@]}" --steps-per-dispatch $k
+  bench sc_inputs_first "$sc" $sc_steps "${sc_set[@]}" --config.model.dense_grads=inputs_first
+  bench g2_onehot "$g2" $g2_steps --config.model.embed_lookup=onehot
+  bench g2_inputs_first "$g2" $g2_steps --config.model.embed_lookup=onehot \
+    --config.model.dense_grads=inputs_first
+  summarize_levers levers3_summary.json
+  ;;
+*) echo "unknown phase $phase (gpt | diffusion | levers | fast | levers2 | levers3)"; exit 2 ;;
 esac
 echo "phase $phase: $(( $(stamp) - t_phase )) s"

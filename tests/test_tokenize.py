@@ -94,6 +94,25 @@ def test_one_and_three_workers_write_the_same_bytes(corpus, one_worker, tmp_path
     assert "manifest.json" in names and "tokenizer.json" in names
 
 
+@pytest.mark.slow
+def test_three_processes_making_one_folder_at_once_all_get_it_whole(corpus, one_worker, tmp_path):
+    # As the test workers each load configs/gpt/shakespeare_wiki_shards.py in a fresh clone:
+    # they tokenized into one folder at once, and one's rename of tokenize.json failed.
+    folder = tmp_path / "once"
+    argv = [*corpus["files"], "--tokenizer", corpus["tok"], "--shard-mb", SHARD_MB,
+            "--val-fraction", "0.05"]
+    code = ("import sys; from pretrainx.tools import tokenize_corpus as t; "
+            "print(t.tokenize_once(sys.argv[1], sys.argv[2:]))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(folder), *argv], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err[-500:] for _, err in outs]
+    assert {out.strip() for out, _ in outs} == {str(folder)}
+    same_files(one_worker, folder)
+    assert sorted(os.listdir(tmp_path)) == ["once"]          # no scratch folder left behind
+
+
 def test_kill_9_during_tokenize_then_rerun_gives_the_same_shards(corpus, tmp_path):
     def argv(out):
         return ["tokenize", *corpus["files"], "--tokenizer", corpus["tok"], "--out", str(out),

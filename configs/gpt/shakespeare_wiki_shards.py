@@ -16,7 +16,6 @@ Every folder must hold the same tokenizer. `--config.data.sources=...` on a resu
 mixture from the resume's step on; the change is logged and kept in provenance.json.
 `:smoke` is the shakespeare_char smoke's GPT (2 layers, 128 wide, 400 steps) on bytes.
 """
-import os
 
 from pretrainx.config import base, text, variants
 from pretrainx.tools import tokenize_corpus
@@ -29,13 +28,10 @@ WEIGHTS = {"plays": 0.7, "wiki": 0.3}
 def byte_shards(name: str) -> str:
     """The byte-level shards folder of ``CORPORA[name]``, tokenized now unless it is there."""
     source, separator = CORPORA[name]
-    folder = text.checkout_path("workdirs", "shards", f"{name}_byte")
-    if not os.path.exists(os.path.join(folder, "manifest.json")):
-        args = tokenize_corpus._parser().parse_args(
-            [source, "--tokenizer", "byte", "--out", folder, "--shard-mb", "1",
-             "--doc-separator", separator, "--val-fraction", "0.05"])
-        tokenize_corpus.tokenize(args)
-    return folder
+    return tokenize_corpus.tokenize_once(
+        text.checkout_path("workdirs", "shards", f"{name}_byte"),
+        [source, "--tokenizer", "byte", "--shard-mb", "1", "--doc-separator", separator,
+         "--val-fraction", "0.05"])
 
 
 def get_config(arg: str = ""):

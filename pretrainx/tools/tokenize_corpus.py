@@ -30,6 +30,7 @@ import glob
 import logging
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 from typing import Iterator
@@ -219,6 +220,24 @@ def _manifest(out: str, settings: dict, records: list[dict], tail: _TailBytes) -
                     tokens=sum(r["tokens"] for r in records), docs=sum(r["docs"] for r in records))
     shards.write_json(os.path.join(out, shards.MANIFEST), manifest)
     return manifest
+
+
+def tokenize_once(folder: str, argv: list[str]) -> str:
+    """``folder``, made by ``pretrainx tokenize ARGV --out folder`` unless it is already whole;
+    safe when several processes ask at once (a config loaded by each test worker): each writes
+    a folder of its own beside it and renames it into place, the first rename wins."""
+    if os.path.exists(os.path.join(folder, shards.MANIFEST)):
+        return folder
+    scratch = f"{folder}.tmp{os.getpid()}"
+    tokenize(_parser().parse_args([*argv, "--out", scratch]))
+    try:
+        os.rename(scratch, folder)
+    except OSError:           # another process's folder is there (or an unfinished old one)
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not os.path.exists(os.path.join(folder, shards.MANIFEST)):
+            raise UserError(f"{folder} holds no {shards.MANIFEST} (an unfinished tokenize): "
+                            f"remove it, or finish it with pretrainx tokenize ... --out {folder}")
+    return folder
 
 
 def main(argv: list[str] | None = None) -> int:

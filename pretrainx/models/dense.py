@@ -7,8 +7,8 @@ so it transposes ``dy`` (tokens x features out) to get there, and fuses whatever
 (1.5-1.7 ms of each of the baby GPT's 4 layers per step on this 2-core CPU, ~12 % of the step,
 2026-12-07 ``pretrainx profile``). Written ``dot(x, dy)``, the transposed operand is the layer's
 input, 4x smaller in an MLP's first layer, and the producer of ``dy`` stays a plain elementwise
-loop. Same products, same sums: the gradients agree to float32 rounding (bit for bit in the
-baby GPT's MLP; ``tests/test_dense_grads.py``).
+loop. Same products, same sums: the gradients agree to float32 rounding (bit for bit in a
+micro-benchmark of the baby GPT's MLP; ``tests/test_dense_grads.py``).
 
 ``TransformerConfig.dense_grads``: "auto" (inputs-first on a CPU, JAX's own rule elsewhere,
 where the GPU's and TPU's matmuls take either layout and the partitioner sees the plain dot),

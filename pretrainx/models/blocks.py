@@ -19,7 +19,7 @@ from pretrainx.models.transformer import (TransformerConfig, init_std, norm, nor
                                           residual_out_init, zeros_init)
 
 ACTIVATION_FNS = {
-    "gelu_tanh": __import__("importlib").import_module("gelu_try").gelu_tanh if __import__("os").environ.get("GELU_TRY") else (lambda x: nn.gelu(x, approximate=True)),    # GPT-2, T5 v1.1 ("gelu_new")
+    "gelu_tanh": lambda x: nn.gelu(x, approximate=True),    # GPT-2, T5 v1.1 ("gelu_new")
     "gelu": lambda x: nn.gelu(x, approximate=False),        # BERT (erf)
     "relu": nn.relu,                                         # T5 v1.0
     "silu": nn.silu,                                         # Llama's SwiGLU (with mlp_gated)

@@ -75,4 +75,3 @@ def dense_dot_general(choice: str):
     if choice == "inputs_first" or (choice == "auto" and jax.default_backend() == "cpu"):
         return inputs_first_dot_general
     return None
-

@@ -89,7 +89,11 @@ def bounded_queue(mesh) -> bool:
     collectives rendezvous on a shared thread pool, and a deep queue of dispatched steps has been
     seen to starve a rendezvous until XLA aborts the process (``pretrainx bench``, 2 host devices,
     300 steps dispatched without a wait: "Termination timeout ... of 40 seconds exceeded")."""
-    return mesh.size > 1 and mesh.devices.flat[0].platform == "cpu"
+    return mesh.size > 1 and _on_cpu(mesh)
+
+
+def _on_cpu(mesh) -> bool:
+    return mesh.devices.flat[0].platform == "cpu"
 
 
 class StepQueue:
@@ -116,5 +120,4 @@ def steps_per_dispatch(config, mesh) -> int:
     if k:
         return k
     import jax
-    on_cpu = mesh.devices.flat[0].platform == "cpu" and jax.process_count() == 1
-    return min(int(config.train.log_every), 16) if on_cpu else 1
+    return min(int(config.train.log_every), 16) if _on_cpu(mesh) and jax.process_count() == 1 else 1

@@ -247,7 +247,7 @@ class TrainLoop:
         else:   # stacked per_dispatch deep; the rows past n repeat the last batch, unused
             rows = self.batches + self.batches[-1:] * (self.per_dispatch - n)
             stacked = {k: np.stack([b[k] for b in rows]) for k in rows[0]}
-            batches = sharding_lib.put_batch(stacked, self.built.mesh, stacked=True)
+            batches = sharding_lib.put_batch(stacked, self.built.mesh, is_stacked=True)
             self.state, metrics = self.chunk_fn(self.state, batches, n)
         self.data_state = DataState(self.data_state.next_index + n)
         self.queue.dispatched(metrics)

@@ -67,6 +67,12 @@ def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
     return NamedSharding(mesh, P(BATCH_AXES, *([None] * (ndim - 1))))
 
 
+def stacked(sharding: NamedSharding) -> NamedSharding:
+    """``sharding`` of one batch leaf, for several batches stacked on a new leading axis
+    (``step.steps_per_dispatch``): each batch split the same way."""
+    return NamedSharding(sharding.mesh, P(None, *sharding.spec))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
@@ -75,16 +81,15 @@ def batch_divisor(mesh: Mesh) -> int:
     return mesh.shape["data"] * mesh.shape["fsdp"]
 
 
-def put_batch(batch: dict, mesh: Mesh, *, stacked: bool = False) -> dict:
-    """Host numpy rows of this process -> global arrays split over the batch axes; ``stacked``:
+def put_batch(batch: dict, mesh: Mesh, *, is_stacked: bool = False) -> dict:
+    """Host numpy rows of this process -> global arrays split over the batch axes; ``is_stacked``:
     several batches on a leading axis (``step.steps_per_dispatch``), each split the same way.
 
     In a multi-process run each process holds only its rows; ``make_array_from_process_local_data``
     stitches them into one global array without any host gathering the whole batch.
     """
     def sharding(value):
-        if not stacked:
-            return batch_sharding(mesh, np.ndim(value))
-        return NamedSharding(mesh, P(None, BATCH_AXES, *([None] * (np.ndim(value) - 2))))
+        one = batch_sharding(mesh, np.ndim(value) - int(is_stacked))
+        return stacked(one) if is_stacked else one
     return {k: jax.make_array_from_process_local_data(sharding(v), np.asarray(v))
             for k, v in batch.items()}

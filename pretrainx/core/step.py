@@ -14,9 +14,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import NamedSharding, PartitionSpec
 
-from pretrainx.core import state as state_lib
+from pretrainx.core import sharding as sharding_lib, state as state_lib
 from pretrainx.data import rng as streams
 from pretrainx.errors import UserError
 from pretrainx.objectives.base import DENOMINATOR, StepContext
@@ -149,13 +148,9 @@ def steps_per_dispatch(step_fn, k: int, *, state_shardings=None, batch_shardings
                                  (state, metrics))
     if batch_shardings is None:
         return jax.jit(run, donate_argnums=0)
-    stacked = jax.tree.map(_with_leading_axis, batch_shardings)
+    stacked = jax.tree.map(sharding_lib.stacked, batch_shardings)
     return jax.jit(run, donate_argnums=0, in_shardings=(state_shardings, stacked, None),
                    out_shardings=(state_shardings, None))
-
-
-def _with_leading_axis(sharding):
-    return NamedSharding(sharding.mesh, PartitionSpec(None, *sharding.spec))
 
 
 def eval_step(params, frozen, aux, batch, rng, step, *, objective, total_steps: int = 0):
